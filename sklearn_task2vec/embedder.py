@@ -1,0 +1,403 @@
+"""FisherTaskEmbedder: TASK2VEC as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+
+from . import fisher, probes
+from .heads import probe_features, train_head
+from .tasks import ArrayTask, coerce_task, encode_labels, example_shape, is_task_sequence
+
+_METHODS = ("auto", *fisher.METHODS)
+
+
+class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
+    """Embed learning tasks as the diagonal Fisher Information of a probe network's filters.
+
+    TASK2VEC (Achille et al., ICCV 2019): a task's data go through a fixed probe network, a
+    linear head is trained on the task's labels over the probe's frozen features, and the
+    embedding is the Fisher Information of the probe's weights, with ``y`` drawn from the
+    trained model, diagonal only and averaged over the weights of each filter: one number
+    per output channel of every Conv and per output unit of every Linear layer of the probe.
+    Its size does not depend on the number of classes; its norm grows with the task's
+    difficulty; its distances (:mod:`sklearn_task2vec.distances`) follow task similarity.
+
+    ``X`` is either
+
+    1. a sequence of tasks (list or tuple): each an ``(inputs, labels)`` pair, a torch
+       ``Dataset`` of ``(x, y)`` or a ``DataLoader``. ``transform`` returns one row per task,
+       ``(n_tasks, n_filters)``; each task gets its own head. ``y`` is ignored (in a Pipeline
+       it is the meta-target of the next step). ``fit`` only prepares the probe;
+    2. one task as a numeric array with labels ``y``: ``fit`` trains the head (``head_``) and
+       computes the task's embedding (``embedding_``); ``transform(X)`` returns each example's
+       own Fisher contribution under that head, ``(n_samples, n_filters)``, whose mean over
+       the fitted ``X`` is ``embedding_``.
+
+    Parameters
+    ----------
+    probe : "auto", str or torch.nn.Module, default="auto"
+        The probe network. A torchvision classification model name (``"resnet18"``,
+        ``"resnet34"`` (the paper's), ``"resnet50"``, ``"densenet121"``, ``"vgg13_bn"``, ...),
+        whose final Linear classifier is dropped; or any module mapping a batch of inputs to a
+        ``(batch, d)`` feature matrix, used as given (it is copied, never modified).
+        ``"auto"``: images (N x C x H x W) go to ``"resnet34"``; 2-D features go to a
+        :class:`~sklearn_task2vec.probes.RandomReLUProbe` seeded by ``random_state``.
+    probe_weights : "imagenet", None or path-like, default="imagenet"
+        Weights of a named probe: torchvision's ImageNet weights (downloaded and cached by
+        torch.hub), ``None`` for random initialisation, or a local ``state_dict`` file
+        (loaded with ``weights_only=True``). Ignored for module probes and the random probe.
+    method : {"auto", "montecarlo", "exact"}, default="auto"
+        Fisher estimator. ``"montecarlo"``: one label sampled from the model per example
+        (unbiased, one backward pass). ``"exact"``: the expectation over labels in closed form
+        (``n_classes - 1`` backward passes, one for binary tasks). ``"auto"``: ``"exact"`` for
+        tasks with at most 3 classes, ``"montecarlo"`` above.
+    max_samples : int or None, default=None
+        Use at most this many examples per task, drawn at random.
+    batch_size : int, default=64
+        Examples per forward/backward pass (and per head-training step).
+    head_epochs : int, default=30
+        Epochs of Adam over the cached features to train each task's head.
+    head_learning_rate : float, default=0.01
+        Adam learning rate of the head.
+    head_weight_decay : float, default=5e-4
+        Weight decay of the head (the paper's 5e-4).
+    device : str or torch.device, default="auto"
+        Where to compute; ``"auto"`` is CUDA when available, else CPU. Results come back as
+        float64 numpy arrays in any case.
+    n_jobs : int or None, default=None
+        Tasks embedded in parallel with joblib; ``None`` means one at a time.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random probe, example subsampling, head training order and Monte Carlo
+        labels. Results are deterministic on CPU for a fixed value.
+    verbose : int, default=0
+        Above 0, show progress bars over tasks and batches.
+
+    Attributes
+    ----------
+    probe_ : torch.nn.Module
+        The frozen probe (a copy; eval mode, BatchNorm statistics fixed).
+    trivial_embedding_ : ndarray of shape (n_filters,)
+        The paper's trivial embedding: the precision of a per-layer isotropic Gaussian prior
+        matched to the scale of the layer's weights, ``1 / mean(w_l^2)``, one value per layer
+        repeated over its filters. The row of a task with a single class.
+    n_features_in_ : int
+        Features of ``X`` when fitted on one array.
+    feature_names_in_ : ndarray of str
+        Column names of ``X`` when fitted on a DataFrame with string columns.
+    classes_ : ndarray
+        The classes of ``y`` when fitted on one array.
+    head_ : torch.nn.Linear
+        The head trained on ``(X, y)`` when fitted on one array.
+    method_ : str
+        The Fisher estimator used for ``(X, y)`` when fitted on one array.
+    embedding_ : ndarray of shape (n_filters,)
+        The embedding of the task ``(X, y)`` when fitted on one array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec import FisherTaskEmbedder
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(200, 4))
+    >>> tasks = [(X, X[:, 0] > 0), (X, X[:, 1] > 0), (X, X[:, 0] + X[:, 2] > 0)]
+    >>> embedder = FisherTaskEmbedder(random_state=0)
+    >>> embedder.fit_transform(tasks).shape
+    (3, 64)
+    """
+
+    def __init__(
+        self,
+        probe="auto",
+        probe_weights="imagenet",
+        method="auto",
+        max_samples=None,
+        batch_size=64,
+        head_epochs=30,
+        head_learning_rate=0.01,
+        head_weight_decay=5e-4,
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.probe = probe
+        self.probe_weights = probe_weights
+        self.method = method
+        self.max_samples = max_samples
+        self.batch_size = batch_size
+        self.head_epochs = head_epochs
+        self.head_learning_rate = head_learning_rate
+        self.head_weight_decay = head_weight_decay
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # An array X is one task and its labels are needed to train the head.
+        tags.target_tags.required = True
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Prepare the probe; on one array task, also train its head and embed it.
+
+        Parameters
+        ----------
+        X : sequence of tasks, or array-like of shape (n_samples, n_features)
+            Tasks (see the class docstring), or the inputs of one task.
+        y : array-like of shape (n_samples,) or None
+            Ignored for a sequence of tasks; the labels of the one task otherwise.
+
+        Returns
+        -------
+        self : FisherTaskEmbedder
+        """
+        self._check_params()
+        rng = check_random_state(self.random_state)
+        probe_seed = rng.randint(np.iinfo(np.int32).max)
+        if is_task_sequence(X):
+            self.probe_ = self._make_probe(example_shape(X[0], 0), probe_seed)
+            self._finish_probe()
+            return self
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float64, np.float32))
+        self.probe_ = self._make_probe(X.shape[1:], probe_seed)
+        self._finish_probe()
+        task = self._array_task(X, y)
+        self.classes_, codes = encode_labels(task.labels, "y")
+        self.method_ = fisher.resolve_method(self.method, len(self.classes_))
+        seeds = _task_seeds(self.random_state, 1)[0]
+        if len(self.classes_) == 1:
+            _warn_trivial("The task (X, y)")
+            self.head_ = None
+            self.embedding_ = self.trivial_embedding_.copy()
+            return self
+        device = self._device()
+        probe = self._probe_on(device)
+        features = torch.cat(
+            [probe_features(probe, _to_device(inputs, device), "X") for inputs, _ in task.batches(self.batch_size)]
+        )
+        self.head_ = self._train_head(features, codes, len(self.classes_), seeds).cpu()
+        rows = self._fisher(probe, self.head_.to(device), task, self.method_, seeds, keep_rows=True)
+        self.embedding_ = rows.mean(axis=0)
+        return self
+
+    def _check_params(self):
+        probe = self.probe
+        if not (isinstance(probe, (str, torch.nn.Module))):
+            raise TypeError(
+                f"probe must be 'auto', a torchvision model name or a torch.nn.Module, got "
+                f"{type(probe).__name__}."
+            )
+        if self.method not in _METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; expected one of {_METHODS}.")
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("head_epochs", self.head_epochs, 0)
+        _check_int("verbose", self.verbose, 0)
+        if self.max_samples is not None:
+            _check_int("max_samples", self.max_samples, 1)
+        for name in ("head_learning_rate", "head_weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        self._device()
+
+    def _device(self):
+        if isinstance(self.device, str) and self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            return torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be 'auto' or a torch device, got {self.device!r}.") from exc
+
+    def _make_probe(self, input_shape, seed):
+        """A frozen probe for examples of shape ``input_shape`` (without the batch axis)."""
+        probe = self.probe
+        if isinstance(probe, torch.nn.Module):
+            return probes.frozen_copy(probe)
+        if probe == "auto":
+            if len(input_shape) == 1:
+                return probes.frozen_copy(probes.RandomReLUProbe(input_shape[0], seed=seed))
+            if len(input_shape) == 3:
+                probe = "resnet34"
+            else:
+                raise ValueError(
+                    f"probe='auto' takes 2-D features (n, n_features) or images (n, C, H, W); "
+                    f"got examples of shape {tuple(input_shape)}. Pass a probe module that takes them."
+                )
+        return probes.frozen_copy(probes.build_named_probe(probe, self.probe_weights))
+
+    def _finish_probe(self):
+        filters = probes.probe_filters(self.probe_)
+        self.trivial_embedding_ = probes.trivial_embedding(filters)
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Embed tasks, or give each example's Fisher contribution for the fitted task.
+
+        Parameters
+        ----------
+        X : sequence of tasks, or array-like of shape (n_samples, n_features)
+            Tasks to embed, or examples of the task seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_tasks, n_filters) or (n_samples, n_filters), float64
+        """
+        check_is_fitted(self)
+        if is_task_sequence(X):
+            return self._embed_tasks(X)
+        if not hasattr(self, "classes_"):
+            raise ValueError(
+                "This FisherTaskEmbedder was fitted on a sequence of tasks; transform takes a "
+                "sequence of tasks too (an array X is one task, fitted with its labels y)."
+            )
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=(np.float64, np.float32))
+        if self.head_ is None:
+            return np.tile(self.trivial_embedding_, (X.shape[0], 1))
+        device = self._device()
+        task = self._array_task(X, np.zeros(X.shape[0]))
+        seeds = _task_seeds(self.random_state, 1)[0]
+        return self._fisher(self._probe_on(device), self.head_.to(device), task, self.method_, seeds, keep_rows=True)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the embedding's coordinates, ``"<module path>:<filter index>"``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None
+            Only checked against the features seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of str objects, shape (n_filters,)
+        """
+        check_is_fitted(self)
+        if hasattr(self, "n_features_in_"):
+            _check_feature_names_in(self, input_features)
+        return probes.filter_names(probes.probe_filters(self.probe_))
+
+    # -------------------------------------------------------------- helpers
+    def _array_task(self, X, y):
+        dtype = probes.probe_dtype(self.probe_)
+        return ArrayTask(torch.from_numpy(np.asarray(X)).to(dtype), np.asarray(y), "X")
+
+    def _probe_on(self, device):
+        if device.type == "cpu":
+            return self.probe_
+        return copy.deepcopy(self.probe_).to(device)
+
+    def _train_head(self, features, codes, n_classes, seeds):
+        return train_head(
+            features,
+            codes,
+            n_classes,
+            epochs=self.head_epochs,
+            learning_rate=self.head_learning_rate,
+            weight_decay=self.head_weight_decay,
+            batch_size=self.batch_size,
+            generator=torch.Generator().manual_seed(int(seeds[1])),
+        )
+
+    def _fisher(self, probe, head, task, method, seeds, keep_rows, progress=None):
+        """Fisher rows of ``task`` (``keep_rows``) or their sum, as float64 numpy."""
+        device = next(iter(head.parameters())).device
+        generator = torch.Generator(device=device).manual_seed(int(seeds[2]))
+        total = torch.zeros(len(self.trivial_embedding_), dtype=torch.float64, device=device)
+        rows = []
+        filters = probes.probe_filters(probe)
+        with fisher.FilterFisherRecorder(filters) as recorder:
+            for inputs, _ in task.batches(self.batch_size):
+                batch_rows = fisher.per_example_fisher(
+                    probe, head, _to_device(inputs, device), method, generator, recorder
+                )
+                if keep_rows:
+                    rows.append(batch_rows)
+                else:
+                    total += batch_rows.sum(0)
+                if progress is not None:
+                    progress.update(len(inputs))
+        if keep_rows:
+            return torch.cat(rows).cpu().numpy()
+        return total.cpu().numpy()
+
+    def _embed_tasks(self, tasks):
+        seeds = _task_seeds(self.random_state, len(tasks))
+        jobs = (delayed(self._embed_task)(task, index, seeds[index]) for index, task in enumerate(tasks))
+        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+        if self.verbose > 0:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(tasks), desc="tasks")
+        return np.vstack(list(results))
+
+    def _embed_task(self, task, index, seeds):
+        """The embedding of one task of a sequence: cache features, train a head, take the Fisher."""
+        device = self._device()
+        probe = self._probe_on(device)
+        dtype = probes.probe_dtype(probe)
+        task = coerce_task(
+            task,
+            index,
+            dtype=dtype,
+            batch_size=self.batch_size,
+            max_samples=self.max_samples,
+            rng=np.random.RandomState(seeds[0]),
+        )
+        features, labels = [], []
+        for inputs, batch_labels in task.batches(self.batch_size):
+            features.append(probe_features(probe, _to_device(inputs, device), task.where))
+            labels.append(batch_labels)
+        classes, codes = encode_labels(np.concatenate(labels), task.where)
+        if len(classes) == 1:
+            _warn_trivial(task.where.capitalize())
+            return self.trivial_embedding_.copy()
+        features = torch.cat(features)
+        head = self._train_head(features, codes, len(classes), seeds)
+        method = fisher.resolve_method(self.method, len(classes))
+        progress = None
+        if self.verbose > 0:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(features), desc=f"{task.where} Fisher", unit="ex", leave=False)
+        total = self._fisher(probe, head, task, method, seeds, keep_rows=False, progress=progress)
+        if progress is not None:
+            progress.close()
+        return total / len(features)
+
+
+def _to_device(inputs, device):
+    if device.type == "cuda":
+        return inputs.pin_memory().to(device, non_blocking=True)
+    return inputs.to(device)
+
+
+def _task_seeds(random_state, n_tasks):
+    """Independent seeds per task: (subsampling, head training, Fisher sampling)."""
+    rng = check_random_state(random_state)
+    roots = rng.randint(np.iinfo(np.int32).max, size=n_tasks + 1)[1:]
+    return [np.random.SeedSequence(int(root)).generate_state(3) for root in roots]
+
+
+def _warn_trivial(what):
+    warnings.warn(
+        f"{what} has a single class: nothing to discriminate, so its embedding is the "
+        f"trivial embedding (trivial_embedding_).",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

@@ -1,0 +1,266 @@
+"""Fisher Information of a probe's filters, per example, at the cost of one backward pass.
+
+The paper (sec. 3) defines, for the probe weights ``w`` and a head trained on the task,
+
+    F = E_{x ~ p_hat(x)} E_{y ~ p_w(y|x)} [ grad_w log p_w(y|x) grad_w log p_w(y|x)^T ]     (sec. 3, FIM)
+
+and the TASK2VEC embedding keeps its diagonal, averaged over the weights of each filter
+(sec. 3.1). ``y`` is drawn from the model, never taken from the dataset.
+
+Writing ``s`` for the logits and ``p = softmax(s)``, ``grad_s log p_y = e_y - p``, so the
+expectation over ``y`` is a quadratic form in logit space:
+
+    F_x = J^T (diag p - p p^T) J,      J = ds/dw.
+
+Two estimators of it, per example:
+
+* ``"montecarlo"``: one ``y ~ p_w(y|x)`` per example, backward direction ``e_y - p``.
+  Unbiased; one backward pass.
+* ``"exact"``: ``diag p - p p^T = D D^T`` with ``D`` of shape ``(C, C - 1)``
+  (:func:`exact_logit_directions`), so ``diag F_x = sum_j (D_j^T J)^2``: ``C - 1``
+  backward directions, one for a binary task, no sampling noise.
+
+Each backward direction gives, at every filter module, the output gradient ``g_n`` of each
+example ``n``; with the module's input ``a_n`` the per-example weight gradient is
+``G_n^T U_n`` (``U_n`` the unfolded input). Its squared norm per filter is taken without
+materialising a weight gradient per example where the Gram form ``G_n (U_n U_n^T) G_n^T`` is
+cheaper (:func:`_rowwise_squared_norms`), and the probe's weights never get gradients at all:
+the backward pass computes input gradients only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Estimators of the Fisher diagonal that :func:`per_example_fisher` implements.
+METHODS = ("montecarlo", "exact")
+
+#: ``method="auto"`` takes the exact expectation up to this many classes (at most two
+#: backward directions per example), and Monte Carlo sampling above it.
+EXACT_MAX_CLASSES = 3
+
+# Bound on the elements of one intermediate of the per-example products (256 MiB in float32).
+_CHUNK_ELEMENTS = 1 << 26
+
+
+def resolve_method(method, n_classes):
+    """The estimator that ``method`` stands for on a task with ``n_classes`` classes."""
+    if method == "auto":
+        return "exact" if n_classes <= EXACT_MAX_CLASSES else "montecarlo"
+    return method
+
+
+def exact_logit_directions(probs):
+    """``D`` with ``D D^T = diag(p) - p p^T`` and ``C - 1`` columns, per example.
+
+    ``R = (I - p 1^T) diag(sqrt p)`` satisfies ``R R^T = diag p - p p^T`` (its column ``y`` is
+    ``sqrt(p_y) (e_y - p)``, the term of the expectation over ``y``) and ``R sqrt(p) = 0``.
+    A Householder reflection ``H`` that maps ``e_C`` to ``-sqrt(p)`` turns the last column of
+    ``R H`` into zero, so the first ``C - 1`` columns carry all of it:
+    ``D D^T = R (I - sqrt p sqrt p^T) R^T = R R^T``.
+
+    Parameters
+    ----------
+    probs : tensor of shape (n, C)
+        Predicted class probabilities, rows summing to one.
+
+    Returns
+    -------
+    tensor of shape (n, C, C - 1)
+    """
+    n_classes = probs.shape[1]
+    root = probs.clamp_min(0).sqrt()
+    eye = torch.eye(n_classes, dtype=probs.dtype, device=probs.device)
+    spread = (eye - probs.unsqueeze(2)) * root.unsqueeze(1)
+    reflector = root.clone()
+    reflector[:, -1] += 1.0
+    householder = eye - 2.0 * reflector.unsqueeze(2) * reflector.unsqueeze(1) / (
+        reflector.pow(2).sum(1).view(-1, 1, 1)
+    )
+    return spread @ householder[:, :, : n_classes - 1]
+
+
+def sampled_logit_directions(probs, generator):
+    """``e_y - p`` with ``y ~ p`` for each example: the score of a sampled label, shape (n, C, 1)."""
+    labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    one_hot = F.one_hot(labels, probs.shape[1]).to(probs.dtype)
+    return (one_hot - probs).unsqueeze(2)
+
+
+def _rowwise_squared_norms(output_grads, inputs):
+    """``||(G_b U_b)_k||^2`` for ``G`` of shape (B, K, T) and ``U`` of shape (B, T, I): (B, K).
+
+    The direct product costs ``B K T I`` and holds ``B K I`` numbers; the Gram form
+    ``G_b (U_b U_b^T) G_b^T`` costs ``B T^2 (I + K)`` and holds ``B T^2``. Deep layers (few
+    positions ``T``) and linear layers (``T = 1``) favour the Gram form; early convolutions
+    with many positions favour the direct product. Chunks over ``B`` bound the memory.
+    """
+    batch, n_out, positions = output_grads.shape
+    n_in = inputs.shape[2]
+    use_gram = positions * positions * (n_in + n_out) < n_out * positions * n_in
+    per_item = positions * positions if use_gram else n_out * n_in
+    chunk = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+    pieces = []
+    for start in range(0, batch, chunk):
+        grads = output_grads[start : start + chunk]
+        acts = inputs[start : start + chunk]
+        if use_gram:
+            gram = acts @ acts.transpose(1, 2)
+            pieces.append(((grads @ gram) * grads).sum(2))
+        else:
+            pieces.append((grads @ acts).pow(2).sum(2))
+    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+
+
+def _conv_squared_gradients(module, activation, output_grad):
+    """Per-example squared weight gradient of each output channel of a Conv1d/Conv2d: (n, C_out)."""
+    if isinstance(module, nn.Conv1d):
+        activation = activation.unsqueeze(2)
+        output_grad = output_grad.unsqueeze(2)
+        kernel, stride, dilation = (1, *module.kernel_size), (1, *module.stride), (1, *module.dilation)
+    else:
+        kernel, stride, dilation = module.kernel_size, module.stride, module.dilation
+    padding = module.padding
+    if isinstance(padding, str) or module.padding_mode != "zeros":
+        # torch pads these itself before the convolution; do the same, then unfold unpadded.
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        reversed_padding = module._reversed_padding_repeated_twice
+        if isinstance(module, nn.Conv1d):
+            reversed_padding = (*reversed_padding, 0, 0)
+        activation = F.pad(activation, reversed_padding, mode=mode)
+        padding = 0
+    elif isinstance(module, nn.Conv1d):
+        padding = (0, *padding)
+    n, groups = activation.shape[0], module.groups
+    unfolded = F.unfold(activation, kernel, dilation=dilation, padding=padding, stride=stride)
+    positions = unfolded.shape[2]
+    unfolded = unfolded.view(n * groups, -1, positions).transpose(1, 2)
+    grads = output_grad.reshape(n * groups, -1, positions)
+    return _rowwise_squared_norms(grads, unfolded).view(n, -1)
+
+
+def _linear_squared_gradients(activation, output_grad):
+    """Per-example squared weight gradient of each output unit of a Linear layer: (n, out)."""
+    n = activation.shape[0]
+    if activation.dim() == 2:
+        # grad W_n = g_n a_n^T: the row norms are g_nk^2 ||a_n||^2, nothing to materialise.
+        return output_grad.pow(2) * activation.pow(2).sum(1, keepdim=True)
+    inputs = activation.reshape(n, -1, activation.shape[-1])
+    grads = output_grad.reshape(n, -1, output_grad.shape[-1]).transpose(1, 2)
+    return _rowwise_squared_norms(grads, inputs)
+
+
+def _generic_squared_gradients(module, activation, output_grad):
+    """Any other filter module (Conv3d, ...): per-example weight gradients by ``torch.func``."""
+
+    def weight_gradient(example, example_grad):
+        def forward(weight):
+            return torch.func.functional_call(module, {"weight": weight}, (example.unsqueeze(0),))
+
+        _, pullback = torch.func.vjp(forward, module.weight)
+        return pullback(example_grad.unsqueeze(0))[0]
+
+    gradients = torch.func.vmap(weight_gradient)(activation, output_grad)
+    return gradients.pow(2).flatten(2).sum(2)
+
+
+def squared_filter_gradients(module, activation, output_grad):
+    """Sum over each filter's weights of the per-example squared weight gradient, (n, n_filters)."""
+    if isinstance(module, nn.Linear):
+        return _linear_squared_gradients(activation, output_grad)
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return _conv_squared_gradients(module, activation, output_grad)
+    return _generic_squared_gradients(module, activation, output_grad)
+
+
+class FilterFisherRecorder:
+    """Hooks on a probe's filter modules that add each example's squared filter gradients to ``rows``.
+
+    Used as a context manager around forward and backward passes of the probe. The forward
+    hook keeps the module's input and marks its output as needing a gradient (the probe's
+    weights need none); the output's gradient hook turns (input, output gradient) into
+    per-example squared norms per filter, divided by the filter's number of weights (the
+    average of sec. 3.1), and adds them to ``rows[:, filter_slice]``.
+    """
+
+    def __init__(self, filters):
+        self.filters = filters
+        self.slices = []
+        offset = 0
+        for _, module in filters:
+            width = module.weight.shape[0]
+            self.slices.append(slice(offset, offset + width))
+            offset += width
+        self.n_filters = offset
+        self.rows = None
+        self._activations = {}
+        self._handles = []
+
+    def __enter__(self):
+        for index, (_, module) in enumerate(self.filters):
+            self._handles.append(module.register_forward_hook(self._forward_hook(index)))
+        return self
+
+    def __exit__(self, *exc_info):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._activations = {}
+
+    def start_batch(self, n_examples, device):
+        self.rows = torch.zeros(n_examples, self.n_filters, dtype=torch.float64, device=device)
+        self._activations = {}
+
+    def _forward_hook(self, index):
+        path, module = self.filters[index]
+        weights_per_filter = module.weight[0].numel()
+        columns = self.slices[index]
+
+        def on_forward(module, inputs, output):
+            if index in self._activations:
+                raise ValueError(
+                    f"Probe layer {path!r} is called more than once per forward pass; the "
+                    f"per-filter Fisher needs each filter layer to be used once."
+                )
+            activation = inputs[0].detach()
+            self._activations[index] = activation
+            if not output.requires_grad:
+                output.requires_grad_()
+
+            def on_gradient(output_grad):
+                squared = squared_filter_gradients(module, activation, output_grad.detach())
+                self.rows[:, columns] += squared.to(torch.float64) / weights_per_filter
+
+            output.register_hook(on_gradient)
+            return output
+
+        return on_forward
+
+
+def per_example_fisher(probe, head, inputs, method, generator, recorder):
+    """Each example's contribution to the Fisher diagonal of the probe's filters, (n, n_filters).
+
+    Their mean over a task is the task's embedding (sec. 3.1). ``recorder`` must be entered
+    on ``probe``'s filters; ``head`` maps probe features to logits and is held fixed.
+    """
+    recorder.start_batch(inputs.shape[0], inputs.device)
+    with torch.enable_grad():
+        features = probe(inputs)
+        logits = head(features)
+        if not logits.requires_grad:
+            raise ValueError("The probe's output does not depend on any of its filters.")
+        probs = torch.softmax(logits.detach().to(torch.float64), dim=1)
+        if method == "exact":
+            directions = exact_logit_directions(probs)
+        elif method == "montecarlo":
+            directions = sampled_logit_directions(probs, generator)
+        else:
+            raise ValueError(f"Unknown Fisher method {method!r}; expected one of {METHODS}.")
+        directions = directions.to(logits.dtype)
+        n_directions = directions.shape[2]
+        for index in range(n_directions):
+            logits.backward(directions[:, :, index], retain_graph=index < n_directions - 1)
+    return recorder.rows
+

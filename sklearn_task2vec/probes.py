@@ -1,0 +1,225 @@
+"""Probe networks: building them by name, loading their weights, and finding their filters.
+
+A probe is a frozen feature extractor ``x -> z`` with ``z`` of shape ``(batch, d)``.
+Its *filters* are the output channels of every convolution and the output units of
+every linear layer inside it: one embedding coordinate each (paper, sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import urllib.error
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Modules whose weights are filters: one embedding coordinate per output channel/unit.
+FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+class RandomReLUProbe(nn.Module):
+    """Random ReLU features ``max(0, a . x + c)``, the probe of the paper's toy experiments.
+
+    The paper (supplementary sec. 5, Fig. 4) embeds tasks on the unit square with ten
+    features ``max(0, a x + b y + c)``, ``a, b ~ U[-1/2, 1/2]`` and ``c ~ U[-1, 1]``.
+    This generalises it to ``n_features`` inputs: the weights are scaled by
+    ``sqrt(2 / n_features)`` so that two inputs give exactly the paper's probe.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features.
+    n_hidden : int, default=64
+        Number of random features, i.e. of filters in the embedding.
+    seed : int, default=0
+        Seed of the random weights.
+    dtype : torch.dtype, default=torch.float64
+        The probe is tiny, so it runs in double precision by default.
+    """
+
+    def __init__(self, n_features, n_hidden=64, seed=0, dtype=torch.float64):
+        super().__init__()
+        generator = torch.Generator().manual_seed(int(seed))
+        self.features = nn.Linear(n_features, n_hidden, dtype=dtype)
+        with torch.no_grad():
+            scale = (2.0 / n_features) ** 0.5
+            weight = torch.rand(n_hidden, n_features, generator=generator, dtype=dtype) - 0.5
+            self.features.weight.copy_(weight * scale)
+            self.features.bias.copy_(2.0 * torch.rand(n_hidden, generator=generator, dtype=dtype) - 1.0)
+        self.activation = nn.ReLU()
+
+    def forward(self, x):
+        return self.activation(self.features(x))
+
+
+def is_named_probe(probe):
+    return isinstance(probe, str) and probe != "auto"
+
+
+def build_named_probe(name, weights):
+    """A torchvision classification model with its classifier removed.
+
+    Parameters
+    ----------
+    name : str
+        A torchvision classification model name, e.g. ``"resnet34"``.
+    weights : {"imagenet", None} or path-like
+        ``"imagenet"``: torchvision's default pretrained weights, downloaded and cached by
+        torch.hub (``$TORCH_HOME/hub/checkpoints``). ``None``: random initialisation.
+        A path: a local ``state_dict`` of the full model or of the body without its classifier,
+        loaded with ``weights_only=True``.
+    """
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise ValueError(
+            f"Unknown probe {name!r}: expected 'auto', a torch.nn.Module, or one of torchvision's "
+            f"classification models, e.g. 'resnet18', 'resnet34', 'resnet50', 'densenet121', "
+            f"'vgg13_bn' (all: {', '.join(available)})."
+        )
+    model = torchvision.models.get_model(name, weights=None)
+    if isinstance(weights, str) and weights == "imagenet":
+        model.load_state_dict(_imagenet_state_dict(name))
+        _drop_classifier(model, name)
+    elif weights is None:
+        _drop_classifier(model, name)
+    elif isinstance(weights, (str, os.PathLike)):
+        state_dict = load_state_dict_file(weights)
+        classifier_keys = _classifier_keys(model, name)
+        if classifier_keys <= set(state_dict):
+            model.load_state_dict(state_dict)
+            _drop_classifier(model, name)
+        else:
+            _drop_classifier(model, name)
+            model.load_state_dict(state_dict)
+    else:
+        raise TypeError(
+            f"probe_weights must be 'imagenet', None or a path to a state_dict file, got {weights!r}."
+        )
+    return model
+
+
+def _imagenet_state_dict(name):
+    import torchvision
+
+    pretrained = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        return pretrained.get_state_dict(progress=False, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(pretrained.url))
+        raise RuntimeError(
+            f"Could not get the ImageNet weights of probe {name!r} ({type(exc).__name__}: {exc}). "
+            f"Either run once on a machine with internet access (torchvision caches them), "
+            f"or download {pretrained.url} to {cache}, or pass probe_weights='/path/to/state_dict.pt', "
+            f"or probe_weights=None for a randomly initialised probe."
+        ) from exc
+
+
+def load_state_dict_file(path):
+    """Load a ``state_dict`` from a local file, refusing anything but tensors (``weights_only``)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"probe_weights file not found: {os.fspath(path)!r}.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"probe_weights file {os.fspath(path)!r} is not a loadable state_dict: {exc}"
+        ) from exc
+    if not isinstance(state_dict, dict):
+        raise ValueError(
+            f"probe_weights file {os.fspath(path)!r} holds a {type(state_dict).__name__}, "
+            f"not a state_dict (a dict of tensors)."
+        )
+    return state_dict
+
+
+def _classifier_path(model, name):
+    """The module path of the final classifier: the last Linear layer registered."""
+    linear_paths = [path for path, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear_paths:
+        raise ValueError(
+            f"Probe {name!r} has no final Linear classifier to remove; pass it as a torch.nn.Module "
+            f"that returns (batch, d) features instead."
+        )
+    return linear_paths[-1]
+
+
+def _classifier_keys(model, name):
+    path = _classifier_path(model, name)
+    return {f"{path}.{key}" for key in model.get_submodule(path).state_dict()}
+
+
+def _drop_classifier(model, name):
+    path = _classifier_path(model, name)
+    parent_path, _, attribute = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attribute, nn.Identity())
+
+
+def frozen_copy(probe):
+    """A deep copy of ``probe`` ready to be probed: eval mode, no weight gradients, no in-place ops.
+
+    In-place activations are switched off because they overwrite the filter outputs
+    whose gradients the Fisher hooks read.
+    """
+    frozen = copy.deepcopy(probe).eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    for module in frozen.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    return frozen
+
+
+def probe_filters(probe):
+    """``[(path, module), ...]`` for every Conv and Linear module of ``probe`` with a weight."""
+    filters = [
+        (path, module)
+        for path, module in probe.named_modules()
+        if isinstance(module, FILTER_TYPES) and getattr(module, "weight", None) is not None
+    ]
+    for path, module in filters:
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):
+            raise ValueError(
+                f"Probe layer {path!r} is a transposed convolution; its filters are not output "
+                f"channels of its weight, so it cannot be embedded. Use a probe without it."
+            )
+    if not filters:
+        raise ValueError(
+            "The probe has no Conv or Linear layer: its Fisher embedding would be empty."
+        )
+    return filters
+
+
+def probe_dtype(probe):
+    for tensor in probe.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def trivial_embedding(filters):
+    """The paper's trivial embedding: the precision of a per-layer isotropic prior.
+
+    Sec. 3.1 and supplementary sec. 6: a task with constant loss or no samples gets the
+    prior ``lambda^2 I``, one scale per layer, picked "according to the scale of the weights
+    of each layer". We take the precision of the isotropic Gaussian that matches the layer's
+    weights, ``lambda_l^2 = 1 / mean(w_l^2)``, which has the units of a Fisher entry (1/w^2).
+    """
+    scales = []
+    for _, module in filters:
+        weight = module.weight.detach().double()
+        second_moment = float(weight.pow(2).mean())
+        precision = 1.0 / second_moment if second_moment > 0 else 1.0
+        scales.append(np.full(weight.shape[0], precision))
+    return np.concatenate(scales)
+
+
+def filter_names(filters):
+    return np.asarray(
+        [f"{path}:{index}" for path, module in filters for index in range(module.weight.shape[0])],
+        dtype=object,
+    )
