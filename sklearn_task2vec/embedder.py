@@ -15,7 +15,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 
 from . import fisher, probes
 from .heads import probe_features, train_head
-from .tasks import ArrayTask, coerce_task, encode_labels, example_shape, is_task_sequence
+from .tasks import ArrayTask, check_inputs, coerce_task, encode_labels, example_shape, is_task_sequence
 
 _METHODS = ("auto", *fisher.METHODS)
 
@@ -290,7 +290,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     # -------------------------------------------------------------- helpers
     def _array_task(self, X, y):
         dtype = probes.probe_dtype(self.probe_)
-        return ArrayTask(torch.from_numpy(np.asarray(X)).to(dtype), np.asarray(y), "X")
+        return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
 
     def _probe_on(self, device):
         if device.type == "cpu":

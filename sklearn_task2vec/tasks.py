@@ -63,7 +63,7 @@ def _check_labels(labels, where, n_examples=None):
     return labels
 
 
-def _check_inputs(inputs, where, dtype):
+def check_inputs(inputs, where, dtype):
     """``inputs`` as a CPU tensor of ``dtype``, after refusing non-real or non-finite values."""
     if isinstance(inputs, torch.Tensor):
         tensor = inputs.detach().cpu()
@@ -130,7 +130,7 @@ class LoaderTask:
                     f"{type(batch).__name__}."
                 )
             where = f"{self.where} (batch from example {seen})"
-            inputs = _check_inputs(batch[0], where, self.dtype)
+            inputs = check_inputs(batch[0], where, self.dtype)
             labels = _check_labels(batch[1], where, inputs.shape[0])
             if self.max_samples is not None and seen + len(labels) > self.max_samples:
                 keep = self.max_samples - seen
@@ -168,7 +168,7 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
     if np.ndim(inputs) == 0 or len(inputs) == 0:
         raise ValueError(f"{where} is empty: it has no examples.")
     labels = _check_labels(labels, where, len(inputs))
-    inputs = _check_inputs(inputs, where, dtype)
+    inputs = check_inputs(inputs, where, dtype)
     if max_samples is not None and len(labels) > max_samples:
         keep = np.sort(rng.choice(len(labels), max_samples, replace=False))
         inputs, labels = inputs[torch.from_numpy(keep)], labels[keep]
