@@ -197,6 +197,7 @@ class FilterFisherRecorder:
         self.rows = None
         self._activations = {}
         self._handles = []
+        self._computing = False
 
     def __enter__(self):
         for index, (_, module) in enumerate(self.filters):
@@ -219,6 +220,8 @@ class FilterFisherRecorder:
         columns = self.slices[index]
 
         def on_forward(module, inputs, output):
+            if self._computing:
+                return output  # the generic per-example gradient re-runs the module itself
             if index in self._activations:
                 raise ValueError(
                     f"Probe layer {path!r} is called more than once per forward pass; the "
@@ -230,7 +233,11 @@ class FilterFisherRecorder:
                 output.requires_grad_()
 
             def on_gradient(output_grad):
-                squared = squared_filter_gradients(module, activation, output_grad.detach())
+                self._computing = True
+                try:
+                    squared = squared_filter_gradients(module, activation, output_grad.detach())
+                finally:
+                    self._computing = False
                 self.rows[:, columns] += squared.to(torch.float64) / weights_per_filter
 
             output.register_hook(on_gradient)
