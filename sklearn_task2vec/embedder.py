@@ -164,8 +164,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self : FisherTaskEmbedder
         """
         self._check_params()
-        rng = check_random_state(self.random_state)
-        probe_seed = rng.randint(np.iinfo(np.int32).max)
+        probe_seed, seeds = _seeds(self.random_state)
         if is_task_sequence(X):
             self.probe_ = self._make_probe(example_shape(X[0], 0), probe_seed)
             self._finish_probe()
@@ -176,7 +175,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         task = self._array_task(X, y)
         self.classes_, codes = encode_labels(task.labels, "y")
         self.method_ = fisher.resolve_method(self.method, len(self.classes_))
-        seeds = _task_seeds(self.random_state, 1)[0]
         if len(self.classes_) == 1:
             _warn_trivial("The task (X, y)")
             self.head_ = None
@@ -267,7 +265,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             return np.tile(self.trivial_embedding_, (X.shape[0], 1))
         device = self._device()
         task = self._array_task(X, np.zeros(X.shape[0]))
-        seeds = _task_seeds(self.random_state, 1)[0]
+        _, seeds = _seeds(self.random_state)
         return self._fisher(self._probe_on(device), self.head_.to(device), task, self.method_, seeds, keep_rows=True)
 
     def get_feature_names_out(self, input_features=None):
@@ -332,17 +330,23 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return total.cpu().numpy()
 
     def _embed_tasks(self, tasks):
-        seeds = _task_seeds(self.random_state, len(tasks))
-        jobs = (delayed(self._embed_task)(task, index, seeds[index]) for index, task in enumerate(tasks))
+        _, seeds = _seeds(self.random_state)
+        jobs = (delayed(self._embed_task)(task, index, seeds) for index, task in enumerate(tasks))
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         if self.verbose > 0:
             from tqdm.auto import tqdm
 
             results = tqdm(results, total=len(tasks), desc="tasks")
-        return np.vstack(list(results))
+        rows = []
+        for index, (row, single_class) in enumerate(results):
+            if single_class:
+                # Warned here rather than in _embed_task, which may run in a joblib worker.
+                _warn_trivial(f"Task {index}")
+            rows.append(row)
+        return np.vstack(rows)
 
     def _embed_task(self, task, index, seeds):
-        """The embedding of one task of a sequence: cache features, train a head, take the Fisher."""
+        """One task's embedding (cache features, train a head, take the Fisher), and whether it has one class."""
         device = self._device()
         probe = self._probe_on(device)
         dtype = probes.probe_dtype(probe)
@@ -360,8 +364,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             labels.append(batch_labels)
         classes, codes = encode_labels(np.concatenate(labels), task.where)
         if len(classes) == 1:
-            _warn_trivial(task.where.capitalize())
-            return self.trivial_embedding_.copy()
+            return self.trivial_embedding_.copy(), True
         features = torch.cat(features)
         head = self._train_head(features, codes, len(classes), seeds)
         method = fisher.resolve_method(self.method, len(classes))
@@ -373,7 +376,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         total = self._fisher(probe, head, task, method, seeds, keep_rows=False, progress=progress)
         if progress is not None:
             progress.close()
-        return total / len(features)
+        return total / len(features), False
 
 
 def _to_device(inputs, device):
@@ -382,11 +385,15 @@ def _to_device(inputs, device):
     return inputs.to(device)
 
 
-def _task_seeds(random_state, n_tasks):
-    """Independent seeds per task: (subsampling, head training, Fisher sampling)."""
+def _seeds(random_state):
+    """The random probe's seed, and the seeds of (subsampling, head training, Fisher sampling).
+
+    Every task gets the same seeds, so a task's embedding depends on the task and
+    ``random_state`` only, not on its position in the sequence or on the other tasks.
+    """
     rng = check_random_state(random_state)
-    roots = rng.randint(np.iinfo(np.int32).max, size=n_tasks + 1)[1:]
-    return [np.random.SeedSequence(int(root)).generate_state(3) for root in roots]
+    probe_seed, root = rng.randint(np.iinfo(np.int32).max, size=2)
+    return int(probe_seed), np.random.SeedSequence(int(root)).generate_state(3)
 
 
 def _warn_trivial(what):
