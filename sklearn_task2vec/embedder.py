@@ -181,12 +181,12 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             self.embedding_ = self.trivial_embedding_.copy()
             return self
         device = self._device()
-        probe = self._probe_on(device)
+        probe = _on_device(self.probe_, device)
         features = torch.cat(
             [probe_features(probe, _to_device(inputs, device), "X") for inputs, _ in task.batches(self.batch_size)]
         )
         self.head_ = self._train_head(features, codes, len(self.classes_), seeds).cpu()
-        rows = self._fisher(probe, self.head_.to(device), task, self.method_, seeds, keep_rows=True)
+        rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
         self.embedding_ = rows.mean(axis=0)
         return self
 
@@ -266,7 +266,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = self._device()
         task = self._array_task(X, np.zeros(X.shape[0]))
         _, seeds = _seeds(self.random_state)
-        return self._fisher(self._probe_on(device), self.head_.to(device), task, self.method_, seeds, keep_rows=True)
+        return self._fisher(_on_device(self.probe_, device), _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's coordinates, ``"<module path>:<filter index>"``.
@@ -289,11 +289,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _array_task(self, X, y):
         dtype = probes.probe_dtype(self.probe_)
         return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
-
-    def _probe_on(self, device):
-        if device.type == "cpu":
-            return self.probe_
-        return copy.deepcopy(self.probe_).to(device)
 
     def _train_head(self, features, codes, n_classes, seeds):
         return train_head(
@@ -348,7 +343,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _embed_task(self, task, index, seeds):
         """One task's embedding (cache features, train a head, take the Fisher), and whether it has one class."""
         device = self._device()
-        probe = self._probe_on(device)
+        probe = _on_device(self.probe_, device)
         dtype = probes.probe_dtype(probe)
         task = coerce_task(
             task,
@@ -377,6 +372,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         if progress is not None:
             progress.close()
         return total / len(features), False
+
+
+def _on_device(module, device):
+    """``module`` itself on CPU, a copy on another device: fitted attributes stay on CPU."""
+    if device.type == "cpu":
+        return module
+    return copy.deepcopy(module).to(device)
 
 
 def _to_device(inputs, device):

@@ -88,13 +88,17 @@ def build_named_probe(name, weights):
         _drop_classifier(model, name)
     elif isinstance(weights, (str, os.PathLike)):
         state_dict = load_state_dict_file(weights)
-        classifier_keys = _classifier_keys(model, name)
-        if classifier_keys <= set(state_dict):
-            model.load_state_dict(state_dict)
+        with_classifier = _classifier_keys(model, name) <= set(state_dict)
+        if not with_classifier:
             _drop_classifier(model, name)
-        else:
-            _drop_classifier(model, name)
+        try:
             model.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"probe_weights file {os.fspath(weights)!r} does not fit probe {name!r}: {exc}"
+            ) from exc
+        if with_classifier:
+            _drop_classifier(model, name)
     else:
         raise TypeError(
             f"probe_weights must be 'imagenet', None or a path to a state_dict file, got {weights!r}."
@@ -126,7 +130,8 @@ def load_state_dict_file(path):
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(
-            f"probe_weights file {os.fspath(path)!r} is not a loadable state_dict: {exc}"
+            f"probe_weights file {os.fspath(path)!r} is not a loadable state_dict "
+            f"({type(exc).__name__}: {exc})."
         ) from exc
     if not isinstance(state_dict, dict):
         raise ValueError(

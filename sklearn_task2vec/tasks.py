@@ -34,22 +34,46 @@ def is_task_sequence(X):
 def _looks_like_task(task):
     if isinstance(task, (Dataset, DataLoader)):
         return True
-    return (
-        isinstance(task, (tuple, list))
-        and len(task) == 2
-        and np.ndim(task[0]) >= 1
-        and not isinstance(task[0], str)
-    )
+    if not (isinstance(task, (tuple, list)) and len(task) == 2 and not isinstance(task[0], str)):
+        return False
+    try:
+        return np.ndim(task[0]) >= 1
+    except ValueError:  # ragged nested sequences: inputs of a task, refused with its index later
+        return True
 
 
-def _numpy(values):
+def _numpy(values, where, what):
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().numpy()
-    return np.asarray(values)
+    try:
+        return np.asarray(values)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{where}: {what} cannot be read as an array (ragged rows?): {exc}") from exc
+
+
+def _describe(value):
+    """``value`` in words: ``'a tuple of 3 items'``, ``'an object of type int'``."""
+    name = type(value).__name__
+    if isinstance(value, (tuple, list)):
+        return f"a {name} of {len(value)} items"
+    return f"an object of type {name}"
+
+
+def _example_shape(inputs, where):
+    """The shape of one example of ``inputs`` (without the batch axis), refusing scalars and ragged rows."""
+    if isinstance(inputs, str):
+        raise ValueError(f"{where}: inputs must be an array of examples, got a string.")
+    shape = tuple(_numpy(inputs, where, "inputs").shape)
+    if len(shape) == 0:
+        raise ValueError(
+            f"{where}: inputs must have one row per example (2-D features or N x C x H x W "
+            f"images), got a scalar of type {type(inputs).__name__}."
+        )
+    return shape[1:]
 
 
 def _check_labels(labels, where, n_examples=None):
-    labels = _numpy(labels)
+    labels = _numpy(labels, where, "labels")
     if labels.ndim != 1:
         raise ValueError(
             f"{where}: labels must be 1-D, one class label per example; got shape {labels.shape}."
@@ -71,7 +95,7 @@ def check_inputs(inputs, where, dtype):
             raise ValueError(f"{where}: inputs must be real numbers, got dtype {tensor.dtype}.")
         tensor = tensor.to(dtype)
     else:
-        array = np.asarray(inputs)
+        array = _numpy(inputs, where, "inputs")
         if array.dtype.kind not in "fiub":
             raise ValueError(
                 f"{where}: inputs must be real numbers, got dtype {array.dtype}"
@@ -123,13 +147,13 @@ class LoaderTask:
 
     def batches(self, batch_size=None):
         seen = 0
-        for batch in self.loader:
+        for batch in _read_batches(self.loader, self.where):
+            where = f"{self.where} (batch from example {seen})"
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
                 raise TypeError(
-                    f"{self.where}: its data must yield (x, y) pairs; got a batch of type "
-                    f"{type(batch).__name__}."
+                    f"{where}: its data must yield (x, y) pairs; got a batch that is "
+                    f"{_describe(batch)}."
                 )
-            where = f"{self.where} (batch from example {seen})"
             inputs = check_inputs(batch[0], where, self.dtype)
             labels = _check_labels(batch[1], where, inputs.shape[0])
             if self.max_samples is not None and seen + len(labels) > self.max_samples:
@@ -142,6 +166,29 @@ class LoaderTask:
                 return
         if seen == 0:
             raise ValueError(f"{self.where} is empty: it has no examples.")
+
+
+def _read_batches(loader, where):
+    """Iterate ``loader``, naming the task (and where it was) when reading or collating fails."""
+    iterator = iter(loader)
+    seen = 0
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as exc:
+            kind = TypeError if isinstance(exc, TypeError) else ValueError
+            raise kind(
+                f"{where}: could not read a batch from its data after {seen} examples "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        yield batch
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            try:
+                seen += len(batch[1])
+            except TypeError:
+                pass
 
 
 def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
@@ -162,10 +209,11 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
     if not (isinstance(task, Sequence) and not isinstance(task, str) and len(task) == 2):
         raise TypeError(
             f"{where} is not a task: expected an (inputs, labels) pair, a torch Dataset or a "
-            f"DataLoader; got {type(task).__name__}."
+            f"DataLoader; got {_describe(task)}."
         )
     inputs, labels = task
-    if np.ndim(inputs) == 0 or len(inputs) == 0:
+    _example_shape(inputs, where)
+    if len(inputs) == 0:
         raise ValueError(f"{where} is empty: it has no examples.")
     labels = _check_labels(labels, where, len(inputs))
     inputs = check_inputs(inputs, where, dtype)
@@ -177,27 +225,55 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
 
 def example_shape(task, index):
     """The shape of one example of a task, without the batch axis (to choose the "auto" probe)."""
+    where = f"task {index}"
     if isinstance(task, DataLoader):
-        first = next(iter(task))
-        return tuple(np.shape(first[0]))[1:]
-    if isinstance(task, IterableDataset):
-        return tuple(np.shape(next(iter(task))[0]))
+        first = next(iter(_read_batches(task, where)), None)
+        if first is None:
+            raise ValueError(f"{where} is empty: it has no examples.")
+        _check_pair(first, where, "a batch")
+        return _example_shape(first[0], where)
     if isinstance(task, Dataset):
-        return tuple(np.shape(task[0][0]))
-    if not _looks_like_task(task):
+        if isinstance(task, IterableDataset):
+            first = next(iter(task), None)
+        elif len(task) == 0:
+            first = None
+        else:
+            first = task[0]
+        if first is None:
+            raise ValueError(f"{where} is empty: it has no examples.")
+        _check_pair(first, where, "an item")
+        return tuple(np.shape(first[0]))
+    if not (isinstance(task, Sequence) and not isinstance(task, str) and len(task) == 2):
         raise TypeError(
-            f"task {index} is not a task: expected an (inputs, labels) pair, a torch Dataset or "
-            f"a DataLoader; got {type(task).__name__}."
+            f"{where} is not a task: expected an (inputs, labels) pair, a torch Dataset or "
+            f"a DataLoader; got {_describe(task)}."
         )
-    return tuple(np.shape(task[0]))[1:]
+    return _example_shape(task[0], where)
+
+
+def _check_pair(item, where, what):
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError(
+            f"{where}: its data must yield (x, y) pairs; got {what} that is {_describe(item)}."
+        )
 
 
 def encode_labels(labels, where):
-    """``(classes, codes)`` for any hashable labels; codes index into the sorted classes."""
+    """``(classes, codes)`` for any hashable labels; codes index into ``classes``.
+
+    Classes are sorted where the labels can be sorted, else in order of first appearance.
+    """
     try:
         classes, codes = np.unique(labels, return_inverse=True)
-    except TypeError as exc:
-        raise ValueError(
-            f"{where}: labels cannot be sorted into classes (mixed types?): {exc}"
-        ) from exc
+    except TypeError:
+        # Labels that cannot be sorted (mixed types, enums, ...): classes in order of appearance.
+        try:
+            index = {}
+            codes = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
+        except TypeError as exc:
+            raise ValueError(f"{where}: labels must be hashable class labels: {exc}") from exc
+        classes = np.empty(len(index), dtype=object)
+        for code, label in enumerate(index):
+            classes[code] = label
+        return classes, codes
     return classes, codes.reshape(-1)

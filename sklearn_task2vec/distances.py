@@ -1,0 +1,213 @@
+"""Distances between TASK2VEC embeddings (Achille et al., ICCV 2019, sec. 3.3).
+
+The raw Euclidean distance between two Fisher embeddings is a poor measure of task
+similarity: the probe's parameters have different scales, and an embedding's norm grows
+with the task's complexity and its number of samples. The paper therefore compares tasks
+with the cosine distance between embeddings normalised coordinate by coordinate:
+
+.. math::
+
+    d_{sym}(F_a, F_b) = d_{cos}\\left(\\frac{F_a}{F_a + F_b}, \\frac{F_b}{F_a + F_b}\\right),
+
+with element-wise division. Because both vectors are divided by the same ``F_a + F_b``,
+the distance is unchanged when ``F_a`` and ``F_b`` are multiplied coordinate-wise by the same
+positive vector (e.g. divided by the trivial embedding), and it only depends on the
+proportion of each filter's Fisher that comes from each task.
+
+Conventions for zeros: a coordinate where ``F_a + F_b == 0`` (a filter neither task uses)
+contributes 0 to both normalised vectors, i.e. it is left out. Two embeddings whose
+normalised vectors are both all zero (both embeddings zero) are at distance 0; when only
+one of them is all zero (one embedding zero), the cosine is undefined and the distance is
+taken as 1, the largest value the cosine distance takes on non-negative vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import get_config
+from sklearn.utils import check_array
+
+__all__ = ["symmetric_distance", "pairwise_task_distances"]
+
+# Arrays of shape (chunk, n_y, n_filters) alive at once in _symmetric_block: the two
+# normalised vectors, the per-pair maximum and a product (float64 each).
+_BLOCK_TEMPORARIES = 4
+
+
+def _check_embeddings(X, name):
+    """``X`` as a finite, non-negative 2-D float64 array of embeddings (one per row)."""
+    X = check_array(X, dtype=np.float64, ensure_all_finite=True, input_name=name)
+    if np.any(X < 0):
+        raise ValueError(
+            f"{name} has negative entries: task embeddings are Fisher Information diagonals, "
+            f"which are non-negative."
+        )
+    return X
+
+
+def _check_vector(v, name):
+    v = np.asarray(v)
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D embedding vector, got an array of shape {v.shape}.")
+    return _check_embeddings(v.reshape(1, -1), name)[0]
+
+
+def _normalised_pairs(A, B):
+    """``(A / (A + B), B / (A + B))`` with broadcasting, 0 where ``A + B == 0``.
+
+    Computed as ``(A / m) / (A / m + B / m)`` with ``m = max(A, B)``, so that it neither
+    overflows (``A + B`` beyond the float64 range) nor loses tiny non-zero entries.
+    """
+    m = np.maximum(A, B)
+    support = m > 0
+    a = np.divide(A, m, where=support, out=np.zeros(m.shape))
+    b = np.divide(B, m, where=support, out=np.zeros(m.shape))
+    np.add(a, b, out=m, where=support)  # m now holds the scaled sum, in [1, 2] on the support
+    np.divide(a, m, out=a, where=support)
+    np.divide(b, m, out=b, where=support)
+    return a, b
+
+
+def _cosine_distance(a, b):
+    """Cosine distance along the last axis, with the zero-vector conventions of the module."""
+    dot = np.einsum("...k,...k->...", a, b)
+    squared_a = np.einsum("...k,...k->...", a, a)
+    squared_b = np.einsum("...k,...k->...", b, b)
+    # sqrt of the product (not the product of sqrts): exactly 0 for identical vectors.
+    denominator = np.sqrt(squared_a * squared_b)
+    similarity = np.divide(dot, denominator, out=np.zeros_like(dot), where=denominator > 0)
+    distance = 1.0 - similarity
+    distance[(squared_a == 0) & (squared_b == 0)] = 0.0
+    # Non-negative vectors have a cosine in [0, 1]; clip the rounding error.
+    return np.clip(distance, 0.0, 1.0)
+
+
+def _symmetric_block(X, Y):
+    """d_sym between every row of ``X`` (c, k) and every row of ``Y`` (n, k): shape (c, n)."""
+    a, b = _normalised_pairs(X[:, None, :], Y[None, :, :])
+    return _cosine_distance(a, b)
+
+
+def _chunk_rows(n_y, n_features):
+    """Rows of ``X`` per chunk so that a block's temporaries fit in sklearn's ``working_memory``."""
+    working_memory = get_config()["working_memory"] * 2**20  # MiB -> bytes
+    row_bytes = _BLOCK_TEMPORARIES * 8 * max(n_y, 1) * max(n_features, 1)
+    return max(1, int(working_memory // row_bytes))
+
+
+def symmetric_distance(a, b):
+    """Symmetric TASK2VEC distance between two task embeddings.
+
+    Paper, sec. 3.3 (Achille et al., "TASK2VEC: Task Embedding for Meta-Learning",
+    ICCV 2019): the cosine distance between the embeddings normalised element-wise by their
+    sum,
+
+    ``d_sym(F_a, F_b) = d_cos(F_a / (F_a + F_b), F_b / (F_a + F_b))``.
+
+    Parameters
+    ----------
+    a, b : array-like of shape (n_filters,)
+        Two non-negative, finite task embeddings from the same probe (e.g. rows of
+        :meth:`FisherTaskEmbedder.transform <sklearn_task2vec.FisherTaskEmbedder.transform>`).
+
+    Returns
+    -------
+    distance : float
+        In ``[0, 1]``. Coordinates where ``a + b == 0`` are left out; 0 when both embeddings
+        are zero, 1 when exactly one is.
+
+    Raises
+    ------
+    ValueError
+        If an input is not 1-D, is empty, the lengths differ, or an entry is negative,
+        NaN or infinite.
+
+    See Also
+    --------
+    pairwise_task_distances : The same distance between every pair of rows of two matrices.
+
+    Notes
+    -----
+    The distance is unchanged when ``a`` and ``b`` are multiplied coordinate-wise by the same
+    positive vector, which makes it insensitive to the different scales of the probe's
+    parameters.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.distances import symmetric_distance
+    >>> symmetric_distance([1.0, 2.0, 0.0], [1.0, 2.0, 0.0])
+    0.0
+    >>> round(symmetric_distance([1.0, 0.0], [0.0, 1.0]), 6)
+    1.0
+    """
+    a = _check_vector(a, "a")
+    b = _check_vector(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same length, got {a.shape[0]} and {b.shape[0]}.")
+    return float(_symmetric_block(a[None, :], b[None, :])[0, 0])
+
+
+def pairwise_task_distances(X, Y=None):
+    """Symmetric TASK2VEC distance between every pair of task embeddings.
+
+    Paper, sec. 3.3 (Achille et al., ICCV 2019): ``d_sym(F_a, F_b) = d_cos(F_a / (F_a + F_b),
+    F_b / (F_a + F_b))``, element-wise division, for every row ``F_a`` of ``X`` and ``F_b``
+    of ``Y``. Computed with numpy broadcasting over blocks of rows of ``X``, each block's
+    temporaries bounded by scikit-learn's ``working_memory`` setting
+    (:func:`sklearn.config_context`).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_tasks_x, n_filters)
+        Non-negative, finite task embeddings, one per row (e.g. the output of
+        :meth:`FisherTaskEmbedder.transform <sklearn_task2vec.FisherTaskEmbedder.transform>`).
+    Y : array-like of shape (n_tasks_y, n_filters) or None, default=None
+        Embeddings to compare with; ``None`` compares ``X`` with itself.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_tasks_x, n_tasks_y), float64
+        ``distances[i, j] = d_sym(X[i], Y[j])``, in ``[0, 1]``. When ``Y`` is None the matrix
+        is exactly symmetric with an exactly zero diagonal.
+
+    Raises
+    ------
+    ValueError
+        If an input is not 2-D, is empty, the numbers of columns differ, or an entry is
+        negative, NaN or infinite.
+
+    See Also
+    --------
+    symmetric_distance : The distance between two embeddings.
+
+    Notes
+    -----
+    Coordinates where both embeddings are zero are left out; two zero embeddings are at
+    distance 0, a zero and a non-zero one at distance 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec.distances import pairwise_task_distances
+    >>> F = np.array([[1.0, 1.0, 0.0], [2.0, 2.0, 0.0], [0.0, 1.0, 1.0]])
+    >>> pairwise_task_distances(F).round(3)
+    array([[0.   , 0.   , 0.8  ],
+           [0.   , 0.   , 0.825],
+           [0.8  , 0.825, 0.   ]])
+    """
+    X = _check_embeddings(X, "X")
+    symmetric = Y is None
+    Y = X if symmetric else _check_embeddings(Y, "Y")
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X and Y must have the same number of filters (columns), got {X.shape[1]} and "
+            f"{Y.shape[1]}: embeddings from different probes cannot be compared."
+        )
+    distances = np.empty((X.shape[0], Y.shape[0]), dtype=np.float64)
+    step = _chunk_rows(Y.shape[0], X.shape[1])
+    for start in range(0, X.shape[0], step):
+        distances[start : start + step] = _symmetric_block(X[start : start + step], Y)
+    if symmetric:
+        distances = 0.5 * (distances + distances.T)
+        np.fill_diagonal(distances, 0.0)
+    return distances

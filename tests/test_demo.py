@@ -1,0 +1,48 @@
+"""The digits demo (``python -m sklearn_task2vec.demo``) runs and prints its report."""
+
+import numpy as np
+import pytest
+
+from sklearn_task2vec import demo
+
+
+def printed_matrix(lines, names):
+    """The distance matrix parsed back from the demo's output."""
+    header = next(i for i, line in enumerate(lines) if line.split() == names)
+    rows = [lines[header + 1 + i].split() for i in range(len(names))]
+    assert [row[0] for row in rows] == names
+    return np.array([[float(value) for value in row[1:]] for row in rows])
+
+
+def test_demo_prints_matrix_nearest_tasks_and_norms(capsys):
+    returned = demo.main([])
+    lines = capsys.readouterr().out.splitlines()
+    names = [name for name, *_ in demo.TASKS]
+    assert len(names) == 10
+
+    assert any("Symmetric TASK2VEC distance" in line for line in lines)
+    matrix = printed_matrix(lines, names)
+    assert matrix.shape == (10, 10)
+    np.testing.assert_array_equal(matrix, matrix.T)
+    np.testing.assert_array_equal(np.diag(matrix), 0.0)
+    assert np.all((matrix >= 0) & (matrix <= 1))
+    np.testing.assert_allclose(matrix, returned, atol=0.005 + 1e-12)
+
+    nearest = [line for line in lines if "->" in line]
+    assert len(nearest) == 10
+    for name, line in zip(names, nearest):
+        left, right = line.split("->")
+        assert left.split() == [name]
+        assert len(right.split(",")) == 3 and name not in right.replace("(", " ").split()
+
+    assert any("Spearman correlation(norm, error)" in line for line in lines)
+    norm_rows = [line.split() for line in lines if line.split()[:1] in ([n] for n in names) and len(line.split()) == 3]
+    assert [row[0] for row in norm_rows] == names
+    assert all(float(norm) > 0 and 0 <= float(error) <= 1 for _, norm, error in norm_rows)
+
+
+def test_demo_options(capsys):
+    demo.main(["--random-state", "1", "--method", "montecarlo"])
+    assert "Spearman" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        demo.main(["--method", "bogus"])

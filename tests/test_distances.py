@@ -1,0 +1,153 @@
+"""The symmetric TASK2VEC distance (paper, sec. 3.3) against a naive loop over pairs."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cosine
+from sklearn import config_context
+
+from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec.distances import pairwise_task_distances, symmetric_distance
+
+
+def naive_symmetric_distance(a, b):
+    """d_cos(a / (a + b), b / (a + b)) with scipy, leaving out coordinates where a + b == 0."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = (a + b) > 0
+    if not keep.any():
+        return 0.0
+    total = (a + b)[keep]
+    return cosine(a[keep] / total, b[keep] / total)
+
+
+def naive_pairwise(X, Y):
+    return np.array([[naive_symmetric_distance(x, y) for y in Y] for x in X])
+
+
+def embeddings(n, n_filters=20, seed=0, sparsity=0.3):
+    """Fisher-like non-negative rows over several orders of magnitude, with some exact zeros."""
+    rng = np.random.RandomState(seed)
+    X = np.exp(rng.normal(scale=2.0, size=(n, n_filters)))
+    X[rng.uniform(size=X.shape) < sparsity] = 0.0
+    X[:, 0] = 0.0  # a filter no task uses
+    return X
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_naive_loop(seed):
+    X, Y = embeddings(7, seed=seed), embeddings(5, seed=seed + 10)
+    np.testing.assert_allclose(pairwise_task_distances(X, Y), naive_pairwise(X, Y), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pairwise_task_distances(X), naive_pairwise(X, X), rtol=1e-10, atol=1e-12)
+    for x, y in zip(X, Y):
+        assert symmetric_distance(x, y) == pytest.approx(naive_symmetric_distance(x, y), rel=1e-10, abs=1e-12)
+
+
+def test_chunking_does_not_change_the_result():
+    X, Y = embeddings(40, seed=3), embeddings(30, seed=4)
+    expected = pairwise_task_distances(X, Y)
+    with config_context(working_memory=0.1):  # 100 KiB: a few rows of X per block
+        chunked = pairwise_task_distances(X, Y)
+        chunked_self = pairwise_task_distances(X)
+    np.testing.assert_array_equal(chunked, expected)
+    np.testing.assert_array_equal(chunked_self, pairwise_task_distances(X))
+
+
+def test_symmetric_with_zero_diagonal_exactly():
+    X = embeddings(12, seed=5)
+    X = np.vstack([X, X[3], 2.0 * X[4]])  # duplicates and a rescaled copy
+    D = pairwise_task_distances(X)
+    assert D.dtype == np.float64 and D.shape == (14, 14)
+    np.testing.assert_array_equal(D, D.T)
+    np.testing.assert_array_equal(np.diag(D), 0.0)
+    assert D[3, 12] == 0.0  # an exact duplicate is at distance 0
+    assert np.all((D >= 0) & (D <= 1))
+    # Off the diagonal, the matrix agrees with the X-versus-Y path.
+    np.testing.assert_allclose(D, pairwise_task_distances(X, X.copy()), atol=1e-12)
+
+
+def test_symmetric_distance_is_symmetric_and_matches_pairwise():
+    X = embeddings(6, seed=6)
+    D = pairwise_task_distances(X, X.copy())
+    for i in range(6):
+        for j in range(6):
+            assert symmetric_distance(X[i], X[j]) == symmetric_distance(X[j], X[i])
+            assert symmetric_distance(X[i], X[j]) == pytest.approx(D[i, j], abs=1e-12)
+
+
+def test_invariant_to_a_common_coordinate_wise_scaling():
+    # Paper, sec. 3.3: dividing by F_a + F_b cancels any positive per-filter scale.
+    X, Y = embeddings(8, seed=7), embeddings(6, seed=8)
+    scale = np.exp(np.random.RandomState(9).uniform(-6, 6, size=X.shape[1]))
+    np.testing.assert_allclose(pairwise_task_distances(X * scale, Y * scale), pairwise_task_distances(X, Y), atol=1e-12)
+    np.testing.assert_allclose(pairwise_task_distances(X * scale), pairwise_task_distances(X), atol=1e-12)
+    assert symmetric_distance(X[0] * scale, Y[0] * scale) == pytest.approx(symmetric_distance(X[0], Y[0]), abs=1e-12)
+
+
+def test_zeros_handled_without_nan_or_warnings():
+    a = np.array([0.0, 1.0, 2.0, 0.0])
+    b = np.array([0.0, 1.0, 0.0, 3.0])
+    zero = np.zeros(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Coordinates where both are zero are left out.
+        assert symmetric_distance(a, b) == pytest.approx(naive_symmetric_distance(a[1:], b[1:]))
+        assert symmetric_distance(zero, zero) == 0.0
+        assert symmetric_distance(zero, a) == 1.0
+        D = pairwise_task_distances(np.vstack([a, b, zero, zero]))
+        assert np.all(np.isfinite(D))
+        assert D[2, 3] == 0.0 and D[0, 2] == D[1, 3] == 1.0
+        # Extreme magnitudes neither overflow nor drop tiny non-zero entries.
+        huge, tiny = np.finfo(float).max, 1e-320
+        assert symmetric_distance([huge, huge], [huge, 0.0]) == pytest.approx(naive_symmetric_distance([1, 1], [1, 0]))
+        assert symmetric_distance([1.0, tiny], [1.0, 0.0]) == pytest.approx(naive_symmetric_distance([1, 1], [1, 0]))
+
+
+def test_disjoint_supports_are_at_distance_one():
+    assert symmetric_distance([1.0, 0.0, 2.0], [0.0, 5.0, 0.0]) == 1.0
+    assert symmetric_distance([1.0, 2.0], [1.0, 2.0]) == 0.0
+
+
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        ([1.0, -1.0], [1.0, 1.0], "negative"),
+        ([1.0, np.nan], [1.0, 1.0], "NaN"),
+        ([1.0, 1.0], [np.inf, 1.0], "infinity"),
+        ([1.0, 1.0], [1.0, 1.0, 1.0], "same length"),
+        ([[1.0, 1.0]], [1.0, 1.0], "1-D"),
+        ([], [], "0 feature"),
+    ],
+)
+def test_symmetric_distance_bad_input(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        symmetric_distance(a, b)
+
+
+@pytest.mark.parametrize(
+    "X, Y, match",
+    [
+        ([[1.0, -1.0]], None, "negative"),
+        ([[1.0, 1.0]], [[1.0, -1e-9]], "negative"),
+        ([[1.0, np.nan]], None, "NaN"),
+        ([[1.0, 1.0]], [[np.inf, 1.0]], "infinity"),
+        ([[1.0, 1.0]], [[1.0, 1.0, 1.0]], "same number of filters"),
+        ([1.0, 1.0], None, "2D array"),
+        (np.zeros((0, 3)), None, "0 sample"),
+        ([["a", "b"]], None, "convert"),
+    ],
+)
+def test_pairwise_bad_input(X, Y, match):
+    with pytest.raises(ValueError, match=match):
+        pairwise_task_distances(X, Y)
+
+
+def test_on_fisher_embeddings():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(150, 4))
+    tasks = [(X, X[:, 0] > 0), (X, X[:, 0] > 0.1), (X, X[:, 3] > 0)]
+    F = FisherTaskEmbedder(random_state=0).fit_transform(tasks)
+    D = pairwise_task_distances(F)
+    np.testing.assert_allclose(D, naive_pairwise(F, F), atol=1e-12)
+    # Nearly the same task is nearer than a task on another feature.
+    assert D[0, 1] < D[0, 2]
