@@ -64,20 +64,21 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         Use at most this many examples per task, drawn at random.
     batch_size : int, default=64
         Examples per forward/backward pass (and per head-training step).
-    head_epochs : int, default=30
-        Epochs of Adam over the cached features to train each task's head.
-    head_learning_rate : float, default=0.01
-        Adam learning rate of the head.
+    head_epochs : int, default=100
+        Most epochs of head training. Each task's head is fitted to convergence by full-batch
+        L-BFGS on the cached probe features, one epoch per iteration; it stops earlier when
+        converged.
+    head_learning_rate : float, default=1.0
+        L-BFGS step size of the head (its line search adapts the step).
     head_weight_decay : float, default=5e-4
-        Weight decay of the head (the paper's 5e-4).
+        L2 penalty ``weight_decay / 2 * ||W||^2`` on the head's weights (the paper's 5e-4).
     device : str or torch.device, default="auto"
         Where to compute; ``"auto"`` is CUDA when available, else CPU. Results come back as
         float64 numpy arrays in any case.
     n_jobs : int or None, default=None
         Tasks embedded in parallel with joblib; ``None`` means one at a time.
     random_state : int, RandomState instance or None, default=None
-        Seeds the random probe, example subsampling, head training order and Monte Carlo
-        labels. Results are deterministic on CPU for a fixed value.
+        Seeds the random probe, example subsampling and Monte Carlo labels. Results are deterministic on CPU for a fixed value.
     verbose : int, default=0
         Above 0, show progress bars over tasks and batches.
 
@@ -121,8 +122,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         method="auto",
         max_samples=None,
         batch_size=64,
-        head_epochs=30,
-        head_learning_rate=0.01,
+        head_epochs=100,
+        head_learning_rate=1.0,
         head_weight_decay=5e-4,
         device="auto",
         n_jobs=None,
@@ -185,7 +186,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         features = torch.cat(
             [probe_features(probe, _to_device(inputs, device), "X") for inputs, _ in task.batches(self.batch_size)]
         )
-        self.head_ = self._train_head(features, codes, len(self.classes_), seeds).cpu()
+        self.head_ = self._train_head(features, codes, len(self.classes_)).cpu()
         rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
         self.embedding_ = rows.mean(axis=0)
         return self
@@ -204,10 +205,12 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         _check_int("verbose", self.verbose, 0)
         if self.max_samples is not None:
             _check_int("max_samples", self.max_samples, 1)
-        for name in ("head_learning_rate", "head_weight_decay"):
+        for name, positive in (("head_learning_rate", True), ("head_weight_decay", False)):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not valid or not (value > 0 if positive else value >= 0):
+                kind = "positive" if positive else "non-negative"
+                raise ValueError(f"{name} must be a {kind} number, got {value!r}.")
         self._device()
 
     def _device(self):
@@ -290,22 +293,20 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         dtype = probes.probe_dtype(self.probe_)
         return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
 
-    def _train_head(self, features, codes, n_classes, seeds):
+    def _train_head(self, features, codes, n_classes):
         return train_head(
             features,
             codes,
             n_classes,
-            epochs=self.head_epochs,
+            max_iter=self.head_epochs,
             learning_rate=self.head_learning_rate,
             weight_decay=self.head_weight_decay,
-            batch_size=self.batch_size,
-            generator=torch.Generator().manual_seed(int(seeds[1])),
         )
 
     def _fisher(self, probe, head, task, method, seeds, keep_rows, progress=None):
         """Fisher rows of ``task`` (``keep_rows``) or their sum, as float64 numpy."""
         device = next(iter(head.parameters())).device
-        generator = torch.Generator(device=device).manual_seed(int(seeds[2]))
+        generator = torch.Generator(device=device).manual_seed(int(seeds[1]))
         total = torch.zeros(len(self.trivial_embedding_), dtype=torch.float64, device=device)
         rows = []
         filters = probes.probe_filters(probe)
@@ -361,7 +362,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         if len(classes) == 1:
             return self.trivial_embedding_.copy(), True
         features = torch.cat(features)
-        head = self._train_head(features, codes, len(classes), seeds)
+        head = self._train_head(features, codes, len(classes))
         method = fisher.resolve_method(self.method, len(classes))
         progress = None
         if self.verbose > 0:
@@ -388,14 +389,14 @@ def _to_device(inputs, device):
 
 
 def _seeds(random_state):
-    """The random probe's seed, and the seeds of (subsampling, head training, Fisher sampling).
+    """The random probe's seed, and the seeds of (example subsampling, Monte Carlo labels).
 
     Every task gets the same seeds, so a task's embedding depends on the task and
     ``random_state`` only, not on its position in the sequence or on the other tasks.
     """
     rng = check_random_state(random_state)
     probe_seed, root = rng.randint(np.iinfo(np.int32).max, size=2)
-    return int(probe_seed), np.random.SeedSequence(int(root)).generate_state(3)
+    return int(probe_seed), np.random.SeedSequence(int(root)).generate_state(2)
 
 
 def _warn_trivial(what):

@@ -31,26 +31,39 @@ def probe_features(probe, inputs, where):
     return features
 
 
-def train_head(features, codes, n_classes, *, epochs, learning_rate, weight_decay, batch_size, generator):
-    """A linear softmax head ``d -> n_classes`` trained by Adam on cached features.
+def train_head(features, codes, n_classes, *, max_iter, learning_rate, weight_decay):
+    """A linear softmax head ``d -> n_classes`` fitted to convergence on cached features.
 
-    The head starts at zero (the problem is convex, so no random start is needed) and sees
-    the examples in an order drawn from ``generator`` each epoch. It is returned frozen.
+    Minimises the mean cross-entropy plus ``weight_decay / 2 * ||W||^2`` (the bias is not
+    penalised) with full-batch L-BFGS and a strong-Wolfe line search, starting from zero:
+    the problem is convex, so the head is the regularised optimum, whatever the order of the
+    examples. Each iteration is one pass over the cached features, so ``max_iter`` counts
+    epochs. The Fisher is then taken at a minimum, where it matches the Hessian (sec. 3).
+    The head is returned frozen.
     """
-    n_examples, n_features = features.shape
+    n_features = features.shape[1]
     head = nn.Linear(n_features, n_classes, dtype=features.dtype, device=features.device)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     targets = torch.as_tensor(codes, dtype=torch.long, device=features.device)
-    optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    with torch.enable_grad():
-        for _ in range(epochs):
-            order = torch.randperm(n_examples, generator=generator).to(features.device)
-            for start in range(0, n_examples, batch_size):
-                batch = order[start : start + batch_size]
-                loss = F.cross_entropy(head(features[batch]), targets[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+    if max_iter > 0:
+        optimizer = torch.optim.LBFGS(
+            head.parameters(),
+            lr=learning_rate,
+            max_iter=max_iter,
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
+
+        def objective():
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(head(features), targets)
+            loss = loss + 0.5 * weight_decay * head.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(objective)
     head.requires_grad_(False)
     return head

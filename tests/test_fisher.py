@@ -112,7 +112,7 @@ def test_exact_equals_closed_form_of_two_layer_sigmoid_network():
     X = rng.normal(size=(60, n_features))
     y = (X[:, 0] - 0.5 * X[:, 1] + 0.3 * rng.normal(size=60) > 0).astype(int)
     probe = nn.Sequential(nn.Linear(n_features, n_hidden, bias=False), nn.Sigmoid()).double()
-    embedder = FisherTaskEmbedder(probe=probe, method="exact", head_epochs=50, random_state=0).fit(X, y)
+    embedder = FisherTaskEmbedder(probe=probe, method="exact", random_state=0).fit(X, y)
 
     U = embedder.probe_[0].weight.detach().numpy()
     W = embedder.head_.weight.detach().numpy()
@@ -132,7 +132,7 @@ def test_montecarlo_converges_to_exact():
     rng = np.random.RandomState(2)
     X = rng.normal(size=(40, 6))
     y = np.digitize(X[:, 0] + X[:, 1], [-1.0, 0.0, 1.0])  # four classes
-    settings = dict(random_state=3, head_epochs=40)
+    settings = dict(random_state=3)
     exact = FisherTaskEmbedder(method="exact", **settings).fit(X, y)
     montecarlo = FisherTaskEmbedder(method="montecarlo", **settings).fit(X, y)
     # Same seeds, so the same probe and the same head: only the estimator differs.
