@@ -89,28 +89,36 @@ def sampled_logit_directions(probs, generator):
     return (one_hot - probs).unsqueeze(2)
 
 
-def _rowwise_squared_norms(output_grads, inputs):
-    """``||(G_b U_b)_k||^2`` for ``G`` of shape (B, K, T) and ``U`` of shape (B, T, I): (B, K).
+def _gram_is_cheaper(n_out, positions, n_in):
+    """Whether ``G (U U^T) G^T`` beats the direct ``G U`` for per-example row norms.
 
-    The direct product costs ``B K T I`` and holds ``B K I`` numbers; the Gram form
-    ``G_b (U_b U_b^T) G_b^T`` costs ``B T^2 (I + K)`` and holds ``B T^2``. Deep layers (few
-    positions ``T``) and linear layers (``T = 1``) favour the Gram form; early convolutions
-    with many positions favour the direct product. Chunks over ``B`` bound the memory.
+    The direct product costs ``K T I`` per example and holds ``K I`` numbers; the Gram form
+    costs ``T^2 (I + K)`` and holds ``T^2``. Deep layers (few positions ``T``) and linear
+    layers (``T = 1``) favour the Gram form; early convolutions with many positions the direct
+    product (the trade-off of per-example "ghost" gradient norms).
     """
+    return positions * positions * (n_in + n_out) < n_out * positions * n_in
+
+
+def _chunks(n_examples, elements_per_example):
+    """Example ranges whose intermediates stay under ``_CHUNK_ELEMENTS`` elements."""
+    step = max(1, _CHUNK_ELEMENTS // max(elements_per_example, 1))
+    return [(start, min(start + step, n_examples)) for start in range(0, n_examples, step)]
+
+
+def _rowwise_squared_norms(output_grads, inputs):
+    """``||(G_b U_b)_k||^2`` for ``G`` of shape (B, K, T) and ``U`` of shape (B, T, I): (B, K)."""
     batch, n_out, positions = output_grads.shape
     n_in = inputs.shape[2]
-    use_gram = positions * positions * (n_in + n_out) < n_out * positions * n_in
-    per_item = positions * positions if use_gram else n_out * n_in
-    chunk = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+    use_gram = _gram_is_cheaper(n_out, positions, n_in)
     pieces = []
-    for start in range(0, batch, chunk):
-        grads = output_grads[start : start + chunk]
-        acts = inputs[start : start + chunk]
+    for start, stop in _chunks(batch, positions * positions if use_gram else n_out * n_in):
+        grads, acts = output_grads[start:stop], inputs[start:stop]
         if use_gram:
             gram = acts @ acts.transpose(1, 2)
             pieces.append(((grads @ gram) * grads).sum(2))
         else:
-            pieces.append((grads @ acts).pow(2).sum(2))
+            pieces.append((grads @ acts).square().sum(2))
     return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
@@ -124,21 +132,54 @@ def _conv_squared_gradients(module, activation, output_grad):
         kernel, stride, dilation = module.kernel_size, module.stride, module.dilation
     padding = module.padding
     if isinstance(padding, str) or module.padding_mode != "zeros":
-        # torch pads these itself before the convolution; do the same, then unfold unpadded.
+        # torch pads these itself before the convolution; do the same, then convolve unpadded.
         mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
         reversed_padding = module._reversed_padding_repeated_twice
         if isinstance(module, nn.Conv1d):
             reversed_padding = (*reversed_padding, 0, 0)
         activation = F.pad(activation, reversed_padding, mode=mode)
-        padding = 0
+        padding = (0, 0)
     elif isinstance(module, nn.Conv1d):
         padding = (0, *padding)
     n, groups = activation.shape[0], module.groups
-    unfolded = F.unfold(activation, kernel, dilation=dilation, padding=padding, stride=stride)
-    positions = unfolded.shape[2]
-    unfolded = unfolded.view(n * groups, -1, positions).transpose(1, 2)
-    grads = output_grad.reshape(n * groups, -1, positions)
+    n_out = module.weight.shape[0] // groups
+    positions = output_grad.shape[2] * output_grad.shape[3]
+    if not _gram_is_cheaper(n_out, positions, module.weight[0].numel()):
+        return _per_example_conv_weight_squares(activation, output_grad, kernel, stride, padding, dilation, groups)
+    if kernel == (1, 1) and tuple(padding) == (0, 0):
+        # A 1x1 convolution reads its input at the strided positions: no unfolding needed.
+        unfolded = activation[:, :, :: stride[0], :: stride[1]].reshape(n, activation.shape[1], -1)
+    else:
+        unfolded = F.unfold(activation, kernel, dilation=dilation, padding=padding, stride=stride)
+    unfolded = unfolded.reshape(n * groups, -1, positions).transpose(1, 2)
+    grads = output_grad.reshape(n * groups, n_out, positions)
     return _rowwise_squared_norms(grads, unfolded).view(n, -1)
+
+
+def _per_example_conv_weight_squares(activation, output_grad, kernel, stride, padding, dilation, groups):
+    """Direct form for convolutions: each example's weight gradient, squared and summed per filter.
+
+    Stacking the examples as groups of one grouped convolution makes its weight gradient the
+    per-example weight gradients, computed by the convolution backward kernel without
+    unfolding the input.
+    """
+    n, channels_in = activation.shape[:2]
+    channels_out = output_grad.shape[1]
+    weights_per_example = channels_out * (channels_in // groups) * kernel[0] * kernel[1]
+    pieces = []
+    for start, stop in _chunks(n, weights_per_example):
+        count = stop - start
+        gradients = torch.nn.grad.conv2d_weight(
+            activation[start:stop].reshape(1, count * channels_in, *activation.shape[2:]),
+            (count * channels_out, channels_in // groups, *kernel),
+            output_grad[start:stop].reshape(1, count * channels_out, *output_grad.shape[2:]),
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=count * groups,
+        )
+        pieces.append(gradients.view(count, channels_out, -1).square().sum(2))
+    return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def _linear_squared_gradients(activation, output_grad):
@@ -146,7 +187,7 @@ def _linear_squared_gradients(activation, output_grad):
     n = activation.shape[0]
     if activation.dim() == 2:
         # grad W_n = g_n a_n^T: the row norms are g_nk^2 ||a_n||^2, nothing to materialise.
-        return output_grad.pow(2) * activation.pow(2).sum(1, keepdim=True)
+        return output_grad.square() * activation.square().sum(1, keepdim=True)
     inputs = activation.reshape(n, -1, activation.shape[-1])
     grads = output_grad.reshape(n, -1, output_grad.shape[-1]).transpose(1, 2)
     return _rowwise_squared_norms(grads, inputs)
@@ -163,7 +204,7 @@ def _generic_squared_gradients(module, activation, output_grad):
         return pullback(example_grad.unsqueeze(0))[0]
 
     gradients = torch.func.vmap(weight_gradient)(activation, output_grad)
-    return gradients.pow(2).flatten(2).sum(2)
+    return gradients.square().flatten(2).sum(2)
 
 
 def squared_filter_gradients(module, activation, output_grad):

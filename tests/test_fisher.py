@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import FisherTaskEmbedder, fisher
 from sklearn_task2vec.fisher import exact_logit_directions, sampled_logit_directions
 from sklearn_task2vec.probes import probe_filters
 
@@ -40,15 +40,19 @@ class ConvZoo(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False)
         self.grouped = nn.Conv2d(4, 6, 3, padding="same", groups=2, padding_mode="reflect")
-        self.dilated = nn.Conv2d(6, 4, 3, dilation=2, padding=2)
-        self.bn = nn.BatchNorm2d(4)
-        self.tokens = nn.Linear(4, 5)
+        self.dilated = nn.Conv2d(6, 16, 3, dilation=2, padding=2)
+        self.bn = nn.BatchNorm2d(16)
+        # Few positions, many inputs: these two take the Gram form (one of them 1x1 strided).
+        self.pointwise = nn.Conv2d(16, 16, 1, stride=2)
+        self.deep = nn.Conv2d(16, 16, 3, padding=1)
+        self.tokens = nn.Linear(16, 5)
         self.out = nn.Linear(5, 3)
 
     def forward(self, x):
         x = torch.tanh(self.stem(x))
         x = torch.relu(self.grouped(x))
         x = self.bn(self.dilated(x))
+        x = torch.relu(self.deep(torch.tanh(self.pointwise(x))))
         x = torch.tanh(self.tokens(x.flatten(2).transpose(1, 2)))  # (n, positions, 5)
         return self.out(x.mean(1))
 
@@ -92,7 +96,15 @@ def _randomise_bn(probe):
     ],
     ids=["conv2d-zoo", "conv1d", "conv3d-generic"],
 )
-def test_exact_matches_brute_force_per_example(make_probe, shape):
+def test_exact_matches_brute_force_per_example(make_probe, shape, monkeypatch):
+    forms = []
+    original = fisher._gram_is_cheaper
+
+    def spy(*args):
+        forms.append(original(*args))
+        return forms[-1]
+
+    monkeypatch.setattr(fisher, "_gram_is_cheaper", spy)
     torch.manual_seed(0)
     probe = make_probe()
     rng = np.random.RandomState(0)
@@ -103,6 +115,8 @@ def test_exact_matches_brute_force_per_example(make_probe, shape):
     rows = embedder.transform(X)
     np.testing.assert_allclose(rows, expected, rtol=1e-9, atol=1e-13)
     np.testing.assert_allclose(embedder.embedding_, expected.mean(0), rtol=1e-9, atol=1e-13)
+    if isinstance(probe, ConvZoo):
+        assert True in forms and False in forms, "both the Gram and the direct form are exercised"
 
 
 def test_exact_equals_closed_form_of_two_layer_sigmoid_network():
