@@ -39,7 +39,6 @@ import torch.nn.functional as F  # noqa: E402
 
 from sklearn_task2vec import FisherTaskEmbedder, fisher, probes  # noqa: E402
 from sklearn_task2vec.embedder import _on_device, _seeds, _to_device
-from sklearn_task2vec.heads import probe_features  # noqa: E402
 from sklearn_task2vec.tasks import coerce_task, encode_labels  # noqa: E402
 
 # (label, method, n_classes): the cases of the table.
@@ -186,16 +185,9 @@ def breakdown(embedder, raw_task, device):
     )
     times["prepare"] = time.perf_counter() - start
 
-    def cache():
-        features, labels = [], []
-        for inputs, batch_labels in task.batches(embedder.batch_size):
-            features.append(probe_features(probe, _to_device(inputs, device), task.where))
-            labels.append(batch_labels)
-        return torch.cat(features), np.concatenate(labels)
-
-    times["cache"], (features, labels) = timed(cache, device)
+    times["cache"], (features, labels) = timed(lambda: embedder._cache_features(probe, task, device), device)
     classes, codes = encode_labels(labels, task.where)
-    times["head"], head = timed(lambda: embedder._train_head(features, codes, len(classes), seeds), device)
+    times["head"], head = timed(lambda: embedder._train_head(features, codes, len(classes)), device)
     method = fisher.resolve_method(embedder.method, len(classes))
 
     def fisher_pass():

@@ -183,9 +183,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             return self
         device = self._device()
         probe = _on_device(self.probe_, device)
-        features = torch.cat(
-            [probe_features(probe, _to_device(inputs, device), "X") for inputs, _ in task.batches(self.batch_size)]
-        )
+        features, _ = self._cache_features(probe, task, device)
         self.head_ = self._train_head(features, codes, len(self.classes_)).cpu()
         rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
         self.embedding_ = rows.mean(axis=0)
@@ -293,6 +291,14 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         dtype = probes.probe_dtype(self.probe_)
         return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
 
+    def _cache_features(self, probe, task, device):
+        """The probe's features of every example of ``task`` (one no-grad pass), and the labels."""
+        features, labels = [], []
+        for inputs, batch_labels in task.batches(self.batch_size):
+            features.append(probe_features(probe, _to_device(inputs, device), task.where))
+            labels.append(batch_labels)
+        return torch.cat(features), np.concatenate(labels)
+
     def _train_head(self, features, codes, n_classes):
         return train_head(
             features,
@@ -354,14 +360,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             max_samples=self.max_samples,
             rng=np.random.RandomState(seeds[0]),
         )
-        features, labels = [], []
-        for inputs, batch_labels in task.batches(self.batch_size):
-            features.append(probe_features(probe, _to_device(inputs, device), task.where))
-            labels.append(batch_labels)
-        classes, codes = encode_labels(np.concatenate(labels), task.where)
+        features, labels = self._cache_features(probe, task, device)
+        classes, codes = encode_labels(labels, task.where)
         if len(classes) == 1:
             return self.trivial_embedding_.copy(), True
-        features = torch.cat(features)
         head = self._train_head(features, codes, len(classes))
         method = fisher.resolve_method(self.method, len(classes))
         progress = None

@@ -118,7 +118,7 @@ def _rowwise_squared_norms(output_grads, inputs):
             gram = acts @ acts.transpose(1, 2)
             pieces.append(((grads @ gram) * grads).sum(2))
         else:
-            pieces.append((grads @ acts).square().sum(2))
+            pieces.append(torch.linalg.vector_norm(grads @ acts, dim=2).square())
     return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
@@ -178,7 +178,7 @@ def _per_example_conv_weight_squares(activation, output_grad, kernel, stride, pa
             dilation=dilation,
             groups=count * groups,
         )
-        pieces.append(gradients.view(count, channels_out, -1).square().sum(2))
+        pieces.append(torch.linalg.vector_norm(gradients.view(count, channels_out, -1), dim=2).square())
     return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 

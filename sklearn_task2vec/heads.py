@@ -51,6 +51,7 @@ def train_head(features, codes, n_classes, *, max_iter, learning_rate, weight_de
             head.parameters(),
             lr=learning_rate,
             max_iter=max_iter,
+            history_size=10,
             tolerance_grad=1e-9,
             tolerance_change=1e-12,
             line_search_fn="strong_wolfe",
