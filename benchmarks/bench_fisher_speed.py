@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from sklearn_task2vec import FisherTaskEmbedder, fisher, probes  # noqa: E402
-from sklearn_task2vec.embedder import _on_device, _seeds, _to_device
+from sklearn_task2vec.embedder import _seeds, _to_device
 from sklearn_task2vec.tasks import coerce_task, encode_labels  # noqa: E402
 
 # (label, method, n_classes): the cases of the table.
@@ -166,11 +166,10 @@ class HookTimer:
 
 def fisher_forward_only(embedder, probe, head, task, device):
     """The Fisher pass's forward alone: hooks on, graph built, no backward."""
-    filters = probes.probe_filters(probe)
-    with fisher.FilterFisherRecorder(filters) as recorder, torch.enable_grad():
+    with fisher.FilterFisherRecorder(probe.filters, probe.scales) as recorder, torch.enable_grad():
         for inputs, _ in task.batches(embedder.batch_size):
             recorder.start_batch(inputs.shape[0], device)
-            head(probe(_to_device(inputs, device))).sum()  # built, then dropped
+            head(probe.module(_to_device(inputs, device))).sum()  # built, then dropped
 
 
 def breakdown(embedder, raw_task, device):
@@ -178,7 +177,7 @@ def breakdown(embedder, raw_task, device):
     _, seeds = _seeds(embedder.random_state)
     times = {}
     start = time.perf_counter()
-    probe = _on_device(embedder.probe_, device)
+    probe = embedder._runnable_probe(device)
     task = coerce_task(
         raw_task, 0, dtype=torch.float32, batch_size=embedder.batch_size, max_samples=embedder.max_samples,
         rng=np.random.RandomState(seeds[0]),
@@ -203,7 +202,7 @@ def breakdown(embedder, raw_task, device):
         with hooks.installed():
             times["fisher"], _ = timed(fisher_pass, device)
     times["fisher_hooks"] = hooks.seconds
-    names = {module: path for path, module in probe.named_modules()}
+    names = {module: path for path, module in probe.filters}
     for module, seconds in hooks.by_module.items():
         times[f"hook {names.get(module, type(module).__name__)}"] = seconds
     times["fisher_fwd"], _ = timed(lambda: fisher_forward_only(embedder, probe, head, task, device), device)

@@ -182,7 +182,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             self.embedding_ = self.trivial_embedding_.copy()
             return self
         device = self._device()
-        probe = _on_device(self.probe_, device)
+        probe = self._runnable_probe(device)
         features, _ = self._cache_features(probe, task, device)
         self.head_ = self._train_head(features, codes, len(self.classes_)).cpu()
         rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
@@ -267,7 +267,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = self._device()
         task = self._array_task(X, np.zeros(X.shape[0]))
         _, seeds = _seeds(self.random_state)
-        return self._fisher(_on_device(self.probe_, device), _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
+        probe = self._runnable_probe(device)
+        return self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's coordinates, ``"<module path>:<filter index>"``.
@@ -291,11 +292,15 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         dtype = probes.probe_dtype(self.probe_)
         return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
 
+    def _runnable_probe(self, device):
+        """The fitted probe on ``device``, BatchNorm folded (:func:`probes.folded_filters`)."""
+        return probes.folded_filters(_on_device(self.probe_, device))
+
     def _cache_features(self, probe, task, device):
         """The probe's features of every example of ``task`` (one no-grad pass), and the labels."""
         features, labels = [], []
         for inputs, batch_labels in task.batches(self.batch_size):
-            features.append(probe_features(probe, _to_device(inputs, device), task.where))
+            features.append(probe_features(probe.module, _to_device(inputs, device), task.where))
             labels.append(batch_labels)
         return torch.cat(features), np.concatenate(labels)
 
@@ -315,11 +320,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         generator = torch.Generator(device=device).manual_seed(int(seeds[1]))
         total = torch.zeros(len(self.trivial_embedding_), dtype=torch.float64, device=device)
         rows = []
-        filters = probes.probe_filters(probe)
-        with fisher.FilterFisherRecorder(filters) as recorder:
+        with fisher.FilterFisherRecorder(probe.filters, probe.scales) as recorder:
             for inputs, _ in task.batches(self.batch_size):
                 batch_rows = fisher.per_example_fisher(
-                    probe, head, _to_device(inputs, device), method, generator, recorder
+                    probe.module, head, _to_device(inputs, device), method, generator, recorder
                 )
                 if keep_rows:
                     rows.append(batch_rows)
@@ -350,8 +354,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _embed_task(self, task, index, seeds):
         """One task's embedding (cache features, train a head, take the Fisher), and whether it has one class."""
         device = self._device()
-        probe = _on_device(self.probe_, device)
-        dtype = probes.probe_dtype(probe)
+        probe = self._runnable_probe(device)
+        dtype = probes.probe_dtype(probe.module)
         task = coerce_task(
             task,
             index,

@@ -219,15 +219,18 @@ def squared_filter_gradients(module, activation, output_grad):
 class FilterFisherRecorder:
     """Hooks on a probe's filter modules that add each example's squared filter gradients to ``rows``.
 
-    Used as a context manager around forward and backward passes of the probe. The forward
+    Used as a context manager around forward and backward passes of the probe. ``scales``
+    gives, per filter, a factor by which its weight gradients are to be multiplied (for
+    filters whose BatchNorm was folded into them), or None. The forward
     hook keeps the module's input and marks its output as needing a gradient (the probe's
     weights need none); the output's gradient hook turns (input, output gradient) into
     per-example squared norms per filter, divided by the filter's number of weights (the
     average of sec. 3.1), and adds them to ``rows[:, filter_slice]``.
     """
 
-    def __init__(self, filters):
+    def __init__(self, filters, scales=None):
         self.filters = filters
+        self.scales = scales if scales is not None else [None] * len(filters)
         self.slices = []
         offset = 0
         for _, module in filters:
@@ -259,6 +262,9 @@ class FilterFisherRecorder:
         path, module = self.filters[index]
         weights_per_filter = module.weight[0].numel()
         columns = self.slices[index]
+        # A folded BatchNorm scales the gradient of each filter: undo it on the squares.
+        scale = self.scales[index]
+        factor = 1.0 / weights_per_filter if scale is None else scale.double().square() / weights_per_filter
 
         def on_forward(module, inputs, output):
             if self._computing:
@@ -279,7 +285,7 @@ class FilterFisherRecorder:
                     squared = squared_filter_gradients(module, activation, output_grad.detach())
                 finally:
                     self._computing = False
-                self.rows[:, columns] += squared.to(torch.float64) / weights_per_filter
+                self.rows[:, columns] += squared.to(torch.float64) * factor
 
             output.register_hook(on_gradient)
             return output

@@ -7,9 +7,11 @@ every linear layer inside it: one embedding coordinate each (paper, sec. 3.1).
 
 from __future__ import annotations
 
+import collections
 import copy
 import os
 import urllib.error
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -197,6 +199,83 @@ def probe_filters(probe):
             "The probe has no Conv or Linear layer: its Fisher embedding would be empty."
         )
     return filters
+
+
+_BATCHNORM_AFTER = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+
+
+def fold_batchnorm(probe):
+    """``probe`` with each eval-mode BatchNorm folded into the convolution before it.
+
+    Returns ``(folded, scales)``: a ``torch.fx`` copy of the probe in which ``bn(conv(x))``
+    is one convolution with weight ``W' = W * gamma / sigma`` (per output channel), and for
+    each folded layer's path the factor ``gamma / sigma``. The folded layer computes the same
+    function, and ``d loss / d W = (gamma / sigma) * d loss / d W'``, so the Fisher of the
+    original filters is that of the folded ones times ``(gamma / sigma)^2``. It saves the
+    BatchNorm's forward and backward in the Fisher pass. Module paths are unchanged. A probe
+    that ``torch.fx`` cannot trace is returned as it is, with no scales.
+    """
+    from torch import fx
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    try:
+        traced = fx.symbolic_trace(probe)
+    except Exception:  # control flow fx cannot follow: folding is only an optimisation
+        return probe, {}
+    modules = dict(traced.named_modules())
+    calls = collections.Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
+    scales = {}
+    for node in list(traced.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            continue
+        batchnorm, layer_node = modules[node.target], node.args[0]
+        if not (isinstance(layer_node, fx.Node) and layer_node.op == "call_module"):
+            continue
+        layer = modules[layer_node.target]
+        foldable = (
+            type(layer) in _BATCHNORM_AFTER
+            and isinstance(batchnorm, _BATCHNORM_AFTER[type(layer)])
+            and batchnorm.running_var is not None
+            and batchnorm.num_features == layer.out_channels
+            and len(layer_node.users) == 1
+            and calls[layer_node.target] == 1
+        )
+        if not foldable:
+            continue
+        gamma = batchnorm.weight.detach() if batchnorm.affine else torch.ones_like(batchnorm.running_var)
+        scales[layer_node.target] = gamma / torch.sqrt(batchnorm.running_var + batchnorm.eps)
+        parent_path, _, name = layer_node.target.rpartition(".")
+        parent = traced.get_submodule(parent_path) if parent_path else traced
+        setattr(parent, name, fuse_conv_bn_eval(layer, batchnorm))
+        node.replace_all_uses_with(layer_node)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced, scales
+
+
+class RunnableProbe(NamedTuple):
+    module: nn.Module
+    filters: list
+    scales: list
+
+
+def folded_filters(probe):
+    """The probe to run, with BatchNorm folded, and its filters in ``probe``'s order.
+
+    Returns a :class:`RunnableProbe` ``(module, filters, scales)``: ``filters`` pairs each filter path of ``probe``
+    with the module that computes it in ``folded``; ``scales`` holds, per filter module,
+    the factor its gradients carry (see :func:`fold_batchnorm`), or None where it is unfolded.
+    """
+    folded, scales = fold_batchnorm(probe)
+    filters = []
+    for path, module in probe_filters(probe):
+        try:
+            filters.append((path, folded.get_submodule(path)))
+        except AttributeError:  # not used by the traced forward: its hooks never fire
+            filters.append((path, module))
+    return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters])
 
 
 def probe_dtype(probe):

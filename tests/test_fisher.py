@@ -209,3 +209,33 @@ def test_layer_called_twice_is_refused():
     X = np.random.RandomState(0).normal(size=(10, 3))
     with pytest.raises(ValueError, match="'shared' is called more than once"):
         FisherTaskEmbedder(probe=Twice(), random_state=0).fit(X, X[:, 0] > 0)
+
+
+def test_folding_batchnorm_keeps_the_fisher_of_the_original_filters(monkeypatch):
+    import torchvision
+
+    from sklearn_task2vec import probes
+
+    torch.manual_seed(0)
+    probe = torchvision.models.resnet18(weights=None)
+    probe.fc = nn.Identity()
+    for module in probe.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.running_mean.uniform_(-0.2, 0.2)
+    probe = probe.double()
+    images = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    tasks = [(images, torch.tensor([0, 1, 0, 1, 1, 0])), (images, torch.arange(6) % 3)]
+
+    embedder = FisherTaskEmbedder(probe=probe, method="exact", random_state=0)
+    folded = embedder.fit_transform(tasks)
+    runnable = probes.folded_filters(embedder.probe_)
+    assert sum(scale is not None for scale in runnable.scales) == 20  # every conv of resnet18
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in runnable.module.modules())
+
+    monkeypatch.setattr(probes, "fold_batchnorm", lambda probe: (probe, {}))
+    unfolded = FisherTaskEmbedder(probe=probe, method="exact", random_state=0).fit_transform(tasks)
+    np.testing.assert_allclose(folded[0], unfolded[0], rtol=1e-7, atol=1e-12 * unfolded.max())
+    # Three classes: the heads agree only to where L-BFGS stops on features that differ by rounding.
+    assert np.linalg.norm(folded[1] - unfolded[1]) < 1e-4 * np.linalg.norm(unfolded[1])
