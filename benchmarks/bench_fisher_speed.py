@@ -37,7 +37,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's start/s
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from sklearn_task2vec import FisherTaskEmbedder, fisher, probes  # noqa: E402
+from sklearn_task2vec import FisherTaskEmbedder, fisher  # noqa: E402
 from sklearn_task2vec.embedder import _seeds, _to_device
 from sklearn_task2vec.tasks import coerce_task, encode_labels  # noqa: E402
 
