@@ -48,15 +48,24 @@ CASES = (("exact", "exact", 2), ("montecarlo", "montecarlo", 10), ("auto", "auto
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probe", default="resnet18", help="torchvision model name (default: resnet18)")
-    parser.add_argument("--image-size", type=int, default=32, help="height = width of the images (default: 32)")
+    parser.add_argument(
+        "--image-size", type=int, default=32, help="height = width of the images (default: 32)"
+    )
     parser.add_argument("--n-examples", type=int, default=1024, help="examples in the task (default: 1024)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure, median kept (default: 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per figure, median kept (default: 3)"
+    )
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"), help="default: auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random images and labels")
     parser.add_argument(
-        "--profile", type=int, default=0, metavar="N",
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
         help="also profile one Fisher pass (torch.profiler) and print its top N ops by self time",
     )
     args = parser.parse_args(argv)
@@ -105,7 +114,9 @@ def plain_model(probe_name, n_classes, device):
 
     model = torchvision.models.get_model(probe_name, weights=None)
     if not isinstance(getattr(model, "fc", None), torch.nn.Linear):
-        raise SystemExit(f"--probe {probe_name}: the baseline needs a model with an `fc` Linear classifier (a ResNet)")
+        raise SystemExit(
+            f"--probe {probe_name}: the baseline needs a model with an `fc` Linear classifier (a ResNet)"
+        )
     model.fc = torch.nn.Linear(model.fc.in_features, n_classes)
     return model.to(device).eval()
 
@@ -179,7 +190,11 @@ def breakdown(embedder, raw_task, device):
     start = time.perf_counter()
     probe = embedder._runnable_probe(device)
     task = coerce_task(
-        raw_task, 0, dtype=torch.float32, batch_size=embedder.batch_size, max_samples=embedder.max_samples,
+        raw_task,
+        0,
+        dtype=torch.float32,
+        batch_size=embedder.batch_size,
+        max_samples=embedder.max_samples,
         rng=np.random.RandomState(seeds[0]),
     )
     times["prepare"] = time.perf_counter() - start
@@ -222,7 +237,11 @@ def profile_fisher(embedder, state, device, top):
         synchronize(device)
     if device.type == "cuda":
         averages = prof.key_averages()
-        key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
+        key = (
+            "self_device_time_total"
+            if hasattr(averages[0], "self_device_time_total")
+            else "self_cuda_time_total"
+        )
     else:
         key = "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=48))
@@ -259,9 +278,11 @@ def main(argv=None):
     inputs = torch.randn(shape, generator=generator, dtype=torch.float32)
     labels = {c: torch.randint(c, (args.n_examples,), generator=generator).numpy() for _, _, c in CASES}
 
-    print(f"# Fisher embedding speed: probe {args.probe} (probe_weights=None), {args.n_examples} images "
-          f"3x{args.image_size}x{args.image_size}, batch {args.batch_size}, device {device}, "
-          f"median of {args.repeats} after 1 warm-up")
+    print(
+        f"# Fisher embedding speed: probe {args.probe} (probe_weights=None), {args.n_examples} images "
+        f"3x{args.image_size}x{args.image_size}, batch {args.batch_size}, device {device}, "
+        f"median of {args.repeats} after 1 warm-up"
+    )
     for line in machine_info(device):
         print("# " + line)
 
@@ -270,17 +291,25 @@ def main(argv=None):
     for n_classes in sorted({c for _, _, c in CASES}):
         model = plain_model(args.probe, n_classes, device)
         baseline[n_classes] = median_time(
-            plain_forward_backward(model, inputs, labels[n_classes], args.batch_size, device), device, args.repeats
+            plain_forward_backward(model, inputs, labels[n_classes], args.batch_size, device),
+            device,
+            args.repeats,
         )
-        forward_only[n_classes] = median_time(plain_forward(model, inputs, args.batch_size, device), device, args.repeats)
+        forward_only[n_classes] = median_time(
+            plain_forward(model, inputs, args.batch_size, device), device, args.repeats
+        )
         del model
 
     rows, profiled = [], None
     for name, method, n_classes in CASES:
         tasks = [(inputs, labels[n_classes])]
         embedder = FisherTaskEmbedder(
-            probe=args.probe, probe_weights=None, method=method, batch_size=args.batch_size,
-            random_state=0, device=device,
+            probe=args.probe,
+            probe_weights=None,
+            method=method,
+            batch_size=args.batch_size,
+            random_state=0,
+            device=device,
         ).fit(tasks)
         total = median_time(lambda: embedder.transform(tasks), device, args.repeats)
         state = {}
@@ -296,14 +325,20 @@ def main(argv=None):
 
     ref = baseline
     print()
-    print(f"plain fwd+bwd (reference): " + ", ".join(
-        f"{c} classes {baseline[c]:.3f} s" for c in sorted(baseline)
-    ) + "; plain no-grad fwd: " + ", ".join(
-        f"{c} classes {forward_only[c]:.3f} s ({forward_only[c] / baseline[c]:.2f}x)" for c in sorted(forward_only)
-    ))
+    print(
+        "plain fwd+bwd (reference): "
+        + ", ".join(f"{c} classes {baseline[c]:.3f} s" for c in sorted(baseline))
+        + "; plain no-grad fwd: "
+        + ", ".join(
+            f"{c} classes {forward_only[c]:.3f} s ({forward_only[c] / baseline[c]:.2f}x)"
+            for c in sorted(forward_only)
+        )
+    )
     print()
-    header = (f"{'method':<11} {'(used)':<11} {'classes':>7} {'seconds':>8} {'ratio':>6} | "
-              f"{'cache':>12} {'head':>12} {'fisher':>12} = {'fwd':>11} {'bwd':>11} {'hooks':>11}")
+    header = (
+        f"{'method':<11} {'(used)':<11} {'classes':>7} {'seconds':>8} {'ratio':>6} | "
+        f"{'cache':>12} {'head':>12} {'fisher':>12} = {'fwd':>11} {'bwd':>11} {'hooks':>11}"
+    )
     print(header)
     print("-" * len(header))
 
@@ -318,23 +353,33 @@ def main(argv=None):
             f"{cell(parts['fisher_bwd'], n_classes, 11)} {cell(parts['fisher_hooks'], n_classes, 11)}"
         )
     print()
-    print("ratio: seconds / plain fwd+bwd with the same number of classes. Breakdown (seconds/ratio), medians")
-    print("of separate runs, so they need not add up to the total exactly: cache = no-grad forward caching the")
+    print(
+        "ratio: seconds / plain fwd+bwd with the same number of classes. Breakdown (seconds/ratio), medians"
+    )
+    print(
+        "of separate runs, so they need not add up to the total exactly: cache = no-grad forward caching the"
+    )
     print("features; head = head training on them; fisher = Fisher pass, split into fwd (forward with hooks,")
     print("graph built), hooks (per-example squared filter gradients) and bwd (the rest: autograd backward).")
 
     if args.profile:
         name, n_classes, embedder, state = profiled
         parts = rows[0][4]
-        hook_times = sorted(((key[5:], value) for key, value in parts.items() if key.startswith("hook ")),
-                            key=lambda item: -item[1])
+        hook_times = sorted(
+            ((key[5:], value) for key, value in parts.items() if key.startswith("hook ")),
+            key=lambda item: -item[1],
+        )
         print()
-        print(f"# hook time by layer ({name}, {n_classes} classes), top {min(args.profile, len(hook_times))} of "
-              f"{len(hook_times)}: seconds over the task (ratio to plain fwd+bwd)")
+        print(
+            f"# hook time by layer ({name}, {n_classes} classes), top {min(args.profile, len(hook_times))} of "
+            f"{len(hook_times)}: seconds over the task (ratio to plain fwd+bwd)"
+        )
         for path, seconds in hook_times[: args.profile]:
             print(f"  {path:<28} {seconds:6.3f}s ({seconds / ref[n_classes]:.3f}x)")
         print()
-        print(f"# torch.profiler, one Fisher pass ({name}, {n_classes} classes), top {args.profile} ops by self time")
+        print(
+            f"# torch.profiler, one Fisher pass ({name}, {n_classes} classes), top {args.profile} ops by self time"
+        )
         profile_fisher(embedder, state, device, args.profile)
 
 

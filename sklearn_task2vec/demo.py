@@ -85,7 +85,9 @@ def main(argv=None):
         prog="python -m sklearn_task2vec.demo",
         description="TASK2VEC task distances and embedding norms on scikit-learn's digits.",
     )
-    parser.add_argument("--random-state", type=int, default=0, help="seed of the probe, heads and splits (default 0)")
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of the probe, heads and splits (default 0)"
+    )
     parser.add_argument(
         "--method",
         choices=["auto", "exact", "montecarlo"],

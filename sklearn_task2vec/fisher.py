@@ -145,7 +145,9 @@ def _conv_squared_gradients(module, activation, output_grad):
     n_out = module.weight.shape[0] // groups
     positions = output_grad.shape[2] * output_grad.shape[3]
     if not _gram_is_cheaper(n_out, positions, module.weight[0].numel()):
-        return _per_example_conv_weight_squares(activation, output_grad, kernel, stride, padding, dilation, groups)
+        return _per_example_conv_weight_squares(
+            activation, output_grad, kernel, stride, padding, dilation, groups
+        )
     if kernel == (1, 1) and tuple(padding) == (0, 0):
         # A 1x1 convolution reads its input at the strided positions: no unfolding needed.
         unfolded = activation[:, :, :: stride[0], :: stride[1]].reshape(n, activation.shape[1], -1)
@@ -317,4 +319,3 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
         for index in range(n_directions):
             logits.backward(directions[:, :, index], retain_graph=index < n_directions - 1)
     return recorder.rows
-

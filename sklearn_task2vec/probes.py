@@ -195,9 +195,7 @@ def probe_filters(probe):
                 f"channels of its weight, so it cannot be embedded. Use a probe without it."
             )
     if not filters:
-        raise ValueError(
-            "The probe has no Conv or Linear layer: its Fisher embedding would be empty."
-        )
+        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
     return filters
 
 

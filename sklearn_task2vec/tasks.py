@@ -79,9 +79,7 @@ def _check_labels(labels, where, n_examples=None):
             f"{where}: labels must be 1-D, one class label per example; got shape {labels.shape}."
         )
     if n_examples is not None and labels.shape[0] != n_examples:
-        raise ValueError(
-            f"{where}: inputs have {n_examples} examples but labels have {labels.shape[0]}."
-        )
+        raise ValueError(f"{where}: inputs have {n_examples} examples but labels have {labels.shape[0]}.")
     if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
         raise ValueError(f"{where}: labels contain NaN or infinity.")
     return labels
@@ -151,8 +149,7 @@ class LoaderTask:
             where = f"{self.where} (batch from example {seen})"
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
                 raise TypeError(
-                    f"{where}: its data must yield (x, y) pairs; got a batch that is "
-                    f"{_describe(batch)}."
+                    f"{where}: its data must yield (x, y) pairs; got a batch that is {_describe(batch)}."
                 )
             inputs = check_inputs(batch[0], where, self.dtype)
             labels = _check_labels(batch[1], where, inputs.shape[0])
@@ -253,9 +250,7 @@ def example_shape(task, index):
 
 def _check_pair(item, where, what):
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise TypeError(
-            f"{where}: its data must yield (x, y) pairs; got {what} that is {_describe(item)}."
-        )
+        raise TypeError(f"{where}: its data must yield (x, y) pairs; got {what} that is {_describe(item)}.")
 
 
 def encode_labels(labels, where):

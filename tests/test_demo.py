@@ -36,7 +36,9 @@ def test_demo_prints_matrix_nearest_tasks_and_norms(capsys):
         assert len(right.split(",")) == 3 and name not in right.replace("(", " ").split()
 
     assert any("Spearman correlation(norm, error)" in line for line in lines)
-    norm_rows = [line.split() for line in lines if line.split()[:1] in ([n] for n in names) and len(line.split()) == 3]
+    norm_rows = [
+        line.split() for line in lines if line.split()[:1] in ([n] for n in names) and len(line.split()) == 3
+    ]
     assert [row[0] for row in norm_rows] == names
     assert all(float(norm) > 0 and 0 <= float(error) <= 1 for _, norm, error in norm_rows)
 

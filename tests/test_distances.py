@@ -79,9 +79,13 @@ def test_invariant_to_a_common_coordinate_wise_scaling():
     # Paper, sec. 3.3: dividing by F_a + F_b cancels any positive per-filter scale.
     X, Y = embeddings(8, seed=7), embeddings(6, seed=8)
     scale = np.exp(np.random.RandomState(9).uniform(-6, 6, size=X.shape[1]))
-    np.testing.assert_allclose(pairwise_task_distances(X * scale, Y * scale), pairwise_task_distances(X, Y), atol=1e-12)
+    np.testing.assert_allclose(
+        pairwise_task_distances(X * scale, Y * scale), pairwise_task_distances(X, Y), atol=1e-12
+    )
     np.testing.assert_allclose(pairwise_task_distances(X * scale), pairwise_task_distances(X), atol=1e-12)
-    assert symmetric_distance(X[0] * scale, Y[0] * scale) == pytest.approx(symmetric_distance(X[0], Y[0]), abs=1e-12)
+    assert symmetric_distance(X[0] * scale, Y[0] * scale) == pytest.approx(
+        symmetric_distance(X[0], Y[0]), abs=1e-12
+    )
 
 
 def test_zeros_handled_without_nan_or_warnings():
@@ -99,8 +103,12 @@ def test_zeros_handled_without_nan_or_warnings():
         assert D[2, 3] == 0.0 and D[0, 2] == D[1, 3] == 1.0
         # Extreme magnitudes neither overflow nor drop tiny non-zero entries.
         huge, tiny = np.finfo(float).max, 1e-320
-        assert symmetric_distance([huge, huge], [huge, 0.0]) == pytest.approx(naive_symmetric_distance([1, 1], [1, 0]))
-        assert symmetric_distance([1.0, tiny], [1.0, 0.0]) == pytest.approx(naive_symmetric_distance([1, 1], [1, 0]))
+        assert symmetric_distance([huge, huge], [huge, 0.0]) == pytest.approx(
+            naive_symmetric_distance([1, 1], [1, 0])
+        )
+        assert symmetric_distance([1.0, tiny], [1.0, 0.0]) == pytest.approx(
+            naive_symmetric_distance([1, 1], [1, 0])
+        )
 
 
 def test_disjoint_supports_are_at_distance_one():

@@ -107,7 +107,9 @@ def test_module_probe_is_not_mutated_and_feature_names_follow_it():
     assert all(parameter.requires_grad for parameter in probe.parameters())
     for key, value in probe.state_dict().items():
         torch.testing.assert_close(value, before[key])
-    assert list(embedder.get_feature_names_out()) == [f"0:{i}" for i in range(6)] + [f"2:{i}" for i in range(3)]
+    assert list(embedder.get_feature_names_out()) == [f"0:{i}" for i in range(6)] + [
+        f"2:{i}" for i in range(3)
+    ]
     cloned = clone(embedder).probe  # clone deep-copies the module, as for any parameter
     assert cloned is not probe
     torch.testing.assert_close(cloned.state_dict(), probe.state_dict())
@@ -121,9 +123,7 @@ def test_in_a_pipeline_with_meta_labels_and_pickled():
     predictions = pipeline.predict(tasks)
     restored = pickle.loads(pickle.dumps(pipeline))
     np.testing.assert_array_equal(restored.predict(tasks), predictions)
-    np.testing.assert_array_equal(
-        restored[0].transform(tasks), pipeline[0].transform(tasks)
-    )
+    np.testing.assert_array_equal(restored[0].transform(tasks), pipeline[0].transform(tasks))
 
 
 def test_set_output_pandas_names_columns_by_filter():
@@ -216,7 +216,9 @@ def test_imagenet_weights_load_from_the_torch_hub_cache_without_network(tmp_path
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     embedder = FisherTaskEmbedder(probe="resnet18").fit(image_tasks(n=2))
     torch.testing.assert_close(embedder.probe_.conv1.weight, state["conv1.weight"])
-    assert embedder.trivial_embedding_[0] == pytest.approx(1 / state["conv1.weight"].double().pow(2).mean().item())
+    assert embedder.trivial_embedding_[0] == pytest.approx(
+        1 / state["conv1.weight"].double().pow(2).mean().item()
+    )
 
 
 def test_random_relu_probe_is_the_papers_on_two_inputs():
