@@ -26,9 +26,25 @@ def is_task_sequence(X):
     A list or tuple is a task sequence when an element is a Dataset, a DataLoader, or an
     ``(inputs, labels)`` pair whose inputs are arrays; a row of numbers is not.
     """
+    if isinstance(X, (Dataset, DataLoader)) or _is_bare_pair(X):
+        raise TypeError(
+            f"X is one task ({_describe(X)}), not a sequence of tasks: pass a list of tasks, "
+            f"e.g. [task], or fit(inputs, labels) for a single array task."
+        )
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
     return any(_looks_like_task(task) for task in X)
+
+
+def _is_bare_pair(X):
+    """An ``(inputs, labels)`` pair given where a sequence of tasks or an array was expected."""
+    if not (isinstance(X, tuple) and len(X) == 2):
+        return False
+    try:
+        inputs_shape, labels_shape = np.shape(X[0]), np.shape(X[1])
+    except ValueError:  # ragged: not a pair of arrays
+        return False
+    return len(inputs_shape) >= 2 and len(labels_shape) == 1 and inputs_shape[0] == labels_shape[0]
 
 
 def _looks_like_task(task):

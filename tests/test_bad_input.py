@@ -525,3 +525,21 @@ def test_string_labels_from_a_dataset():
     task = ItemsDataset(N, lambda i: (torch.as_tensor(X[i]), "cat" if y[i] else "dog"))
     rows = embedder(method="exact", batch_size=8, head_epochs=5).fit_transform([(X, y), task])
     np.testing.assert_allclose(rows[1], rows[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "make_single",
+    [
+        lambda X, y: (X, y),
+        lambda X, y: torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y)),
+        lambda X, y: torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), batch_size=8
+        ),
+    ],
+    ids=["pair", "dataset", "loader"],
+)
+def test_a_single_task_not_in_a_list_says_so(make_single):
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(20, 4)), np.arange(20) % 2
+    with pytest.raises(TypeError, match=r"X is one task .* pass a list of tasks"):
+        FisherTaskEmbedder(random_state=0).fit(make_single(X, y))

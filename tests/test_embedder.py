@@ -237,3 +237,20 @@ def test_verbose_progress_does_not_change_results(capsys):
         loud = FisherTaskEmbedder(random_state=0, verbose=1).fit_transform(tasks)
     np.testing.assert_array_equal(loud, quiet)
     assert "tasks" in capsys.readouterr().err
+
+
+def test_max_samples_embeds_a_random_subset_of_each_task():
+    from sklearn_task2vec.embedder import _seeds
+
+    X, tasks = feature_tasks()
+    full = FisherTaskEmbedder(random_state=0).fit_transform(tasks[:2])
+    np.testing.assert_array_equal(
+        FisherTaskEmbedder(random_state=0, max_samples=500).fit_transform(tasks[:2]), full
+    )
+    subset = FisherTaskEmbedder(random_state=0, max_samples=40).fit_transform(tasks[:2])
+    assert not np.allclose(subset, full)
+    keep = np.sort(np.random.RandomState(_seeds(0)[1][0]).choice(len(X), 40, replace=False))
+    expected = FisherTaskEmbedder(random_state=0).fit_transform(
+        [(X[keep], labels[keep]) for _, labels in tasks[:2]]
+    )
+    np.testing.assert_array_equal(subset, expected)
