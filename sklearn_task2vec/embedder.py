@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
@@ -337,7 +337,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
 
     def _embed_tasks(self, tasks):
         _, seeds = _seeds(self.random_state)
-        jobs = (delayed(self._embed_task)(task, index, seeds) for index, task in enumerate(tasks))
+        # In-process, every task shares one prepared probe; joblib workers prepare their own.
+        probe = self._runnable_probe(self._device()) if effective_n_jobs(self.n_jobs) == 1 else None
+        jobs = (delayed(self._embed_task)(task, index, seeds, probe) for index, task in enumerate(tasks))
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         if self.verbose > 0:
             from tqdm.auto import tqdm
@@ -351,10 +353,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             rows.append(row)
         return np.vstack(rows)
 
-    def _embed_task(self, task, index, seeds):
+    def _embed_task(self, task, index, seeds, probe=None):
         """One task's embedding (cache features, train a head, take the Fisher), and whether it has one class."""
         device = self._device()
-        probe = self._runnable_probe(device)
+        if probe is None:
+            probe = self._runnable_probe(device)
         dtype = probes.probe_dtype(probe.module)
         task = coerce_task(
             task,
