@@ -221,13 +221,13 @@ def squared_filter_gradients(module, activation, output_grad):
 class FilterFisherRecorder:
     """Hooks on a probe's filter modules that add each example's squared filter gradients to ``rows``.
 
-    Used as a context manager around forward and backward passes of the probe. ``scales``
-    gives, per filter, a factor by which its weight gradients are to be multiplied (for
-    filters whose BatchNorm was folded into them), or None. The forward
+    Used as a context manager around forward and backward passes of the probe. The forward
     hook keeps the module's input and marks its output as needing a gradient (the probe's
     weights need none); the output's gradient hook turns (input, output gradient) into
     per-example squared norms per filter, divided by the filter's number of weights (the
-    average of sec. 3.1), and adds them to ``rows[:, filter_slice]``.
+    average of sec. 3.1), and adds them to ``rows[:, filter_slice]``. ``scales`` gives, per
+    filter module, the factor its weight gradients carry (a folded BatchNorm's
+    ``gamma / sigma``, see :func:`~sklearn_task2vec.probes.fold_batchnorm`), or None.
     """
 
     def __init__(self, filters, scales=None):
@@ -241,7 +241,7 @@ class FilterFisherRecorder:
             offset += width
         self.n_filters = offset
         self.rows = None
-        self._activations = {}
+        self._called = set()
         self._handles = []
         self._computing = False
 
@@ -254,11 +254,11 @@ class FilterFisherRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._activations = {}
+        self._called = set()
 
     def start_batch(self, n_examples, device):
         self.rows = torch.zeros(n_examples, self.n_filters, dtype=torch.float64, device=device)
-        self._activations = {}
+        self._called = set()
 
     def _forward_hook(self, index):
         path, module = self.filters[index]
@@ -271,13 +271,13 @@ class FilterFisherRecorder:
         def on_forward(module, inputs, output):
             if self._computing:
                 return output  # the generic per-example gradient re-runs the module itself
-            if index in self._activations:
+            if index in self._called:
                 raise ValueError(
                     f"Probe layer {path!r} is called more than once per forward pass; the "
                     f"per-filter Fisher needs each filter layer to be used once."
                 )
+            self._called.add(index)
             activation = inputs[0].detach()
-            self._activations[index] = activation
             if not output.requires_grad:
                 output.requires_grad_()
 
