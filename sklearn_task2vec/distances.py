@@ -23,11 +23,13 @@ taken as 1, the largest value the cosine distance takes on non-negative vectors.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sklearn import get_config
 from sklearn.utils import check_array
 
-__all__ = ["symmetric_distance", "pairwise_task_distances"]
+__all__ = ["asymmetric_distance", "pairwise_task_distances", "symmetric_distance", "task_distance_metric"]
 
 # Arrays of shape (chunk, n_y, n_filters) alive at once in _symmetric_block: the two
 # normalised vectors, the per-pair maximum and a product (float64 each).
@@ -147,14 +149,74 @@ def symmetric_distance(a, b):
     return float(_symmetric_block(a[None, :], b[None, :])[0, 0])
 
 
-def pairwise_task_distances(X, Y=None):
-    """Symmetric TASK2VEC distance between every pair of task embeddings.
+def asymmetric_distance(source, target, trivial=None, alpha=0.15):
+    """Asymmetric TASK2VEC distance from a source task (or model) to a target task.
+
+    Paper, sec. 3.3: ``d_asym(t_a -> t_b) = d_sym(t_a, t_b) - alpha * d_sym(t_a, t_0)``, with
+    ``t_0`` the trivial embedding. The second term measures the source's complexity (its
+    distance from the trivial embedding) and brings complex sources closer: pre-training on a
+    complex task often transfers better. It can be negative.
+
+    Parameters
+    ----------
+    source, target : array-like of shape (n_filters,)
+        Non-negative, finite task embeddings from the same probe.
+    trivial : array-like of shape (n_filters,) or None, default=None
+        The trivial embedding (``FisherTaskEmbedder.trivial_embedding_``). ``None`` means all
+        ones: the embeddings are then expected in the trivial-normalised space, i.e. divided
+        by the trivial embedding (``FisherTaskEmbedder(normalize="trivial")``). Since
+        ``d_sym`` is unchanged when both arguments are scaled coordinate-wise by the same
+        positive vector, the two give the same value.
+    alpha : float, default=0.15
+        Weight of the complexity term; the paper's best value for a ResNet-34 probe.
+
+    Returns
+    -------
+    distance : float
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.distances import asymmetric_distance, symmetric_distance
+    >>> source, target = [2.0, 1.0, 4.0], [1.0, 1.0, 3.0]
+    >>> d = asymmetric_distance(source, target, alpha=0.15)
+    >>> bool(abs(d - (symmetric_distance(source, target) - 0.15 * symmetric_distance(source, [1.0] * 3))) < 1e-12)
+    True
+    """
+    source = _check_vector(source, "source")
+    target = _check_vector(target, "target")
+    if source.shape != target.shape:
+        raise ValueError(
+            f"source and target must have the same length, got {source.shape[0]} and {target.shape[0]}."
+        )
+    return float(
+        pairwise_task_distances(source[None, :], target[None, :], kind="asymmetric", alpha=alpha, trivial=trivial)[
+            0, 0
+        ]
+    )
+
+
+def _check_trivial(trivial, n_filters):
+    if trivial is None:
+        return np.ones(n_filters)
+    trivial = _check_vector(trivial, "trivial")
+    if trivial.shape[0] != n_filters:
+        raise ValueError(
+            f"trivial has {trivial.shape[0]} entries but the embeddings have {n_filters} filters."
+        )
+    if np.any(trivial <= 0):
+        raise ValueError("trivial must be positive: it is a prior precision per filter.")
+    return trivial
+
+
+def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=None):
+    """TASK2VEC distance between every pair of task embeddings.
 
     Paper, sec. 3.3 (Achille et al., ICCV 2019): ``d_sym(F_a, F_b) = d_cos(F_a / (F_a + F_b),
     F_b / (F_a + F_b))``, element-wise division, for every row ``F_a`` of ``X`` and ``F_b``
-    of ``Y``. Computed with numpy broadcasting over blocks of rows of ``X``, each block's
-    temporaries bounded by scikit-learn's ``working_memory`` setting
-    (:func:`sklearn.config_context`).
+    of ``Y``; with ``kind="asymmetric"``, ``d_asym(F_a -> F_b) = d_sym(F_a, F_b) -
+    alpha * d_sym(F_a, t_0)`` (rows of ``X`` are the sources). Computed with numpy
+    broadcasting over blocks of rows of ``X``, each block's temporaries bounded by
+    scikit-learn's ``working_memory`` setting (:func:`sklearn.config_context`).
 
     Parameters
     ----------
@@ -163,22 +225,30 @@ def pairwise_task_distances(X, Y=None):
         :meth:`FisherTaskEmbedder.transform <sklearn_task2vec.FisherTaskEmbedder.transform>`).
     Y : array-like of shape (n_tasks_y, n_filters) or None, default=None
         Embeddings to compare with; ``None`` compares ``X`` with itself.
+    kind : {"symmetric", "asymmetric"}, default="symmetric"
+        Which distance.
+    alpha : float, default=0.15
+        Weight of the complexity term of the asymmetric distance.
+    trivial : array-like of shape (n_filters,) or None, default=None
+        The trivial embedding ``t_0`` of the asymmetric distance; ``None`` means all ones
+        (embeddings in the trivial-normalised space, see :func:`asymmetric_distance`).
 
     Returns
     -------
     distances : ndarray of shape (n_tasks_x, n_tasks_y), float64
-        ``distances[i, j] = d_sym(X[i], Y[j])``, in ``[0, 1]``. When ``Y`` is None the matrix
-        is exactly symmetric with an exactly zero diagonal.
+        ``distances[i, j] = d(X[i], Y[j])``. Symmetric distances are in ``[0, 1]``; when ``Y``
+        is None that matrix is exactly symmetric with an exactly zero diagonal.
 
     Raises
     ------
     ValueError
         If an input is not 2-D, is empty, the numbers of columns differ, or an entry is
-        negative, NaN or infinite.
+        negative, NaN or infinite; if ``kind`` is unknown or ``trivial`` does not fit.
 
     See Also
     --------
     symmetric_distance : The distance between two embeddings.
+    task_distance_metric : A callable for ``metric=`` in scikit-learn.
 
     Notes
     -----
@@ -195,9 +265,11 @@ def pairwise_task_distances(X, Y=None):
            [0.   , 0.   , 0.825],
            [0.8  , 0.825, 0.   ]])
     """
+    if kind not in ("symmetric", "asymmetric"):
+        raise ValueError(f"kind must be 'symmetric' or 'asymmetric', got {kind!r}.")
     X = _check_embeddings(X, "X")
-    symmetric = Y is None
-    Y = X if symmetric else _check_embeddings(Y, "Y")
+    self_distances = Y is None
+    Y = X if self_distances else _check_embeddings(Y, "Y")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(
             f"X and Y must have the same number of filters (columns), got {X.shape[1]} and "
@@ -207,7 +279,51 @@ def pairwise_task_distances(X, Y=None):
     step = _chunk_rows(Y.shape[0], X.shape[1])
     for start in range(0, X.shape[0], step):
         distances[start : start + step] = _symmetric_block(X[start : start + step], Y)
-    if symmetric:
+    if self_distances:
         distances = 0.5 * (distances + distances.T)
         np.fill_diagonal(distances, 0.0)
+    if kind == "asymmetric":
+        trivial = _check_trivial(trivial, X.shape[1])
+        complexity = _symmetric_block(X, trivial[None, :])[:, 0]
+        distances -= alpha * complexity[:, None]
     return distances
+
+
+def task_distance_metric(kind="symmetric", alpha=0.15, trivial=None):
+    """A TASK2VEC distance as a callable ``metric(u, v)`` for scikit-learn.
+
+    For ``metric=`` in :func:`sklearn.metrics.pairwise_distances` or
+    :class:`sklearn.neighbors.NearestNeighbors` (with ``algorithm="brute"``: the asymmetric
+    distance is not a metric). For the asymmetric distance give ``pairwise_distances`` an
+    explicit ``Y`` (a copy of ``X`` for all pairs): with ``Y=None`` it computes one triangle and
+    mirrors it. :func:`pairwise_task_distances` is much faster for whole matrices. The
+    callable pickles.
+
+    Parameters
+    ----------
+    kind : {"symmetric", "asymmetric"}, default="symmetric"
+    alpha : float, default=0.15
+    trivial : array-like of shape (n_filters,) or None, default=None
+        As in :func:`pairwise_task_distances`.
+
+    Returns
+    -------
+    metric : callable
+        ``metric(u, v)`` is the distance from ``u`` to ``v``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.metrics import pairwise_distances
+    >>> from sklearn_task2vec.distances import pairwise_task_distances, task_distance_metric
+    >>> F = np.array([[1.0, 2.0, 0.5], [2.0, 1.0, 0.5]])
+    >>> bool(np.allclose(pairwise_distances(F, metric=task_distance_metric()), pairwise_task_distances(F)))
+    True
+    """
+    if kind == "symmetric":
+        return symmetric_distance
+    if kind != "asymmetric":
+        raise ValueError(f"kind must be 'symmetric' or 'asymmetric', got {kind!r}.")
+    return functools.partial(
+        asymmetric_distance, alpha=alpha, trivial=None if trivial is None else np.asarray(trivial)
+    )

@@ -2,6 +2,8 @@
 
 import warnings
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cosine
@@ -159,3 +161,77 @@ def test_on_fisher_embeddings():
     np.testing.assert_allclose(D, naive_pairwise(F, F), atol=1e-12)
     # Nearly the same task is nearer than a task on another feature.
     assert D[0, 1] < D[0, 2]
+
+
+# ---------------------------------------------------------------- asymmetric distance
+def _random_embeddings(seed, n=6, k=12):
+    rng = np.random.RandomState(seed)
+    return rng.gamma(0.5, size=(n, k)) * (rng.uniform(size=(n, k)) > 0.2)
+
+
+def test_asymmetric_is_the_papers_formula_row_by_row():
+    from sklearn_task2vec.distances import asymmetric_distance
+
+    F = _random_embeddings(0)
+    trivial = np.random.RandomState(1).uniform(0.5, 2.0, size=F.shape[1])
+    matrix = pairwise_task_distances(F, kind="asymmetric", alpha=0.3, trivial=trivial)
+    for i in range(len(F)):
+        for j in range(len(F)):
+            expected = symmetric_distance(F[i], F[j]) - 0.3 * symmetric_distance(F[i], trivial)
+            assert matrix[i, j] == pytest.approx(expected, abs=1e-12)
+            assert asymmetric_distance(F[i], F[j], trivial, alpha=0.3) == pytest.approx(expected, abs=1e-12)
+    assert not np.allclose(matrix, matrix.T)  # sources are rows
+
+
+def test_asymmetric_in_the_trivial_normalised_space_needs_no_trivial_embedding():
+    F = _random_embeddings(2)
+    trivial = np.random.RandomState(3).uniform(0.1, 10.0, size=F.shape[1])
+    raw = pairwise_task_distances(F, F[:3], kind="asymmetric", trivial=trivial)
+    normalised = pairwise_task_distances(F / trivial, F[:3] / trivial, kind="asymmetric")
+    np.testing.assert_allclose(normalised, raw, atol=1e-12)
+
+
+def test_asymmetric_brings_complex_sources_closer():
+    target = np.array([1.0, 1.0, 1.0, 1.0])
+    simple = np.array([1.0, 1.0, 1.2, 0.8])  # close to the trivial (all-ones) embedding
+    complex_ = np.array([3.0, 0.2, 2.5, 0.1])
+    sym = pairwise_task_distances(np.vstack([simple, complex_]), target[None, :])[:, 0]
+    asym = pairwise_task_distances(np.vstack([simple, complex_]), target[None, :], kind="asymmetric", alpha=1.0)[
+        :, 0
+    ]
+    assert sym[1] - sym[0] > asym[1] - asym[0]
+
+
+def test_distance_metric_callables_work_in_scikit_learn():
+    from sklearn.metrics import pairwise_distances
+    from sklearn.neighbors import NearestNeighbors
+
+    from sklearn_task2vec.distances import task_distance_metric
+
+    F = _random_embeddings(4, n=8) + 0.01
+    for kind in ("symmetric", "asymmetric"):
+        metric = task_distance_metric(kind=kind, alpha=0.15)
+        # Y given as a copy: with Y=None, scikit-learn mirrors the upper triangle.
+        np.testing.assert_allclose(
+            pairwise_distances(F, F.copy(), metric=metric), pairwise_task_distances(F, kind=kind), atol=1e-12
+        )
+    neighbours = NearestNeighbors(n_neighbors=3, algorithm="brute", metric=task_distance_metric()).fit(F)
+    _, indices = neighbours.kneighbors(F)
+    expected = np.argsort(pairwise_task_distances(F), axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1))
+    assert pickle.loads(pickle.dumps(task_distance_metric("asymmetric", trivial=np.ones(12))))(F[0], F[1]) == (
+        pytest.approx(pairwise_task_distances(F[:1], F[1:2], kind="asymmetric")[0, 0])
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"kind": "euclidean"}, "kind must be"),
+        ({"kind": "asymmetric", "trivial": np.ones(5)}, "trivial has 5 entries"),
+        ({"kind": "asymmetric", "trivial": np.r_[np.zeros(1), np.ones(11)]}, "trivial must be positive"),
+    ],
+)
+def test_bad_asymmetric_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pairwise_task_distances(_random_embeddings(5), **kwargs)
