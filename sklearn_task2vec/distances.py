@@ -189,9 +189,9 @@ def asymmetric_distance(source, target, trivial=None, alpha=0.15):
             f"source and target must have the same length, got {source.shape[0]} and {target.shape[0]}."
         )
     return float(
-        pairwise_task_distances(source[None, :], target[None, :], kind="asymmetric", alpha=alpha, trivial=trivial)[
-            0, 0
-        ]
+        pairwise_task_distances(
+            source[None, :], target[None, :], kind="asymmetric", alpha=alpha, trivial=trivial
+        )[0, 0]
     )
 
 

@@ -60,6 +60,12 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         (unbiased, one backward pass). ``"exact"``: the expectation over labels in closed form
         (``n_classes - 1`` backward passes, one for binary tasks). ``"auto"``: ``"exact"`` for
         tasks with at most 3 classes, ``"montecarlo"`` above.
+    normalize : {None, "trivial"}, default=None
+        ``None``: rows are the Fisher estimate itself. ``"trivial"``: rows are divided by
+        ``trivial_embedding_``, the trivial-normalised space where the trivial embedding is all
+        ones and the per-layer scales of the probe's weights are gone. The symmetric distance
+        is the same in both spaces; in this one, the asymmetric distance and
+        :class:`Model2VecSelector` need no trivial embedding passed to them.
     max_samples : int or None, default=None
         Use at most this many examples per task, drawn at random.
     batch_size : int, default=64
@@ -120,6 +126,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         probe="auto",
         probe_weights="imagenet",
         method="auto",
+        normalize=None,
         max_samples=None,
         batch_size=64,
         head_epochs=100,
@@ -133,6 +140,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.probe = probe
         self.probe_weights = probe_weights
         self.method = method
+        self.normalize = normalize
         self.max_samples = max_samples
         self.batch_size = batch_size
         self.head_epochs = head_epochs
@@ -179,14 +187,14 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         if len(self.classes_) == 1:
             _warn_trivial("The task (X, y)")
             self.head_ = None
-            self.embedding_ = self.trivial_embedding_.copy()
+            self.embedding_ = self._normalised(self.trivial_embedding_)
             return self
         device = self._device()
         probe = self._runnable_probe(device)
         features, _ = self._cache_features(probe, task, device)
         self.head_ = self._train_head(features, codes, len(self.classes_)).cpu()
         rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
-        self.embedding_ = rows.mean(axis=0)
+        self.embedding_ = self._normalised(rows).mean(axis=0)
         return self
 
     def _check_params(self):
@@ -198,6 +206,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             )
         if self.method not in _METHODS:
             raise ValueError(f"Unknown method {self.method!r}; expected one of {_METHODS}.")
+        if self.normalize not in (None, "trivial"):
+            raise ValueError(f"normalize must be None or 'trivial', got {self.normalize!r}.")
         _check_int("batch_size", self.batch_size, 1)
         _check_int("head_epochs", self.head_epochs, 0)
         _check_int("verbose", self.verbose, 0)
@@ -263,12 +273,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, reset=False, allow_nd=True, dtype=(np.float64, np.float32))
         if self.head_ is None:
-            return np.tile(self.trivial_embedding_, (X.shape[0], 1))
+            return self._normalised(np.tile(self.trivial_embedding_, (X.shape[0], 1)))
         device = self._device()
         task = self._array_task(X, np.zeros(X.shape[0]))
         _, seeds = _seeds(self.random_state)
         probe = self._runnable_probe(device)
-        return self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
+        rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
+        return self._normalised(rows)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's coordinates, ``"<module path>:<filter index>"``.
@@ -288,6 +299,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return probes.filter_names(probes.probe_filters(self.probe_))
 
     # -------------------------------------------------------------- helpers
+    def _normalised(self, embeddings):
+        if self.normalize == "trivial":
+            return embeddings / self.trivial_embedding_
+        return embeddings
+
     def _array_task(self, X, y):
         dtype = probes.probe_dtype(self.probe_)
         return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
@@ -351,7 +367,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 # Warned here rather than in _embed_task, which may run in a joblib worker.
                 _warn_trivial(f"Task {index}")
             rows.append(row)
-        return np.vstack(rows)
+        return self._normalised(np.vstack(rows))
 
     def _embed_task(self, task, index, seeds, probe=None):
         """One task's embedding (cache features, train a head, take the Fisher), and whether it has one class."""

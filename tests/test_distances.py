@@ -196,9 +196,9 @@ def test_asymmetric_brings_complex_sources_closer():
     simple = np.array([1.0, 1.0, 1.2, 0.8])  # close to the trivial (all-ones) embedding
     complex_ = np.array([3.0, 0.2, 2.5, 0.1])
     sym = pairwise_task_distances(np.vstack([simple, complex_]), target[None, :])[:, 0]
-    asym = pairwise_task_distances(np.vstack([simple, complex_]), target[None, :], kind="asymmetric", alpha=1.0)[
-        :, 0
-    ]
+    asym = pairwise_task_distances(
+        np.vstack([simple, complex_]), target[None, :], kind="asymmetric", alpha=1.0
+    )[:, 0]
     assert sym[1] - sym[0] > asym[1] - asym[0]
 
 
@@ -219,9 +219,9 @@ def test_distance_metric_callables_work_in_scikit_learn():
     _, indices = neighbours.kneighbors(F)
     expected = np.argsort(pairwise_task_distances(F), axis=1, kind="stable")[:, :3]
     np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1))
-    assert pickle.loads(pickle.dumps(task_distance_metric("asymmetric", trivial=np.ones(12))))(F[0], F[1]) == (
-        pytest.approx(pairwise_task_distances(F[:1], F[1:2], kind="asymmetric")[0, 0])
-    )
+    assert pickle.loads(pickle.dumps(task_distance_metric("asymmetric", trivial=np.ones(12))))(
+        F[0], F[1]
+    ) == (pytest.approx(pairwise_task_distances(F[:1], F[1:2], kind="asymmetric")[0, 0]))
 
 
 @pytest.mark.parametrize(

@@ -254,3 +254,27 @@ def test_max_samples_embeds_a_random_subset_of_each_task():
         [(X[keep], labels[keep]) for _, labels in tasks[:2]]
     )
     np.testing.assert_array_equal(subset, expected)
+
+
+def test_trivial_normalised_output_keeps_symmetric_distances():
+    from sklearn_task2vec.distances import pairwise_task_distances
+
+    X, tasks = feature_tasks()
+    single_class = (X, np.zeros(len(X)))
+    raw_embedder = FisherTaskEmbedder(random_state=0)
+    with pytest.warns(UserWarning, match="single class"):
+        raw = raw_embedder.fit_transform([*tasks, single_class])
+        normalised = FisherTaskEmbedder(random_state=0, normalize="trivial").fit_transform(
+            [*tasks, single_class]
+        )
+    np.testing.assert_allclose(normalised, raw / raw_embedder.trivial_embedding_)
+    np.testing.assert_array_equal(normalised[-1], np.ones(raw.shape[1]))
+    np.testing.assert_allclose(pairwise_task_distances(normalised), pairwise_task_distances(raw), atol=1e-12)
+    np.testing.assert_allclose(
+        pairwise_task_distances(normalised, kind="asymmetric"),
+        pairwise_task_distances(raw, kind="asymmetric", trivial=raw_embedder.trivial_embedding_),
+        atol=1e-12,
+    )
+    one_task = FisherTaskEmbedder(random_state=0, normalize="trivial").fit(*tasks[0])
+    np.testing.assert_allclose(one_task.transform(X).mean(0), one_task.embedding_)
+    np.testing.assert_allclose(one_task.embedding_, normalised[0])
