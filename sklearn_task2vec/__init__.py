@@ -2,6 +2,7 @@
 
 from .embedder import FisherTaskEmbedder
 from .probes import RandomReLUProbe
+from .selector import Model2VecSelector
 
-__all__ = ["FisherTaskEmbedder", "RandomReLUProbe"]
+__all__ = ["FisherTaskEmbedder", "Model2VecSelector", "RandomReLUProbe"]
 __version__ = "0.1.0"
