@@ -26,6 +26,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.special
 import torch
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -795,10 +796,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         log_probabilities : ndarray of shape (n_tasks, n_experts)
             ``log softmax_j(-gamma_ * d_asym(m_j -> t))``.
         """
-        distances = self._distances(X)
-        logits = -self.gamma_ * distances
-        logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return scipy.special.log_softmax(-self.gamma_ * self._distances(X), axis=1)
 
     def predict_proba(self, X):
         """Probability that each expert is the best for each task.
@@ -813,8 +811,4 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         probabilities : ndarray of shape (n_tasks, n_experts)
             ``softmax_j(-gamma_ * d_asym(m_j -> t))``, columns in the order of ``classes_``.
         """
-        distances = self._distances(X)
-        logits = -self.gamma_ * distances
-        logits -= logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits)
-        return probabilities / probabilities.sum(axis=1, keepdims=True)
+        return scipy.special.softmax(-self.gamma_ * self._distances(X), axis=1)
