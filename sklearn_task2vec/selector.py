@@ -796,7 +796,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         log_probabilities : ndarray of shape (n_tasks, n_experts)
             ``log softmax_j(-gamma_ * d_asym(m_j -> t))``.
         """
-        return scipy.special.log_softmax(-self.gamma_ * self._distances(X), axis=1)
+        return scipy.special.log_softmax(self._distances(X) * -self.gamma_, axis=1)
 
     def predict_proba(self, X):
         """Probability that each expert is the best for each task.
@@ -811,4 +811,4 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         probabilities : ndarray of shape (n_tasks, n_experts)
             ``softmax_j(-gamma_ * d_asym(m_j -> t))``, columns in the order of ``classes_``.
         """
-        return scipy.special.softmax(-self.gamma_ * self._distances(X), axis=1)
+        return scipy.special.softmax(self._distances(X) * -self.gamma_, axis=1)
