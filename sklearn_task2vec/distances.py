@@ -26,14 +26,15 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 from sklearn import get_config
 from sklearn.utils import check_array
 
 __all__ = ["asymmetric_distance", "pairwise_task_distances", "symmetric_distance", "task_distance_metric"]
 
-# Arrays of shape (chunk, n_y, n_filters) alive at once in _symmetric_block: the two
-# normalised vectors, the per-pair maximum and a product (float64 each).
-_BLOCK_TEMPORARIES = 4
+# Arrays of shape (block of m rows, block of t rows, n_features) alive at once in a block of
+# the distance computation (float64 each): the sum, a, b, a weight and products.
+_BLOCK_TEMPORARIES = 6
 
 
 def _check_embeddings(X, name):
@@ -54,47 +55,110 @@ def _check_vector(v, name):
     return _check_embeddings(v.reshape(1, -1), name)[0]
 
 
-def _normalised_pairs(A, B):
-    """``(A / (A + B), B / (A + B))`` with broadcasting, 0 where ``A + B == 0``.
+def _block_slices(n_rows_m, n_rows_t, n_features):
+    """Slices of rows of M and of T whose pairwise block fits in sklearn's working_memory."""
+    budget = get_config()["working_memory"] * 2**20  # MiB -> bytes
+    per_pair = _BLOCK_TEMPORARIES * 8 * max(n_features, 1)
+    pairs = max(1, int(budget // per_pair))
+    step_m = max(1, min(n_rows_m, pairs))
+    step_t = max(1, min(n_rows_t, pairs // step_m))
+    for start_m in range(0, n_rows_m, step_m):
+        for start_t in range(0, n_rows_t, step_t):
+            yield slice(start_m, start_m + step_m), slice(start_t, start_t + step_t)
 
-    Computed as ``(A / m) / (A / m + B / m)`` with ``m = max(A, B)``, so that it neither
-    overflows (``A + B`` beyond the float64 range) nor loses tiny non-zero entries.
+
+def _common_scale(M, T):
+    """The power of two nearest above the largest entry (1 for all-zero inputs).
+
+    Both arguments are divided by it (exactly, in binary floating point; ``d_sym`` does not
+    change when both are scaled by the same number), so that ``M + T`` neither overflows nor
+    is a subnormal number unless the entries span more than the float64 range.
     """
-    m = np.maximum(A, B)
-    support = m > 0
-    a = np.divide(A, m, where=support, out=np.zeros(m.shape))
-    b = np.divide(B, m, where=support, out=np.zeros(m.shape))
-    np.add(a, b, out=m, where=support)  # m now holds the scaled sum, in [1, 2] on the support
-    np.divide(a, m, out=a, where=support)
-    np.divide(b, m, out=b, where=support)
-    return a, b
+    largest = max(float(M.max()), float(T.max()))
+    if largest <= 0.0:
+        return 1.0
+    return float(np.ldexp(1.0, min(int(np.ceil(np.log2(largest))), 1023)))
 
 
-def _cosine_distance(a, b):
-    """Cosine distance along the last axis, with the zero-vector conventions of the module."""
-    dot = np.einsum("...k,...k->...", a, b)
-    squared_a = np.einsum("...k,...k->...", a, a)
-    squared_b = np.einsum("...k,...k->...", b, b)
-    # sqrt of the product (not the product of sqrts): exactly 0 for identical vectors.
-    denominator = np.sqrt(squared_a * squared_b)
-    similarity = np.divide(dot, denominator, out=np.zeros_like(dot), where=denominator > 0)
-    distance = 1.0 - similarity
-    distance[(squared_a == 0) & (squared_b == 0)] = 0.0
-    # Non-negative vectors have a cosine in [0, 1]; clip the rounding error.
-    return np.clip(distance, 0.0, 1.0)
+def _block(M, T):
+    """``a = M / (M + T)``, ``b = T / (M + T)`` and ``M + T`` for every pair of rows of ``M``
+    (p, f) and ``T`` (q, f): shapes (p, q, f); ``a = b = 0`` where ``M + T == 0`` (the
+    coordinate is left out), and the sum there replaced by 1."""
+    total = M[:, None, :] + T[None, :, :]
+    if not (bool((M > 0).all()) or bool((T > 0).all())):
+        total = torch.where(total > 0, total, 1.0)
+    return M[:, None, :] / total, T[None, :, :] / total, total
+
+
+def _cosine(a, b):
+    """Cosine similarity of the pairs and its parts; 0 where a norm is 0 (``defined`` False)."""
+    dot = torch.einsum("pqf,pqf->pq", a, b)
+    squared_a = torch.einsum("pqf,pqf->pq", a, a)
+    squared_b = torch.einsum("pqf,pqf->pq", b, b)
+    denominator = torch.sqrt(squared_a * squared_b)
+    defined = denominator > 0
+    similarity = torch.where(defined, dot / torch.where(defined, denominator, 1.0), 0.0)
+    return similarity, squared_a, squared_b, denominator, defined
+
+
+class _SymmetricDistance(torch.autograd.Function):
+    """``d_sym`` between every row of ``M`` (p, f) and of ``T`` (q, f), differentiable in M.
+
+    Same conventions as :func:`sklearn_task2vec.distances.pairwise_task_distances`:
+    coordinates where ``m + t == 0`` are left out, two zero vectors are at distance 0, a zero
+    and a non-zero one at distance 1. The backward pass recomputes each block instead of
+    storing the (p, q, f) temporaries: with ``s = m + t``, ``a = m / s``, ``b = t / s`` and
+    ``cos = <a, b> / (|a| |b|)``,
+
+    ``d cos / d m_i = (b_i / s_i) * ((b_i - a_i) / (|a| |b|) - cos * (a_i / |a|^2 - b_i / |b|^2))``
+
+    (0 for a pair where ``a`` or ``b`` is zero, where the distance is constant).
+    """
+
+    @staticmethod
+    def forward(ctx, M, T):
+        scale = _common_scale(M, T)
+        M, T = M / scale, T / scale
+        ctx.save_for_backward(M, T)
+        ctx.scale = scale
+        distances = M.new_empty((M.shape[0], T.shape[0]))
+        for rows_m, rows_t in _block_slices(M.shape[0], T.shape[0], M.shape[1]):
+            a, b, _ = _block(M[rows_m], T[rows_t])
+            similarity, squared_a, squared_b, _, _ = _cosine(a, b)
+            block = 1.0 - similarity
+            block = torch.where((squared_a == 0) & (squared_b == 0), 0.0, block)
+            distances[rows_m, rows_t] = block.clamp(0.0, 1.0)
+        return distances
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        M, T = ctx.saved_tensors
+        grad_M = torch.zeros_like(M)
+        for rows_m, rows_t in _block_slices(M.shape[0], T.shape[0], M.shape[1]):
+            a, b, total = _block(M[rows_m], T[rows_t])
+            similarity, squared_a, squared_b, denominator, defined = _cosine(a, b)
+            # d cos / d m_i = (b_i / s_i) * (b_i * u - a_i * v), per pair:
+            # u = 1 / (|a| |b|) + cos / |b|^2, v = 1 / (|a| |b|) + cos / |a|^2.
+            inverse_norms = 1.0 / torch.where(defined, denominator, 1.0)
+            u = torch.where(defined, inverse_norms + similarity / torch.where(defined, squared_b, 1.0), 0.0)
+            v = torch.where(defined, inverse_norms + similarity / torch.where(defined, squared_a, 1.0), 0.0)
+            grad = grad_output[rows_m, rows_t]
+            weight = b / total
+            # d distance = -d cos, summed over the tasks of the block.
+            grad_M[rows_m] -= torch.einsum("pq,pqf->pf", grad * u, weight * b)
+            grad_M[rows_m] += torch.einsum("pq,pqf->pf", grad * v, weight * a)
+        return grad_M / ctx.scale, None
+
+
+def _symmetric_distances(M, T):
+    """Symmetric TASK2VEC distance matrix (rows of M x rows of T), float64 torch tensors."""
+    return _SymmetricDistance.apply(M, T)
 
 
 def _symmetric_block(X, Y):
-    """d_sym between every row of ``X`` (c, k) and every row of ``Y`` (n, k): shape (c, n)."""
-    a, b = _normalised_pairs(X[:, None, :], Y[None, :, :])
-    return _cosine_distance(a, b)
-
-
-def _chunk_rows(n_y, n_features):
-    """Rows of ``X`` per chunk so that a block's temporaries fit in sklearn's ``working_memory``."""
-    working_memory = get_config()["working_memory"] * 2**20  # MiB -> bytes
-    row_bytes = _BLOCK_TEMPORARIES * 8 * max(n_y, 1) * max(n_features, 1)
-    return max(1, int(working_memory // row_bytes))
+    """d_sym between every row of the numpy arrays ``X`` and ``Y``, as numpy (no gradient)."""
+    with torch.no_grad():
+        return _symmetric_distances(torch.from_numpy(X), torch.from_numpy(Y)).numpy()
 
 
 def symmetric_distance(a, b):
@@ -214,8 +278,8 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
     Paper, sec. 3.3 (Achille et al., ICCV 2019): ``d_sym(F_a, F_b) = d_cos(F_a / (F_a + F_b),
     F_b / (F_a + F_b))``, element-wise division, for every row ``F_a`` of ``X`` and ``F_b``
     of ``Y``; with ``kind="asymmetric"``, ``d_asym(F_a -> F_b) = d_sym(F_a, F_b) -
-    alpha * d_sym(F_a, t_0)`` (rows of ``X`` are the sources). Computed with numpy
-    broadcasting over blocks of rows of ``X``, each block's temporaries bounded by
+    alpha * d_sym(F_a, t_0)`` (rows of ``X`` are the sources). Computed with torch
+    (multi-threaded) over blocks of pairs, each block's temporaries bounded by
     scikit-learn's ``working_memory`` setting (:func:`sklearn.config_context`).
 
     Parameters
@@ -275,10 +339,7 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
             f"X and Y must have the same number of filters (columns), got {X.shape[1]} and "
             f"{Y.shape[1]}: embeddings from different probes cannot be compared."
         )
-    distances = np.empty((X.shape[0], Y.shape[0]), dtype=np.float64)
-    step = _chunk_rows(Y.shape[0], X.shape[1])
-    for start in range(0, X.shape[0], step):
-        distances[start : start + step] = _symmetric_block(X[start : start + step], Y)
+    distances = _symmetric_block(X, Y)
     if self_distances:
         distances = 0.5 * (distances + distances.T)
         np.fill_diagonal(distances, 0.0)

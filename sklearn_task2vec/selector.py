@@ -28,13 +28,14 @@ import numbers
 import numpy as np
 import scipy.special
 import torch
-from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from .distances import _symmetric_distances
 
 __all__ = [
     "Model2VecSelector",
@@ -44,9 +45,6 @@ __all__ = [
     "soft_labels",
 ]
 
-# Arrays of shape (block of m rows, block of t rows, n_features) alive at once in a block of
-# the distance computation (float64 each): the sum, a, b, a weight and products.
-_BLOCK_TEMPORARIES = 6
 # Standard deviation, in log space, of the random multiplicative perturbation of the experts'
 # starting embeddings for the restarts after the first (n_init > 1).
 _INIT_SPREAD = 2.0
@@ -55,112 +53,6 @@ _INIT_SPREAD = 2.0
 _GAMMA_GRID = np.logspace(-2.0, 4.0, 61)
 # Smallest starting temperature when it is learned (max_iter > 0).
 _GAMMA_START_MIN = 1.0
-
-
-# --------------------------------------------------------------------------------------
-# The symmetric TASK2VEC distance in torch, with its gradient with respect to the first
-# argument, computed block by block so that memory stays bounded.
-# --------------------------------------------------------------------------------------
-
-
-def _block_slices(n_rows_m, n_rows_t, n_features):
-    """Slices of rows of M and of T whose pairwise block fits in sklearn's working_memory."""
-    budget = get_config()["working_memory"] * 2**20  # MiB -> bytes
-    per_pair = _BLOCK_TEMPORARIES * 8 * max(n_features, 1)
-    pairs = max(1, int(budget // per_pair))
-    step_m = max(1, min(n_rows_m, pairs))
-    step_t = max(1, min(n_rows_t, pairs // step_m))
-    for start_m in range(0, n_rows_m, step_m):
-        for start_t in range(0, n_rows_t, step_t):
-            yield slice(start_m, start_m + step_m), slice(start_t, start_t + step_t)
-
-
-def _common_scale(M, T):
-    """The power of two nearest above the largest entry (1 for all-zero inputs).
-
-    Both arguments are divided by it (exactly, in binary floating point; ``d_sym`` does not
-    change when both are scaled by the same number), so that ``M + T`` neither overflows nor
-    is a subnormal number unless the entries span more than the float64 range.
-    """
-    largest = max(float(M.max()), float(T.max()))
-    if largest <= 0.0:
-        return 1.0
-    return float(np.ldexp(1.0, min(int(np.ceil(np.log2(largest))), 1023)))
-
-
-def _block(M, T):
-    """``a = M / (M + T)``, ``b = T / (M + T)`` and ``M + T`` for every pair of rows of ``M``
-    (p, f) and ``T`` (q, f): shapes (p, q, f); ``a = b = 0`` where ``M + T == 0`` (the
-    coordinate is left out), and the sum there replaced by 1."""
-    total = M[:, None, :] + T[None, :, :]
-    if not (bool((M > 0).all()) or bool((T > 0).all())):
-        total = torch.where(total > 0, total, 1.0)
-    return M[:, None, :] / total, T[None, :, :] / total, total
-
-
-def _cosine(a, b):
-    """Cosine similarity of the pairs and its parts; 0 where a norm is 0 (``defined`` False)."""
-    dot = torch.einsum("pqf,pqf->pq", a, b)
-    squared_a = torch.einsum("pqf,pqf->pq", a, a)
-    squared_b = torch.einsum("pqf,pqf->pq", b, b)
-    denominator = torch.sqrt(squared_a * squared_b)
-    defined = denominator > 0
-    similarity = torch.where(defined, dot / torch.where(defined, denominator, 1.0), 0.0)
-    return similarity, squared_a, squared_b, denominator, defined
-
-
-class _SymmetricDistance(torch.autograd.Function):
-    """``d_sym`` between every row of ``M`` (p, f) and of ``T`` (q, f), differentiable in M.
-
-    Same conventions as :func:`sklearn_task2vec.distances.pairwise_task_distances`:
-    coordinates where ``m + t == 0`` are left out, two zero vectors are at distance 0, a zero
-    and a non-zero one at distance 1. The backward pass recomputes each block instead of
-    storing the (p, q, f) temporaries: with ``s = m + t``, ``a = m / s``, ``b = t / s`` and
-    ``cos = <a, b> / (|a| |b|)``,
-
-    ``d cos / d m_i = (b_i / s_i) * ((b_i - a_i) / (|a| |b|) - cos * (a_i / |a|^2 - b_i / |b|^2))``
-
-    (0 for a pair where ``a`` or ``b`` is zero, where the distance is constant).
-    """
-
-    @staticmethod
-    def forward(ctx, M, T):
-        scale = _common_scale(M, T)
-        M, T = M / scale, T / scale
-        ctx.save_for_backward(M, T)
-        ctx.scale = scale
-        distances = M.new_empty((M.shape[0], T.shape[0]))
-        for rows_m, rows_t in _block_slices(M.shape[0], T.shape[0], M.shape[1]):
-            a, b, _ = _block(M[rows_m], T[rows_t])
-            similarity, squared_a, squared_b, _, _ = _cosine(a, b)
-            block = 1.0 - similarity
-            block = torch.where((squared_a == 0) & (squared_b == 0), 0.0, block)
-            distances[rows_m, rows_t] = block.clamp(0.0, 1.0)
-        return distances
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        M, T = ctx.saved_tensors
-        grad_M = torch.zeros_like(M)
-        for rows_m, rows_t in _block_slices(M.shape[0], T.shape[0], M.shape[1]):
-            a, b, total = _block(M[rows_m], T[rows_t])
-            similarity, squared_a, squared_b, denominator, defined = _cosine(a, b)
-            # d cos / d m_i = (b_i / s_i) * (b_i * u - a_i * v), per pair:
-            # u = 1 / (|a| |b|) + cos / |b|^2, v = 1 / (|a| |b|) + cos / |a|^2.
-            inverse_norms = 1.0 / torch.where(defined, denominator, 1.0)
-            u = torch.where(defined, inverse_norms + similarity / torch.where(defined, squared_b, 1.0), 0.0)
-            v = torch.where(defined, inverse_norms + similarity / torch.where(defined, squared_a, 1.0), 0.0)
-            grad = grad_output[rows_m, rows_t]
-            weight = b / total
-            # d distance = -d cos, summed over the tasks of the block.
-            grad_M[rows_m] -= torch.einsum("pq,pqf->pf", grad * u, weight * b)
-            grad_M[rows_m] += torch.einsum("pq,pqf->pf", grad * v, weight * a)
-        return grad_M / ctx.scale, None
-
-
-def _symmetric_distances(M, T):
-    """Symmetric TASK2VEC distance matrix (rows of M x rows of T), float64 torch tensors."""
-    return _SymmetricDistance.apply(M, T)
 
 
 # --------------------------------------------------------------------------------------

@@ -11,10 +11,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.distances import _symmetric_distances, pairwise_task_distances
 from sklearn_task2vec.selector import (
     Model2VecSelector,
-    _symmetric_distances,
     model_selection_scorer,
     relative_error_increase,
     soft_labels,
