@@ -18,6 +18,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_fisher_speed.py
+	$(BIN)/python benchmarks/bench_distances.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,13 +1,11 @@
 """The symmetric TASK2VEC distance (paper, sec. 3.3) against a naive loop over pairs."""
 
-import warnings
-
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 from scipy.spatial.distance import cosine
-from sklearn import config_context
 
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec.distances import pairwise_task_distances, symmetric_distance
@@ -45,14 +43,40 @@ def test_matches_naive_loop(seed):
         assert symmetric_distance(x, y) == pytest.approx(naive_symmetric_distance(x, y), rel=1e-10, abs=1e-12)
 
 
-def test_chunking_does_not_change_the_result():
-    X, Y = embeddings(40, seed=3), embeddings(30, seed=4)
-    expected = pairwise_task_distances(X, Y)
-    with config_context(working_memory=0.1):  # 100 KiB: a few rows of X per block
-        chunked = pairwise_task_distances(X, Y)
-        chunked_self = pairwise_task_distances(X)
-    np.testing.assert_array_equal(chunked, expected)
-    np.testing.assert_array_equal(chunked_self, pairwise_task_distances(X))
+def test_tiling_does_not_change_the_result():
+    """Several tiles of pairs, on and off the diagonal, give what each pair alone gives."""
+    X, Y = embeddings(75, seed=3), embeddings(40, seed=4)
+    one_pair_at_a_time = np.array([[symmetric_distance(x, y) for y in Y] for x in X])
+    np.testing.assert_allclose(pairwise_task_distances(X, Y), one_pair_at_a_time, rtol=1e-13, atol=1e-15)
+    self_pairs = np.array([[symmetric_distance(x, y) for y in X] for x in X])
+    np.testing.assert_allclose(pairwise_task_distances(X), self_pairs, rtol=1e-13, atol=1e-15)
+
+
+def test_float32_is_computed_in_float32_and_close_to_float64():
+    """Like scikit-learn's pairwise distances: float32 in, float32 out, about 1e-6 accurate."""
+    X, Y = embeddings(30, n_filters=2000, seed=6), embeddings(20, n_filters=2000, seed=7)
+    exact = pairwise_task_distances(X, Y)
+    single = pairwise_task_distances(X.astype(np.float32), Y.astype(np.float32))
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, exact, atol=2e-6)
+    assert pairwise_task_distances(X.astype(np.float32), Y).dtype == np.float64  # mixed: float64
+    single_self = pairwise_task_distances(X.astype(np.float32))
+    assert np.array_equal(single_self, single_self.T) and not single_self.diagonal().any()
+    np.testing.assert_allclose(single_self, pairwise_task_distances(X), atol=2e-6)
+
+
+def test_entries_far_below_the_largest_of_their_filter_are_not_lost():
+    """Filters of very different scales (float32 spans 1e-38..3e38): each filter is rescaled
+    by its own power of two, so a filter of tiny entries still counts."""
+    rng = np.random.RandomState(8)
+    X = np.exp(rng.normal(size=(6, 50)))
+    X[:, :25] *= 1e-60
+    X[:, 25:] *= 1e60
+    expected = naive_pairwise(X, X)
+    np.testing.assert_allclose(pairwise_task_distances(X), expected, rtol=1e-10, atol=1e-12)
+    # 1e-30 and 1e30 are float32 numbers; their ratio is not (a common scale would flush one).
+    single = np.hstack([X[:, :25] * 1e30, X[:, 25:] * 1e-30]).astype(np.float32)
+    np.testing.assert_allclose(pairwise_task_distances(single), expected, atol=2e-6)
 
 
 def test_symmetric_with_zero_diagonal_exactly():
