@@ -20,6 +20,10 @@ Two estimators of it, per example:
   (:func:`exact_logit_directions`), so ``diag F_x = sum_j (D_j^T J)^2``: ``C - 1``
   backward directions, one for a binary task, no sampling noise.
 
+and the paper's robust estimator, ``"variational"`` (:func:`variational_fisher`): the
+precision of the largest Gaussian perturbation of each filter that the task's loss tolerates,
+trained by stochastic variational Bayes; it is not a sum over examples.
+
 Each backward direction gives, at every filter module, the output gradient ``g_n`` of each
 example ``n``; with the module's input ``a_n`` the per-example weight gradient is
 ``G_n^T U_n`` (``U_n`` the unfolded input). Its squared norm per filter is taken without
@@ -30,12 +34,15 @@ the backward pass computes input gradients only.
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 #: Estimators of the Fisher diagonal that :func:`per_example_fisher` implements.
-METHODS = ("montecarlo", "exact")
+METHODS = ("montecarlo", "exact", "variational")
 
 #: ``method="auto"`` takes the exact expectation up to this many classes (at most two
 #: backward directions per example), and Monte Carlo sampling above it.
@@ -313,9 +320,198 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
         elif method == "montecarlo":
             directions = sampled_logit_directions(probs, generator)
         else:
-            raise ValueError(f"Unknown Fisher method {method!r}; expected one of {METHODS}.")
+            raise ValueError(f"per_example_fisher takes 'exact' or 'montecarlo', not {method!r}.")
         directions = directions.to(logits.dtype)
         n_directions = directions.shape[2]
         for index in range(n_directions):
             logits.backward(directions[:, :, index], retain_graph=index < n_directions - 1)
     return recorder.rows
+
+
+# ------------------------------------------------------------------------------------------
+# The robust (variational) estimator: sec. 3.1 "Robust Fisher computation", supplementary 6
+# ------------------------------------------------------------------------------------------
+
+#: Learning rate of the head while it is trained jointly with the precisions (sec. 4, "we use
+#: a low learning rate (1e-4)" for the classifier).
+VARIATIONAL_HEAD_LEARNING_RATE = 1e-4
+
+
+
+class VariationalFilterNoise:
+    """Gaussian perturbation ``w ~ N(w_hat, Lambda^-1)`` of a probe's filters, one precision per filter.
+
+    With the local reparametrisation trick (Kingma et al., 2015) the perturbation is not drawn
+    on the weights but on each filter module's output: a layer ``o = w * x`` with independent
+    weight noise of variance ``sigma_k^2`` on filter ``k`` has Gaussian outputs of mean
+    ``w_hat * x`` and variance ``sigma_k^2 * sum(x^2 over the receptive field)``. The sum is
+    the same for every filter of a convolution group, so it costs one convolution of ``x^2``
+    with a single all-ones filter per group; for a Linear layer it is ``||x||^2``.
+
+    Used as a context manager: while entered, forward hooks add the noise to every filter
+    module's output. Parameters: ``log_precisions`` (one tensor per filter module, ``log
+    Lambda_k`` of the probe's original filters) and ``log_priors`` (one ``log lambda_l^2`` per
+    module), both trained. A folded BatchNorm (``scales``) multiplies a filter's weights by
+    ``gamma / sigma``, so the folded layer's noise variance is ``(gamma / sigma)^2 / Lambda_k``.
+    """
+
+    def __init__(self, filters, scales, prior, initial_precision, generator):
+        self.filters = filters
+        self.generator = generator
+        self.weight_scales, self.log_precisions, self.log_priors = [], [], []
+        self.squared_weight_sums, self.weights_per_filter = [], []
+        offset = 0
+        for (_, module), scale in zip(filters, scales):
+            weight = module.weight.detach()
+            n_out = weight.shape[0]
+            factor = torch.ones(n_out, dtype=weight.dtype, device=weight.device) if scale is None else scale
+            factor = factor.to(weight.dtype)
+            original = weight.reshape(n_out, -1) / factor.unsqueeze(1)  # the probe's weights before folding
+            log_prior = torch.tensor(float(np.log(prior[offset])), dtype=weight.dtype, device=weight.device)
+            initial = torch.from_numpy(np.log(initial_precision[offset : offset + n_out]))
+            self.weight_scales.append(factor.square())
+            self.log_precisions.append(initial.to(dtype=weight.dtype, device=weight.device))
+            self.log_priors.append(log_prior)
+            self.squared_weight_sums.append(original.pow(2).sum())
+            self.weights_per_filter.append(original.shape[1])
+            offset += n_out
+        for tensor in (*self.log_precisions, *self.log_priors):
+            tensor.requires_grad_()
+        self._handles = []
+
+    def parameters(self):
+        return [*self.log_precisions, *self.log_priors]
+
+    def __enter__(self):
+        for index, (_, module) in enumerate(self.filters):
+            self._handles.append(module.register_forward_hook(self._perturb(index)))
+        return self
+
+    def __exit__(self, *exc_info):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _perturb(self, index):
+        def on_forward(module, inputs, output):
+            variances = self.weight_scales[index] * torch.exp(-self.log_precisions[index])
+            squares = inputs[0].pow(2)
+            if isinstance(module, nn.Linear):
+                spread = squares.sum(-1, keepdim=True) * variances
+            elif isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
+                ones = squares.new_ones((module.groups, module.in_channels // module.groups, *module.kernel_size))
+                per_group = module._conv_forward(squares, ones, None)
+                spatial = (1,) * (per_group.dim() - 2)
+                spread = per_group.repeat_interleave(module.out_channels // module.groups, dim=1)
+                spread = spread * variances.view(1, -1, *spatial)
+            else:
+                raise ValueError(
+                    f"method='variational' perturbs Conv and Linear layers; probe layer "
+                    f"{self.filters[index][0]!r} is a {type(module).__name__}."
+                )
+            noise = torch.randn(output.shape, generator=self.generator, device=output.device, dtype=output.dtype)
+            # The clamp keeps sqrt differentiable where a receptive field is all zeros.
+            return output + torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * noise
+
+        return on_forward
+
+    def kl_divergence(self):
+        """``KL(N(w_hat, Lambda^-1) || N(0, lambda^-2 I))``, summed over the filters' weights.
+
+        Per layer (supplementary sec. 6): ``1/2 sum_k n_k (lambda^2 / Lambda_k - log(lambda^2 /
+        Lambda_k) - 1) + 1/2 lambda^2 ||w_hat||^2``, with ``n_k`` the weights per filter.
+        """
+        total = 0.0
+        for log_precision, log_prior, n_weights, squared_sum in zip(
+            self.log_precisions, self.log_priors, self.weights_per_filter, self.squared_weight_sums
+        ):
+            ratio = log_prior - log_precision
+            total = total + 0.5 * n_weights * (torch.exp(ratio) - ratio - 1.0).sum()
+            total = total + 0.5 * torch.exp(log_prior) * squared_sum
+        return total
+
+    def precisions(self):
+        """``(Lambda, lambda^2)``, one value per filter each, float64 numpy."""
+        precisions = torch.cat([value.detach().double() for value in self.log_precisions]).exp()
+        priors = torch.cat(
+            [value.detach().double().expand(len(p)) for value, p in zip(self.log_priors, self.log_precisions)]
+        ).exp()
+        return precisions.cpu().numpy(), priors.cpu().numpy()
+
+
+def variational_fisher(
+    probe, head, batches, n_examples, *, prior, initial_precision, beta, n_steps, learning_rate, generator
+):
+    """The paper's robust Fisher estimate of the probe's filters (sec. 3.1, supplementary sec. 6).
+
+    Minimises over the per-filter precisions ``Lambda`` (and the per-layer prior precisions
+    ``lambda^2``), by stochastic gradient variational Bayes,
+
+        L(w_hat; Lambda) = E_{w ~ N(w_hat, Lambda^-1)} [ H_{p_w, p_hat}(y|x) ] + beta KL(N(w_hat, Lambda^-1) || N(0, lambda^-2 I))
+
+    with ``H`` the cross-entropy on the task's labels summed over its ``N`` examples (here
+    the mean over a batch plus ``beta / N`` times the KL). To second order its minimum is at
+    ``Lambda_k = lambda^2 + (N / beta) F_k``, with ``F_k`` the Fisher averaged over filter
+    ``k``'s weights (the embedding of the point estimators), hence the estimate
+
+        (beta / N) Lambda = F + (beta / N) lambda^2,
+
+    biased towards the prior ``(beta / N) lambda^2`` (the trivial embedding) when the task is
+    small or its loss flat, instead of being degenerate. (The paper writes ``beta / 2N``; the
+    constant only rescales the embedding.) The head is trained jointly at the paper's low
+    learning rate (:data:`VARIATIONAL_HEAD_LEARNING_RATE`), the precisions and priors at
+    ``learning_rate`` (Adam), with ``Lambda = exp(log Lambda)`` kept positive.
+
+    Parameters
+    ----------
+    probe : RunnableProbe
+        The probe to perturb (:func:`~sklearn_task2vec.probes.folded_filters`).
+    head : torch.nn.Linear
+        The head trained on the task; a copy is trained further here.
+    batches : callable
+        ``batches()`` iterates over one epoch of ``(inputs, codes)`` on the probe's device.
+    n_examples : int
+        ``N``, the examples in the task.
+    prior : ndarray of shape (n_filters,)
+        Initial prior precision per filter (the trivial embedding).
+    initial_precision : ndarray of shape (n_filters,)
+        Where the optimisation of ``Lambda`` starts. Stochastic gradients of ``log Lambda``
+        are weak and noisy where the perturbation is small, so a start far from the optimum
+        costs thousands of steps; the second-order solution ``prior + (N / beta) F`` from a
+        point estimate of ``F`` is a start the objective then corrects.
+    beta : float
+        Weight of the KL term against the summed cross-entropy (1 is the evidence lower bound).
+    n_steps : int
+        Optimisation steps (batches), cycling over epochs.
+    learning_rate : float
+        Adam learning rate of ``log Lambda`` and ``log lambda^2``.
+    generator : torch.Generator
+        Source of the perturbations, on the probe's device.
+
+    Returns
+    -------
+    estimate, prior_term : ndarray of shape (n_filters,), float64
+        ``(beta / N) Lambda`` and ``(beta / N) lambda^2``.
+    """
+    head = copy.deepcopy(head).requires_grad_()
+    noise = VariationalFilterNoise(probe.filters, probe.scales, prior, initial_precision, generator)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": noise.parameters(), "lr": learning_rate},
+            {"params": head.parameters(), "lr": VARIATIONAL_HEAD_LEARNING_RATE},
+        ]
+    )
+    kl_weight = beta / n_examples
+    step = 0
+    with noise, torch.enable_grad():
+        while step < n_steps:
+            for inputs, codes in batches():
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(head(probe.module(inputs)), codes) + kl_weight * noise.kl_divergence()
+                loss.backward()
+                optimizer.step()
+                step += 1
+                if step == n_steps:
+                    break
+    precisions, priors = noise.precisions()
+    return kl_weight * precisions, kl_weight * priors

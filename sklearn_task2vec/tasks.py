@@ -144,10 +144,16 @@ class ArrayTask:
     def __len__(self):
         return self.inputs.shape[0]
 
-    def batches(self, batch_size):
-        """``(inputs, labels)`` batches in a fixed order."""
+    def batches(self, batch_size, rng=None):
+        """``(inputs, labels)`` batches, in a fixed order, or in a random one drawn from ``rng``."""
+        if rng is None:
+            for start in range(0, len(self), batch_size):
+                yield self.inputs[start : start + batch_size], self.labels[start : start + batch_size]
+            return
+        order = rng.permutation(len(self))
         for start in range(0, len(self), batch_size):
-            yield self.inputs[start : start + batch_size], self.labels[start : start + batch_size]
+            indices = order[start : start + batch_size]
+            yield self.inputs[torch.from_numpy(indices)], self.labels[indices]
 
 
 class LoaderTask:
@@ -159,7 +165,9 @@ class LoaderTask:
         self.dtype = dtype
         self.max_samples = max_samples
 
-    def batches(self, batch_size=None):
+    def batches(self, batch_size=None, rng=None):
+        """The loader's batches, checked, in the loader's own order (``batch_size`` and ``rng``
+        are the loader's business)."""
         seen = 0
         for batch in _read_batches(self.loader, self.where):
             where = f"{self.where} (batch from example {seen})"
