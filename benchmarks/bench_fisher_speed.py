@@ -199,7 +199,7 @@ def breakdown(embedder, raw_task, device):
     )
     times["prepare"] = time.perf_counter() - start
 
-    times["cache"], (features, labels) = timed(lambda: embedder._cache_features(probe, task, device), device)
+    times["cache"], (features, labels, _) = timed(lambda: embedder._cache_features(probe, task, device), device)
     classes, codes = encode_labels(labels, task.where)
     times["head"], head = timed(lambda: embedder._train_head(features, codes, len(classes)), device)
     method = fisher.resolve_method(embedder.method, len(classes))

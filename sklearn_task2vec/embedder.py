@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from . import fisher, probes
-from .heads import probe_features, train_head
+from .heads import probe_features, run_without_gradient, train_head
 from .tasks import ArrayTask, check_inputs, coerce_task, encode_labels, example_shape, is_task_sequence
 
 _METHODS = ("auto", *fisher.METHODS)
@@ -73,6 +73,14 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         ones and the per-layer scales of the probe's weights are gone. The symmetric distance
         is the same in both spaces; in this one, the asymmetric distance and
         :class:`Model2VecSelector` need no trivial embedding passed to them.
+    skip_layers : str or None, default=None
+        Embed only the filters from this layer of the probe on (a module path the probe's
+        forward calls, at a block boundary, e.g. ``"layer3"`` of a ResNet), as the reference
+        implementation's ``skip_layers``. The probe is cut there (``torch.fx``); the layers
+        before it run once per task, and their output activations are kept (in host memory,
+        one tensor per example) for the Fisher pass, which then covers only the rest. Saves
+        the early layers' forward (and, with ``method="variational"``, every step's), at the
+        cost of memory that grows with the task. ``None``: every filter.
     max_samples : int or None, default=None
         Use at most this many examples per task, drawn at random.
     batch_size : int, default=64
@@ -105,7 +113,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Tasks embedded in parallel with joblib; ``None`` means one at a time.
     random_state : int, RandomState instance or None, default=None
-        Seeds the random probe, example subsampling and Monte Carlo labels. Results are deterministic on CPU for a fixed value.
+        Seeds the random probe (and a named probe's random initialisation with
+        ``probe_weights=None``), example subsampling, Monte Carlo labels and the variational
+        perturbations. Results are deterministic on CPU for a fixed value.
     verbose : int, default=0
         Above 0, show progress bars over tasks and batches.
 
@@ -152,6 +162,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         probe_weights="imagenet",
         method="auto",
         normalize=None,
+        skip_layers=None,
         max_samples=None,
         batch_size=64,
         head_epochs=100,
@@ -169,6 +180,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.probe_weights = probe_weights
         self.method = method
         self.normalize = normalize
+        self.skip_layers = skip_layers
         self.max_samples = max_samples
         self.batch_size = batch_size
         self.head_epochs = head_epochs
@@ -223,7 +235,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             return self
         device = self._device()
         probe = self._runnable_probe(device)
-        features, _ = self._cache_features(probe, task, device)
+        features, _, task = self._cache_features(probe, task, device)
         self.head_ = self._train_head(features, codes, len(self.classes_)).cpu()
         head = _on_device(self.head_, device)
         if self.method_ == "variational":
@@ -243,6 +255,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             )
         if self.method not in _METHODS:
             raise ValueError(f"Unknown method {self.method!r}; expected one of {_METHODS}.")
+        if self.skip_layers is not None and not isinstance(self.skip_layers, str):
+            raise TypeError(
+                f"skip_layers must be None or the path of a probe layer (str), got "
+                f"{type(self.skip_layers).__name__}."
+            )
         if self.normalize not in (None, "trivial"):
             raise ValueError(f"normalize must be None or 'trivial', got {self.normalize!r}.")
         _check_int("batch_size", self.batch_size, 1)
@@ -288,10 +305,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                     f"probe='auto' takes 2-D features (n, n_features) or images (n, C, H, W); "
                     f"got examples of shape {tuple(input_shape)}. Pass a probe module that takes them."
                 )
-        return probes.frozen_copy(probes.build_named_probe(probe, self.probe_weights))
+        return probes.frozen_copy(probes.build_named_probe(probe, self.probe_weights, seed))
 
     def _finish_probe(self):
-        filters = probes.probe_filters(self.probe_)
+        filters = probes.embedded_filters(self.probe_, self.skip_layers)
         self.trivial_embedding_ = probes.trivial_embedding(filters)
 
     # ------------------------------------------------------------ transform
@@ -328,6 +345,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         task = self._array_task(X, np.zeros(X.shape[0]))
         _, seeds = _seeds(self.random_state)
         probe = self._runnable_probe(device)
+        if probe.stem is not None:
+            task = self._cache_features(probe, task, device)[2]
         rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
         return self._normalised(rows)
 
@@ -346,7 +365,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if hasattr(self, "n_features_in_"):
             _check_feature_names_in(self, input_features)
-        return probes.filter_names(probes.probe_filters(self.probe_))
+        return probes.filter_names(probes.embedded_filters(self.probe_, self.skip_layers))
 
     # -------------------------------------------------------------- helpers
     def _normalised(self, embeddings, priors=None):
@@ -362,15 +381,24 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
 
     def _runnable_probe(self, device):
         """The fitted probe on ``device``, BatchNorm folded (:func:`probes.folded_filters`)."""
-        return probes.folded_filters(_on_device(self.probe_, device))
+        return probes.folded_filters(_on_device(self.probe_, device), self.skip_layers)
 
     def _cache_features(self, probe, task, device):
-        """The probe's features of every example of ``task`` (one no-grad pass), and the labels."""
-        features, labels = [], []
+        """The probe's features of every example of ``task`` (one no-grad pass), the labels,
+        and the task the Fisher pass runs on: ``task``, or with ``skip_layers`` its examples'
+        activations before the first embedded layer, kept on the host."""
+        features, labels, activations = [], [], []
         for inputs, batch_labels in task.batches(self.batch_size):
-            features.append(probe_features(probe.module, _to_device(inputs, device), task.where))
+            inputs = _to_device(inputs, device)
+            if probe.stem is not None:
+                inputs = run_without_gradient(probe.stem, inputs, task.where)
+                activations.append(inputs.cpu())
+            features.append(probe_features(probe.module, inputs, task.where))
             labels.append(batch_labels)
-        return torch.cat(features), np.concatenate(labels)
+        labels = np.concatenate(labels)
+        if probe.stem is not None:
+            task = ArrayTask(torch.cat(activations), labels, task.where)
+        return torch.cat(features), labels, task
 
     def _train_head(self, features, codes, n_classes):
         return train_head(
@@ -437,7 +465,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             max_samples=self.max_samples,
             rng=np.random.RandomState(seeds[0]),
         )
-        features, labels = self._cache_features(probe, task, device)
+        features, labels, task = self._cache_features(probe, task, device)
         classes, codes = encode_labels(labels, task.where)
         if len(classes) == 1:
             return self.trivial_embedding_.copy(), self.trivial_embedding_, True

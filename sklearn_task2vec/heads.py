@@ -12,16 +12,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def probe_features(probe, inputs, where):
-    """``probe(inputs)`` without gradients, checked to be a ``(batch, d)`` feature matrix."""
+def run_without_gradient(module, inputs, where):
+    """``module(inputs)`` without gradients; a failure is a ValueError naming the task."""
     try:
         with torch.no_grad():
-            features = probe(inputs)
+            return module(inputs)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(
             f"{where}: the probe cannot take inputs of shape {tuple(inputs.shape)} "
             f"(dtype {inputs.dtype}): {exc}"
         ) from exc
+
+
+def probe_features(probe, inputs, where):
+    """``probe(inputs)`` without gradients, checked to be a ``(batch, d)`` feature matrix."""
+    features = run_without_gradient(probe, inputs, where)
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != inputs.shape[0]:
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
         raise ValueError(

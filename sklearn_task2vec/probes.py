@@ -60,7 +60,7 @@ def is_named_probe(probe):
     return isinstance(probe, str) and probe != "auto"
 
 
-def build_named_probe(name, weights):
+def build_named_probe(name, weights, seed=0):
     """A torchvision classification model with its classifier removed.
 
     Parameters
@@ -72,6 +72,8 @@ def build_named_probe(name, weights):
         torch.hub (``$TORCH_HOME/hub/checkpoints``). ``None``: random initialisation.
         A path: a local ``state_dict`` of the full model or of the body without its classifier,
         loaded with ``weights_only=True``.
+    seed : int, default=0
+        Seeds the random initialisation (torch's global generator is left as it was).
     """
     import torchvision
 
@@ -82,7 +84,9 @@ def build_named_probe(name, weights):
             f"classification models, e.g. 'resnet18', 'resnet34', 'resnet50', 'densenet121', "
             f"'vgg13_bn' (all: {', '.join(available)})."
         )
-    model = torchvision.models.get_model(name, weights=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torchvision.models.get_model(name, weights=None)
     if isinstance(weights, str) and weights == "imagenet":
         model.load_state_dict(_imagenet_state_dict(name))
         _drop_classifier(model, name)
@@ -254,26 +258,127 @@ def fold_batchnorm(probe):
 
 
 class RunnableProbe(NamedTuple):
+    """A probe ready for the Fisher pass.
+
+    ``module`` maps the probe's input (or, with a ``stem``, the stem's output) to features;
+    ``stem`` (or None) computes the activations before the first embedded layer, without
+    gradients; ``filters`` pairs each embedded filter path with the module ``module`` calls;
+    ``scales`` holds a folded BatchNorm's ``gamma / sigma`` per filter module, or None.
+    """
+
     module: nn.Module
     filters: list
     scales: list
+    stem: nn.Module | None = None
 
 
-def folded_filters(probe):
+def _trace(probe, start):
+    from torch import fx
+
+    if isinstance(probe, fx.GraphModule):
+        return probe
+    try:
+        return fx.symbolic_trace(probe)
+    except Exception as exc:  # fx raises many kinds of errors on control flow it cannot follow
+        raise ValueError(
+            f"skip_layers={start!r} needs a probe that torch.fx can trace, to split it before "
+            f"{start!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def split_probe(probe, start):
+    """``(stem, tail)``: the probe cut just before the first call of module ``start``.
+
+    ``stem`` maps the probe's input to the activations that enter ``start`` and ``tail``
+    maps those to the features, so ``tail(stem(x)) == probe(x)``. Both are ``torch.fx``
+    graph modules sharing the probe's submodules. The cut must be clean: ``tail`` may use
+    nothing computed before ``start`` but that one activation (a block boundary such as
+    ``"layer3"`` of a ResNet).
+    """
+    from torch import fx
+
+    traced = _trace(probe, start)
+    nodes = list(traced.graph.nodes)
+    first = next(
+        (
+            node
+            for node in nodes
+            if node.op == "call_module" and (node.target == start or node.target.startswith(start + "."))
+        ),
+        None,
+    )
+    if first is None:
+        called = [node.target for node in nodes if node.op == "call_module"]
+        blocks = sorted({target.split(".")[0] for target in called}, key=[t.split(".")[0] for t in called].index)
+        raise ValueError(
+            f"skip_layers={start!r} is not a layer the probe calls; its top-level blocks are {blocks}."
+        )
+    cut = first.args[0] if first.args else None
+    if not isinstance(cut, fx.Node):
+        raise ValueError(f"skip_layers={start!r}: the layer's input is not an activation of the probe.")
+    stem_nodes = nodes[: nodes.index(cut) + 1]
+    in_stem = set(stem_nodes)
+
+    stem_graph = fx.Graph()
+    stem_env = {}
+    for node in stem_nodes:
+        stem_env[node] = stem_graph.node_copy(node, stem_env.__getitem__)
+    stem_graph.output(stem_env[cut])
+
+    tail_graph = fx.Graph()
+    tail_env = {cut: tail_graph.placeholder("activations")}
+
+    def tail_value(node):
+        if node not in tail_env:
+            if node not in in_stem or node.op != "get_attr":
+                raise ValueError(
+                    f"skip_layers={start!r} does not cut the probe cleanly: layers from {start!r} "
+                    f"on also use {node.name!r}, computed before it. Choose a block boundary."
+                )
+            tail_env[node] = tail_graph.node_copy(node)  # a constant: copied, not cached
+        return tail_env[node]
+
+    for node in nodes[len(stem_nodes) :]:
+        tail_env[node] = tail_graph.node_copy(node, tail_value)
+    return fx.GraphModule(traced, stem_graph), fx.GraphModule(traced, tail_graph)
+
+
+def embedded_filters(probe, start=None):
+    """The filters the embedding covers: :func:`probe_filters`, from layer ``start`` on."""
+    filters = probe_filters(probe)
+    if start is None:
+        return filters
+    _, tail = split_probe(probe, start)
+    kept = [(path, module) for path, module in filters if _calls(tail, path)]
+    if not kept:
+        raise ValueError(f"skip_layers={start!r} leaves no Conv or Linear layer to embed.")
+    return kept
+
+
+def _calls(graph_module, path):
+    return any(node.op == "call_module" and node.target == path for node in graph_module.graph.nodes)
+
+
+def folded_filters(probe, start=None):
     """The probe to run, with BatchNorm folded, and its filters in ``probe``'s order.
 
-    Returns a :class:`RunnableProbe` ``(module, filters, scales)``: ``filters`` pairs each filter path of ``probe``
-    with the module that computes it in ``folded``; ``scales`` holds, per filter module,
-    the factor its gradients carry (see :func:`fold_batchnorm`), or None where it is unfolded.
+    Returns a :class:`RunnableProbe`: ``filters`` pairs each filter path of ``probe`` (from
+    layer ``start`` on, see :func:`embedded_filters`) with the module that computes it in
+    the folded probe; ``scales`` holds, per filter module, the factor its gradients carry
+    (see :func:`fold_batchnorm`), or None where it is unfolded. With ``start``, ``stem`` is
+    the folded probe before ``start`` and ``module`` the rest (:func:`split_probe`).
     """
     folded, scales = fold_batchnorm(probe)
+    stem = None
+    if start is not None:
+        stem, folded = split_probe(folded, start)
     filters = []
-    for path, module in probe_filters(probe):
+    for path, module in embedded_filters(probe, start):
         try:
             filters.append((path, folded.get_submodule(path)))
         except AttributeError:  # not used by the traced forward: its hooks never fire
             filters.append((path, module))
-    return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters])
+    return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters], stem)
 
 
 def probe_dtype(probe):

@@ -278,3 +278,17 @@ def test_trivial_normalised_output_keeps_symmetric_distances():
     one_task = FisherTaskEmbedder(random_state=0, normalize="trivial").fit(*tasks[0])
     np.testing.assert_allclose(one_task.transform(X).mean(0), one_task.embedding_)
     np.testing.assert_allclose(one_task.embedding_, normalised[0])
+
+
+def test_random_state_seeds_a_randomly_initialised_named_probe():
+    """probe_weights=None: the torchvision initialisation follows random_state, and torch's
+    global generator is left alone."""
+    X = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    tasks = [(X, [0, 1])]
+    before = torch.random.get_rng_state()
+    first = FisherTaskEmbedder(probe="resnet18", probe_weights=None, random_state=0).fit(tasks).probe_
+    assert torch.equal(torch.random.get_rng_state(), before)
+    again = FisherTaskEmbedder(probe="resnet18", probe_weights=None, random_state=0).fit(tasks).probe_
+    other = FisherTaskEmbedder(probe="resnet18", probe_weights=None, random_state=1).fit(tasks).probe_
+    assert torch.equal(first.conv1.weight, again.conv1.weight)
+    assert not torch.equal(first.conv1.weight, other.conv1.weight)

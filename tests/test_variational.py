@@ -93,7 +93,7 @@ def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
     X, y = digits_3_vs_8
     embedder = FisherTaskEmbedder(random_state=0).fit([(X, y)])
     probe = embedder._runnable_probe(torch.device("cpu"))
-    features, _ = embedder._cache_features(probe, embedder._array_task(X, y), torch.device("cpu"))
+    features, _, _ = embedder._cache_features(probe, embedder._array_task(X, y), torch.device("cpu"))
     codes = torch.as_tensor(y == 8, dtype=torch.long)
     head = embedder._train_head(features, codes.numpy(), 2)
     beta, n = 1e-3, len(y)
