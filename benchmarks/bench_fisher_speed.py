@@ -44,6 +44,13 @@ from sklearn_task2vec.tasks import coerce_task, encode_labels  # noqa: E402
 # (label, method, n_classes): the cases of the table.
 CASES = (("exact", "exact", 2), ("montecarlo", "montecarlo", 10), ("auto", "auto", 10))
 
+# (label, n_classes, FisherTaskEmbedder parameters): further settings, timed as totals only.
+OTHER_CASES = (
+    ("variational", 10, {"method": "variational"}),
+    ("exact, skip_layers=layer3", 2, {"method": "exact", "skip_layers": "layer3"}),
+    ("montecarlo, skip_layers=layer3", 10, {"method": "montecarlo", "skip_layers": "layer3"}),
+)
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -276,7 +283,10 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(args.seed)
     shape = (args.n_examples, 3, args.image_size, args.image_size)
     inputs = torch.randn(shape, generator=generator, dtype=torch.float32)
-    labels = {c: torch.randint(c, (args.n_examples,), generator=generator).numpy() for _, _, c in CASES}
+    labels = {
+        c: torch.randint(c, (args.n_examples,), generator=generator).numpy()
+        for c in {c for _, _, c in CASES} | {c for _, c, _ in OTHER_CASES}
+    }
 
     print(
         f"# Fisher embedding speed: probe {args.probe} (probe_weights=None), {args.n_examples} images "
@@ -288,7 +298,7 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     baseline, forward_only = {}, {}
-    for n_classes in sorted({c for _, _, c in CASES}):
+    for n_classes in sorted(labels):
         model = plain_model(args.probe, n_classes, device)
         baseline[n_classes] = median_time(
             plain_forward_backward(model, inputs, labels[n_classes], args.batch_size, device),
@@ -361,6 +371,20 @@ def main(argv=None):
     )
     print("features; head = head training on them; fisher = Fisher pass, split into fwd (forward with hooks,")
     print("graph built), hooks (per-example squared filter gradients) and bwd (the rest: autograd backward).")
+
+    print()
+    print("# other settings: total seconds of transform (ratio to plain fwd+bwd with as many classes)")
+    for name, n_classes, params in OTHER_CASES:
+        tasks = [(inputs, labels[n_classes])]
+        embedder = FisherTaskEmbedder(
+            probe=args.probe, probe_weights=None, batch_size=args.batch_size, random_state=0, device=device, **params
+        ).fit(tasks)
+        total = median_time(lambda: embedder.transform(tasks), device, args.repeats)
+        print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / ref[n_classes]:6.2f}x")
+    print(
+        "  variational: one point-estimate pass (its start) + variational_steps=300 steps of a batch,"
+        " whatever the task's size"
+    )
 
     if args.profile:
         name, n_classes, embedder, state = profiled
