@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import numbers
+import threading
+import uuid
 import warnings
 
 import numpy as np
@@ -14,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from . import fisher, probes
+from .cache import EmbeddingCache, cache_folder, settings_key, task_key
 from .heads import probe_features, run_without_gradient, train_head
 from .tasks import ArrayTask, check_inputs, coerce_task, encode_labels, example_shape, is_task_sequence
 
@@ -111,7 +114,23 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         Where to compute; ``"auto"`` is CUDA when available, else CPU. Results come back as
         float64 numpy arrays in any case.
     n_jobs : int or None, default=None
-        Tasks embedded in parallel with joblib; ``None`` means one at a time.
+        Tasks embedded in parallel with joblib; ``None`` means one at a time. Any joblib
+        backend works (``joblib.parallel_config(backend="dask")`` on a ``dask.distributed``
+        cluster, ``"loky"`` processes, threads), with the same rows as a sequential run. Each
+        worker process prepares the probe once and reuses it for its tasks.
+    memory : str, path-like, joblib.Memory or None, default=None
+        A folder (or a ``joblib.Memory``'s location) where each task's row is stored as soon as
+        it is computed, keyed by the task's content and by the probe's weights, the settings,
+        the seeds and the versions (:mod:`sklearn_task2vec.cache`). A rerun after a crash or
+        an interruption loads the finished tasks and computes only the missing ones; several
+        processes may share the folder; a damaged file is detected by its checksum, reported
+        and recomputed. Needs an integer ``random_state`` to be reused (``None`` draws new
+        seeds each time). Streamed tasks (Datasets, DataLoaders) are read once more to hash
+        their content.
+    on_error : {"raise", "warn"}, default="raise"
+        What a task that fails (bad data, a probe error) does to a sequence of tasks:
+        ``"raise"`` stops with its error; ``"warn"`` warns, makes its row NaN, keeps the error
+        in ``errors_`` and goes on with the other tasks.
     random_state : int, RandomState instance or None, default=None
         Seeds the random probe (and a named probe's random initialisation with
         ``probe_weights=None``), example subsampling, Monte Carlo labels and the variational
@@ -143,6 +162,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         prior term ``(beta / N) lambda^2``.
     embedding_ : ndarray of shape (n_filters,)
         The embedding of the task ``(X, y)`` when fitted on one array.
+    errors_ : dict of int to Exception
+        After ``transform`` of a sequence of tasks: the tasks that failed (their index in the
+        sequence) and their errors, with ``on_error="warn"``; empty when none did.
 
     Examples
     --------
@@ -173,6 +195,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         variational_learning_rate=1e-2,
         device="auto",
         n_jobs=None,
+        memory=None,
+        on_error="raise",
         random_state=None,
         verbose=0,
     ):
@@ -191,6 +215,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.variational_learning_rate = variational_learning_rate
         self.device = device
         self.n_jobs = n_jobs
+        self.memory = memory
+        self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
 
@@ -260,6 +286,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 f"skip_layers must be None or the path of a probe layer (str), got "
                 f"{type(self.skip_layers).__name__}."
             )
+        if self.on_error not in ("raise", "warn"):
+            raise ValueError(f"on_error must be 'raise' or 'warn', got {self.on_error!r}.")
+        cache_folder(self.memory)
         if self.normalize not in (None, "trivial"):
             raise ValueError(f"normalize must be None or 'trivial', got {self.normalize!r}.")
         _check_int("batch_size", self.batch_size, 1)
@@ -310,6 +339,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _finish_probe(self):
         filters = probes.embedded_filters(self.probe_, self.skip_layers)
         self.trivial_embedding_ = probes.trivial_embedding(filters)
+        # Names this fitted probe for the workers that prepare it once (_prepared_probe).
+        self._probe_token = uuid.uuid4().hex
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -433,29 +464,55 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
 
     def _embed_tasks(self, tasks):
         _, seeds = _seeds(self.random_state)
+        device = self._device()
+        folder = cache_folder(self.memory)
+        cache = None if folder is None else EmbeddingCache(folder, settings_key(self, seeds, device))
         # In-process, every task shares one prepared probe; joblib workers prepare their own.
-        probe = self._runnable_probe(self._device()) if effective_n_jobs(self.n_jobs) == 1 else None
-        jobs = (delayed(self._embed_task)(task, index, seeds, probe) for index, task in enumerate(tasks))
+        probe = self._runnable_probe(device) if effective_n_jobs(self.n_jobs) == 1 else None
+        jobs = (
+            delayed(self._embed_task_or_error)(task, index, seeds, probe, cache)
+            for index, task in enumerate(tasks)
+        )
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         if self.verbose > 0:
             from tqdm.auto import tqdm
 
             results = tqdm(results, total=len(tasks), desc="tasks")
-        rows, priors = [], []
-        for index, (row, prior, single_class) in enumerate(results):
-            if single_class:
-                # Warned here rather than in _embed_task, which may run in a joblib worker.
+        rows, priors, self.errors_ = [], [], {}
+        missing = np.full(len(self.trivial_embedding_), np.nan)
+        for index, (row, prior, single_class, error) in enumerate(results):
+            # Warned here rather than in _embed_task, which may run in a joblib worker.
+            if error is not None:
+                warnings.warn(
+                    f"Task {index} failed and its row is NaN (on_error='warn'): "
+                    f"{type(error).__name__}: {error}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                self.errors_[index] = error
+                row = prior = missing
+            elif single_class:
                 _warn_trivial(f"Task {index}")
             rows.append(row)
             priors.append(prior)
         return self._normalised(np.vstack(rows), np.vstack(priors))
 
-    def _embed_task(self, task, index, seeds, probe=None):
+    def _embed_task_or_error(self, task, index, seeds, probe, cache):
+        """``_embed_task``'s result and None, or with ``on_error="warn"`` its error instead."""
+        try:
+            return (*self._embed_task(task, index, seeds, probe, cache), None)
+        except Exception as error:
+            if self.on_error == "raise":
+                raise
+            return None, None, False, error
+
+    def _embed_task(self, task, index, seeds, probe=None, cache=None):
         """One task's embedding (cache features, train a head, take the Fisher), its prior row
-        (what ``normalize="trivial"`` divides it by) and whether it has one class."""
+        (what ``normalize="trivial"`` divides it by) and whether it has one class; read from
+        and written to ``cache`` when given."""
         device = self._device()
         if probe is None:
-            probe = self._runnable_probe(device)
+            probe = _prepared_probe(self, device)
         dtype = probes.probe_dtype(probe.module)
         task = coerce_task(
             task,
@@ -465,6 +522,18 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             max_samples=self.max_samples,
             rng=np.random.RandomState(seeds[0]),
         )
+        if cache is None:
+            return self._computed_task(task, seeds, probe, device)
+        key = task_key(task, self.batch_size)
+        stored = cache.load(key)
+        if stored is not None:
+            row, prior = stored
+            return row, prior, bool(np.array_equal(row, self.trivial_embedding_))
+        row, prior, single_class = self._computed_task(task, seeds, probe, device)
+        cache.save(key, row, prior)
+        return row, prior, single_class
+
+    def _computed_task(self, task, seeds, probe, device):
         features, labels, task = self._cache_features(probe, task, device)
         classes, codes = encode_labels(labels, task.where)
         if len(classes) == 1:
@@ -509,6 +578,20 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             learning_rate=self.variational_learning_rate,
             generator=generator,
         )
+
+
+# The probe a joblib worker prepared last, by (probe token, device, skip_layers): its next tasks
+# reuse it instead of folding and moving the probe once per task. Per thread, since the Fisher
+# pass hooks the probe's modules (a threading backend runs tasks side by side in one process).
+_PREPARED = threading.local()
+
+
+def _prepared_probe(embedder, device):
+    key = (embedder._probe_token, str(device), embedder.skip_layers)
+    if getattr(_PREPARED, "key", None) != key:
+        _PREPARED.probe = embedder._runnable_probe(device)  # one probe per worker: the last one
+        _PREPARED.key = key
+    return _PREPARED.probe
 
 
 def _on_device(module, device):

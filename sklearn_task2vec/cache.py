@@ -1,0 +1,123 @@
+"""A resumable, content-addressed cache of task embeddings (``FisherTaskEmbedder(memory=...)``).
+
+Each finished task's row is written at once, in its own file, so an interrupted run (a crash,
+Ctrl-C, a killed worker) loses only the tasks that were still running, and a rerun recomputes
+only what is missing. A file's name is a hash of the task's content (its examples and labels,
+after ``max_samples``); its folder's name a hash of everything else the row depends on (the
+probe's weights and architecture, the estimator's settings, the seeds, the device type and the
+versions of this package and torch). Files are written to a temporary name and renamed, so
+several processes can share one folder; every file carries a checksum of its contents and its
+own key, and a file that fails the check is reported, never used, and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+
+from . import __version__
+
+# Parameters that do not change a task's row.
+_PARAMETERS_NOT_IN_KEY = ("device", "memory", "n_jobs", "on_error", "verbose")
+
+
+def cache_folder(memory):
+    """The folder of ``memory`` (a path, a ``joblib.Memory`` or None), or None for no cache."""
+    if memory is None:
+        return None
+    if isinstance(memory, joblib.Memory):
+        return None if memory.location is None else Path(memory.location) / "sklearn_task2vec"
+    if isinstance(memory, (str, os.PathLike)):
+        return Path(memory) / "sklearn_task2vec"
+    raise TypeError(f"memory must be None, a path or a joblib.Memory, got {type(memory).__name__}.")
+
+
+def _array_digest(digest, array):
+    array = np.ascontiguousarray(array)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    if array.dtype == object:
+        digest.update(joblib.hash(array).encode())
+    else:
+        digest.update(array.view(np.uint8).reshape(-1).data)
+
+
+def task_key(task, batch_size):
+    """A hash of the examples and labels of a coerced task, in order (one pass over its data)."""
+    digest = hashlib.sha256()
+    for inputs, labels in task.batches(batch_size):
+        _array_digest(digest, inputs.cpu().numpy())
+        _array_digest(digest, np.asarray(labels))
+    return digest.hexdigest()
+
+
+def settings_key(embedder, seeds, device):
+    """A hash of what a row depends on besides the task: probe, settings, seeds, versions."""
+    digest = hashlib.sha256()
+    params = embedder.get_params(deep=False)
+    params = {name: value for name, value in params.items() if name not in _PARAMETERS_NOT_IN_KEY}
+    params.pop("probe")  # described by the fitted probe below, whatever form it was given in
+    digest.update(repr(sorted((name, repr(value)) for name, value in params.items())).encode())
+    digest.update(repr(embedder.probe_).encode())
+    for name, tensor in embedder.probe_.state_dict().items():
+        digest.update(name.encode())
+        _array_digest(digest, tensor.detach().cpu().numpy())
+    digest.update(repr([int(seed) for seed in seeds]).encode())
+    digest.update(f"{device.type} {__version__} torch {torch.__version__}".encode())
+    return digest.hexdigest()
+
+
+def _checksum(key, row, prior):
+    digest = hashlib.sha256(key.encode())
+    for array in (row, prior):
+        _array_digest(digest, array)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Rows of tasks under one settings key, one ``.npz`` file per task in ``folder``."""
+
+    def __init__(self, folder, settings):
+        self.folder = Path(folder) / settings
+
+    def _path(self, key):
+        return self.folder / f"{key}.npz"
+
+    def load(self, key):
+        """``(row, prior)`` stored for the task ``key``, or None if absent or corrupted."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                row, prior, checksum = stored["row"], stored["prior"], str(stored["checksum"])
+            if checksum != _checksum(key, row, prior):
+                raise ValueError("checksum mismatch")
+        except Exception as exc:  # a damaged file fails in many ways (zip, header, data, checksum)
+            warnings.warn(
+                f"The cached embedding {path} is corrupted ({type(exc).__name__}: {exc}); it is "
+                f"ignored and recomputed.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return None
+        return row, prior
+
+    def save(self, key, row, prior):
+        """Store ``(row, prior)`` for the task ``key``, atomically (write, then rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        row, prior = np.asarray(row, dtype=np.float64), np.asarray(prior, dtype=np.float64)
+        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, row=row, prior=prior, checksum=np.array(_checksum(key, row, prior)))
+            os.replace(temporary, self._path(key))
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
