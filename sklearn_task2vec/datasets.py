@@ -1,0 +1,373 @@
+"""Datasets to cut task libraries from, read from local files only: nothing is ever downloaded.
+
+* :func:`load_fashion_mnist`: Fashion-MNIST from its IDX files, as installed by the Debian
+  package ``dataset-fashion-mnist`` (or any directory holding them), with
+  :data:`FASHION_MNIST_HIERARCHY` for :func:`~sklearn_task2vec.tasks.hierarchy_tasks`.
+* :func:`load_digits_images`: scikit-learn's bundled 8x8 digits as images, with a small
+  convenience hierarchy :data:`DIGITS_HIERARCHY`.
+* :func:`dataset_with_labels`: the labels of a torchvision dataset the user already has
+  (``CIFAR100``, ``ImageFolder``, ...), to cut tasks out of it as Subsets;
+  :data:`CIFAR100_SUPERCLASSES` and :data:`CIFAR100_HIERARCHY` are CIFAR-100's taxonomy.
+* :func:`read_idx`: the IDX file format of MNIST and its kin.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.utils import Bunch
+
+#: Where the Debian package ``dataset-fashion-mnist`` installs its files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+#: Fashion-MNIST's class names; label ``i`` is ``FASHION_MNIST_CLASSES[i]``.
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+#: Fashion-MNIST's natural grouping of its labels, for :func:`~sklearn_task2vec.tasks.hierarchy_tasks`:
+#: tops (T-shirt/top, Pullover, Coat, Shirt), bottoms (Trouser), dresses (Dress), footwear
+#: (Sandal, Sneaker, Ankle boot) and bags (Bag). Leaves are the integer labels. It gives three
+#: tasks: the 10 classes, the 4 tops and the 3 kinds of footwear (the other groups have one class).
+FASHION_MNIST_HIERARCHY = {
+    "fashion": ["tops", "bottoms", "dresses", "footwear", "bags"],
+    "tops": [0, 2, 4, 6],
+    "bottoms": [1],
+    "dresses": [3],
+    "footwear": [5, 7, 9],
+    "bags": [8],
+}
+
+#: A convenience grouping of the ten digits by the shape of their strokes, not a standard
+#: taxonomy: round (0, 6, 8, 9), straight (1, 4, 7) and curvy (2, 3, 5). It gives four tasks.
+DIGITS_HIERARCHY = {
+    "digits": ["round", "straight", "curvy"],
+    "round": [0, 6, 8, 9],
+    "straight": [1, 4, 7],
+    "curvy": [2, 3, 5],
+}
+
+#: CIFAR-100's 20 superclasses and their 5 classes each (Krizhevsky, 2009), named as in the
+#: dataset's meta file and in ``torchvision.datasets.CIFAR100(...).classes``.
+CIFAR100_SUPERCLASSES = {
+    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
+    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
+    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
+    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
+    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
+    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
+    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
+    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
+    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
+    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
+    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
+    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
+    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
+    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
+    "people": ["baby", "boy", "girl", "man", "woman"],
+    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
+    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
+    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
+    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
+    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
+}
+
+#: :data:`CIFAR100_SUPERCLASSES` under a root ``"cifar100"``: 21 tasks (the 100 classes, and
+#: the 5 classes of each superclass), with leaves named as ``dataset_with_labels`` gives them.
+CIFAR100_HIERARCHY = {"cifar100": list(CIFAR100_SUPERCLASSES), **CIFAR100_SUPERCLASSES}
+
+# IDX type codes (the third byte of the magic number) and their big-endian numpy types.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_FASHION_MNIST_PREFIX = {"train": "train", "test": "t10k"}
+
+_FASHION_MNIST_HINT = (
+    "Install the Debian package with `apt-get install dataset-fashion-mnist` (files in "
+    f"{FASHION_MNIST_DIR}), or pass path= a directory holding the original files "
+    "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+    "t10k-labels-idx1-ubyte.gz, gzipped or not). This function never downloads anything."
+)
+
+
+def read_idx(path):
+    """Read an IDX file (the format of MNIST, Fashion-MNIST, KMNIST), gzipped or not.
+
+    The header is two zero bytes, a type code, the number of dimensions, then each dimension
+    as a big-endian 32-bit integer; the values follow, big-endian, in C order.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; a name ending in ``.gz`` is read through gzip.
+
+    Returns
+    -------
+    ndarray
+        The values, of the file's type in native byte order, of the shape its header gives.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When the file is not a valid IDX file: a corrupt gzip stream, a bad magic number, or
+        fewer (truncated) or more values than the header announces.
+
+    Examples
+    --------
+    >>> import gzip, os, tempfile
+    >>> import numpy as np
+    >>> from sklearn_task2vec.datasets import read_idx
+    >>> header = bytes([0, 0, 0x08, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny-idx2-ubyte.gz")
+    >>> with gzip.open(path, "wb") as file:
+    ...     _ = file.write(header + bytes(range(6)))
+    >>> read_idx(path)
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as file:
+                raw = file.read()
+        else:
+            raw = path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: not a readable gzip file, corrupt or truncated ({exc}).") from exc
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise ValueError(
+            f"{path}: not an IDX file: bad magic number {raw[:4].hex() or '(empty file)'} (expected two "
+            f"zero bytes, a type code among {', '.join(f'{code:02x}' for code in _IDX_DTYPES)}, and a "
+            f"number of dimensions above 0)."
+        )
+    dtype, n_dims = _IDX_DTYPES[raw[2]], raw[3]
+    data_start = 4 + 4 * n_dims
+    if len(raw) < data_start:
+        raise ValueError(
+            f"{path}: truncated IDX file: its header announces {n_dims} dimensions but ends early."
+        )
+    shape = tuple(int(size) for size in np.frombuffer(raw, dtype=">u4", count=n_dims, offset=4))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    found = len(raw) - data_start
+    if found != expected:
+        problem = "truncated IDX file" if found < expected else "IDX file with trailing data"
+        raise ValueError(
+            f"{path}: {problem}: its header announces shape {shape} of {dtype.name}, {expected} bytes, "
+            f"but {found} bytes follow the header."
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=data_start).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_file(directory, name):
+    """The file ``name`` (gzipped, or else plain) in ``directory``, or a FileNotFoundError with the hint."""
+    for candidate in (directory / f"{name}.gz", directory / name):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"Fashion-MNIST file {name}.gz not found in {directory}. {_FASHION_MNIST_HINT}")
+
+
+def load_fashion_mnist(path=None, *, split="train"):
+    """Load Fashion-MNIST (Xiao et al., 2017) from its local IDX files; never downloads.
+
+    Parameters
+    ----------
+    path : str, path-like or None, default=None
+        Directory holding the IDX files (``train-images-idx3-ubyte.gz`` and its three
+        siblings, gzipped or not). ``None``: ``/usr/share/datasets/fashion-mnist``, where
+        ``apt-get install dataset-fashion-mnist`` puts them.
+    split : {"train", "test"}, default="train"
+        The 60,000 training images or the 10,000 test images.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``images``: float32 array of shape (n, 1, 28, 28) with values in [0, 1];
+        ``data``: the same pixels as (n, 784) (a view); ``target``: int64 labels 0-9;
+        ``target_names``: the class names (:data:`FASHION_MNIST_CLASSES`); ``hierarchy``:
+        :data:`FASHION_MNIST_HIERARCHY`, for :func:`~sklearn_task2vec.tasks.hierarchy_tasks`.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the directory or a file is missing; the message says how to install them.
+    ValueError
+        When a file is corrupt or truncated, or not Fashion-MNIST's shape.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.datasets import load_fashion_mnist
+    >>> from sklearn_task2vec.tasks import hierarchy_tasks
+    >>> fashion = load_fashion_mnist(split="test")  # doctest: +SKIP
+    >>> fashion.images.shape  # doctest: +SKIP
+    (10000, 1, 28, 28)
+    >>> library = hierarchy_tasks(fashion.images, fashion.target, fashion.hierarchy)  # doctest: +SKIP
+    >>> library.names  # doctest: +SKIP
+    ['fashion', 'tops', 'footwear']
+    """
+    if split not in _FASHION_MNIST_PREFIX:
+        raise ValueError(f"load_fashion_mnist: split must be 'train' or 'test', got {split!r}.")
+    directory = FASHION_MNIST_DIR if path is None else Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Fashion-MNIST directory {directory} not found. {_FASHION_MNIST_HINT}")
+    prefix = _FASHION_MNIST_PREFIX[split]
+    images_file = _idx_file(directory, f"{prefix}-images-idx3-ubyte")
+    labels_file = _idx_file(directory, f"{prefix}-labels-idx1-ubyte")
+    pixels, labels = read_idx(images_file), read_idx(labels_file)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+        raise ValueError(
+            f"{images_file}: expected 28 x 28 unsigned-byte images, got {pixels.dtype} values of shape "
+            f"{pixels.shape}."
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(pixels):
+        raise ValueError(
+            f"{labels_file}: expected {len(pixels)} unsigned-byte labels (one per image of {images_file.name}), "
+            f"got {labels.dtype} values of shape {labels.shape}."
+        )
+    if labels.max(initial=0) >= len(FASHION_MNIST_CLASSES):
+        raise ValueError(f"{labels_file}: labels must be 0 to 9, found {labels.max()}.")
+    images = pixels.astype(np.float32)
+    images /= 255.0
+    images = images.reshape(-1, 1, 28, 28)
+    return Bunch(
+        images=images,
+        data=images.reshape(len(images), -1),
+        target=labels.astype(np.int64),
+        target_names=np.array(FASHION_MNIST_CLASSES),
+        hierarchy=_copy_hierarchy(FASHION_MNIST_HIERARCHY),
+    )
+
+
+def load_digits_images():
+    """scikit-learn's bundled 8x8 digits (1,797 images, no download), as images in [0, 1].
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``images``: float32 array of shape (1797, 1, 8, 8), the 0-16 gray levels divided by
+        16; ``data``: the same pixels as (1797, 64) (a view), for the random ReLU probe that
+        :class:`~sklearn_task2vec.FisherTaskEmbedder` uses on 2-D features; ``target``: int64
+        digits; ``target_names``: 0 to 9; ``hierarchy``: :data:`DIGITS_HIERARCHY`, a
+        convenience grouping by shape, not a standard taxonomy.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.datasets import load_digits_images
+    >>> from sklearn_task2vec.tasks import hierarchy_tasks
+    >>> digits = load_digits_images()
+    >>> digits.images.shape, digits.data.shape
+    ((1797, 1, 8, 8), (1797, 64))
+    >>> hierarchy_tasks(digits.data, digits.target, digits.hierarchy).names
+    ['digits', 'round', 'straight', 'curvy']
+    """
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    return Bunch(
+        images=images,
+        data=images.reshape(len(images), -1),
+        target=digits.target.astype(np.int64),
+        target_names=np.arange(10),
+        hierarchy=_copy_hierarchy(DIGITS_HIERARCHY),
+    )
+
+
+def _copy_hierarchy(hierarchy):
+    """A copy of a module-level hierarchy, so that editing a returned one leaves the constant alone."""
+    return {node: list(children) for node, children in hierarchy.items()}
+
+
+def dataset_with_labels(dataset, *, class_names=True):
+    """``(dataset, labels)`` for a torchvision-style dataset the user already has, to cut tasks from.
+
+    Pass the pair to a task builder: ``hierarchy_tasks(*dataset_with_labels(cifar),
+    CIFAR100_HIERARCHY)`` cuts one task per superclass (and one for the whole dataset) as
+    :class:`~torch.utils.data.Subset` datasets, which
+    :class:`~sklearn_task2vec.FisherTaskEmbedder` embeds directly. The labels are read from the
+    dataset's ``targets`` (or ``labels``) attribute, without loading a single image. Nothing is
+    downloaded here: build the dataset from files you have, e.g.
+    ``torchvision.datasets.CIFAR100(root, download=False, transform=ToTensor())`` or
+    ``torchvision.datasets.ImageFolder(root, transform=...)`` (its classes are its folders).
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        A map-style dataset with a ``targets`` (torchvision's datasets, ``ImageFolder``) or
+        ``labels`` attribute holding one integer class per example.
+    class_names : bool, default=True
+        Give the labels as the names in ``dataset.classes`` (when it has them), as the leaves of
+        :data:`CIFAR100_HIERARCHY` or of a hierarchy over ``ImageFolder``'s folders are; else
+        as the integer targets.
+
+    Returns
+    -------
+    dataset : torch.utils.data.Dataset
+        ``dataset`` itself.
+    labels : ndarray of shape (len(dataset),)
+        The class name (str) or integer target of each example.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from sklearn_task2vec.datasets import dataset_with_labels
+    >>> from sklearn_task2vec.tasks import hierarchy_tasks
+    >>> dataset = TensorDataset(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 2, 1]))
+    >>> dataset.targets, dataset.classes = [0, 1, 2, 1], ["cat", "dog", "car"]
+    >>> dataset, labels = dataset_with_labels(dataset)
+    >>> labels.tolist()
+    ['cat', 'dog', 'car', 'dog']
+    >>> library = hierarchy_tasks(dataset, labels, {"animals": ["cat", "dog"]})
+    >>> [label for _, label in library[0]]
+    ['cat', 'dog', 'dog']
+    """
+    for attribute in ("targets", "labels"):
+        targets = getattr(dataset, attribute, None)
+        if targets is not None:
+            break
+    else:
+        raise TypeError(
+            f"dataset_with_labels: {type(dataset).__name__} has no 'targets' or 'labels' attribute to "
+            f"read its labels from; pass the dataset and its labels to the task builder yourself."
+        )
+    if hasattr(targets, "detach"):  # a torch tensor
+        targets = targets.detach().cpu().numpy()
+    targets = np.asarray(targets)
+    if targets.ndim != 1 or targets.dtype.kind not in "iu":
+        raise ValueError(
+            f"dataset_with_labels: {type(dataset).__name__}.{attribute} must hold one integer class per "
+            f"example, got {targets.dtype} values of shape {targets.shape}."
+        )
+    if len(targets) != len(dataset):
+        raise ValueError(
+            f"dataset_with_labels: {type(dataset).__name__} has {len(dataset)} examples but "
+            f"{len(targets)} {attribute}."
+        )
+    classes = getattr(dataset, "classes", None)
+    if not class_names or classes is None:
+        return dataset, targets
+    if len(targets) and (targets.min() < 0 or targets.max() >= len(classes)):
+        raise ValueError(
+            f"dataset_with_labels: {type(dataset).__name__}.{attribute} holds classes "
+            f"{targets.min()} to {targets.max()}, but it has {len(classes)} class names."
+        )
+    return dataset, np.asarray(classes)[targets]
