@@ -225,6 +225,14 @@ def squared_filter_gradients(module, activation, output_grad):
     return _generic_squared_gradients(module, activation, output_grad)
 
 
+def _full_precision(tensor):
+    """``tensor`` in float32 if autocast gave it a 16-bit type: squares and sums of per-example
+    gradients lose too much in 16 bits."""
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.float()
+    return tensor
+
+
 class FilterFisherRecorder:
     """Hooks on a probe's filter modules that add each example's squared filter gradients to ``rows``.
 
@@ -291,7 +299,9 @@ class FilterFisherRecorder:
             def on_gradient(output_grad):
                 self._computing = True
                 try:
-                    squared = squared_filter_gradients(module, activation, output_grad.detach())
+                    squared = squared_filter_gradients(
+                        module, _full_precision(activation), _full_precision(output_grad.detach())
+                    )
                 finally:
                     self._computing = False
                 self.rows[:, columns] += squared.to(torch.float64) * factor
