@@ -1,0 +1,534 @@
+"""The ``task2vec`` command: embed tasks, compare them, and recommend experts, without Python.
+
+::
+
+    task2vec embed TASK [TASK ...] --output embeddings.csv
+    task2vec distances embeddings.csv
+    task2vec recommend selector.joblib embeddings.csv
+
+A TASK is a folder of images in ImageFolder layout (one subfolder per class) or an ``.npz``
+file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` (labels). Run
+``task2vec COMMAND --help`` for each command's options. The same is ``python -m
+sklearn_task2vec.cli``, and :func:`main` runs it from Python.
+
+Exit status: 0 on success, 2 for a usage error (a bad option, a missing file, an unknown
+file type), 1 for a data error (a file that cannot be read or holds the wrong thing, a task
+that cannot be embedded). Errors are one line on stderr, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+# Kept here rather than imported, so that `task2vec --help` answers without importing torch.
+_METHODS = ("auto", "exact", "montecarlo", "variational")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_PROG = "task2vec"
+_ZIP_MAGIC = b"PK\x03\x04"  # how every .npz file starts
+
+
+class UsageError(Exception):
+    """A problem with the command line itself: exit status 2."""
+
+
+class DataError(Exception):
+    """A problem with the data the command line points to: exit status 1."""
+
+
+# --------------------------------------------------------------------------------------
+# Reading and writing embeddings
+# --------------------------------------------------------------------------------------
+
+
+def _check_output(path, suffixes):
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"--output {path}: the file name must end in {' or '.join(suffixes)}.")
+    if not path.parent.is_dir():
+        raise UsageError(f"--output {path}: folder {path.parent} does not exist.")
+    return path
+
+
+def _write_embeddings(path, names, filters, embeddings, trivial):
+    import numpy as np
+
+    if path.suffix.lower() == ".npz":
+        np.savez(
+            path,
+            embeddings=embeddings,
+            tasks=np.array(names, dtype=str),
+            filters=np.array(filters, dtype=str),
+            trivial=trivial,
+        )
+        return
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["task", *filters])
+        for name, row in zip(names, embeddings):
+            writer.writerow([name, *(repr(float(value)) for value in row)])  # repr: exact round trip
+
+
+def _npz_arrays(path, required, hint):
+    """The arrays of an ``.npz`` file, read without pickle, checked to hold those ``required``."""
+    import numpy as np
+
+    with open(path, "rb") as file:
+        if file.read(4) != _ZIP_MAGIC:
+            raise DataError(f"{path}: not an .npz file (numpy.savez writes a zip archive of arrays).")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except ValueError as exc:  # object arrays: loading them would need pickle
+        raise DataError(
+            f"{path}: cannot read its arrays without pickle ({exc}); store numbers, and labels as numbers "
+            f"or strings."
+        ) from exc
+    except Exception as exc:  # zip, header or data errors of a damaged file
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}).") from exc
+    missing = sorted(set(required) - set(arrays))
+    if missing:
+        raise DataError(f"{path}: has no array {' or '.join(missing)}; {hint}")
+    return arrays
+
+
+def _read_embeddings(path):
+    """``(names, filters, embeddings, trivial or None)`` from a file written by ``task2vec embed``."""
+    import numpy as np
+
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".npz"):
+        raise UsageError(f"{path}: embeddings must be a .csv or .npz file written by `task2vec embed`.")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file.")
+    if path.suffix.lower() == ".npz":
+        arrays = _npz_arrays(path, ("embeddings", "tasks"), "it was not written by `task2vec embed`.")
+        embeddings, names = arrays["embeddings"], [str(name) for name in arrays["tasks"]]
+        filters = [str(name) for name in arrays["filters"]] if "filters" in arrays else None
+        trivial = arrays.get("trivial")
+    else:
+        try:
+            with open(path, newline="", encoding="utf-8") as file:
+                rows = [row for row in csv.reader(file) if row]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
+        if len(rows) < 2 or rows[0][0] != "task":
+            raise DataError(f"{path}: expected a header `task,<filter>,...` and one row per task.")
+        filters, names, trivial = rows[0][1:], [row[0] for row in rows[1:]], None
+        if any(len(row) != len(rows[0]) for row in rows[1:]):
+            raise DataError(
+                f"{path}: every row must have a task name and one value per filter ({len(filters)})."
+            )
+        try:
+            embeddings = np.array([[float(value) for value in row[1:]] for row in rows[1:]])
+        except ValueError as exc:
+            raise DataError(f"{path}: a value is not a number ({exc}).") from exc
+    if embeddings.ndim != 2 or len(names) != len(embeddings):
+        raise DataError(f"{path}: expected one embedding row per task name.")
+    return names, filters, embeddings, trivial
+
+
+# --------------------------------------------------------------------------------------
+# embed
+# --------------------------------------------------------------------------------------
+
+
+def _load_task(path, image_size):
+    """``(name, task)``: an ImageFolder dataset or the ``(X, y)`` arrays of an ``.npz`` file."""
+    path = Path(path)
+    if path.is_dir():
+        from torchvision import datasets, transforms
+
+        transform = transforms.Compose(
+            [
+                transforms.Resize(image_size),
+                transforms.CenterCrop(image_size),
+                transforms.ToTensor(),
+                transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD),
+            ]
+        )
+        try:
+            return path.resolve().name, datasets.ImageFolder(path, transform=transform)
+        except OSError as exc:  # no class folder, or no image in them (FileNotFoundError)
+            raise DataError(f"{path}: not an image folder with one subfolder per class ({exc}).") from exc
+    if path.suffix.lower() != ".npz":
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder.")
+        raise UsageError(f"{path}: a task is a folder of images (one subfolder per class) or an .npz file.")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file.")
+    arrays = _npz_arrays(
+        path, ("X", "y"), "a task file holds inputs X and labels y (numpy.savez(path, X=inputs, y=labels))."
+    )
+    inputs, labels = arrays["X"], arrays["y"]
+    return path.stem, (inputs, labels)
+
+
+def _embed(args):
+    paths = args.tasks
+    output = _check_output(args.output, (".csv", ".npz"))
+    weights = args.probe_weights
+    if weights.lower() == "none":
+        weights = None
+    elif weights != "imagenet" and not Path(weights).is_file():
+        raise UsageError(
+            f"--probe-weights {weights}: no such file (expected imagenet, none or a state_dict file)."
+        )
+    loaded = [_load_task(path, args.image_size) for path in paths]
+    names = [name for name, _ in loaded]
+    seen = {}
+    for name, path in zip(names, paths):
+        if name in seen:
+            raise UsageError(f"tasks {seen[name]} and {path} have the same name {name!r}: rename one.")
+        seen[name] = path
+
+    import numpy as np
+
+    from .embedder import FisherTaskEmbedder
+
+    embedder = FisherTaskEmbedder(
+        probe=args.probe,
+        probe_weights=weights,
+        method=args.method,
+        normalize=None if args.normalize == "none" else args.normalize,
+        max_samples=args.max_samples,
+        batch_size=args.batch_size,
+        device=args.device,
+        n_jobs=args.n_jobs,
+        on_error="warn",
+        random_state=args.random_state,
+        verbose=int(args.verbose),
+    )
+    with warnings.catch_warnings():
+        # Failed tasks are reported below, by name; the embedder's own warning names their index.
+        warnings.filterwarnings("ignore", message=r"Task \d+ failed")
+        embeddings = embedder.fit_transform([task for _, task in loaded])
+    if embedder.errors_:
+        failures = "; ".join(
+            # The embedder's messages start with "task <index>:"; the name and path say more.
+            f"{names[index]} ({paths[index]}): {re.sub(rf'^task {index}:? ?', '', str(error))}"
+            for index, error in sorted(embedder.errors_.items())
+        )
+        raise DataError(f"could not embed {len(embedder.errors_)} of {len(names)} tasks: {failures}")
+    trivial = embedder.trivial_embedding_ if embedder.normalize is None else np.ones(embeddings.shape[1])
+    _write_embeddings(output, names, embedder.get_feature_names_out().tolist(), embeddings, trivial)
+    print(f"Wrote the embeddings of {len(names)} tasks ({embeddings.shape[1]} filters each) to {output}.")
+
+
+# --------------------------------------------------------------------------------------
+# distances
+# --------------------------------------------------------------------------------------
+
+
+def _table(row_names, column_names, values, digits=3):
+    """A plain-text table: one row per name, numbers right-aligned."""
+    cells = [[f"{value:.{digits}f}" for value in row] for row in values]
+    first = max(len(name) for name in row_names)
+    widths = [
+        max(len(name), *(len(row[column]) for row in cells)) for column, name in enumerate(column_names)
+    ]
+    lines = ["  ".join([" " * first, *(name.rjust(width) for name, width in zip(column_names, widths))])]
+    for name, row in zip(row_names, cells):
+        lines.append("  ".join([name.ljust(first), *(cell.rjust(width) for cell, width in zip(row, widths))]))
+    return "\n".join(lines)
+
+
+def _distances(args):
+    if not args.alpha >= 0:
+        raise UsageError(f"--alpha {args.alpha}: must be a number >= 0.")
+    output = None if args.output is None else _check_output(args.output, (".csv",))
+    names, _, embeddings, trivial = _read_embeddings(args.embeddings)
+
+    from .distances import pairwise_task_distances
+
+    try:
+        distances = pairwise_task_distances(
+            embeddings,
+            kind=args.kind,
+            alpha=args.alpha,
+            trivial=trivial if args.kind == "asymmetric" else None,
+        )
+    except ValueError as exc:
+        raise DataError(f"{args.embeddings}: {exc}") from exc
+    title = (
+        "symmetric TASK2VEC distance"
+        if args.kind == "symmetric"
+        else (f"asymmetric TASK2VEC distance d(row -> column), alpha={args.alpha}")
+    )
+    print(f"{title}:")
+    print(_table(names, names, distances))
+    if output is not None:
+        with open(output, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["task", *names])
+            for name, row in zip(names, distances):
+                writer.writerow([name, *(repr(float(value)) for value in row)])
+        print(f"Wrote the distances to {output}.")
+
+
+# --------------------------------------------------------------------------------------
+# recommend
+# --------------------------------------------------------------------------------------
+
+
+def _load_selector(path):
+    """``(selector, before, embedder)``: the fitted selector, the steps to run on the embeddings
+    before it (a Pipeline's middle) and the Pipeline's embedder (or None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file.")
+    import joblib
+    from sklearn.pipeline import Pipeline
+
+    from .embedder import FisherTaskEmbedder
+    from .selector import Model2VecSelector
+
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # unpickling a damaged or foreign file fails in many ways
+        raise DataError(f"{path}: cannot load it with joblib ({type(exc).__name__}: {exc}).") from exc
+    embedder = None
+    if isinstance(model, Pipeline):
+        steps = [step for _, step in model.steps if step is not None and step != "passthrough"]
+        # The embeddings file stands for the output of the pipeline's embedder: skip it.
+        if steps and isinstance(steps[0], FisherTaskEmbedder):
+            embedder, steps = steps[0], steps[1:]
+        selector, before = (steps[-1], steps[:-1]) if steps else (None, [])
+    else:
+        selector, before = model, []
+    if not isinstance(selector, Model2VecSelector):
+        raise DataError(
+            f"{path}: holds a {type(model).__name__}, not a Model2VecSelector or a Pipeline ending in one."
+        )
+    if not hasattr(selector, "classes_"):
+        raise DataError(f"{path}: the Model2VecSelector in it is not fitted.")
+    return selector, before, embedder
+
+
+def _recommend(args):
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: must be >= 1.")
+    selector, before, embedder = _load_selector(args.selector)
+    names, filters, embeddings, _ = _read_embeddings(args.embeddings)
+
+    import numpy as np
+
+    hint = "embed the tasks with the probe (and --normalize) the selector was trained with"
+    fitted_embedder = embedder is not None and hasattr(embedder, "probe_")
+    if fitted_embedder and filters is not None and filters != embedder.get_feature_names_out().tolist():
+        raise DataError(f"{args.embeddings}: its filters are not those of the selector's probe: {hint}.")
+    if not before and embeddings.shape[1] != selector.n_features_in_:
+        raise DataError(
+            f"{args.embeddings}: the embeddings have {embeddings.shape[1]} filters but the selector was "
+            f"fitted on {selector.n_features_in_}: {hint}."
+        )
+    try:
+        features = embeddings
+        for step in before:
+            features = step.transform(features)
+        probabilities = selector.predict_proba(features)
+    except ValueError as exc:
+        raise DataError(f"{args.embeddings}: {exc}") from exc
+    experts = [str(expert) for expert in selector.classes_]
+    top = min(args.top, len(experts))
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    width = max(len("task"), *(len(name) for name in names))
+    best_width = max(len("recommended"), *(len(experts[row[0]]) for row in order))
+    print(f"{'task'.ljust(width)}  {'recommended'.ljust(best_width)}  top experts (probability)")
+    for name, row, ranked in zip(names, probabilities, order):
+        listed = ", ".join(f"{experts[column]} {row[column]:.3f}" for column in ranked)
+        print(f"{name.ljust(width)}  {experts[ranked[0]].ljust(best_width)}  {listed}")
+
+
+# --------------------------------------------------------------------------------------
+# The parser and main
+# --------------------------------------------------------------------------------------
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="TASK2VEC task embeddings (Achille et al., ICCV 2019): embed tasks, compare them, "
+        "and recommend an expert for each.",
+        epilog="Run `task2vec COMMAND --help` for a command's options. Exit status: 0 success, 1 a data "
+        "error, 2 a usage error.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    embed = commands.add_parser(
+        "embed",
+        help="embed tasks, one row per task, into a CSV or NPZ file",
+        description="Embed each TASK as the diagonal Fisher Information of a probe network's filters. "
+        "A TASK is a folder of images with one subfolder per class (torchvision ImageFolder: images are "
+        "resized and center-cropped to --image-size and normalised with ImageNet's mean and std), or an "
+        ".npz file with arrays X (2-D features or N x C x H x W images) and y (labels). A task is named "
+        "by its folder or file stem.",
+    )
+    embed.add_argument("tasks", nargs="+", metavar="TASK", help="an image folder or an .npz file")
+    embed.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="where to write: .csv (a `task` column, then one column per filter) or .npz (arrays "
+        "embeddings, tasks, filters, and trivial, the trivial embedding in the file's space)",
+    )
+    embed.add_argument(
+        "--probe",
+        default="auto",
+        help="a torchvision classification model (resnet18, resnet34 as in the paper, resnet50, "
+        "densenet121, ...); auto (default): resnet34 for images, a random ReLU network for 2-D features",
+    )
+    embed.add_argument(
+        "--probe-weights",
+        default="imagenet",
+        metavar="imagenet|none|PATH",
+        help="the probe's weights: imagenet (default; downloaded by torchvision on first use, then "
+        "cached), none (random initialisation), or a local state_dict file (loaded as weights only)",
+    )
+    embed.add_argument("--method", default="auto", choices=_METHODS, help="Fisher estimator (default: auto)")
+    embed.add_argument(
+        "--normalize",
+        default="none",
+        choices=("none", "trivial"),
+        help="trivial: divide each row by the trivial embedding (default: none)",
+    )
+    embed.add_argument(
+        "--max-samples", type=_positive_int, metavar="N", help="use at most N examples per task"
+    )
+    embed.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="default: 64")
+    embed.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=224,
+        metavar="PIXELS",
+        help="side of the square images cut from image folders (default: 224)",
+    )
+    embed.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the random probe, subsampling and Monte Carlo labels (default: 0, so that runs "
+        "repeat and their embeddings can be compared)",
+    )
+    embed.add_argument("--n-jobs", type=int, default=None, metavar="N", help="tasks embedded in parallel")
+    embed.add_argument(
+        "--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ..."
+    )
+    embed.add_argument("--verbose", action="store_true", help="show progress bars")
+    embed.set_defaults(run=_embed)
+
+    distances = commands.add_parser(
+        "distances",
+        help="print the distance matrix between embedded tasks",
+        description="Print the TASK2VEC distance between every pair of tasks of an embeddings file "
+        "written by `task2vec embed`. The asymmetric distance d(a -> b) = d_sym(a, b) - alpha * "
+        "d_sym(a, trivial) needs the trivial embedding: .npz files carry it; a .csv file is assumed "
+        "to be in the trivial-normalised space (embed with --normalize trivial).",
+    )
+    distances.add_argument(
+        "embeddings", metavar="EMBEDDINGS", help="a .csv or .npz file from `task2vec embed`"
+    )
+    distances.add_argument(
+        "--kind", default="symmetric", choices=("symmetric", "asymmetric"), help="default: symmetric"
+    )
+    distances.add_argument(
+        "--alpha",
+        type=float,
+        default=0.15,
+        help="weight of the complexity term of the asymmetric distance (default: 0.15)",
+    )
+    distances.add_argument("-o", "--output", help="also write the matrix to this .csv file")
+    distances.set_defaults(run=_distances)
+
+    recommend = commands.add_parser(
+        "recommend",
+        help="recommend an expert for each embedded task",
+        description="Load a fitted Model2VecSelector (or a fitted Pipeline ending in one, whose "
+        "FisherTaskEmbedder step is skipped: the embeddings file stands for its output) saved with "
+        "joblib.dump, and print for each task of EMBEDDINGS the recommended expert and the "
+        "probabilities of the best ones. The embeddings must come from the probe and settings the "
+        "selector was trained with. WARNING: a joblib file runs code when it is loaded: load only "
+        "files you trust.",
+    )
+    recommend.add_argument(
+        "selector", metavar="SELECTOR", help="a .joblib file of a fitted selector (trusted)"
+    )
+    recommend.add_argument(
+        "embeddings", metavar="EMBEDDINGS", help="a .csv or .npz file from `task2vec embed`"
+    )
+    recommend.add_argument(
+        "--top", type=int, default=3, metavar="K", help="experts listed per task (default: 3)"
+    )
+    recommend.set_defaults(run=_recommend)
+    return parser
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
+def main(argv=None):
+    """Run the ``task2vec`` command line.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        The arguments, without the program name; ``None`` reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success (``--help`` included), 1 for a data error, 2 for a usage error. argparse's
+        exits are returned as a status too, never raised.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.cli import main
+    >>> main(["distances", "no-such-file.csv"])
+    2
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error argparse already printed
+        return 0 if exit_.code is None else int(exit_.code)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{_PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            args.run(args)
+        except UsageError as exc:
+            print(f"{_PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except (DataError, ValueError, TypeError, OSError, RuntimeError) as exc:
+            print(f"{_PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{_PROG}: interrupted", file=sys.stderr)
+            return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

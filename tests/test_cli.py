@@ -1,0 +1,321 @@
+"""The task2vec command line: embed, distances, recommend, and its errors."""
+
+import csv
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_limits
+from torchvision import transforms
+
+from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector
+from sklearn_task2vec.cli import main
+from sklearn_task2vec.distances import pairwise_task_distances
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tasks and probes: threads gain nothing, and on a busy shared machine they cost a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
+
+
+def run(capsys, *argv):
+    status = main([str(argument) for argument in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(err, *fragments):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Two .npz tasks of 2-D features, two image-folder tasks, and a random resnet18 state_dict."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 4))
+    arrays = {"signs": (X, X[:, 0] > 0), "updown": (X, np.where(X[:, 1] > 0, "up", "down"))}
+    for name, (inputs, labels) in arrays.items():
+        np.savez(root / f"{name}.npz", X=inputs, y=labels)
+    for task in ("animals", "vehicles"):
+        for label in ("one", "two"):
+            folder = root / "images" / task / label
+            folder.mkdir(parents=True)
+            for index in range(3):
+                pixels = rng.randint(0, 256, size=(20, 24, 3), dtype=np.uint8)
+                image = Image.fromarray(pixels)
+                # Gray and non-square images: ImageFolder makes them RGB, the transform square.
+                (image.convert("L") if index == 0 else image).save(folder / f"{index}.png")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), root / "resnet18.pt")
+    return root, arrays
+
+
+@pytest.fixture(scope="module")
+def embedded(files, tmp_path_factory):
+    """The .npz tasks embedded by the command line into an .npz file."""
+    root, _ = files
+    output = tmp_path_factory.mktemp("embedded") / "embeddings.npz"
+    assert main(["embed", str(root / "signs.npz"), str(root / "updown.npz"), "--output", str(output)]) == 0
+    return output
+
+
+def test_help_runs_as_a_module_in_a_fresh_process(capsys):
+    result = subprocess.run(
+        [sys.executable, "-m", "sklearn_task2vec.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("embed", "distances", "recommend"):
+        assert command in result.stdout
+    status, out, _ = run(capsys, "recommend", "--help")
+    assert status == 0 and "runs code when it is loaded" in " ".join(out.split())
+
+
+def test_embed_npz_tasks_writes_exactly_the_estimators_rows(files, embedded):
+    _, arrays = files
+    embedder = FisherTaskEmbedder(random_state=0)
+    expected = embedder.fit_transform(list(arrays.values()))
+    with np.load(embedded, allow_pickle=False) as stored:
+        np.testing.assert_array_equal(stored["embeddings"], expected)
+        assert stored["tasks"].tolist() == ["signs", "updown"]
+        assert stored["filters"].tolist() == embedder.get_feature_names_out().tolist()
+        np.testing.assert_array_equal(stored["trivial"], embedder.trivial_embedding_)
+
+
+def test_embed_to_csv_round_trips_the_numbers(files, tmp_path, capsys):
+    root, arrays = files
+    output = tmp_path / "embeddings.csv"
+    status, out, _ = run(
+        capsys, "embed", root / "signs.npz", root / "updown.npz", "-o", output, "--normalize", "trivial"
+    )
+    assert status == 0 and "2 tasks" in out
+    with open(output, newline="") as file:
+        rows = list(csv.reader(file))
+    embedder = FisherTaskEmbedder(normalize="trivial", random_state=0)
+    expected = embedder.fit_transform(list(arrays.values()))
+    assert rows[0] == ["task", *embedder.get_feature_names_out()]
+    assert [row[0] for row in rows[1:]] == ["signs", "updown"]
+    np.testing.assert_array_equal(np.array([row[1:] for row in rows[1:]], dtype=float), expected)
+
+
+def test_embed_image_folders_resized_cropped_and_normalised_with_a_local_resnet18(files, tmp_path, capsys):
+    root, _ = files
+    weights, output = root / "resnet18.pt", tmp_path / "images.npz"
+    folders = [root / "images" / "animals", root / "images" / "vehicles"]
+    status, _, err = run(
+        capsys,
+        "embed",
+        *folders,
+        "--probe",
+        "resnet18",
+        "--probe-weights",
+        weights,
+        "--image-size",
+        16,
+        "--batch-size",
+        4,
+        "-o",
+        output,
+    )
+    assert status == 0, err
+    transform = transforms.Compose(
+        [
+            transforms.Resize(16),
+            transforms.CenterCrop(16),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    datasets = [torchvision.datasets.ImageFolder(folder, transform=transform) for folder in folders]
+    embedder = FisherTaskEmbedder(probe="resnet18", probe_weights=weights, batch_size=4, random_state=0)
+    with np.load(output, allow_pickle=False) as stored:
+        assert stored["tasks"].tolist() == ["animals", "vehicles"]
+        np.testing.assert_allclose(stored["embeddings"], embedder.fit_transform(datasets), rtol=1e-6)
+        assert stored["filters"][0] == "conv1:0" and len(stored["filters"]) == stored["embeddings"].shape[1]
+
+
+def test_distances_print_a_named_table_and_write_the_exact_matrix(embedded, tmp_path, capsys):
+    with np.load(embedded) as stored:
+        embeddings, trivial = stored["embeddings"], stored["trivial"]
+    output = tmp_path / "distances.csv"
+    status, out, _ = run(capsys, "distances", embedded, "--output", output)
+    symmetric = pairwise_task_distances(embeddings)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].split() == ["signs", "updown"]
+    assert lines[2].split() == ["signs", "0.000", f"{symmetric[0, 1]:.3f}"]
+    with open(output, newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["task", "signs", "updown"]
+    np.testing.assert_array_equal(np.array([row[1:] for row in rows[1:]], dtype=float), symmetric)
+
+    status, out, _ = run(capsys, "distances", embedded, "--kind", "asymmetric", "--alpha", 0.3)
+    asymmetric = pairwise_task_distances(embeddings, kind="asymmetric", alpha=0.3, trivial=trivial)
+    assert status == 0 and "alpha=0.3" in out
+    assert out.splitlines()[3].split() == ["updown", f"{asymmetric[1, 0]:.3f}", f"{asymmetric[1, 1]:.3f}"]
+    assert asymmetric[1, 1] < 0  # the trivial embedding was used: d_sym(t, t) = 0 minus alpha * d_sym(t, t0)
+
+
+def recommendations(out):
+    """``{task: (recommended, {expert: probability})}`` from recommend's output."""
+    table = {}
+    for line in out.splitlines()[1:]:
+        task, best, *listed = line.replace(",", "").split()
+        table[task] = best, {expert: float(p) for expert, p in zip(listed[::2], listed[1::2])}
+    return table
+
+
+def test_recommend_with_a_selector_or_a_pipeline_ending_in_one(files, embedded, tmp_path, capsys):
+    _, arrays = files
+    with np.load(embedded) as stored:
+        embeddings = stored["embeddings"]
+    experts = ["second", "first", "third"]
+    selector = Model2VecSelector(max_iter=0, model_embeddings=embeddings[[1, 0, 0]], experts=experts)
+    selector.fit(embeddings, ["first", "second"])
+    joblib.dump(selector, tmp_path / "selector.joblib")
+    status, out, err = run(capsys, "recommend", tmp_path / "selector.joblib", embedded, "--top", 2)
+    assert status == 0, err
+    table = recommendations(out)
+    probabilities = selector.predict_proba(embeddings)
+    for task, predicted, row in zip(["signs", "updown"], selector.predict(embeddings), probabilities):
+        best, listed = table[task]
+        assert best == predicted
+        assert len(listed) == 2 and listed[best] == pytest.approx(row.max(), abs=5e-4)
+
+    pipeline = make_pipeline(FisherTaskEmbedder(random_state=0), Model2VecSelector(max_iter=20, n_init=1))
+    pipeline.fit(list(arrays.values()), ["first", "second"])
+    joblib.dump(pipeline, tmp_path / "pipeline.joblib")
+    status, out, err = run(capsys, "recommend", tmp_path / "pipeline.joblib", embedded)
+    assert status == 0, err
+    table = recommendations(out)
+    assert [table[task][0] for task in ("signs", "updown")] == pipeline.predict(
+        list(arrays.values())
+    ).tolist()
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["embed", "{root}/missing.npz", "-o", "{tmp}/e.csv"], ["missing.npz: no such file"]),
+        (["embed", "{root}/resnet18.pt", "-o", "{tmp}/e.csv"], ["a task is a folder of images"]),
+        (["embed", "{root}/signs.npz", "-o", "{tmp}/e.txt"], ["must end in .csv or .npz"]),
+        (["embed", "{root}/signs.npz", "-o", "{tmp}/nowhere/e.csv"], ["does not exist"]),
+        (
+            ["embed", "{root}/signs.npz", "-o", "{tmp}/e.csv", "--probe-weights", "{tmp}/w.pt"],
+            ["no such file"],
+        ),
+        (["embed", "{root}/signs.npz", "{tmp}/signs.npz", "-o", "{tmp}/e.csv"], ["the same name 'signs'"]),
+        (["distances", "{root}/signs.npz", "--alpha", "-1"], ["--alpha -1.0: must be a number >= 0"]),
+        (["distances", "{root}/resnet18.pt"], ["must be a .csv or .npz file"]),
+        (["recommend", "{tmp}/missing.joblib", "{root}/signs.npz"], ["no such file"]),
+        (["recommend", "{tmp}/missing.joblib", "{root}/signs.npz", "--top", "0"], ["--top 0: must be >= 1"]),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(files, tmp_path, capsys, argv, fragments):
+    root, _ = files
+    np.savez(tmp_path / "signs.npz", X=np.zeros((4, 2)), y=[0, 1, 0, 1])
+    argv = [argument.format(root=root, tmp=tmp_path) for argument in argv]
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert_one_line_error(err, f"task2vec {argv[0]}: error:", *fragments)
+
+
+def test_argparse_errors_exit_2_without_a_traceback(capsys):
+    for argv in (
+        ["embed", "x.npz"],
+        ["embed", "x.npz", "-o", "e.csv", "--max-samples", "0"],
+        ["frobnicate"],
+        [],
+    ):
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and "error:" in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_data_errors_exit_1_with_one_line_naming_the_file(files, embedded, tmp_path, capsys):
+    root, _ = files
+    np.savez(tmp_path / "no_y.npz", X=np.zeros((4, 2)))
+    np.savez(tmp_path / "objects.npz", X=np.zeros((2, 2)), y=np.array([{}, []], dtype=object))
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip archive")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.csv").write_text("task,a\nt,not-a-number\n")
+    (tmp_path / "negative.csv").write_text("task,a,b\nt,-1.0,1.0\nu,1.0,1.0\n")
+    (tmp_path / "ragged.csv").write_text("task,a,b\nt,1.0,1.0\nu,1.0\n")
+    joblib.dump({"not": "a selector"}, tmp_path / "dict.joblib")
+    joblib.dump(Model2VecSelector(), tmp_path / "unfitted.joblib")
+    (tmp_path / "garbage.joblib").write_bytes(b"\x80\x04garbage")
+    selector = Model2VecSelector(max_iter=0, model_embeddings=[[1.0, 2.0], [2.0, 1.0]]).fit(
+        [[1.0, 2.0]] * 2, [0, 1]
+    )
+    joblib.dump(selector, tmp_path / "narrow.joblib")
+
+    cases = [
+        (["embed", tmp_path / "no_y.npz", "-o", tmp_path / "e.csv"], "has no array y"),
+        (["embed", tmp_path / "objects.npz", "-o", tmp_path / "e.csv"], "without pickle"),
+        (["embed", tmp_path / "garbage.npz", "-o", tmp_path / "e.csv"], "not an .npz file"),
+        (["embed", tmp_path / "empty", "-o", tmp_path / "e.csv"], "not an image folder"),
+        (["distances", tmp_path / "bad.csv"], "not a number"),
+        (["distances", tmp_path / "negative.csv"], "negative"),
+        (["distances", tmp_path / "ragged.csv"], "one value per filter (2)"),
+        (["distances", root / "signs.npz"], "has no array embeddings or tasks"),
+        (["recommend", tmp_path / "dict.joblib", embedded], "holds a dict, not a Model2VecSelector"),
+        (["recommend", tmp_path / "unfitted.joblib", embedded], "is not fitted"),
+        (["recommend", tmp_path / "garbage.joblib", embedded], "cannot load it with joblib"),
+        (
+            ["recommend", tmp_path / "narrow.joblib", embedded],
+            "have 64 filters but the selector was fitted on 2",
+        ),
+    ]
+    for argv, fragment in cases:
+        status, _, err = run(capsys, *argv)
+        assert status == 1, (argv, err)
+        assert_one_line_error(err, f"task2vec {argv[0]}: error:", fragment)
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_a_task_the_probe_cannot_take_is_named_and_nothing_is_written(files, tmp_path, capsys):
+    root, _ = files
+    output = tmp_path / "e.csv"
+    status, _, err = run(
+        capsys,
+        "embed",
+        root / "signs.npz",
+        root / "images" / "animals",
+        "--probe",
+        "resnet18",
+        "--probe-weights",
+        root / "resnet18.pt",
+        "--image-size",
+        16,
+        "-o",
+        output,
+    )
+    assert status == 1 and not output.exists()
+    assert_one_line_error(err, "could not embed 1 of 2 tasks: signs (", "the probe cannot take inputs")
+
+
+def test_a_single_class_task_is_a_warning_line_not_an_error(tmp_path, capsys):
+    np.savez(tmp_path / "flat.npz", X=np.random.RandomState(0).normal(size=(10, 3)), y=np.zeros(10))
+    status, _, err = run(capsys, "embed", tmp_path / "flat.npz", "-o", tmp_path / "e.npz")
+    assert status == 0
+    assert err.strip().startswith("task2vec: warning:") and "single class" in err
+    with np.load(tmp_path / "e.npz") as stored:
+        np.testing.assert_array_equal(stored["embeddings"][0], stored["trivial"])

@@ -1,0 +1,442 @@
+"""The expert zoo: training experts, saving and loading them, and the brute-force error matrix."""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from sklearn_task2vec.probes import build_named_probe
+from sklearn_task2vec.selector import Model2VecSelector, model_selection_scorer
+from sklearn_task2vec.tasks import TaskLibrary
+from sklearn_task2vec.zoo import (
+    Expert,
+    _epoch,
+    error_matrix,
+    load_expert,
+    model_embeddings,
+    save_expert,
+    train_expert,
+)
+
+SIZE = 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks and classifiers are tiny: threads gain nothing, and on a busy shared machine
+    they cost a lot (tenfold here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
+
+
+class SmallCNN(nn.Module):
+    """A two-feature CNN: too few random features to solve a task, enough once trained on it."""
+
+    def __init__(self, n_features=2, seed=0):
+        super().__init__()
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, n_features),
+        )
+        torch.random.set_rng_state(generator_state)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def stripes_task(n=60, seed=0):
+    """Horizontal (0) or vertical (1) stripes of random period and phase, in noise."""
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(2, size=n)
+    axis = np.arange(SIZE)
+    images = rng.normal(scale=0.5, size=(n, 1, SIZE, SIZE)).astype(np.float32)
+    for image, label in zip(images, labels):
+        wave = np.sin(2 * np.pi * axis / rng.choice([3, 4]) + rng.uniform(0, 2 * np.pi))
+        image[0] += wave[:, None] if label == 0 else wave[None, :]
+    return images, labels
+
+
+def spot_task(n=60, seed=1):
+    """A bright spot in the left (0) or right (1) half, in noise."""
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(2, size=n)
+    images = rng.normal(scale=0.5, size=(n, 1, SIZE, SIZE)).astype(np.float32)
+    for image, label in zip(images, labels):
+        row, column = rng.randint(2, SIZE - 2), rng.randint(1, SIZE // 2 - 1) + SIZE // 2 * label
+        image[0, row - 1 : row + 2, column - 1 : column + 2] += 2.0
+    return images, labels
+
+
+TRAINING = {
+    "epochs": 10,
+    "head_epochs": 1,
+    "learning_rate": 0.05,
+    "batch_size": 16,
+    "random_state": 0,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    """Two experts, each trained on one task, the random network they started from, and the tasks."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.set_num_threads(1)
+        tasks = TaskLibrary([stripes_task(), spot_task()], ["stripes", "spot"])
+        base = SmallCNN()
+        experts = [
+            train_expert(base, task, task_name=name, name=f"{name} expert", **TRAINING)
+            for task, name in zip(tasks, tasks.names)
+        ]
+    torch.set_num_threads(threads)  # the other test files keep torch's default
+    return base, experts, tasks
+
+
+def features(module, inputs):
+    with torch.no_grad():
+        return module.eval()(torch.as_tensor(inputs)).numpy()
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+
+
+def test_training_fits_the_task_and_leaves_the_probe_and_torch_generator_alone(zoo):
+    base, experts, _ = zoo
+    untouched = SmallCNN()
+    for name, tensor in base.state_dict().items():
+        torch.testing.assert_close(tensor, untouched.state_dict()[name], rtol=0, atol=0)
+    stripes = experts[0]
+    assert stripes.trained_on == "stripes" and stripes.name == "stripes expert"
+    assert stripes.info["loss"][-1] < stripes.info["loss"][0]
+    assert stripes.info["accuracy"][-1] > 0.9
+    assert not stripes.module.training
+    assert not any(parameter.requires_grad for parameter in stripes.module.parameters())
+
+    state = torch.random.get_rng_state()
+    train_expert(base, stripes_task(20), epochs=1, head_epochs=1, random_state=0, device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_training_is_deterministic_for_a_seed(zoo):
+    base, experts, tasks = zoo
+    again = train_expert(base, tasks[0], task_name="stripes", name="stripes expert", **TRAINING)
+    for name, tensor in experts[0].module.state_dict().items():
+        torch.testing.assert_close(again.module.state_dict()[name], tensor, rtol=0, atol=0)
+    other_seed = train_expert(base, tasks[0], **{**TRAINING, "random_state": 1})
+    assert not torch.equal(other_seed.module.body[0].weight, experts[0].module.body[0].weight)
+
+
+def test_trainable_layers_fine_tunes_only_those_and_keeps_frozen_batchnorm_statistics():
+    base = SmallCNN()
+    expert = train_expert(base, stripes_task(30), trainable_layers=["body.8"], **{**TRAINING, "epochs": 2})
+    trained, original = expert.module.state_dict(), base.state_dict()
+    changed = {name for name in original if not torch.equal(trained[name], original[name])}
+    assert changed == {"body.8.weight", "body.8.bias"}  # BatchNorm body.1's running statistics included
+
+    with pytest.raises(ValueError, match="no module 'layer4'.*'body'"):
+        train_expert(base, stripes_task(30), trainable_layers=["layer4"], epochs=1)
+
+
+def test_balanced_epochs_draw_classes_uniformly_and_plain_epochs_shuffle():
+    codes = np.array([0] * 90 + [1] * 10)
+    rng = np.random.RandomState(0)
+    drawn = np.concatenate([torch.cat(_epoch(codes, 2, rng, 16, balanced=True)).numpy() for _ in range(20)])
+    assert 0.45 < np.mean(codes[drawn] == 1) < 0.55  # 10% of the examples, half of the draws
+    shuffled = torch.cat(_epoch(codes, 2, rng, 16, balanced=False)).numpy()
+    assert sorted(shuffled.tolist()) == list(range(100))
+    # A last batch of one is dropped: BatchNorm cannot train on it with 1 x 1 maps.
+    assert [len(batch) for batch in _epoch(np.arange(17) % 2, 2, rng, 8, balanced=False)] == [8, 8]
+
+
+def test_a_named_probe_is_built_recorded_and_reloaded_from_its_name(tmp_path):
+    rng = np.random.RandomState(0)
+    images, labels = rng.normal(size=(12, 3, 16, 16)).astype(np.float32), np.arange(12) % 2
+    expert = train_expert(
+        "resnet18",
+        (images, labels),
+        probe_weights=None,
+        epochs=1,
+        head_epochs=0,
+        batch_size=6,
+        random_state=0,
+    )
+    assert expert.architecture == "resnet18"
+    loaded = load_expert(save_expert(expert, tmp_path / "resnet"))
+    np.testing.assert_array_equal(features(loaded.module, images), features(expert.module, images))
+    # The weights file is also a probe_weights file of the embedder's named probes.
+    probe = build_named_probe("resnet18", tmp_path / "resnet" / "weights.pt")
+    np.testing.assert_array_equal(features(probe, images), features(expert.module, images))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": -1}, "epochs must be an integer >= 0"),
+        ({"learning_rate": 0.0}, "learning_rate must be a number > 0"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"trainable_layers": []}, "trainable_layers is empty"),
+    ],
+)
+def test_bad_training_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_expert(SmallCNN(), stripes_task(10), **kwargs)
+
+
+def test_a_task_with_one_class_cannot_train_an_expert():
+    images, _ = stripes_task(10)
+    with pytest.raises(ValueError, match="task 'flat' has a single class"):
+        train_expert(SmallCNN(), (images, np.zeros(10)), task_name="flat")
+
+
+# ------------------------------------------------------------------------------------------
+# Saving and loading
+# ------------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_gives_the_same_features_and_metadata(zoo, tmp_path):
+    _, experts, tasks = zoo
+    expert = experts[0]
+    expert.task_embedding = np.array([0.1, 1 / 3, 2.5e-7])
+    folder = save_expert(expert, tmp_path / "stripes")
+    loaded = load_expert(folder, architecture=SmallCNN(seed=5))
+    np.testing.assert_array_equal(features(loaded.module, tasks[0][0]), features(expert.module, tasks[0][0]))
+    assert (loaded.name, loaded.trained_on, loaded.architecture) == ("stripes expert", "stripes", None)
+    np.testing.assert_array_equal(loaded.task_embedding, expert.task_embedding)  # exact through JSON
+    assert loaded.info == expert.info
+    save_expert(loaded, folder)  # replacing a saved expert
+    assert load_expert(folder, architecture=SmallCNN()).name == "stripes expert"
+
+
+def test_loading_refuses_missing_corrupt_replaced_and_mismatched_files(zoo, tmp_path):
+    _, experts, _ = zoo
+    folder = save_expert(experts[1], tmp_path / "spot")
+    with pytest.raises(ValueError, match="not found"):
+        load_expert(tmp_path / "nowhere", architecture=SmallCNN())
+    with pytest.raises(ValueError, match="custom module|architecture=<an instance"):
+        load_expert(folder)
+    with pytest.raises(ValueError, match="do not fit the architecture"):
+        load_expert(folder, architecture=SmallCNN(n_features=3))
+    with pytest.raises(ValueError, match="do not fit the architecture ResNet"):
+        load_expert(folder, architecture="resnet18")
+
+    weights = folder / "weights.pt"
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="does not match the checksum"):
+        load_expert(folder, architecture=SmallCNN())
+
+    (folder / "expert.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_expert(folder, architecture=SmallCNN())
+    (folder / "expert.json").unlink()
+    with pytest.raises(ValueError, match="has no expert.json"):
+        load_expert(folder, architecture=SmallCNN())
+
+
+class _Payload:
+    """Pickles to a call that would create a file: it must never run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_loading_never_runs_code_from_the_weights_file(zoo, tmp_path):
+    import hashlib
+    import json
+
+    _, experts, _ = zoo
+    folder = save_expert(experts[0], tmp_path / "expert")
+    marker = tmp_path / "code-ran"
+    with open(folder / "weights.pt", "wb") as file:
+        pickle.dump({"body.0.weight": _Payload(marker)}, file, protocol=2)  # torch.save's protocol
+    metadata = json.loads((folder / "expert.json").read_text())  # even with a matching checksum
+    metadata["weights_sha256"] = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
+    (folder / "expert.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="not a loadable state_dict"):
+        load_expert(folder, architecture=SmallCNN())
+    assert not marker.exists()
+
+
+def test_info_that_json_cannot_hold_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="JSON cannot hold"):
+        save_expert(Expert(nn.Linear(2, 2), "odd", info={"when": object()}), tmp_path / "odd")
+
+
+def test_model_embeddings_stack_known_rows_and_zeros():
+    experts = [Expert(nn.Identity(), "a"), Expert(nn.Identity(), "b", task_embedding=[1.0, 2.0])]
+    np.testing.assert_array_equal(model_embeddings(experts), [[0.0, 0.0], [1.0, 2.0]])
+    assert model_embeddings(experts[:1]) is None
+    with pytest.raises(ValueError, match="different lengths"):
+        model_embeddings([*experts, Expert(nn.Identity(), "c", task_embedding=[1.0])])
+    with pytest.raises(ValueError, match="non-negative"):
+        Expert(nn.Identity(), "d", task_embedding=[-1.0])
+
+
+# ------------------------------------------------------------------------------------------
+# The error matrix
+# ------------------------------------------------------------------------------------------
+
+
+def test_each_expert_is_best_on_its_own_task_and_beats_the_random_network(zoo):
+    base, experts, tasks = zoo
+    random_network = Expert(base, "random")
+    errors = error_matrix([*experts, random_network], tasks, random_state=0)
+    assert errors.shape == (2, 3)
+    assert np.all((errors >= 0) & (errors <= 1))
+    assert errors[0, 0] < errors[0, 2] and errors[1, 1] < errors[1, 2]  # training helped
+    np.testing.assert_array_equal(errors[:, :2].argmin(axis=1), [0, 1])  # its own task's expert is best
+    # The test splits hold 18 examples: every error is a whole number of them.
+    np.testing.assert_allclose(errors * 18, np.round(errors * 18), atol=1e-9)
+
+
+def test_error_matrix_is_deterministic_and_shares_each_task_split_between_experts(zoo):
+    _, experts, tasks = zoo
+    first = error_matrix(experts, tasks, random_state=0)
+    np.testing.assert_array_equal(error_matrix(experts, tasks, random_state=0), first)
+    # The same expert twice gives the same column: both saw the same split.
+    twice = error_matrix([experts[0], experts[0]], tasks, random_state=3)
+    np.testing.assert_array_equal(twice[:, 0], twice[:, 1])
+
+
+def test_error_matrix_feeds_the_selector_and_its_scorer(zoo):
+    _, experts, tasks = zoo
+    errors = error_matrix(experts, tasks, random_state=0)
+    embeddings = np.array([[1.0, 0.1], [0.1, 1.0]])  # stand-ins for the tasks' TASK2VEC rows
+    for expert, row in zip(experts, embeddings):
+        expert.task_embedding = row
+    selector = Model2VecSelector(max_iter=0, model_embeddings=model_embeddings(experts))
+    selector.fit(embeddings, errors.argmin(axis=1), errors=errors)
+    assert model_selection_scorer(selector, embeddings, errors=errors) == 0.0  # picks the oracle
+    for expert in experts:
+        expert.task_embedding = None
+
+
+class CountingCNN(SmallCNN):
+    calls = 0
+
+    def forward(self, x):
+        CountingCNN.calls += 1
+        return super().forward(x)
+
+
+def test_disk_cache_reuses_features_by_content_and_recomputes_damaged_files(tmp_path):
+    expert = Expert(CountingCNN(), "counting")
+    tasks = [stripes_task(30), spot_task(30)]
+    CountingCNN.calls = 0
+    fresh = error_matrix([expert], tasks, random_state=0)
+    uncached_calls = CountingCNN.calls
+    assert uncached_calls > 0
+
+    cached = error_matrix([expert], tasks, random_state=0, cache=tmp_path)
+    CountingCNN.calls = 0
+    again = error_matrix(
+        [expert],
+        [tuple(np.copy(part) for part in task) for task in tasks],
+        random_state=0,
+        cache=joblib.Memory(tmp_path, verbose=0),
+    )
+    assert CountingCNN.calls == 0  # equal content, other arrays: read from disk
+    np.testing.assert_array_equal(cached, fresh)
+    np.testing.assert_array_equal(again, fresh)
+
+    changed = Expert(CountingCNN(seed=1), "counting")  # other weights: another key
+    error_matrix([changed], tasks, random_state=0, cache=tmp_path)
+    assert CountingCNN.calls == uncached_calls
+
+    stored = sorted(tmp_path.rglob("*.npz"))
+    assert len(stored) == 4
+    stored[0].write_bytes(b"damaged")
+    CountingCNN.calls = 0
+    with pytest.warns(UserWarning, match="corrupted"):
+        repaired = error_matrix([expert, changed], tasks, random_state=0, cache=tmp_path)
+    assert 0 < CountingCNN.calls < uncached_calls * 2  # only the damaged pair was recomputed
+    np.testing.assert_array_equal(repaired[:, 0], fresh[:, 0])
+
+
+def test_a_task_listed_twice_is_read_once_per_expert():
+    expert = Expert(CountingCNN(), "counting")
+    task = stripes_task(30)
+    CountingCNN.calls = 0
+    error_matrix([expert], [task], batch_size=64)
+    once = CountingCNN.calls
+    CountingCNN.calls = 0
+    error_matrix([expert], [task, task], batch_size=64)
+    assert CountingCNN.calls == once
+
+
+def test_a_dataset_task_gives_the_same_errors_as_its_arrays(zoo):
+    _, experts, tasks = zoo
+    images, labels = tasks[0]
+    dataset = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    np.testing.assert_array_equal(
+        error_matrix(experts, [dataset], random_state=0), error_matrix(experts, [tasks[0]], random_state=0)
+    )
+    shuffling = DataLoader(dataset, batch_size=16, shuffle=True)
+    with pytest.raises(ValueError, match="another order"):
+        error_matrix(experts, [shuffling], random_state=0)
+
+
+def test_bad_inputs_are_named(zoo):
+    _, experts, tasks = zoo
+    images, labels = tasks[0]
+    with pytest.raises(ValueError, match="experts is empty"):
+        error_matrix([], tasks)
+    with pytest.raises(ValueError, match="tasks is empty"):
+        error_matrix(experts, [])
+    with pytest.raises(TypeError, match="not an Expert"):
+        error_matrix([experts[0].module], tasks)
+    with pytest.raises(TypeError, match="one \\(inputs, labels\\) pair"):
+        error_matrix(experts, tasks[0])
+    with pytest.raises(ValueError, match="test_size"):
+        error_matrix(experts, tasks, test_size=1.5)
+    with pytest.raises(ValueError, match="task 1 \\('flat'\\) has a single class"):
+        error_matrix(experts, [tasks[0], (images, np.zeros(len(labels)))], task_names=["ok", "flat"])
+    lonely = labels.copy()
+    lonely[0] = 7
+    with pytest.raises(ValueError, match="task 0: class 7 has a single example"):
+        error_matrix(experts, [(images, lonely)])
+    with pytest.raises(
+        ValueError, match="task 0 \\('small'\\) has 6 examples.*have 4 and 2.*each of its 3 classes"
+    ):
+        error_matrix(experts, TaskLibrary([(images[:6], np.array([0, 1, 2, 0, 1, 2]))], ["small"]))
+    flat_inputs = images.reshape(len(images), -1)
+    with pytest.raises(ValueError, match="expert 'stripes expert': task 0 \\('vectors'\\): the probe cannot"):
+        error_matrix(experts, [(flat_inputs, labels)], task_names=["vectors"])
+    with pytest.raises(ValueError, match="task_names has 1 names for 2 tasks"):
+        error_matrix(experts, list(tasks), task_names=["one"])
+
+
+def test_non_finite_features_are_reported_with_expert_and_task():
+    class Broken(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 2), float("nan"))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="expert 'broken' on task 0: .*NaN"):
+            error_matrix([Expert(Broken(), "broken")], [stripes_task(20)])
