@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,17 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# The docs extra goes into the same .venv, with its own stamp: `make test` does not need it.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_fisher_speed.py
 	$(BIN)/python benchmarks/bench_distances.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/auto_examples docs/sg_execution_times.rst

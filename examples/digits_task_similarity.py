@@ -1,8 +1,11 @@
-"""Which digit-recognition tasks are alike? TASK2VEC distances on scikit-learn's digits.
+"""
+Which digit-recognition tasks are alike?
+========================================
 
-Each task is an ``(inputs, labels)`` pair. FisherTaskEmbedder turns every task into one
-vector (the Fisher Information of a probe network's filters), and the symmetric TASK2VEC
-distance (Achille et al., ICCV 2019, sec. 3.3) compares those vectors.
+TASK2VEC distances on scikit-learn's digits. Each task is an ``(inputs, labels)`` pair.
+FisherTaskEmbedder turns every task into one vector (the Fisher Information of a probe
+network's filters), and the symmetric TASK2VEC distance (Achille et al., ICCV 2019, sec. 3.3)
+compares those vectors.
 """
 
 import numpy as np

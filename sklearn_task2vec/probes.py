@@ -22,7 +22,7 @@ FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 class RandomReLUProbe(nn.Module):
-    """Random ReLU features ``max(0, a . x + c)``, the probe of the paper's toy experiments.
+    """Random ReLU features ``max(0, a @ x + c)``, the probe of the paper's toy experiments.
 
     The paper (supplementary sec. 5, Fig. 4) embeds tasks on the unit square with ten
     features ``max(0, a x + b y + c)``, ``a, b ~ U[-1/2, 1/2]`` and ``c ~ U[-1, 1]``.
