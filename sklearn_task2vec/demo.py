@@ -1,4 +1,4 @@
-"""TASK2VEC on scikit-learn's digits: task distances, nearest tasks, and norm versus difficulty.
+"""The digits study: TASK2VEC distances, norm versus difficulty, and model selection.
 
 Run with ``python -m sklearn_task2vec.demo`` (or ``make demo``). Ten classification tasks
 are carved out of the 8x8 digits bundled with scikit-learn (no download), embedded with
@@ -7,21 +7,38 @@ and compared with the symmetric TASK2VEC distance of the paper (Achille et al., 
 sec. 3.3). The paper also finds that an embedding's norm grows with the task's difficulty;
 the demo sets each task's L1 norm beside the test error of a logistic regression on the
 raw pixels.
+
+Then model selection (the paper's sec. 3.4 and Table 1, on a toy scale): a small zoo of
+experts (a one-layer ReLU network, 64 pixels -> 8 features, fine-tuned on eight tasks drawn
+from one half of the digits, plus its untrained start, the "generic" expert) is tested on the
+45 pairs of digits drawn from the other half (:func:`~sklearn_task2vec.zoo.error_matrix`), and
+the expert chosen by the TASK2VEC distances of the tasks' embeddings to the embeddings of the
+experts' training tasks (symmetric, and asymmetric with
+:class:`~sklearn_task2vec.Model2VecSelector` ``(max_iter=0)``) is compared with the oracle,
+chance and the generic expert. With matplotlib installed (``pip install
+sklearn-task2vec[plot]``), the figures go to ``--output-dir``. The Fashion-MNIST version,
+with MODEL2VEC, is ``examples/slow_model_selection.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
+from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 from .distances import pairwise_task_distances
 from .embedder import FisherTaskEmbedder
+from .selector import Model2VecSelector, relative_error_increase
+from .zoo import Expert, error_matrix, model_embeddings, train_expert
 
 #: (short name, description, classes, label of each class: None keeps the digit itself).
 TASKS = [
@@ -38,21 +55,187 @@ TASKS = [
 ]
 
 
-def digit_tasks():
+#: The tasks of :data:`TASKS` that the experts of the model-selection study are trained on.
+EXPERT_TASKS = ["0v1", "3v8", "1v7", "4v9", "5v6", "2v3", "even", "lo/hi"]
+
+#: Table 1 of the paper (iNat + CUB, ResNet-34 experts): relative error increase over the oracle (%).
+PAPER_TABLE1 = {"chance": 59.52, "generic": 30.18, "TASK2VEC": 42.54, "asymmetric TASK2VEC": 9.97}
+
+
+def digit_tasks(subset=None):
     """``[(short name, description, (inputs, labels)), ...]`` for the tasks in :data:`TASKS`.
 
-    Inputs are the 64 pixels scaled to ``[0, 1]``.
+    Inputs are the 64 pixels scaled to ``[0, 1]``; ``subset``: indices of the digits to use
+    (``None``: all 1,797).
     """
     digits = load_digits()
-    pixels = digits.data / 16.0
+    pixels, target = digits.data / 16.0, digits.target
+    if subset is not None:
+        pixels, target = pixels[subset], target[subset]
     tasks = []
     for name, description, classes, relabel in TASKS:
-        keep = np.isin(digits.target, classes)
-        labels = digits.target[keep]
+        keep = np.isin(target, classes)
+        labels = target[keep]
         if relabel is not None:
             labels = np.array([relabel(digit) for digit in labels])
         tasks.append((name, description, (pixels[keep], labels)))
     return tasks
+
+
+def pair_tasks(subset):
+    """The 45 tasks "digit a vs digit b" on the digits ``subset``: ``[(name, (inputs, labels)), ...]``."""
+    digits = load_digits()
+    pixels, target = digits.data[subset] / 16.0, digits.target[subset]
+    tasks = []
+    for a, b in itertools.combinations(range(10), 2):
+        keep = np.isin(target, [a, b])
+        tasks.append((f"{a}v{b}", (pixels[keep], target[keep])))
+    return tasks
+
+
+def selection_study(random_state, method, expert_epochs=30):
+    """Model selection on digit pairs: the expert zoo, the error matrix and each selector's choices.
+
+    Returns a dict with ``names`` (tasks), ``experts`` (names), ``errors`` (tasks x experts),
+    ``rows`` (``(selector, mean error, relative increase)``, oracle first) and timings.
+    """
+    # The networks and tasks are tiny: one torch thread is faster than several, and much
+    # faster on a busy machine, where spinning threads wait for each other.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            return _selection_study(random_state, method, expert_epochs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _selection_study(random_state, method, expert_epochs):
+    order = np.random.RandomState(random_state).permutation(len(load_digits().target))
+    task_half, expert_half = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+    tasks = pair_tasks(task_half)
+    expert_tasks = {name: task for name, _, task in digit_tasks(expert_half) if name in EXPERT_TASKS}
+
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(random_state)
+    network = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU())
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(torch.empty_like(parameter).uniform_(-0.125, 0.125, generator=generator))
+    experts = [
+        train_expert(
+            network,
+            expert_tasks[name],
+            name=name,
+            task_name=name,
+            epochs=expert_epochs,
+            head_epochs=2,
+            optimizer="adam",
+            learning_rate=1e-2,
+            head_learning_rate=1e-2,
+            random_state=random_state,
+            device="cpu",
+        )
+        for name in EXPERT_TASKS
+    ]
+    experts.append(Expert(network, "generic"))
+    trained = time.perf_counter() - start
+
+    start = time.perf_counter()
+    embedder = FisherTaskEmbedder(method=method, normalize="trivial", random_state=random_state)
+    X = embedder.fit_transform([task for _, task in tasks])
+    for expert, row in zip(experts, embedder.transform([expert_tasks[name] for name in EXPERT_TASKS])):
+        expert.task_embedding = row
+    M = model_embeddings(experts)  # the generic expert's row is zeros: unknown (paper, sec. 3.4)
+    embedded = time.perf_counter() - start
+
+    start = time.perf_counter()
+    errors = error_matrix(experts, [task for _, task in tasks], device="cpu", random_state=random_state)
+    measured = time.perf_counter() - start
+
+    n_tasks, n_experts = errors.shape
+    known = np.arange(len(EXPERT_TASKS))  # the symmetric distance needs an embedding: trained experts only
+    choices = {
+        "generic": np.full(n_tasks, n_experts - 1),
+        "TASK2VEC": known[pairwise_task_distances(X, M[known]).argmin(axis=1)],
+        "asymmetric TASK2VEC": Model2VecSelector(model_embeddings=M[known], max_iter=0)
+        .fit(X, errors[:, known].argmin(axis=1))
+        .predict(X),
+    }
+    oracle = errors.min(axis=1).mean()
+    rows = [("oracle", oracle, 0.0), ("chance", errors.mean(), (errors.mean() - oracle) / oracle)]
+    for label, chosen in choices.items():
+        rows.append(
+            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen))
+        )
+    return {
+        "names": [name for name, _ in tasks],
+        "experts": [expert.name for expert in experts],
+        "errors": errors,
+        "rows": rows,
+        "seconds": (trained, embedded, measured),
+    }
+
+
+def _figure(plt, names, distances, norms, errors, rows):
+    """The study's three panels: d_sym, norm vs error, selection."""
+    figure, (heat, scatter, bars) = plt.subplots(
+        1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1.2, 1, 1]}
+    )
+    image = heat.imshow(distances, cmap="viridis_r")
+    heat.set_xticks(range(len(names)), names, rotation=90)
+    heat.set_yticks(range(len(names)), names)
+    heat.set_title("Symmetric TASK2VEC distance")
+    figure.colorbar(image, ax=heat, fraction=0.046)
+    scatter.scatter(100 * errors, norms)
+    for name, x, y in zip(names, 100 * errors, norms):
+        scatter.annotate(name, (x, y), fontsize=8)
+    scatter.set_xlabel("test error of a logistic regression on the pixels (%)")
+    scatter.set_ylabel("L1 norm of the embedding")
+    scatter.set_title(f"Norm vs difficulty (Spearman {spearmanr(norms, errors)[0]:+.2f})")
+    if not rows:
+        bars.set_axis_off()
+        bars.text(0.5, 0.5, "model selection skipped (--no-selection)", ha="center")
+        figure.tight_layout()
+        return figure
+    labels = [label for label, *_ in rows if label != "oracle"]
+    ours = [100 * increase for label, _, increase in rows if label != "oracle"]
+    positions = np.arange(len(labels))
+    bars.barh(positions + 0.2, ours, height=0.4, label="digit pairs (this demo)")
+    bars.barh(
+        positions - 0.2,
+        [PAPER_TABLE1[label] for label in labels],
+        height=0.4,
+        alpha=0.6,
+        label="paper, Table 1 (iNat+CUB)",
+    )
+    bars.set_yticks(positions, labels)
+    bars.invert_yaxis()
+    bars.set_xlabel("relative error increase over the oracle (%)")
+    bars.set_title("Model selection")
+    bars.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def write_plots(folder, **panels):
+    """Write ``digits_study.png`` into ``folder`` when matplotlib is installed; the path, or None."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\nmatplotlib is not installed (pip install 'sklearn-task2vec[plot]'): no plots written.")
+        return None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "digits_study.png"
+    figure = _figure(plt, **panels)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    print(f"\nWrote {path}")
+    return path
 
 
 def raw_task_error(inputs, labels, random_state):
@@ -94,6 +277,13 @@ def main(argv=None):
         default="auto",
         help="Fisher estimator (default auto: exact up to 3 classes, Monte Carlo above)",
     )
+    parser.add_argument("--no-selection", action="store_true", help="skip the model-selection study (faster)")
+    parser.add_argument(
+        "--output-dir",
+        default="task2vec-demo",
+        help="folder of the figures, written when matplotlib is installed (default ./task2vec-demo)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="write no figures")
     args = parser.parse_args(argv)
 
     tasks = digit_tasks()
@@ -129,6 +319,24 @@ def main(argv=None):
         print(f"  {name:<6} {norm:>10.4g} {error:>11.3f}")
     rho, p_value = spearmanr(norms, errors)
     print(f"  Spearman correlation(norm, error) = {rho:+.2f} (p = {p_value:.2g}, {len(names)} tasks)")
+
+    rows = []
+    if not args.no_selection:
+        study = selection_study(args.random_state, args.method)
+        trained, embedded, measured = study["seconds"]
+        print(
+            f"\nModel selection on the 45 pairs of digits (tasks: one half of the digits; experts: "
+            f"{len(EXPERT_TASKS)} fine-tuned on {', '.join(EXPERT_TASKS)} from the other half, and their "
+            f"untrained start, 'generic'). Experts trained in {trained:.1f} s, tasks embedded in "
+            f"{embedded:.1f} s, error matrix {study['errors'].shape} in {measured:.1f} s."
+        )
+        print(f"  {'selector':<20} {'mean error':>10} {'vs oracle':>10} {'paper, Table 1':>15}")
+        for label, error, increase in study["rows"]:
+            paper = "" if label == "oracle" else f"{PAPER_TABLE1[label]:+.2f}%"
+            print(f"  {label:<20} {100 * error:>9.2f}% {100 * increase:>+9.2f}% {paper:>15}")
+        rows = study["rows"]
+    if not args.no_plots:
+        write_plots(args.output_dir, names=names, distances=distances, norms=norms, errors=errors, rows=rows)
     return distances
 
 

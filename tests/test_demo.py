@@ -14,8 +14,8 @@ def printed_matrix(lines, names):
     return np.array([[float(value) for value in row[1:]] for row in rows])
 
 
-def test_demo_prints_matrix_nearest_tasks_and_norms(capsys):
-    returned = demo.main([])
+def test_demo_prints_matrix_nearest_tasks_and_norms(capsys, tmp_path):
+    returned = demo.main(["--output-dir", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     names = [name for name, *_ in demo.TASKS]
     assert len(names) == 10
@@ -42,9 +42,26 @@ def test_demo_prints_matrix_nearest_tasks_and_norms(capsys):
     assert [row[0] for row in norm_rows] == names
     assert all(float(norm) > 0 and 0 <= float(error) <= 1 for _, norm, error in norm_rows)
 
+    # The model-selection table: every selector, errors in [0, 100]%, none below the oracle.
+    selectors = ["oracle", "chance", "generic", "TASK2VEC", "asymmetric TASK2VEC"]
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["selector", "mean", "error"])
+    table = [lines[header + 1 + i] for i in range(len(selectors))]
+    errors = {}
+    for name, line in zip(selectors, table):
+        assert line.split()[: len(name.split())] == name.split()
+        values = line.split()[len(name.split()) :]
+        errors[name] = float(values[0].rstrip("%"))
+        assert 0 <= errors[name] <= 100 and float(values[1].rstrip("%")) >= 0
+    assert errors["oracle"] == min(errors.values())
+    assert errors["asymmetric TASK2VEC"] < errors["chance"]  # the embeddings beat a random expert
+
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "digits_study.png").stat().st_size > 0
+
 
 def test_demo_options(capsys):
-    demo.main(["--random-state", "1", "--method", "montecarlo"])
-    assert "Spearman" in capsys.readouterr().out
+    demo.main(["--random-state", "1", "--method", "montecarlo", "--no-selection", "--no-plots"])
+    out = capsys.readouterr().out
+    assert "Spearman" in out and "Model selection" not in out
     with pytest.raises(SystemExit):
         demo.main(["--method", "bogus"])
