@@ -69,6 +69,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random images and labels")
     parser.add_argument(
+        "--variational-steps",
+        type=int,
+        default=300,
+        help="variational_steps of the variational case (default: 300, the estimator's default)",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -76,7 +82,7 @@ def parse_args(argv=None):
         help="also profile one Fisher pass (torch.profiler) and print its top N ops by self time",
     )
     args = parser.parse_args(argv)
-    for name in ("image_size", "n_examples", "batch_size", "repeats"):
+    for name in ("image_size", "n_examples", "batch_size", "repeats", "variational_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.device == "auto":
@@ -375,6 +381,8 @@ def main(argv=None):
     print()
     print("# other settings: total seconds of transform (ratio to plain fwd+bwd with as many classes)")
     for name, n_classes, params in OTHER_CASES:
+        if params["method"] == "variational":
+            params = {**params, "variational_steps": args.variational_steps}
         tasks = [(inputs, labels[n_classes])]
         embedder = FisherTaskEmbedder(
             probe=args.probe, probe_weights=None, batch_size=args.batch_size, random_state=0, device=device, **params
@@ -382,8 +390,8 @@ def main(argv=None):
         total = median_time(lambda: embedder.transform(tasks), device, args.repeats)
         print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / ref[n_classes]:6.2f}x")
     print(
-        "  variational: one point-estimate pass (its start) + variational_steps=300 steps of a batch,"
-        " whatever the task's size"
+        f"  variational: one point-estimate pass (its start) + variational_steps={args.variational_steps} steps"
+        " of a batch, whatever the task's size"
     )
 
     if args.profile:
