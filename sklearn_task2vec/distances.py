@@ -28,7 +28,6 @@ import functools
 import numba
 import numpy as np
 import torch
-from sklearn import get_config
 from sklearn.utils import check_array
 
 __all__ = ["asymmetric_distance", "pairwise_task_distances", "symmetric_distance", "task_distance_metric"]
@@ -36,10 +35,6 @@ __all__ = ["asymmetric_distance", "pairwise_task_distances", "symmetric_distance
 # Rows of M and of T per tile of the distance kernel: two tiles of 32 rows of 10,000 float32
 # filters (2.5 MiB) stay in a core's cache while their 32 x 32 pairs are computed.
 _TILE_ROWS = 32
-
-# Arrays of shape (block of m rows, block of t rows, n_features) alive at once in a block of
-# the backward pass (float64 each): the sum, a, b, a weight and products.
-_BLOCK_TEMPORARIES = 6
 
 # Reassociation lets LLVM vectorise the sums over filters; no assumption about NaN or inf.
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
@@ -67,18 +62,6 @@ def _check_vector(v, name):
     return _check_embeddings(v.reshape(1, -1), name)[0]
 
 
-def _block_slices(n_rows_m, n_rows_t, n_features):
-    """Slices of rows of M and of T whose pairwise block fits in sklearn's working_memory."""
-    budget = get_config()["working_memory"] * 2**20  # MiB -> bytes
-    per_pair = _BLOCK_TEMPORARIES * 8 * max(n_features, 1)
-    pairs = max(1, int(budget // per_pair))
-    step_m = max(1, min(n_rows_m, pairs))
-    step_t = max(1, min(n_rows_t, pairs // step_m))
-    for start_m in range(0, n_rows_m, step_m):
-        for start_t in range(0, n_rows_t, step_t):
-            yield slice(start_m, start_m + step_m), slice(start_t, start_t + step_t)
-
-
 def _column_scales(M, T):
     """Per filter, the power of two nearest above its largest entry in ``M`` and ``T`` (1 for
     a filter that is zero everywhere).
@@ -94,11 +77,11 @@ def _column_scales(M, T):
 
 
 @numba.njit(fastmath=_FASTMATH, inline="always")
-def _cosine_distance_of_shares(a, b):
-    """``d_cos(a / (a + b), b / (a + b))`` for two scaled rows, one pass over the filters.
+def _share_sums(a, b):
+    """``<s_a, s_b>``, ``|s_a|^2`` and ``|s_b|^2`` of the shares ``s_a = a / (a + b)`` and
+    ``s_b = b / (a + b)`` of two scaled rows, in one pass over the filters.
 
-    A filter with ``a + b == 0`` gives 0 to both shares (it is left out); two zero share
-    vectors are at distance 0, a zero and a non-zero one at 1 (module docstring).
+    A filter with ``a + b == 0`` gives 0 to both shares (it is left out).
     """
     one = a.dtype.type(1)
     dot = a.dtype.type(0)
@@ -112,9 +95,17 @@ def _cosine_distance_of_shares(a, b):
         dot += share_a * share_b
         squared_a += share_a * share_a
         squared_b += share_b * share_b
-    norms = np.sqrt(np.float64(squared_a) * np.float64(squared_b))
+    return np.float64(dot), np.float64(squared_a), np.float64(squared_b)
+
+
+@numba.njit(fastmath=_FASTMATH, inline="always")
+def _cosine_distance_of_shares(a, b):
+    """``d_cos(a / (a + b), b / (a + b))`` for two scaled rows; two zero share vectors are at
+    distance 0, a zero and a non-zero one at 1 (module docstring)."""
+    dot, squared_a, squared_b = _share_sums(a, b)
+    norms = np.sqrt(squared_a * squared_b)
     if norms > 0:
-        return min(max(1.0 - np.float64(dot) / norms, 0.0), 1.0)
+        return min(max(1.0 - dot / norms, 0.0), 1.0)
     return 0.0 if squared_a == 0 and squared_b == 0 else 1.0
 
 
@@ -152,27 +143,47 @@ def _symmetric_matrix(X, Y=None):
     return distances
 
 
-def _block(M, T):
-    """``a = M / (M + T)``, ``b = T / (M + T)`` and ``M + T`` for every pair of rows of ``M``
-    (p, f) and ``T`` (q, f): shapes (p, q, f); ``a = b = 0`` where ``M + T == 0`` (the
-    coordinate is left out), and the sum there replaced by 1."""
-    total = M[:, None, :] + T[None, :, :]
-    if not (bool((M > 0).all()) or bool((T > 0).all())):
-        total = torch.where(total > 0, total, 1.0)
-    return M[:, None, :] / total, T[None, :, :] / total, total
+@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def _symmetric_distance_gradient(M, T, grad_output, grad_M):
+    """``grad_M[i] = sum_j grad_output[i, j] * d d_sym(M[i], T[j]) / d M[i]`` (scaled rows).
+
+    With ``s = m + t``, ``a = m / s``, ``b = t / s``, ``cos = <a, b> / (|a| |b|)`` and
+    ``d_sym = 1 - cos``:
+
+    ``d d_sym / d m_k = (b_k / s_k) * (a_k * v - b_k * u)``, where
+    ``u = 1 / (|a| |b|) + cos / |b|^2`` and ``v = 1 / (|a| |b|) + cos / |a|^2``;
+
+    0 where ``a`` or ``b`` is all zero (the distance is constant there) and on a filter with
+    ``s_k = 0``. Each row of ``M`` belongs to one thread: two passes over the filters per
+    pair (the sums, then the gradient), no (pairs, filters) temporary.
+    """
+    one = M.dtype.type(1)
+    for i in numba.prange(M.shape[0]):
+        for j in range(T.shape[0]):
+            weight = grad_output[i, j]
+            if weight == 0:
+                continue
+            dot, squared_a, squared_b = _share_sums(M[i], T[j])
+            norms = np.sqrt(squared_a * squared_b)
+            if norms == 0:
+                continue
+            cosine = dot / norms
+            u = M.dtype.type(weight * (1.0 / norms + cosine / squared_b))
+            v = M.dtype.type(weight * (1.0 / norms + cosine / squared_a))
+            for k in range(M.shape[1]):
+                total = M[i, k] + T[j, k]
+                inverse = one / (total + (total == 0))
+                share_a = M[i, k] * inverse
+                share_b = T[j, k] * inverse
+                grad_M[i, k] += share_b * inverse * (share_a * v - share_b * u)
 
 
 class _SymmetricDistance(torch.autograd.Function):
     """``d_sym`` between every row of ``M`` (p, f) and of ``T`` (q, f), differentiable in M.
 
-    The forward pass is :func:`_symmetric_matrix`. The backward pass recomputes each block of
-    pairs with torch (blocks bounded by scikit-learn's ``working_memory``) instead of storing
-    (p, q, f) temporaries: with ``s = m + t``, ``a = m / s``, ``b = t / s`` and
-    ``cos = <a, b> / (|a| |b|)``,
-
-    ``d cos / d m_i = (b_i / s_i) * ((b_i - a_i) / (|a| |b|) - cos * (a_i / |a|^2 - b_i / |b|^2))``
-
-    (0 for a pair where ``a`` or ``b`` is zero, where the distance is constant).
+    Both passes are fused numba kernels over pairs of rows: the forward pass is
+    :func:`_symmetric_matrix`, the backward pass :func:`_symmetric_distance_gradient`, on the
+    same power-of-two column scaling (the gradient is divided by the scales at the end).
     """
 
     @staticmethod
@@ -182,29 +193,16 @@ class _SymmetricDistance(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        M, T = ctx.saved_tensors
-        scales = torch.from_numpy(_column_scales(M.numpy(), T.numpy()))
-        M, T = M / scales, T / scales
-        grad_M = torch.zeros_like(M)
-        for rows_m, rows_t in _block_slices(M.shape[0], T.shape[0], M.shape[1]):
-            a, b, total = _block(M[rows_m], T[rows_t])
-            dot = torch.einsum("pqf,pqf->pq", a, b)
-            squared_a = torch.einsum("pqf,pqf->pq", a, a)
-            squared_b = torch.einsum("pqf,pqf->pq", b, b)
-            denominator = torch.sqrt(squared_a * squared_b)
-            defined = denominator > 0
-            similarity = torch.where(defined, dot / torch.where(defined, denominator, 1.0), 0.0)
-            # d cos / d m_i = (b_i / s_i) * (b_i * u - a_i * v), per pair:
-            # u = 1 / (|a| |b|) + cos / |b|^2, v = 1 / (|a| |b|) + cos / |a|^2.
-            inverse_norms = 1.0 / torch.where(defined, denominator, 1.0)
-            u = torch.where(defined, inverse_norms + similarity / torch.where(defined, squared_b, 1.0), 0.0)
-            v = torch.where(defined, inverse_norms + similarity / torch.where(defined, squared_a, 1.0), 0.0)
-            grad = grad_output[rows_m, rows_t]
-            weight = b / total
-            # d distance = -d cos, summed over the tasks of the block.
-            grad_M[rows_m] -= torch.einsum("pq,pqf->pf", grad * u, weight * b)
-            grad_M[rows_m] += torch.einsum("pq,pqf->pf", grad * v, weight * a)
-        return grad_M / scales, None
+        M, T = (tensor.numpy() for tensor in ctx.saved_tensors)
+        scales = _column_scales(M, T)
+        grad_M = np.zeros(M.shape, dtype=M.dtype)
+        _symmetric_distance_gradient(
+            np.ascontiguousarray(M / scales),
+            np.ascontiguousarray(T / scales),
+            np.ascontiguousarray(grad_output.numpy(), dtype=np.float64),
+            grad_M,
+        )
+        return torch.from_numpy(grad_M / scales), None
 
 
 def _symmetric_distances(M, T):

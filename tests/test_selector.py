@@ -87,15 +87,13 @@ def fisher_like(n, n_features=12, seed=0, sparsity=0.3):
     return X
 
 
-@pytest.mark.parametrize("working_memory", [1024, 1e-4])  # one block; one pair per block
-def test_torch_distance_matches_numpy(working_memory):
+def test_torch_distance_matches_numpy():
     M, T = fisher_like(5, seed=0), fisher_like(7, seed=1)
     M[1] = 0.0  # a zero embedding: distance 1 to non-zero ones, 0 to zero ones
     T[2] = 0.0
     T[3] = M[2] * 3.0  # same direction: distance 0
     T[4] *= 1e300  # no overflow in M + T
-    with config_context(working_memory=working_memory):
-        torch_distances = _symmetric_distances(torch.from_numpy(M), torch.from_numpy(T)).numpy()
+    torch_distances = _symmetric_distances(torch.from_numpy(M), torch.from_numpy(T)).numpy()
     np.testing.assert_allclose(torch_distances, pairwise_task_distances(M, T), rtol=1e-12, atol=1e-13)
     assert torch_distances[1, 2] == 0.0 and torch_distances[1, 0] == 1.0
     tiny_M, tiny_T = M[[0, 2]] * 1e-300, T[[0, 1, 5]] * 1e-300  # sums below the normal range
@@ -115,8 +113,12 @@ def test_torch_distance_gradient():
     T[1, :] = 0.0  # distance constant (1): zero gradient
     T = torch.from_numpy(T)
     assert torch.autograd.gradcheck(lambda m: _symmetric_distances(m, T), (M,), eps=1e-6, atol=1e-7)
-    with config_context(working_memory=1e-4):  # the same, one pair per block
-        assert torch.autograd.gradcheck(lambda m: _symmetric_distances(m, T), (M,), eps=1e-6, atol=1e-7)
+    # Filters on scales far apart (the kernel rescales each filter by a power of two).
+    scales = torch.from_numpy(np.array([1e-200, 1.0, 1e150, 1.0, 1e-30, 1e250]))
+    big_M = (M.detach() * scales).requires_grad_()
+    analytic = torch.autograd.grad(_symmetric_distances(big_M, T * scales).sum(), big_M)[0]
+    expected = torch.autograd.grad(_symmetric_distances(M, T).sum(), M)[0] / scales
+    np.testing.assert_allclose(analytic.numpy(), expected.numpy(), rtol=1e-10)
 
 
 # ------------------------------------------------------------------------------------------
