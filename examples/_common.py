@@ -68,7 +68,7 @@ def base_parser(description):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     parser.add_argument(
-        "--max-examples", type=int, default=400, help="examples per task of the library (default 400)"
+        "--max-examples", type=int, default=400, help="examples per task of the library (default %(default)s)"
     )
     parser.add_argument(
         "--threads",
