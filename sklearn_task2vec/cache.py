@@ -28,15 +28,18 @@ from . import __version__
 _PARAMETERS_NOT_IN_KEY = ("device", "memory", "n_jobs", "on_error", "verbose")
 
 
-def cache_folder(memory):
-    """The folder of ``memory`` (a path, a ``joblib.Memory`` or None), or None for no cache."""
+def cache_folder(memory, parameter="memory"):
+    """The folder of ``memory`` (a path, a ``joblib.Memory`` or None), or None for no cache.
+
+    ``parameter`` names the argument in the error message.
+    """
     if memory is None:
         return None
     if isinstance(memory, joblib.Memory):
         return None if memory.location is None else Path(memory.location) / "sklearn_task2vec"
     if isinstance(memory, (str, os.PathLike)):
         return Path(memory) / "sklearn_task2vec"
-    raise TypeError(f"memory must be None, a path or a joblib.Memory, got {type(memory).__name__}.")
+    raise TypeError(f"{parameter} must be None, a path or a joblib.Memory, got {type(memory).__name__}.")
 
 
 def _array_digest(digest, array):
@@ -73,11 +76,55 @@ def settings_key(embedder, seeds, device):
     return digest.hexdigest()
 
 
-def _checksum(key, row, prior):
+def write_atomically(path, write):
+    """``write(file)`` to a temporary file next to ``path``, then rename it to ``path``, so
+    that a reader (another process too) sees the whole file or none."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _checksum(key, arrays):
     digest = hashlib.sha256(key.encode())
-    for array in (row, prior):
+    for array in arrays:
         _array_digest(digest, array)
     return digest.hexdigest()
+
+
+def save_checked(path, key, **arrays):
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically, with a checksum of their
+    contents and of ``key`` (what the file is for)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checksum = np.array(_checksum(key, arrays.values()))
+    write_atomically(path, lambda file: np.savez(file, **arrays, checksum=checksum))
+
+
+def load_checked(path, key, names, description):
+    """The arrays ``names`` of a file written by :func:`save_checked` for ``key``, or None
+    when it is absent or damaged: a damaged file (any failure to read it, or a checksum that
+    does not match) is reported with a warning naming ``description`` and never used."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = tuple(stored[name] for name in names)
+            checksum = str(stored["checksum"])
+        if checksum != _checksum(key, arrays):
+            raise ValueError("checksum mismatch")
+    except Exception as exc:  # a damaged file fails in many ways (zip, header, data, checksum)
+        warnings.warn(
+            f"The cached {description} {path} is corrupted ({type(exc).__name__}: {exc}); it is "
+            f"ignored and recomputed.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    return arrays
 
 
 class EmbeddingCache:
@@ -89,35 +136,11 @@ class EmbeddingCache:
     def _path(self, key):
         return self.folder / f"{key}.npz"
 
-    def load(self, key):
-        """``(row, prior)`` stored for the task ``key``, or None if absent or corrupted."""
-        path = self._path(key)
-        if not path.exists():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                row, prior, checksum = stored["row"], stored["prior"], str(stored["checksum"])
-            if checksum != _checksum(key, row, prior):
-                raise ValueError("checksum mismatch")
-        except Exception as exc:  # a damaged file fails in many ways (zip, header, data, checksum)
-            warnings.warn(
-                f"The cached embedding {path} is corrupted ({type(exc).__name__}: {exc}); it is "
-                f"ignored and recomputed.",
-                UserWarning,
-                stacklevel=2,
-            )
-            return None
-        return row, prior
-
     def save(self, key, row, prior):
         """Store ``(row, prior)`` for the task ``key``, atomically (write, then rename)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         row, prior = np.asarray(row, dtype=np.float64), np.asarray(prior, dtype=np.float64)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, row=row, prior=prior, checksum=np.array(_checksum(key, row, prior)))
-            os.replace(temporary, self._path(key))
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        save_checked(self._path(key), key, row=row, prior=prior)
+
+    def load(self, key):
+        """``(row, prior)`` stored for the task ``key``, or None if absent or corrupted."""
+        return load_checked(self._path(key), key, ("row", "prior"), "embedding")

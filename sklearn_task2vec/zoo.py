@@ -30,11 +30,8 @@ import json
 import math
 import numbers
 import os
-import tempfile
-import warnings
 from pathlib import Path
 
-import joblib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,7 +44,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 
 from . import __version__, probes
-from .cache import _array_digest
+from .cache import _array_digest, cache_folder, load_checked, save_checked, write_atomically
 from .heads import probe_features
 from .tasks import TaskLibrary, _is_bare_pair, coerce_task, encode_labels
 
@@ -565,9 +562,9 @@ def save_expert(expert, path):
     folder.mkdir(parents=True, exist_ok=True)
     state_dict = {key: tensor.detach().cpu().clone() for key, tensor in expert.module.state_dict().items()}
     weights = folder / _WEIGHTS_FILE
-    _write_atomically(weights, lambda file: torch.save(state_dict, file))
+    write_atomically(weights, lambda file: torch.save(state_dict, file))
     metadata["weights_sha256"] = _file_sha256(weights)
-    _write_atomically(
+    write_atomically(
         folder / _METADATA_FILE,
         lambda file: file.write(json.dumps(metadata, indent=1, allow_nan=False).encode()),
     )
@@ -675,18 +672,6 @@ def _file_sha256(path):
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_atomically(path, write):
-    """``write(file)`` to a temporary file next to ``path``, then rename it to ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------
@@ -964,47 +949,17 @@ class _FeatureStore:
     """Features on disk, one ``.npz`` per (expert, task) with a checksum, written atomically."""
 
     def __init__(self, cache):
-        if cache is None:
-            self.folder = None
-        elif isinstance(cache, joblib.Memory):
-            self.folder = (
-                None if cache.location is None else Path(cache.location) / "sklearn_task2vec" / "features"
-            )
-        elif isinstance(cache, (str, os.PathLike)):
-            self.folder = Path(cache) / "sklearn_task2vec" / "features"
-        else:
-            raise TypeError(f"cache must be None, a folder or a joblib.Memory, got {type(cache).__name__}.")
+        folder = cache_folder(cache, "cache")
+        self.folder = None if folder is None else folder / "features"
 
     def _path(self, expert_key, task_key):
         return self.folder / expert_key / f"{task_key}.npz"
 
-    @staticmethod
-    def _checksum(expert_key, task_key, features):
-        digest = hashlib.sha256(f"{expert_key} {task_key}".encode())
-        _array_digest(digest, features)
-        return digest.hexdigest()
-
     def load(self, expert_key, task_key):
-        path = self._path(expert_key, task_key)
-        if not path.exists():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                features, checksum = stored["features"], str(stored["checksum"])
-            if checksum != self._checksum(expert_key, task_key, features):
-                raise ValueError("checksum mismatch")
-        except Exception as exc:  # a damaged file fails in many ways (zip, header, data, checksum)
-            warnings.warn(
-                f"The cached features {path} are corrupted ({type(exc).__name__}: {exc}); they are "
-                f"ignored and recomputed.",
-                UserWarning,
-                stacklevel=4,
-            )
-            return None
-        return features
+        stored = load_checked(
+            self._path(expert_key, task_key), f"{expert_key} {task_key}", ("features",), "features"
+        )
+        return None if stored is None else stored[0]
 
     def save(self, expert_key, task_key, features):
-        path = self._path(expert_key, task_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checksum = self._checksum(expert_key, task_key, features)
-        _write_atomically(path, lambda file: np.savez(file, features=features, checksum=np.array(checksum)))
+        save_checked(self._path(expert_key, task_key), f"{expert_key} {task_key}", features=features)
