@@ -16,9 +16,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from . import fisher, probes
-from .cache import EmbeddingCache, cache_folder, settings_key, task_key
-from .heads import probe_features, run_without_gradient, train_head
+from . import _fisher as fisher, _probes as probes
+from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
+from ._heads import probe_features, run_without_gradient, train_head
 from .tasks import ArrayTask, check_inputs, coerce_task, encode_labels, example_shape, is_task_sequence
 
 _METHODS = ("auto", *fisher.METHODS)

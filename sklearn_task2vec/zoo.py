@@ -43,9 +43,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from torch import nn
 
-from . import __version__, probes
-from .cache import _array_digest, cache_folder, load_checked, save_checked, write_atomically
-from .heads import probe_features
+from . import __version__, _probes as probes
+from ._utils import update_digest as _array_digest
+from ._cache import cache_folder, load_checked, save_checked, write_atomically
+from ._heads import probe_features
 from .tasks import TaskLibrary, _is_bare_pair, coerce_task, encode_labels
 
 __all__ = ["Expert", "error_matrix", "load_expert", "model_embeddings", "save_expert", "train_expert"]

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_task2vec import FisherTaskEmbedder, fisher
-from sklearn_task2vec.fisher import exact_logit_directions, sampled_logit_directions
-from sklearn_task2vec.probes import probe_filters
+from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import _fisher as fisher
+from sklearn_task2vec._fisher import exact_logit_directions, sampled_logit_directions
+from sklearn_task2vec._probes import probe_filters
 
 
 def brute_force_fisher(probe, head, X):
@@ -214,7 +215,7 @@ def test_layer_called_twice_is_refused():
 def test_folding_batchnorm_keeps_the_fisher_of_the_original_filters(monkeypatch):
     import torchvision
 
-    from sklearn_task2vec import probes
+    from sklearn_task2vec import _probes as probes
 
     torch.manual_seed(0)
     probe = torchvision.models.resnet18(weights=None)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sklearn_task2vec import FisherTaskEmbedder, probes
+from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import _probes as probes
 
 
 @pytest.fixture(scope="module")

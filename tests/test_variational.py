@@ -8,7 +8,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sklearn_task2vec import FisherTaskEmbedder, fisher
+from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import _fisher as fisher
 from sklearn_task2vec.distances import symmetric_distance
 
 

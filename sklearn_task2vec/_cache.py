@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._utils import update_digest
 
 # Parameters that do not change a task's row.
 _PARAMETERS_NOT_IN_KEY = ("device", "memory", "n_jobs", "on_error", "verbose")
@@ -42,21 +43,12 @@ def cache_folder(memory, parameter="memory"):
     raise TypeError(f"{parameter} must be None, a path or a joblib.Memory, got {type(memory).__name__}.")
 
 
-def _array_digest(digest, array):
-    array = np.ascontiguousarray(array)
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    if array.dtype == object:
-        digest.update(joblib.hash(array).encode())
-    else:
-        digest.update(array.view(np.uint8).reshape(-1).data)
-
-
 def task_key(task, batch_size):
     """A hash of the examples and labels of a coerced task, in order (one pass over its data)."""
     digest = hashlib.sha256()
     for inputs, labels in task.batches(batch_size):
-        _array_digest(digest, inputs.cpu().numpy())
-        _array_digest(digest, np.asarray(labels))
+        update_digest(digest, inputs.cpu().numpy())
+        update_digest(digest, np.asarray(labels))
     return digest.hexdigest()
 
 
@@ -70,7 +62,7 @@ def settings_key(embedder, seeds, device):
     digest.update(repr(embedder.probe_).encode())
     for name, tensor in embedder.probe_.state_dict().items():
         digest.update(name.encode())
-        _array_digest(digest, tensor.detach().cpu().numpy())
+        update_digest(digest, tensor.detach().cpu().numpy())
     digest.update(repr([int(seed) for seed in seeds]).encode())
     digest.update(f"{device.type} {__version__} torch {torch.__version__}".encode())
     return digest.hexdigest()
@@ -92,7 +84,7 @@ def write_atomically(path, write):
 def _checksum(key, arrays):
     digest = hashlib.sha256(key.encode())
     for array in arrays:
-        _array_digest(digest, array)
+        update_digest(digest, array)
     return digest.hexdigest()
 
 

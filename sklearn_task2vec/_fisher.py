@@ -242,7 +242,7 @@ class FilterFisherRecorder:
     per-example squared norms per filter, divided by the filter's number of weights (the
     average of sec. 3.1), and adds them to ``rows[:, filter_slice]``. ``scales`` gives, per
     filter module, the factor its weight gradients carry (a folded BatchNorm's
-    ``gamma / sigma``, see :func:`~sklearn_task2vec.probes.fold_batchnorm`), or None.
+    ``gamma / sigma``, see :func:`~sklearn_task2vec._probes.fold_batchnorm`), or None.
     """
 
     def __init__(self, filters, scales=None):
@@ -475,7 +475,7 @@ def variational_fisher(
     Parameters
     ----------
     probe : RunnableProbe
-        The probe to perturb (:func:`~sklearn_task2vec.probes.folded_filters`).
+        The probe to perturb (:func:`~sklearn_task2vec._probes.folded_filters`).
     head : torch.nn.Linear
         The head trained on the task; a copy is trained further here.
     batches : callable

@@ -1,0 +1,412 @@
+"""Probe networks: building them by name, loading their weights, and finding their filters.
+
+A probe is a frozen feature extractor ``x -> z`` with ``z`` of shape ``(batch, d)``.
+Its *filters* are the output channels of every convolution and the output units of
+every linear layer inside it: one embedding coordinate each (paper, sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import os
+import urllib.error
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Modules whose weights are filters: one embedding coordinate per output channel/unit.
+FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+class RandomReLUProbe(nn.Module):
+    """Random ReLU features ``max(0, a @ x + c)``, the probe of the paper's toy experiments.
+
+    The paper (supplementary sec. 5, Fig. 4) embeds tasks on the unit square with ten
+    features ``max(0, a x + b y + c)``, ``a, b ~ U[-1/2, 1/2]`` and ``c ~ U[-1, 1]``.
+    This generalises it to ``n_features`` inputs: the weights are scaled by
+    ``sqrt(2 / n_features)`` so that two inputs give exactly the paper's probe.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features.
+    n_hidden : int, default=64
+        Number of random features, i.e. of filters in the embedding.
+    seed : int, default=0
+        Seed of the random weights.
+    dtype : torch.dtype, default=torch.float64
+        The probe is tiny, so it runs in double precision by default.
+    """
+
+    def __init__(self, n_features, n_hidden=64, seed=0, dtype=torch.float64):
+        super().__init__()
+        generator = torch.Generator().manual_seed(int(seed))
+        self.features = nn.Linear(n_features, n_hidden, dtype=dtype)
+        with torch.no_grad():
+            scale = (2.0 / n_features) ** 0.5
+            weight = torch.rand(n_hidden, n_features, generator=generator, dtype=dtype) - 0.5
+            self.features.weight.copy_(weight * scale)
+            self.features.bias.copy_(2.0 * torch.rand(n_hidden, generator=generator, dtype=dtype) - 1.0)
+        self.activation = nn.ReLU()
+
+    def forward(self, x):
+        return self.activation(self.features(x))
+
+
+def is_named_probe(probe):
+    return isinstance(probe, str) and probe != "auto"
+
+
+def build_named_probe(name, weights, seed=0):
+    """A torchvision classification model with its classifier removed.
+
+    Parameters
+    ----------
+    name : str
+        A torchvision classification model name, e.g. ``"resnet34"``.
+    weights : {"imagenet", None} or path-like
+        ``"imagenet"``: torchvision's default pretrained weights, downloaded and cached by
+        torch.hub (``$TORCH_HOME/hub/checkpoints``). ``None``: random initialisation.
+        A path: a local ``state_dict`` of the full model or of the body without its classifier,
+        loaded with ``weights_only=True``.
+    seed : int, default=0
+        Seeds the random initialisation (torch's global generator is left as it was).
+    """
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise ValueError(
+            f"Unknown probe {name!r}: expected 'auto', a torch.nn.Module, or one of torchvision's "
+            f"classification models, e.g. 'resnet18', 'resnet34', 'resnet50', 'densenet121', "
+            f"'vgg13_bn' (all: {', '.join(available)})."
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torchvision.models.get_model(name, weights=None)
+    if isinstance(weights, str) and weights == "imagenet":
+        model.load_state_dict(_imagenet_state_dict(name))
+        _drop_classifier(model, name)
+    elif weights is None:
+        _drop_classifier(model, name)
+    elif isinstance(weights, (str, os.PathLike)):
+        state_dict = load_state_dict_file(weights)
+        with_classifier = _classifier_keys(model, name) <= set(state_dict)
+        if not with_classifier:
+            _drop_classifier(model, name)
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"probe_weights file {os.fspath(weights)!r} does not fit probe {name!r}: {exc}"
+            ) from exc
+        if with_classifier:
+            _drop_classifier(model, name)
+    else:
+        raise TypeError(
+            f"probe_weights must be 'imagenet', None or a path to a state_dict file, got {weights!r}."
+        )
+    return model
+
+
+def _imagenet_state_dict(name):
+    import torchvision
+
+    pretrained = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        return pretrained.get_state_dict(progress=False, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(pretrained.url))
+        raise RuntimeError(
+            f"Could not get the ImageNet weights of probe {name!r} ({type(exc).__name__}: {exc}). "
+            f"Either run once on a machine with internet access (torchvision caches them), "
+            f"or download {pretrained.url} to {cache}, or pass probe_weights='/path/to/state_dict.pt', "
+            f"or probe_weights=None for a randomly initialised probe."
+        ) from exc
+
+
+def load_state_dict_file(path):
+    """Load a ``state_dict`` from a local file, refusing anything but tensors (``weights_only``)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"probe_weights file not found: {os.fspath(path)!r}.")
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"probe_weights file {os.fspath(path)!r} is not a loadable state_dict "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    if not isinstance(state_dict, dict):
+        raise ValueError(
+            f"probe_weights file {os.fspath(path)!r} holds a {type(state_dict).__name__}, "
+            f"not a state_dict (a dict of tensors)."
+        )
+    return state_dict
+
+
+def _classifier_path(model, name):
+    """The module path of the final classifier: the last Linear layer registered."""
+    linear_paths = [path for path, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear_paths:
+        raise ValueError(
+            f"Probe {name!r} has no final Linear classifier to remove; pass it as a torch.nn.Module "
+            f"that returns (batch, d) features instead."
+        )
+    return linear_paths[-1]
+
+
+def _classifier_keys(model, name):
+    path = _classifier_path(model, name)
+    return {f"{path}.{key}" for key in model.get_submodule(path).state_dict()}
+
+
+def _drop_classifier(model, name):
+    path = _classifier_path(model, name)
+    parent_path, _, attribute = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attribute, nn.Identity())
+
+
+def frozen_copy(probe):
+    """A deep copy of ``probe`` ready to be probed: eval mode, no weight gradients, no in-place ops.
+
+    In-place activations are switched off because they overwrite the filter outputs
+    whose gradients the Fisher hooks read.
+    """
+    frozen = copy.deepcopy(probe).eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    for module in frozen.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    return frozen
+
+
+def probe_filters(probe):
+    """``[(path, module), ...]`` for every Conv and Linear module of ``probe`` with a weight."""
+    filters = [
+        (path, module)
+        for path, module in probe.named_modules()
+        if isinstance(module, FILTER_TYPES) and getattr(module, "weight", None) is not None
+    ]
+    for path, module in filters:
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):
+            raise ValueError(
+                f"Probe layer {path!r} is a transposed convolution; its filters are not output "
+                f"channels of its weight, so it cannot be embedded. Use a probe without it."
+            )
+    if not filters:
+        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+    return filters
+
+
+_BATCHNORM_AFTER = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+
+
+def fold_batchnorm(probe):
+    """``probe`` with each eval-mode BatchNorm folded into the convolution before it.
+
+    Returns ``(folded, scales)``: a ``torch.fx`` copy of the probe in which ``bn(conv(x))``
+    is one convolution with weight ``W' = W * gamma / sigma`` (per output channel), and for
+    each folded layer's path the factor ``gamma / sigma``. The folded layer computes the same
+    function, and ``d loss / d W = (gamma / sigma) * d loss / d W'``, so the Fisher of the
+    original filters is that of the folded ones times ``(gamma / sigma)^2``. It saves the
+    BatchNorm's forward and backward in the Fisher pass. Module paths are unchanged. A probe
+    that ``torch.fx`` cannot trace is returned as it is, with no scales.
+    """
+    from torch import fx
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    try:
+        traced = fx.symbolic_trace(probe)
+    except Exception:  # control flow fx cannot follow: folding is only an optimisation
+        return probe, {}
+    modules = dict(traced.named_modules())
+    calls = collections.Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
+    scales = {}
+    for node in list(traced.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            continue
+        batchnorm, layer_node = modules[node.target], node.args[0]
+        if not (isinstance(layer_node, fx.Node) and layer_node.op == "call_module"):
+            continue
+        layer = modules[layer_node.target]
+        foldable = (
+            type(layer) in _BATCHNORM_AFTER
+            and isinstance(batchnorm, _BATCHNORM_AFTER[type(layer)])
+            and batchnorm.running_var is not None
+            and batchnorm.num_features == layer.out_channels
+            and len(layer_node.users) == 1
+            and calls[layer_node.target] == 1
+        )
+        if not foldable:
+            continue
+        gamma = batchnorm.weight.detach() if batchnorm.affine else torch.ones_like(batchnorm.running_var)
+        scales[layer_node.target] = gamma / torch.sqrt(batchnorm.running_var + batchnorm.eps)
+        parent_path, _, name = layer_node.target.rpartition(".")
+        parent = traced.get_submodule(parent_path) if parent_path else traced
+        setattr(parent, name, fuse_conv_bn_eval(layer, batchnorm))
+        node.replace_all_uses_with(layer_node)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced, scales
+
+
+class RunnableProbe(NamedTuple):
+    """A probe ready for the Fisher pass.
+
+    ``module`` maps the probe's input (or, with a ``stem``, the stem's output) to features;
+    ``stem`` (or None) computes the activations before the first embedded layer, without
+    gradients; ``filters`` pairs each embedded filter path with the module ``module`` calls;
+    ``scales`` holds a folded BatchNorm's ``gamma / sigma`` per filter module, or None.
+    """
+
+    module: nn.Module
+    filters: list
+    scales: list
+    stem: nn.Module | None = None
+
+
+def _trace(probe, start):
+    from torch import fx
+
+    if isinstance(probe, fx.GraphModule):
+        return probe
+    try:
+        return fx.symbolic_trace(probe)
+    except Exception as exc:  # fx raises many kinds of errors on control flow it cannot follow
+        raise ValueError(
+            f"skip_layers={start!r} needs a probe that torch.fx can trace, to split it before "
+            f"{start!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def split_probe(probe, start):
+    """``(stem, tail)``: the probe cut just before the first call of module ``start``.
+
+    ``stem`` maps the probe's input to the activations that enter ``start`` and ``tail``
+    maps those to the features, so ``tail(stem(x)) == probe(x)``. Both are ``torch.fx``
+    graph modules sharing the probe's submodules. The cut must be clean: ``tail`` may use
+    nothing computed before ``start`` but that one activation (a block boundary such as
+    ``"layer3"`` of a ResNet).
+    """
+    from torch import fx
+
+    traced = _trace(probe, start)
+    nodes = list(traced.graph.nodes)
+    first = next(
+        (
+            node
+            for node in nodes
+            if node.op == "call_module" and (node.target == start or node.target.startswith(start + "."))
+        ),
+        None,
+    )
+    if first is None:
+        called = [node.target for node in nodes if node.op == "call_module"]
+        blocks = sorted({target.split(".")[0] for target in called}, key=[t.split(".")[0] for t in called].index)
+        raise ValueError(
+            f"skip_layers={start!r} is not a layer the probe calls; its top-level blocks are {blocks}."
+        )
+    cut = first.args[0] if first.args else None
+    if not isinstance(cut, fx.Node):
+        raise ValueError(f"skip_layers={start!r}: the layer's input is not an activation of the probe.")
+    stem_nodes = nodes[: nodes.index(cut) + 1]
+    in_stem = set(stem_nodes)
+
+    stem_graph = fx.Graph()
+    stem_env = {}
+    for node in stem_nodes:
+        stem_env[node] = stem_graph.node_copy(node, stem_env.__getitem__)
+    stem_graph.output(stem_env[cut])
+
+    tail_graph = fx.Graph()
+    tail_env = {cut: tail_graph.placeholder("activations")}
+
+    def tail_value(node):
+        if node not in tail_env:
+            if node not in in_stem or node.op != "get_attr":
+                raise ValueError(
+                    f"skip_layers={start!r} does not cut the probe cleanly: layers from {start!r} "
+                    f"on also use {node.name!r}, computed before it. Choose a block boundary."
+                )
+            tail_env[node] = tail_graph.node_copy(node)  # a constant: copied, not cached
+        return tail_env[node]
+
+    for node in nodes[len(stem_nodes) :]:
+        tail_env[node] = tail_graph.node_copy(node, tail_value)
+    return fx.GraphModule(traced, stem_graph), fx.GraphModule(traced, tail_graph)
+
+
+def embedded_filters(probe, start=None):
+    """The filters the embedding covers: :func:`probe_filters`, from layer ``start`` on."""
+    filters = probe_filters(probe)
+    if start is None:
+        return filters
+    _, tail = split_probe(probe, start)
+    kept = [(path, module) for path, module in filters if _calls(tail, path)]
+    if not kept:
+        raise ValueError(f"skip_layers={start!r} leaves no Conv or Linear layer to embed.")
+    return kept
+
+
+def _calls(graph_module, path):
+    return any(node.op == "call_module" and node.target == path for node in graph_module.graph.nodes)
+
+
+def folded_filters(probe, start=None):
+    """The probe to run, with BatchNorm folded, and its filters in ``probe``'s order.
+
+    Returns a :class:`RunnableProbe`: ``filters`` pairs each filter path of ``probe`` (from
+    layer ``start`` on, see :func:`embedded_filters`) with the module that computes it in
+    the folded probe; ``scales`` holds, per filter module, the factor its gradients carry
+    (see :func:`fold_batchnorm`), or None where it is unfolded. With ``start``, ``stem`` is
+    the folded probe before ``start`` and ``module`` the rest (:func:`split_probe`).
+    """
+    folded, scales = fold_batchnorm(probe)
+    stem = None
+    if start is not None:
+        stem, folded = split_probe(folded, start)
+    filters = []
+    for path, module in embedded_filters(probe, start):
+        try:
+            filters.append((path, folded.get_submodule(path)))
+        except AttributeError:  # not used by the traced forward: its hooks never fire
+            filters.append((path, module))
+    return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters], stem)
+
+
+def probe_dtype(probe):
+    for tensor in probe.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def trivial_embedding(filters):
+    """The paper's trivial embedding: the precision of a per-layer isotropic prior.
+
+    Sec. 3.1 and supplementary sec. 6: a task with constant loss or no samples gets the
+    prior ``lambda^2 I``, one scale per layer, picked "according to the scale of the weights
+    of each layer". We take the precision of the isotropic Gaussian that matches the layer's
+    weights, ``lambda_l^2 = 1 / mean(w_l^2)``, which has the units of a Fisher entry (1/w^2).
+    """
+    scales = []
+    for _, module in filters:
+        weight = module.weight.detach().double()
+        second_moment = float(weight.pow(2).mean())
+        precision = 1.0 / second_moment if second_moment > 0 else 1.0
+        scales.append(np.full(weight.shape[0], precision))
+    return np.concatenate(scales)
+
+
+def filter_names(filters):
+    return np.asarray(
+        [f"{path}:{index}" for path, module in filters for index in range(module.weight.shape[0])],
+        dtype=object,
+    )
