@@ -1,4 +1,4 @@
-"""How long a TASK2VEC embedding takes, relative to one plain forward+backward pass.
+"""How long a TASK2VEC embedding takes through the public API, relative to one plain forward+backward pass.
 
 The reference ("plain fwd+bwd") is the cheapest honest way to touch every weight gradient of
 the probe once: the same torchvision body (``weights=None``) with its ``fc`` replaced by a
@@ -6,12 +6,16 @@ fresh ``Linear(d, n_classes)``, in eval mode, and for every batch a forward, a c
 on the labels and ``loss.backward()`` computing all parameter gradients (zeroed between
 batches). Its inputs start on the CPU and go to the device batch by batch, as ours do.
 
-"Ours" is ``FisherTaskEmbedder(...).fit(tasks).transform(tasks)`` with one task, timing only
-``transform``: feature caching (one no-grad forward), head training on the cached features,
-and the Fisher pass (forward with hooks, backward for input gradients, per-example squared
-filter gradients in the hooks). The breakdown times these pieces through the package's own
-functions, the way ``FisherTaskEmbedder._embed_task`` chains them, and splits the Fisher pass
-into its forward, its backward (autograd) and the hooks' per-example products.
+"Ours" is the public API end to end, timed in the same run:
+
+* one task: ``FisherTaskEmbedder(...).fit_transform([task])`` (building the probe, preparing
+  it, feature caching, head training and the Fisher pass);
+* a sequence: ``fit_transform(tasks)`` on ``--n-tasks`` tasks of the same images with other
+  labels, divided by the number of tasks (the per-task cost once the probe is built).
+
+The breakdown times the stages of one task through the pipeline's own functions
+(``sklearn_task2vec._pipeline``: building the probe, preparing it, the features pass, the
+head, the Fisher pass), the way :func:`embed_task` chains them.
 
 Every figure is the median of ``--repeats`` runs after one warm-up run.
 
@@ -24,25 +28,31 @@ Every figure is the median of ``--repeats`` runs after one warm-up run.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import os
 import platform
 import statistics
 import time
 
-import numpy as np
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's start/stop chatter
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from sklearn_task2vec import FisherTaskEmbedder, fisher  # noqa: E402
-from sklearn_task2vec.embedder import _seeds, _to_device
+from sklearn_task2vec import FisherTaskEmbedder  # noqa: E402
+from sklearn_task2vec._fisher import resolve_method, task_fisher  # noqa: E402
+from sklearn_task2vec._heads import task_features, train_head  # noqa: E402
+from sklearn_task2vec._pipeline import embedding_seeds, fisher_generator  # noqa: E402
+from sklearn_task2vec._probes import build_named_probe, frozen_copy, prepare_probe  # noqa: E402
+from sklearn_task2vec._utils import to_device  # noqa: E402
 from sklearn_task2vec.tasks import coerce_task, encode_labels  # noqa: E402
 
-# (label, method, n_classes): the cases of the table.
-CASES = (("exact", "exact", 2), ("montecarlo", "montecarlo", 10), ("auto", "auto", 10))
+# (label, method, n_classes): the cases of the table; the first is the README's.
+CASES = (
+    ("montecarlo", "montecarlo", 2),
+    ("exact", "exact", 2),
+    ("montecarlo", "montecarlo", 10),
+    ("auto", "auto", 10),
+)
 
 # (label, n_classes, FisherTaskEmbedder parameters): further settings, timed as totals only.
 OTHER_CASES = (
@@ -61,6 +71,9 @@ def parse_args(argv=None):
     parser.add_argument("--n-examples", type=int, default=1024, help="examples in the task (default: 1024)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
     parser.add_argument(
+        "--n-tasks", type=int, default=4, help="tasks in the sequence case (default: 4)"
+    )
+    parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per figure, median kept (default: 3)"
     )
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"), help="default: auto")
@@ -74,6 +87,7 @@ def parse_args(argv=None):
         default=300,
         help="variational_steps of the variational case (default: 300, the estimator's default)",
     )
+    parser.add_argument("--skip-others", action="store_true", help="skip the other settings")
     parser.add_argument(
         "--profile",
         type=int,
@@ -82,7 +96,7 @@ def parse_args(argv=None):
         help="also profile one Fisher pass (torch.profiler) and print its top N ops by self time",
     )
     args = parser.parse_args(argv)
-    for name in ("image_size", "n_examples", "batch_size", "repeats", "variational_steps"):
+    for name in ("image_size", "n_examples", "batch_size", "n_tasks", "repeats", "variational_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.device == "auto":
@@ -140,7 +154,7 @@ def plain_forward_backward(model, inputs, labels, batch_size, device):
 
     def run():
         for start in range(0, len(inputs), batch_size):
-            batch = _to_device(inputs[start : start + batch_size], device)
+            batch = to_device(inputs[start : start + batch_size], device)
             target = labels[start : start + batch_size].to(device)
             model.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(batch), target)
@@ -153,110 +167,67 @@ def plain_forward(model, inputs, batch_size, device):
     def run():
         with torch.no_grad():
             for start in range(0, len(inputs), batch_size):
-                model(_to_device(inputs[start : start + batch_size], device))
+                model(to_device(inputs[start : start + batch_size], device))
 
     return run
 
 
 # ---------------------------------------------------------------- ours
-class HookTimer:
-    """Wraps ``fisher.squared_filter_gradients`` (called by the recorder's hooks) to time it."""
-
-    def __init__(self, device):
-        self.device = device
-        self.seconds = 0.0
-        self.by_module = collections.Counter()
-
-    @contextlib.contextmanager
-    def installed(self):
-        original = fisher.squared_filter_gradients
-
-        def wrapper(module, activation, output_grad):
-            synchronize(self.device)
-            start = time.perf_counter()
-            result = original(module, activation, output_grad)
-            synchronize(self.device)
-            elapsed = time.perf_counter() - start
-            self.seconds += elapsed
-            self.by_module[module] += elapsed
-            return result
-
-        fisher.squared_filter_gradients = wrapper
-        try:
-            yield self
-        finally:
-            fisher.squared_filter_gradients = original
-
-
-def fisher_forward_only(embedder, probe, head, task, device):
-    """The Fisher pass's forward alone: hooks on, graph built, no backward."""
-    with fisher.FilterFisherRecorder(probe.filters, probe.scales) as recorder, torch.enable_grad():
-        for inputs, _ in task.batches(embedder.batch_size):
-            recorder.start_batch(inputs.shape[0], device)
-            head(probe.module(_to_device(inputs, device))).sum()  # built, then dropped
-
-
-def breakdown(embedder, raw_task, device):
-    """Seconds of each piece of ``_embed_task`` on ``raw_task``, chained the same way."""
-    _, seeds = _seeds(embedder.random_state)
-    times = {}
-    start = time.perf_counter()
-    probe = embedder._runnable_probe(device)
-    task = coerce_task(
-        raw_task,
-        0,
-        dtype=torch.float32,
-        batch_size=embedder.batch_size,
-        max_samples=embedder.max_samples,
-        rng=np.random.RandomState(seeds[0]),
+def embedder(args, device, **params):
+    return FisherTaskEmbedder(
+        probe=args.probe, probe_weights=None, batch_size=args.batch_size, random_state=0, device=device, **params
     )
-    times["prepare"] = time.perf_counter() - start
 
-    times["cache"], (features, labels, _) = timed(lambda: embedder._cache_features(probe, task, device), device)
-    classes, codes = encode_labels(labels, task.where)
-    times["head"], head = timed(lambda: embedder._train_head(features, codes, len(classes)), device)
-    method = fisher.resolve_method(embedder.method, len(classes))
+
+def breakdown(args, method, task, device):
+    """Seconds of each stage of one task, through the pipeline's functions, chained as
+    ``embed_task`` chains them; and what a profile of the Fisher pass needs."""
+    seeds = embedding_seeds(0)
+    times = {}
+    times["probe"], probe = timed(lambda: frozen_copy(build_named_probe(args.probe, None, seeds.probe)), device)
+    times["prepare"], runnable = timed(lambda: prepare_probe(probe, None, device), device)
+    coerced = coerce_task(
+        task, 0, dtype=torch.float32, batch_size=args.batch_size, max_samples=None, rng=None
+    )
+    times["features"], features = timed(
+        lambda: task_features(runnable.module, coerced, batch_size=args.batch_size, device=device), device
+    )
+    classes, codes = encode_labels(features.labels, coerced.where)
+    times["head"], head = timed(
+        lambda: train_head(
+            features.features, codes, len(classes), max_iter=100, learning_rate=1.0, weight_decay=5e-4
+        ),
+        device,
+    )
+    used = resolve_method(method, len(classes))
 
     def fisher_pass():
-        return embedder._fisher(probe, head, task, method, seeds, keep_rows=False)
+        return task_fisher(
+            runnable,
+            head,
+            coerced,
+            method=used,
+            batch_size=args.batch_size,
+            generator=fisher_generator(seeds, device),
+        )
 
-    hooks = HookTimer(device)
-    if device.type == "cuda":
-        # The hook timer synchronises inside the pass: time the pass without it, then the hooks.
-        times["fisher"], _ = timed(fisher_pass, device)
-        with hooks.installed():
-            fisher_pass()
-    else:
-        with hooks.installed():
-            times["fisher"], _ = timed(fisher_pass, device)
-    times["fisher_hooks"] = hooks.seconds
-    names = {module: path for path, module in probe.filters}
-    for module, seconds in hooks.by_module.items():
-        times[f"hook {names.get(module, type(module).__name__)}"] = seconds
-    times["fisher_fwd"], _ = timed(lambda: fisher_forward_only(embedder, probe, head, task, device), device)
-    times["fisher_bwd"] = max(times["fisher"] - times["fisher_hooks"] - times["fisher_fwd"], 0.0)
-    return times, (probe, head, task, method, seeds)
+    times["fisher"], _ = timed(fisher_pass, device)
+    return times, fisher_pass
 
 
-def profile_fisher(embedder, state, device, top):
+def profile_fisher(fisher_pass, device, top):
     """torch.profiler of one Fisher pass: the ops with the most self time."""
     from torch.profiler import ProfilerActivity, profile
 
-    probe, head, task, method, seeds = state
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    embedder._fisher(probe, head, task, method, seeds, keep_rows=False)  # warm-up
+    fisher_pass()  # warm-up
     with profile(activities=activities) as prof:
-        embedder._fisher(probe, head, task, method, seeds, keep_rows=False)
+        fisher_pass()
         synchronize(device)
+    key = "self_cpu_time_total"
     if device.type == "cuda":
         averages = prof.key_averages()
-        key = (
-            "self_device_time_total"
-            if hasattr(averages[0], "self_device_time_total")
-            else "self_cuda_time_total"
-        )
-    else:
-        key = "self_cpu_time_total"
+        key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=48))
 
 
@@ -290,14 +261,14 @@ def main(argv=None):
     shape = (args.n_examples, 3, args.image_size, args.image_size)
     inputs = torch.randn(shape, generator=generator, dtype=torch.float32)
     labels = {
-        c: torch.randint(c, (args.n_examples,), generator=generator).numpy()
-        for c in {c for _, _, c in CASES} | {c for _, c, _ in OTHER_CASES}
+        c: [torch.randint(c, (args.n_examples,), generator=generator).numpy() for _ in range(args.n_tasks)]
+        for c in sorted({c for _, _, c in CASES} | {c for _, c, _ in OTHER_CASES})
     }
 
     print(
-        f"# Fisher embedding speed: probe {args.probe} (probe_weights=None), {args.n_examples} images "
-        f"3x{args.image_size}x{args.image_size}, batch {args.batch_size}, device {device}, "
-        f"median of {args.repeats} after 1 warm-up"
+        f"# Fisher embedding speed through the public API: probe {args.probe} (probe_weights=None), "
+        f"{args.n_examples} images 3x{args.image_size}x{args.image_size}, batch {args.batch_size}, "
+        f"device {device}, median of {args.repeats} after 1 warm-up"
     )
     for line in machine_info(device):
         print("# " + line)
@@ -307,7 +278,7 @@ def main(argv=None):
     for n_classes in sorted(labels):
         model = plain_model(args.probe, n_classes, device)
         baseline[n_classes] = median_time(
-            plain_forward_backward(model, inputs, labels[n_classes], args.batch_size, device),
+            plain_forward_backward(model, inputs, labels[n_classes][0], args.batch_size, device),
             device,
             args.repeats,
         )
@@ -315,31 +286,6 @@ def main(argv=None):
             plain_forward(model, inputs, args.batch_size, device), device, args.repeats
         )
         del model
-
-    rows, profiled = [], None
-    for name, method, n_classes in CASES:
-        tasks = [(inputs, labels[n_classes])]
-        embedder = FisherTaskEmbedder(
-            probe=args.probe,
-            probe_weights=None,
-            method=method,
-            batch_size=args.batch_size,
-            random_state=0,
-            device=device,
-        ).fit(tasks)
-        total = median_time(lambda: embedder.transform(tasks), device, args.repeats)
-        state = {}
-
-        def pieces():
-            times, state["fisher"] = breakdown(embedder, tasks[0], device)
-            return times
-
-        parts = median_dict(pieces, args.repeats)
-        rows.append((name, fisher.resolve_method(method, n_classes), n_classes, total, parts))
-        if profiled is None:
-            profiled = (name, n_classes, embedder, state["fisher"])
-
-    ref = baseline
     print()
     print(
         "plain fwd+bwd (reference): "
@@ -352,67 +298,58 @@ def main(argv=None):
     )
     print()
     header = (
-        f"{'method':<11} {'(used)':<11} {'classes':>7} {'seconds':>8} {'ratio':>6} | "
-        f"{'cache':>12} {'head':>12} {'fisher':>12} = {'fwd':>11} {'bwd':>11} {'hooks':>11}"
+        f"{'method':<11} {'(used)':<11} {'classes':>7} {'one task':>15} {'per task of ' + str(args.n_tasks):>17} | "
+        f"{'probe':>11} {'prepare':>11} {'features':>11} {'head':>11} {'fisher':>11}"
     )
     print(header)
     print("-" * len(header))
+    profiled = None
+    for name, method, n_classes in CASES:
+        one_task = [(inputs, labels[n_classes][0])]
+        tasks = [(inputs, task_labels) for task_labels in labels[n_classes]]
+        single = median_time(lambda: embedder(args, device, method=method).fit_transform(one_task), device, args.repeats)
+        sequence = median_time(lambda: embedder(args, device, method=method).fit_transform(tasks), device, args.repeats)
+        state = {}
 
-    def cell(seconds, n_classes, width=12):
-        return f"{seconds:5.2f}s/{seconds / ref[n_classes]:4.2f}x".rjust(width)
+        def stages():
+            times, state["fisher_pass"] = breakdown(args, method, one_task[0], device)
+            return times
 
-    for name, used, n_classes, total, parts in rows:
+        parts = median_dict(stages, args.repeats)
+        ref = baseline[n_classes]
+        per_task = sequence / args.n_tasks
+        cells = " ".join(f"{parts[key]:5.2f}s/{parts[key] / ref:4.2f}x".rjust(11) for key in parts)
         print(
-            f"{name:<11} {used:<11} {n_classes:>7} {total:8.3f} {total / ref[n_classes]:5.2f}x | "
-            f"{cell(parts['cache'], n_classes)} {cell(parts['head'], n_classes)} "
-            f"{cell(parts['fisher'], n_classes)} = {cell(parts['fisher_fwd'], n_classes, 11)} "
-            f"{cell(parts['fisher_bwd'], n_classes, 11)} {cell(parts['fisher_hooks'], n_classes, 11)}"
+            f"{name:<11} {resolve_method(method, n_classes):<11} {n_classes:>7} "
+            f"{single:7.2f}s {single / ref:5.2f}x {per_task:9.2f}s {per_task / ref:5.2f}x | {cells}"
         )
+        if profiled is None:
+            profiled = (name, n_classes, state["fisher_pass"])
     print()
-    print(
-        "ratio: seconds / plain fwd+bwd with the same number of classes. Breakdown (seconds/ratio), medians"
-    )
-    print(
-        "of separate runs, so they need not add up to the total exactly: cache = no-grad forward caching the"
-    )
-    print("features; head = head training on them; fisher = Fisher pass, split into fwd (forward with hooks,")
-    print("graph built), hooks (per-example squared filter gradients) and bwd (the rest: autograd backward).")
+    print("ratio: seconds / plain fwd+bwd with the same number of classes. one task = fit_transform([task])")
+    print("end to end; per task = fit_transform(tasks) / n_tasks. Stages (seconds/ratio, medians of separate")
+    print("runs, so they need not add up): probe = building the named probe; prepare = BatchNorm folding;")
+    print("features = no-grad forward caching the features; head = head training; fisher = Fisher pass.")
 
-    print()
-    print("# other settings: total seconds of transform (ratio to plain fwd+bwd with as many classes)")
-    for name, n_classes, params in OTHER_CASES:
-        if params["method"] == "variational":
-            params = {**params, "variational_steps": args.variational_steps}
-        tasks = [(inputs, labels[n_classes])]
-        embedder = FisherTaskEmbedder(
-            probe=args.probe, probe_weights=None, batch_size=args.batch_size, random_state=0, device=device, **params
-        ).fit(tasks)
-        total = median_time(lambda: embedder.transform(tasks), device, args.repeats)
-        print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / ref[n_classes]:6.2f}x")
-    print(
-        f"  variational: one point-estimate pass (its start) + variational_steps={args.variational_steps} steps"
-        " of a batch, whatever the task's size"
-    )
+    if not args.skip_others:
+        print()
+        print("# other settings: fit_transform([task]) seconds (ratio to plain fwd+bwd with as many classes)")
+        for name, n_classes, params in OTHER_CASES:
+            if params["method"] == "variational":
+                params = {**params, "variational_steps": args.variational_steps}
+            one_task = [(inputs, labels[n_classes][0])]
+            total = median_time(lambda: embedder(args, device, **params).fit_transform(one_task), device, args.repeats)
+            print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / baseline[n_classes]:6.2f}x")
+        print(
+            f"  variational: one point-estimate pass (its start) + variational_steps={args.variational_steps} steps"
+            " of a batch, whatever the task's size"
+        )
 
     if args.profile:
-        name, n_classes, embedder, state = profiled
-        parts = rows[0][4]
-        hook_times = sorted(
-            ((key[5:], value) for key, value in parts.items() if key.startswith("hook ")),
-            key=lambda item: -item[1],
-        )
+        name, n_classes, fisher_pass = profiled
         print()
-        print(
-            f"# hook time by layer ({name}, {n_classes} classes), top {min(args.profile, len(hook_times))} of "
-            f"{len(hook_times)}: seconds over the task (ratio to plain fwd+bwd)"
-        )
-        for path, seconds in hook_times[: args.profile]:
-            print(f"  {path:<28} {seconds:6.3f}s ({seconds / ref[n_classes]:.3f}x)")
-        print()
-        print(
-            f"# torch.profiler, one Fisher pass ({name}, {n_classes} classes), top {args.profile} ops by self time"
-        )
-        profile_fisher(embedder, state, device, args.profile)
+        print(f"# torch.profiler, one Fisher pass ({name}, {n_classes} classes), top {args.profile} ops by self time")
+        profile_fisher(fisher_pass, device, args.profile)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._utils import update_digest
-
-# Parameters that do not change a task's row.
-_PARAMETERS_NOT_IN_KEY = ("device", "memory", "n_jobs", "on_error", "verbose")
-
+from ._utils import module_digest, update_digest
 
 def cache_folder(memory, parameter="memory"):
     """The folder of ``memory`` (a path, a ``joblib.Memory`` or None), or None for no cache.
@@ -52,17 +48,12 @@ def task_key(task, batch_size):
     return digest.hexdigest()
 
 
-def settings_key(embedder, seeds, device):
-    """A hash of what a row depends on besides the task: probe, settings, seeds, versions."""
-    digest = hashlib.sha256()
-    params = embedder.get_params(deep=False)
-    params = {name: value for name, value in params.items() if name not in _PARAMETERS_NOT_IN_KEY}
-    params.pop("probe")  # described by the fitted probe below, whatever form it was given in
-    digest.update(repr(sorted((name, repr(value)) for name, value in params.items())).encode())
-    digest.update(repr(embedder.probe_).encode())
-    for name, tensor in embedder.probe_.state_dict().items():
-        digest.update(name.encode())
-        update_digest(digest, tensor.detach().cpu().numpy())
+def settings_key(settings, seeds, probe, device):
+    """A hash of what a row depends on besides the task: the row-changing ``settings`` (a
+    frozen dataclass, by its ``repr``), the fitted ``probe`` (class, structure and weights),
+    the ``seeds``, the device type and the versions of this package and torch."""
+    digest = hashlib.sha256(repr(settings).encode())
+    module_digest(probe, digest)
     digest.update(repr([int(seed) for seed in seeds]).encode())
     digest.update(f"{device.type} {__version__} torch {torch.__version__}".encode())
     return digest.hexdigest()
@@ -120,7 +111,7 @@ def load_checked(path, key, names, description):
 
 
 class EmbeddingCache:
-    """Rows of tasks under one settings key, one ``.npz`` file per task in ``folder``."""
+    """Task embeddings under one settings key, one ``.npz`` file per task in ``folder``."""
 
     def __init__(self, folder, settings):
         self.folder = Path(folder) / settings
@@ -128,11 +119,21 @@ class EmbeddingCache:
     def _path(self, key):
         return self.folder / f"{key}.npz"
 
-    def save(self, key, row, prior):
-        """Store ``(row, prior)`` for the task ``key``, atomically (write, then rename)."""
-        row, prior = np.asarray(row, dtype=np.float64), np.asarray(prior, dtype=np.float64)
-        save_checked(self._path(key), key, row=row, prior=prior)
+    def save(self, key, embedding):
+        """Store a :class:`~sklearn_task2vec._pipeline.TaskEmbedding` for the task ``key``,
+        atomically (write, then rename)."""
+        save_checked(
+            self._path(key),
+            key,
+            row=np.asarray(embedding.row, dtype=np.float64),
+            prior=np.asarray(embedding.prior, dtype=np.float64),
+            n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
+        )
 
     def load(self, key):
-        """``(row, prior)`` stored for the task ``key``, or None if absent or corrupted."""
-        return load_checked(self._path(key), key, ("row", "prior"), "embedding")
+        """``(row, prior, n_classes)`` stored for the task ``key``, or None if absent or corrupted."""
+        stored = load_checked(self._path(key), key, ("row", "prior", "n_classes"), "embedding")
+        if stored is None:
+            return None
+        row, prior, n_classes = stored
+        return row, prior, int(n_classes)

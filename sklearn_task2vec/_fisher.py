@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._utils import autocast_context, to_device
+
 #: Estimators of the Fisher diagonal that :func:`per_example_fisher` implements.
 METHODS = ("montecarlo", "exact", "variational")
 
@@ -96,7 +98,7 @@ def sampled_logit_directions(probs, generator):
     return (one_hot - probs).unsqueeze(2)
 
 
-def _gram_is_cheaper(n_out, positions, n_in):
+def gram_is_cheaper(n_out, positions, n_in):
     """Whether ``G (U U^T) G^T`` beats the direct ``G U`` for per-example row norms.
 
     The direct product costs ``K T I`` per example and holds ``K I`` numbers; the Gram form
@@ -117,7 +119,7 @@ def _rowwise_squared_norms(output_grads, inputs):
     """``||(G_b U_b)_k||^2`` for ``G`` of shape (B, K, T) and ``U`` of shape (B, T, I): (B, K)."""
     batch, n_out, positions = output_grads.shape
     n_in = inputs.shape[2]
-    use_gram = _gram_is_cheaper(n_out, positions, n_in)
+    use_gram = gram_is_cheaper(n_out, positions, n_in)
     pieces = []
     for start, stop in _chunks(batch, positions * positions if use_gram else n_out * n_in):
         grads, acts = output_grads[start:stop], inputs[start:stop]
@@ -151,7 +153,7 @@ def _conv_squared_gradients(module, activation, output_grad):
     n, groups = activation.shape[0], module.groups
     n_out = module.weight.shape[0] // groups
     positions = output_grad.shape[2] * output_grad.shape[3]
-    if not _gram_is_cheaper(n_out, positions, module.weight[0].numel()):
+    if not gram_is_cheaper(n_out, positions, module.weight[0].numel()):
         return _per_example_conv_weight_squares(
             activation, output_grad, kernel, stride, padding, dilation, groups
         )
@@ -336,6 +338,40 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
         for index in range(n_directions):
             logits.backward(directions[:, :, index], retain_graph=index < n_directions - 1)
     return recorder.rows
+
+
+def task_fisher(probe, head, task, *, method, batch_size, generator, autocast=None, per_example=False, progress=None):
+    """The Fisher diagonal of a task's examples: their sum, or each example's row.
+
+    One pass over ``task``'s batches (a coerced task, in its own order) through ``probe`` (a
+    :class:`~sklearn_task2vec._probes.RunnableProbe`) and ``head``, on the head's device, with
+    :func:`per_example_fisher` under the recorder's hooks. ``generator`` draws the Monte Carlo
+    labels; ``autocast`` is a reduced precision for the passes; ``progress`` (a tqdm bar or
+    None) is advanced by each batch's examples.
+
+    Returns
+    -------
+    ndarray of shape (n_filters,) or (n_examples, n_filters), float64
+        The sum over the examples (``per_example=False``), or every example's row.
+    """
+    device = next(iter(head.parameters())).device
+    rows = []
+    with FilterFisherRecorder(probe.filters, probe.scales) as recorder:
+        total = torch.zeros(recorder.n_filters, dtype=torch.float64, device=device)
+        for inputs, _ in task.batches(batch_size):
+            with autocast_context(autocast, device):
+                batch_rows = per_example_fisher(
+                    probe.module, head, to_device(inputs, device), method, generator, recorder
+                )
+            if per_example:
+                rows.append(batch_rows)
+            else:
+                total += batch_rows.sum(0)
+            if progress is not None:
+                progress.update(len(inputs))
+    if per_example:
+        return torch.cat(rows).cpu().numpy()
+    return total.cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------

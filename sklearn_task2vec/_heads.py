@@ -7,9 +7,14 @@ trained, so the probe runs once over the task to cache its features ``z``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._utils import autocast_context, module_dtype, to_device
 
 
 def run_without_gradient(module, inputs, where):
@@ -34,6 +39,43 @@ def probe_features(probe, inputs, where):
             f"feature matrix, got {shape}."
         )
     return features
+
+
+class TaskFeatures(NamedTuple):
+    """What one pass of a task through a probe gives (:func:`task_features`).
+
+    ``features``: ``(n, d)`` on the device, in the probe's precision; ``labels``: the task's
+    labels in order; ``stem_outputs``: with a stem, its output for every example, on the host
+    (the input of the Fisher pass), else None.
+    """
+
+    features: torch.Tensor
+    labels: np.ndarray
+    stem_outputs: torch.Tensor | None
+
+
+def task_features(module, task, *, batch_size, device, stem=None, autocast=None):
+    """One no-grad pass of a task's batches through ``module`` (after ``stem``, if given).
+
+    ``task`` is a coerced task (:func:`~sklearn_task2vec.tasks.coerce_task`), read once in
+    its own order; ``autocast`` is a reduced precision for the pass (see
+    :func:`~sklearn_task2vec._utils.autocast_context`). The features come back in the
+    module's own precision whatever autocast computed them in, so that the head is trained
+    in it.
+    """
+    features, labels, stem_outputs = [], [], []
+    for inputs, batch_labels in task.batches(batch_size):
+        inputs = to_device(inputs, device)
+        with autocast_context(autocast, device):
+            if stem is not None:
+                inputs = run_without_gradient(stem, inputs, task.where)
+                stem_outputs.append(inputs.cpu())
+            features.append(probe_features(module, inputs, task.where))
+        labels.append(np.asarray(batch_labels))
+    dtype = module_dtype(module)
+    return TaskFeatures(
+        torch.cat(features).to(dtype), np.concatenate(labels), torch.cat(stem_outputs) if stem_outputs else None
+    )
 
 
 def train_head(features, codes, n_classes, *, max_iter, learning_rate, weight_decay):

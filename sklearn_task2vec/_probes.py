@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._utils import on_device, runs_channels_last
+
 #: Modules whose weights are filters: one embedding coordinate per output channel/unit.
 FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -381,11 +383,34 @@ def folded_filters(probe, start=None):
     return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters], stem)
 
 
-def probe_dtype(probe):
-    for tensor in probe.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.get_default_dtype()
+def prepare_probe(probe, start, device):
+    """The frozen ``probe`` ready for the Fisher pass on ``device``: a :class:`RunnableProbe`
+    (BatchNorm folded, cut at layer ``start`` if given, see :func:`folded_filters`), in
+    channels-last memory format where that is faster. ``probe`` itself is not modified."""
+    return _placed(folded_filters(on_device(probe, device), start), device)
+
+
+def copy_probe(runnable, device):
+    """An independent copy of a :class:`RunnableProbe` on ``device``, without tracing again.
+
+    For workers that run side by side: each needs its own modules (the Fisher pass hooks
+    them), and ``torch.fx`` tracing patches ``torch.nn.Module.__call__`` for every thread of
+    the process while it runs, so it must not run beside another thread's forward pass.
+    """
+    copied = copy.deepcopy(runnable)
+    for module in (copied.stem, copied.module):
+        if module is not None:
+            module.to(device)
+    scales = [None if scale is None else scale.to(device) for scale in copied.scales]
+    return _placed(copied._replace(scales=scales), device)
+
+
+def _placed(runnable, device):
+    if runs_channels_last(device):
+        for module in (runnable.stem, runnable.module):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    return runnable
 
 
 def trivial_embedding(filters):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 
 import joblib
@@ -66,3 +68,47 @@ class StrictInterval(Interval):
 
     def is_satisfied_by(self, val):
         return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+# Devices where convolutional probes run in channels-last memory format (the layout tensor
+# cores want); on CPU the default layout is as fast for these passes.
+CHANNELS_LAST_DEVICES = ("cuda",)
+
+
+def runs_channels_last(device):
+    """Whether convolutional probes run in channels-last memory format on ``device``."""
+    return device.type in CHANNELS_LAST_DEVICES
+
+
+def on_device(module, device):
+    """``module`` itself on CPU, a copy on another device: fitted attributes stay on CPU."""
+    if device.type == "cpu":
+        return module
+    return copy.deepcopy(module).to(device)
+
+
+def to_device(inputs, device):
+    """A batch of inputs on ``device``: pinned, asynchronous copies to CUDA, image batches in
+    channels-last layout there."""
+    if device.type == "cuda":
+        inputs = inputs.pin_memory().to(device, non_blocking=True)
+    else:
+        inputs = inputs.to(device)
+    if inputs.dim() == 4 and runs_channels_last(device):
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def autocast_context(precision, device):
+    """``torch.autocast`` on ``device`` in ``precision`` ("bfloat16", "float16"), or no context for None."""
+    if precision is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, precision))
+
+
+def module_dtype(module):
+    """The floating dtype of ``module``'s first floating parameter (torch's default without one)."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.get_default_dtype()

@@ -2,26 +2,46 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import numbers
+import os
 import threading
 import uuid
 import warnings
+from numbers import Integral, Real
+from typing import NamedTuple
 
+import joblib
 import numpy as np
 import torch
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils import check_random_state
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from . import _fisher as fisher, _probes as probes
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
-from ._heads import probe_features, run_without_gradient, train_head
+from ._fisher import METHODS, resolve_method, task_fisher
+from ._heads import task_features
+from ._pipeline import (
+    EmbeddingSettings,
+    TaskEmbedding,
+    embed_task,
+    embedding_seeds,
+    Seeds,
+    fisher_generator,
+    task_head,
+    variational_embedding,
+)
+from ._probes import (
+    RandomReLUProbe,
+    build_named_probe,
+    copy_probe,
+    embedded_filters,
+    filter_names,
+    frozen_copy,
+    prepare_probe,
+    trivial_embedding,
+)
+from ._utils import StrictInterval, module_dtype, on_device, resolve_device
 from .tasks import ArrayTask, check_inputs, coerce_task, encode_labels, example_shape, is_task_sequence
-
-_METHODS = ("auto", *fisher.METHODS)
 
 
 class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
@@ -186,9 +206,33 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     (3, 64)
     """
 
+    _parameter_constraints: dict = {
+        "probe": [str, torch.nn.Module],
+        "probe_weights": [str, os.PathLike, None],
+        "method": [StrOptions({"auto", *METHODS})],
+        "normalize": [StrOptions({"trivial"}), None],
+        "skip_layers": [str, None],
+        "max_samples": [StrictInterval(Integral, 1, None, closed="left"), None],
+        "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
+        "head_epochs": [StrictInterval(Integral, 0, None, closed="left")],
+        "head_learning_rate": [StrictInterval(Real, 0, None, closed="neither")],
+        "head_weight_decay": [StrictInterval(Real, 0, None, closed="left")],
+        "variational_beta": [StrictInterval(Real, 0, None, closed="neither")],
+        "variational_steps": [StrictInterval(Integral, 1, None, closed="left")],
+        "variational_learning_rate": [StrictInterval(Real, 0, None, closed="neither")],
+        "device": [str, torch.device],
+        "autocast": [StrOptions({"bfloat16", "float16"}), None],
+        "n_jobs": [Integral, None],
+        "memory": [str, os.PathLike, joblib.Memory, None],
+        "on_error": [StrOptions({"raise", "warn"})],
+        "random_state": ["random_state"],
+        "verbose": [StrictInterval(Integral, 0, None, closed="left")],
+    }
+
     def __init__(
         self,
         probe="auto",
+        *,
         probe_weights="imagenet",
         method="auto",
         normalize=None,
@@ -237,6 +281,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Prepare the probe; on one array task, also train its head and embed it.
 
@@ -251,94 +296,53 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         -------
         self : FisherTaskEmbedder
         """
-        self._check_params()
-        probe_seed, seeds = _seeds(self.random_state)
+        # What the constraints cannot tell: a folder that is no folder, a device torch rejects.
+        cache_folder(self.memory)
+        device = resolve_device(self.device)
+        seeds = embedding_seeds(self.random_state)
         if is_task_sequence(X):
-            self.probe_ = self._make_probe(example_shape(X[0], 0), probe_seed)
-            self._finish_probe()
+            self._fit_probe(example_shape(X[0], 0), seeds)
             return self
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float64, np.float32))
-        self.probe_ = self._make_probe(X.shape[1:], probe_seed)
-        self._finish_probe()
+        self._fit_probe(X.shape[1:], seeds)
         task = self._array_task(X, y)
-        self.classes_, codes = encode_labels(task.labels, "y")
-        self.method_ = fisher.resolve_method(self.method, len(self.classes_))
+        self.classes_, _ = encode_labels(task.labels, "y")
+        self.method_ = resolve_method(self.method, len(self.classes_))
         self.prior_embedding_ = self.trivial_embedding_
         if len(self.classes_) == 1:
             _warn_trivial("The task (X, y)")
             self.head_ = None
             self.embedding_ = self._normalised(self.trivial_embedding_)
             return self
-        device = self._device()
-        probe = self._runnable_probe(device)
-        features, _, task = self._cache_features(probe, task, device)
-        self.head_ = self._train_head(features, codes, len(self.classes_)).cpu()
-        head = _on_device(self.head_, device)
+        probe = prepare_probe(self.probe_, self.skip_layers, device)
+        settings = self._settings()
+        fitted = task_head(probe, task, settings, device)
         if self.method_ == "variational":
-            embedding, self.prior_embedding_ = self._variational(probe, head, task, self.classes_, len(features), seeds, device)
+            embedding, self.prior_embedding_ = variational_embedding(
+                probe, fitted, settings, seeds, device=device, trivial=self.trivial_embedding_
+            )
             self.embedding_ = self._normalised(embedding, self.prior_embedding_)
-            return self
-        rows = self._fisher(probe, head, task, self.method_, seeds, keep_rows=True)
-        self.embedding_ = self._normalised(rows).mean(axis=0)
+        else:
+            rows = self._example_rows(probe, fitted.head, fitted.fisher_task, seeds, device)
+            self.embedding_ = self._normalised(rows).mean(axis=0)
+        self.head_ = fitted.head.cpu()
         return self
 
-    def _check_params(self):
-        probe = self.probe
-        if not (isinstance(probe, (str, torch.nn.Module))):
-            raise TypeError(
-                f"probe must be 'auto', a torchvision model name or a torch.nn.Module, got "
-                f"{type(probe).__name__}."
-            )
-        if self.method not in _METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; expected one of {_METHODS}.")
-        if self.skip_layers is not None and not isinstance(self.skip_layers, str):
-            raise TypeError(
-                f"skip_layers must be None or the path of a probe layer (str), got "
-                f"{type(self.skip_layers).__name__}."
-            )
-        if self.autocast not in (None, "bfloat16", "float16"):
-            raise ValueError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}.")
-        if self.on_error not in ("raise", "warn"):
-            raise ValueError(f"on_error must be 'raise' or 'warn', got {self.on_error!r}.")
-        cache_folder(self.memory)
-        if self.normalize not in (None, "trivial"):
-            raise ValueError(f"normalize must be None or 'trivial', got {self.normalize!r}.")
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("head_epochs", self.head_epochs, 0)
-        _check_int("variational_steps", self.variational_steps, 1)
-        _check_int("verbose", self.verbose, 0)
-        if self.max_samples is not None:
-            _check_int("max_samples", self.max_samples, 1)
-        numbers_checked = (
-            ("head_learning_rate", True),
-            ("head_weight_decay", False),
-            ("variational_beta", True),
-            ("variational_learning_rate", True),
-        )
-        for name, positive in numbers_checked:
-            value = getattr(self, name)
-            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            if not valid or not np.isfinite(value) or not (value > 0 if positive else value >= 0):
-                kind = "positive" if positive else "non-negative"
-                raise ValueError(f"{name} must be a {kind} number, got {value!r}.")
-        self._device()
-
-    def _device(self):
-        if isinstance(self.device, str) and self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            return torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must be 'auto' or a torch device, got {self.device!r}.") from exc
+    def _fit_probe(self, input_shape, seeds):
+        """``probe_`` for examples of shape ``input_shape`` (without the batch axis), and what
+        depends on it alone."""
+        self.probe_ = self._make_probe(input_shape, seeds.probe)
+        self.trivial_embedding_ = trivial_embedding(embedded_filters(self.probe_, self.skip_layers))
+        # Names this fitted probe for the workers that copy it once (_worker_probe).
+        self._probe_token = uuid.uuid4().hex
 
     def _make_probe(self, input_shape, seed):
-        """A frozen probe for examples of shape ``input_shape`` (without the batch axis)."""
         probe = self.probe
         if isinstance(probe, torch.nn.Module):
-            return probes.frozen_copy(probe)
+            return frozen_copy(probe)
         if probe == "auto":
             if len(input_shape) == 1:
-                return probes.frozen_copy(probes.RandomReLUProbe(input_shape[0], seed=seed))
+                return frozen_copy(RandomReLUProbe(input_shape[0], seed=seed))
             if len(input_shape) == 3:
                 probe = "resnet34"
             else:
@@ -346,13 +350,22 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                     f"probe='auto' takes 2-D features (n, n_features) or images (n, C, H, W); "
                     f"got examples of shape {tuple(input_shape)}. Pass a probe module that takes them."
                 )
-        return probes.frozen_copy(probes.build_named_probe(probe, self.probe_weights, seed))
+        return frozen_copy(build_named_probe(probe, self.probe_weights, seed))
 
-    def _finish_probe(self):
-        filters = probes.embedded_filters(self.probe_, self.skip_layers)
-        self.trivial_embedding_ = probes.trivial_embedding(filters)
-        # Names this fitted probe for the workers that prepare it once (_prepared_probe).
-        self._probe_token = uuid.uuid4().hex
+    def _settings(self):
+        return EmbeddingSettings(
+            method=self.method,
+            batch_size=self.batch_size,
+            max_samples=self.max_samples,
+            head_epochs=self.head_epochs,
+            head_learning_rate=self.head_learning_rate,
+            head_weight_decay=self.head_weight_decay,
+            variational_beta=self.variational_beta,
+            variational_steps=self.variational_steps,
+            variational_learning_rate=self.variational_learning_rate,
+            skip_layers=self.skip_layers,
+            autocast=self.autocast,
+        )
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -384,13 +397,16 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             )
         if self.head_ is None:
             return self._normalised(np.tile(self.trivial_embedding_, (X.shape[0], 1)))
-        device = self._device()
+        device = resolve_device(self.device)
         task = self._array_task(X, np.zeros(X.shape[0]))
-        _, seeds = _seeds(self.random_state)
-        probe = self._runnable_probe(device)
+        probe = prepare_probe(self.probe_, self.skip_layers, device)
         if probe.stem is not None:
-            task = self._cache_features(probe, task, device)[2]
-        rows = self._fisher(probe, _on_device(self.head_, device), task, self.method_, seeds, keep_rows=True)
+            stem_outputs = task_features(
+                probe.module, task, batch_size=self.batch_size, device=device, stem=probe.stem,
+                autocast=self.autocast,
+            ).stem_outputs
+            task = ArrayTask(stem_outputs, task.labels, task.where)
+        rows = self._example_rows(probe, on_device(self.head_, device), task, embedding_seeds(self.random_state), device)
         return self._normalised(rows)
 
     def get_feature_names_out(self, input_features=None):
@@ -408,7 +424,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if hasattr(self, "n_features_in_"):
             _check_feature_names_in(self, input_features)
-        return probes.filter_names(probes.embedded_filters(self.probe_, self.skip_layers))
+        return filter_names(embedded_filters(self.probe_, self.skip_layers))
 
     # -------------------------------------------------------------- helpers
     def _normalised(self, embeddings, priors=None):
@@ -419,85 +435,46 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return embeddings
 
     def _array_task(self, X, y):
-        dtype = probes.probe_dtype(self.probe_)
-        return ArrayTask(check_inputs(X, "X", dtype), np.asarray(y), "X")
+        return ArrayTask(check_inputs(X, "X", module_dtype(self.probe_)), np.asarray(y), "X")
 
-    def _runnable_probe(self, device):
-        """The fitted probe on ``device``, BatchNorm folded (:func:`probes.folded_filters`)."""
-        probe = probes.folded_filters(_on_device(self.probe_, device), self.skip_layers)
-        if device.type in _CHANNELS_LAST_DEVICES:
-            for module in (probe.stem, probe.module):
-                if module is not None:
-                    module.to(memory_format=torch.channels_last)
-        return probe
-
-    def _autocast(self, device):
-        """The reduced-precision context of ``autocast`` on ``device`` (or none)."""
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=getattr(torch, self.autocast))
-
-    def _cache_features(self, probe, task, device):
-        """The probe's features of every example of ``task`` (one no-grad pass), the labels,
-        and the task the Fisher pass runs on: ``task``, or with ``skip_layers`` its examples'
-        activations before the first embedded layer, kept on the host."""
-        features, labels, activations = [], [], []
-        for inputs, batch_labels in task.batches(self.batch_size):
-            inputs = _to_device(inputs, device)
-            with self._autocast(device):
-                if probe.stem is not None:
-                    inputs = run_without_gradient(probe.stem, inputs, task.where)
-                    activations.append(inputs.cpu())
-                features.append(probe_features(probe.module, inputs, task.where))
-            labels.append(batch_labels)
-        labels = np.concatenate(labels)
-        if probe.stem is not None:
-            task = ArrayTask(torch.cat(activations), labels, task.where)
-        # The head is trained in the probe's precision whatever autocast computed the features in.
-        return torch.cat(features).to(probes.probe_dtype(probe.module)), labels, task
-
-    def _train_head(self, features, codes, n_classes):
-        return train_head(
-            features,
-            codes,
-            n_classes,
-            max_iter=self.head_epochs,
-            learning_rate=self.head_learning_rate,
-            weight_decay=self.head_weight_decay,
+    def _example_rows(self, probe, head, task, seeds, device):
+        """Each example's Fisher row under ``head`` (the array task's per-example rows)."""
+        return task_fisher(
+            probe,
+            head,
+            task,
+            method=self.method_,
+            batch_size=self.batch_size,
+            generator=fisher_generator(seeds, device),
+            autocast=self.autocast,
+            per_example=True,
         )
 
-    def _fisher(self, probe, head, task, method, seeds, keep_rows, progress=None):
-        """Fisher rows of ``task`` (``keep_rows``) or their sum, as float64 numpy."""
-        device = next(iter(head.parameters())).device
-        generator = torch.Generator(device=device).manual_seed(int(seeds[1]))
-        total = torch.zeros(len(self.trivial_embedding_), dtype=torch.float64, device=device)
-        rows = []
-        with fisher.FilterFisherRecorder(probe.filters, probe.scales) as recorder:
-            for inputs, _ in task.batches(self.batch_size):
-                with self._autocast(device):
-                    batch_rows = fisher.per_example_fisher(
-                        probe.module, head, _to_device(inputs, device), method, generator, recorder
-                    )
-                if keep_rows:
-                    rows.append(batch_rows)
-                else:
-                    total += batch_rows.sum(0)
-                if progress is not None:
-                    progress.update(len(inputs))
-        if keep_rows:
-            return torch.cat(rows).cpu().numpy()
-        return total.cpu().numpy()
-
     def _embed_tasks(self, tasks):
-        _, seeds = _seeds(self.random_state)
-        device = self._device()
+        seeds = embedding_seeds(self.random_state)
+        device = resolve_device(self.device)
         folder = cache_folder(self.memory)
-        cache = None if folder is None else EmbeddingCache(folder, settings_key(self, seeds, device))
-        # In-process, every task shares one prepared probe; joblib workers prepare their own.
-        probe = self._runnable_probe(device) if effective_n_jobs(self.n_jobs) == 1 else None
+        cache = None
+        if folder is not None:
+            cache = EmbeddingCache(folder, settings_key(self._settings(), seeds, self.probe_, device))
+        job = _TaskJob(
+            settings=self._settings(),
+            seeds=seeds,
+            device=device,
+            trivial=self.trivial_embedding_,
+            cache=cache,
+            on_error=self.on_error,
+            progress=self.verbose > 0,
+            probe_token=self._probe_token,
+        )
+        # The probe is traced here, in the calling thread, once: in-process every task shares
+        # it; joblib workers copy it once each (see copy_probe).
+        if effective_n_jobs(self.n_jobs) == 1:
+            probe, template = prepare_probe(self.probe_, self.skip_layers, device), None
+        else:
+            probe, template = None, prepare_probe(self.probe_, self.skip_layers, torch.device("cpu"))
         jobs = (
-            delayed(self._embed_task_or_error)(task, index, seeds, probe, cache)
-            for index, task in enumerate(tasks)
+            delayed(_embed_task_or_error)(task, index, job, probe, template) for index, task in enumerate(tasks)
         )
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         if self.verbose > 0:
@@ -506,8 +483,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             results = tqdm(results, total=len(tasks), desc="tasks")
         rows, priors, self.errors_ = [], [], {}
         missing = np.full(len(self.trivial_embedding_), np.nan)
-        for index, (row, prior, single_class, error) in enumerate(results):
-            # Warned here rather than in _embed_task, which may run in a joblib worker.
+        for index, (embedding, error) in enumerate(results):
+            # Warned here rather than in the task's job, which may run in a joblib worker.
             if error is not None:
                 warnings.warn(
                     f"Task {index} failed and its row is NaN (on_error='warn'): "
@@ -516,142 +493,79 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                     stacklevel=3,
                 )
                 self.errors_[index] = error
-                row = prior = missing
-            elif single_class:
+                rows.append(missing)
+                priors.append(missing)
+                continue
+            if embedding.n_classes == 1:
                 _warn_trivial(f"Task {index}")
-            rows.append(row)
-            priors.append(prior)
+            rows.append(embedding.row)
+            priors.append(embedding.prior)
         return self._normalised(np.vstack(rows), np.vstack(priors))
 
-    def _embed_task_or_error(self, task, index, seeds, probe, cache):
-        """``_embed_task``'s result and None, or with ``on_error="warn"`` its error instead."""
-        try:
-            return (*self._embed_task(task, index, seeds, probe, cache), None)
-        except Exception as error:
-            if self.on_error == "raise":
-                raise
-            return None, None, False, error
 
-    def _embed_task(self, task, index, seeds, probe=None, cache=None):
-        """One task's embedding (cache features, train a head, take the Fisher), its prior row
-        (what ``normalize="trivial"`` divides it by) and whether it has one class; read from
-        and written to ``cache`` when given."""
-        device = self._device()
+class _TaskJob(NamedTuple):
+    """What a worker needs to embed one task of a sequence (the estimator itself stays home)."""
+
+    settings: EmbeddingSettings
+    seeds: Seeds
+    device: torch.device
+    trivial: np.ndarray
+    cache: EmbeddingCache | None
+    on_error: str
+    progress: bool
+    probe_token: str
+
+
+def _embed_task_or_error(task, index, job, probe, template):
+    """``(embedding, None)`` of the task at ``index``, or with ``on_error="warn"``
+    ``(None, error)`` when it fails. ``probe``: the prepared probe, or None to use this
+    worker's copy of ``template``."""
+    try:
         if probe is None:
-            probe = _prepared_probe(self, device)
-        dtype = probes.probe_dtype(probe.module)
-        task = coerce_task(
-            task,
-            index,
-            dtype=dtype,
-            batch_size=self.batch_size,
-            max_samples=self.max_samples,
-            rng=np.random.RandomState(seeds[0]),
-        )
-        if cache is None:
-            return self._computed_task(task, seeds, probe, device)
-        key = task_key(task, self.batch_size)
-        stored = cache.load(key)
+            probe = _worker_probe(job, template)
+        return _embed_task(task, index, job, probe), None
+    except Exception as error:
+        if job.on_error == "raise":
+            raise
+        return None, error
+
+
+def _embed_task(task, index, job, probe):
+    """One task's :class:`TaskEmbedding`, read from and written to ``job.cache`` when given."""
+    settings = job.settings
+    task = coerce_task(
+        task,
+        index,
+        dtype=module_dtype(probe.module),
+        batch_size=settings.batch_size,
+        max_samples=settings.max_samples,
+        rng=np.random.RandomState(job.seeds.sampling),
+    )
+    key = None if job.cache is None else task_key(task, settings.batch_size)
+    if key is not None:
+        stored = job.cache.load(key)
         if stored is not None:
-            row, prior = stored
-            return row, prior, bool(np.array_equal(row, self.trivial_embedding_))
-        row, prior, single_class = self._computed_task(task, seeds, probe, device)
-        cache.save(key, row, prior)
-        return row, prior, single_class
-
-    def _computed_task(self, task, seeds, probe, device):
-        features, labels, task = self._cache_features(probe, task, device)
-        classes, codes = encode_labels(labels, task.where)
-        if len(classes) == 1:
-            return self.trivial_embedding_.copy(), self.trivial_embedding_, True
-        head = self._train_head(features, codes, len(classes))
-        method = fisher.resolve_method(self.method, len(classes))
-        if method == "variational":
-            return (*self._variational(probe, head, task, classes, len(features), seeds, device), False)
-        progress = None
-        if self.verbose > 0:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(total=len(features), desc=f"{task.where} Fisher", unit="ex", leave=False)
-        total = self._fisher(probe, head, task, method, seeds, keep_rows=False, progress=progress)
-        if progress is not None:
-            progress.close()
-        return total / len(features), self.trivial_embedding_, False
-
-    def _variational(self, probe, head, task, classes, n_examples, seeds, device):
-        """``method="variational"`` on ``task``: its row and its prior term (fisher.variational_fisher)."""
-        code_of = {label: code for code, label in enumerate(classes)}
-        order = np.random.RandomState(seeds[1])
-
-        def batches():
-            for inputs, labels in task.batches(self.batch_size, order):
-                codes = torch.tensor([code_of[label] for label in labels], dtype=torch.long, device=device)
-                yield _to_device(inputs, device), codes
-
-        # Start from the second-order optimum of the point estimate (see variational_fisher).
-        point_method = fisher.resolve_method("auto", len(classes))
-        point = self._fisher(probe, head, task, point_method, seeds, keep_rows=False) / n_examples
-        generator = torch.Generator(device=device).manual_seed(int(seeds[1]))
-        with self._autocast(device):
-            return fisher.variational_fisher(
-                probe,
-                head,
-                batches,
-                n_examples,
-                prior=self.trivial_embedding_,
-                initial_precision=self.trivial_embedding_ + n_examples / self.variational_beta * point,
-                beta=self.variational_beta,
-                n_steps=self.variational_steps,
-                learning_rate=self.variational_learning_rate,
-                generator=generator,
-            )
+            return TaskEmbedding(*stored)
+    embedding = embed_task(
+        probe, task, settings, job.seeds, device=job.device, trivial=job.trivial, progress=job.progress
+    )
+    if key is not None:
+        job.cache.save(key, embedding)
+    return embedding
 
 
-# The probe a joblib worker prepared last, by (probe token, device, skip_layers): its next tasks
-# reuse it instead of folding and moving the probe once per task. Per thread, since the Fisher
-# pass hooks the probe's modules (a threading backend runs tasks side by side in one process).
-_PREPARED = threading.local()
+# The probe a joblib worker copied last, by (probe token, device): its next tasks reuse it. Per
+# thread, since the Fisher pass hooks the probe's modules (a threading backend runs tasks side
+# by side in one process).
+_WORKER_PROBE = threading.local()
 
 
-def _prepared_probe(embedder, device):
-    key = (embedder._probe_token, str(device), embedder.skip_layers)
-    if getattr(_PREPARED, "key", None) != key:
-        _PREPARED.probe = embedder._runnable_probe(device)  # one probe per worker: the last one
-        _PREPARED.key = key
-    return _PREPARED.probe
-
-
-def _on_device(module, device):
-    """``module`` itself on CPU, a copy on another device: fitted attributes stay on CPU."""
-    if device.type == "cpu":
-        return module
-    return copy.deepcopy(module).to(device)
-
-
-# Devices where convolutional probes run in channels-last memory format (the layout tensor
-# cores want); on CPU the default layout is as fast for these passes.
-_CHANNELS_LAST_DEVICES = ("cuda",)
-
-
-def _to_device(inputs, device):
-    if device.type == "cuda":
-        inputs = inputs.pin_memory().to(device, non_blocking=True)
-    else:
-        inputs = inputs.to(device)
-    if inputs.dim() == 4 and device.type in _CHANNELS_LAST_DEVICES:
-        return inputs.contiguous(memory_format=torch.channels_last)
-    return inputs
-
-
-def _seeds(random_state):
-    """The random probe's seed, and the seeds of (example subsampling, Monte Carlo labels).
-
-    Every task gets the same seeds, so a task's embedding depends on the task and
-    ``random_state`` only, not on its position in the sequence or on the other tasks.
-    """
-    rng = check_random_state(random_state)
-    probe_seed, root = rng.randint(np.iinfo(np.int32).max, size=2)
-    return int(probe_seed), np.random.SeedSequence(int(root)).generate_state(2)
+def _worker_probe(job, template):
+    key = (job.probe_token, str(job.device))
+    if getattr(_WORKER_PROBE, "key", None) != key:
+        _WORKER_PROBE.probe = copy_probe(template, job.device)  # one probe per worker: the last one
+        _WORKER_PROBE.key = key
+    return _WORKER_PROBE.probe
 
 
 def _warn_trivial(what):
@@ -661,8 +575,3 @@ def _warn_trivial(what):
         UserWarning,
         stacklevel=3,
     )
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")

@@ -240,7 +240,7 @@ def test_verbose_progress_does_not_change_results(capsys):
 
 
 def test_max_samples_embeds_a_random_subset_of_each_task():
-    from sklearn_task2vec.embedder import _seeds
+    from sklearn_task2vec._pipeline import embedding_seeds
 
     X, tasks = feature_tasks()
     full = FisherTaskEmbedder(random_state=0).fit_transform(tasks[:2])
@@ -249,7 +249,7 @@ def test_max_samples_embeds_a_random_subset_of_each_task():
     )
     subset = FisherTaskEmbedder(random_state=0, max_samples=40).fit_transform(tasks[:2])
     assert not np.allclose(subset, full)
-    keep = np.sort(np.random.RandomState(_seeds(0)[1][0]).choice(len(X), 40, replace=False))
+    keep = np.sort(np.random.RandomState(embedding_seeds(0).sampling).choice(len(X), 40, replace=False))
     expected = FisherTaskEmbedder(random_state=0).fit_transform(
         [(X[keep], labels[keep]) for _, labels in tasks[:2]]
     )

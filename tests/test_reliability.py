@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from torch.utils.data import Dataset
 
 from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import embedder as embedder_module
 
 
 def make_tasks(n_tasks=4, n=60, seed=0):
@@ -43,13 +44,13 @@ class FailingDataset(Dataset):
 def counted(monkeypatch):
     """Counts the tasks actually computed (not loaded from a cache) in this process."""
     calls = []
-    original = FisherTaskEmbedder._computed_task
+    original = embedder_module.embed_task
 
-    def counting(self, task, *args, **kwargs):
+    def counting(probe, task, *args, **kwargs):
         calls.append(task.where)
-        return original(self, task, *args, **kwargs)
+        return original(probe, task, *args, **kwargs)
 
-    monkeypatch.setattr(FisherTaskEmbedder, "_computed_task", counting)
+    monkeypatch.setattr(embedder_module, "embed_task", counting)
     return calls
 
 
@@ -304,8 +305,8 @@ def test_fitted_embedder_pickles_without_the_tasks_and_loads_offline(tmp_path):
 @pytest.mark.parametrize(
     ("params", "error", "message"),
     [
-        ({"on_error": "ignore"}, ValueError, "on_error must be 'raise' or 'warn'"),
-        ({"memory": 3}, TypeError, "memory must be None, a path or a joblib.Memory"),
+        ({"on_error": "ignore"}, ValueError, "The 'on_error' parameter of FisherTaskEmbedder must be a str among {'raise', 'warn'}|{'warn', 'raise'}"),
+        ({"memory": 3}, TypeError, "The 'memory' parameter of FisherTaskEmbedder must be an instance of 'str', an instance of 'os.PathLike', an instance of 'joblib.memory.Memory' or None"),
     ],
 )
 def test_bad_reliability_parameters(params, error, message):

@@ -10,6 +10,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec import _fisher as fisher
+from sklearn_task2vec._pipeline import EmbeddingSettings, task_head
+from sklearn_task2vec._probes import prepare_probe
+from sklearn_task2vec.tasks import ArrayTask
 from sklearn_task2vec.distances import symmetric_distance
 
 
@@ -93,10 +96,11 @@ def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
     carries the estimate)."""
     X, y = digits_3_vs_8
     embedder = FisherTaskEmbedder(random_state=0).fit([(X, y)])
-    probe = embedder._runnable_probe(torch.device("cpu"))
-    features, _, _ = embedder._cache_features(probe, embedder._array_task(X, y), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    probe = prepare_probe(embedder.probe_, None, cpu)
+    settings = EmbeddingSettings(**{name: getattr(embedder, name) for name in EmbeddingSettings.__dataclass_fields__})
+    head = task_head(probe, ArrayTask(torch.from_numpy(X), y, "X"), settings, cpu).head
     codes = torch.as_tensor(y == 8, dtype=torch.long)
-    head = embedder._train_head(features, codes.numpy(), 2)
     beta, n = 1e-3, len(y)
     exact = embedder.fit(X, y).embedding_
     optimum = embedder.trivial_embedding_ + n / beta * exact

@@ -1,0 +1,224 @@
+"""One task's embedding, stage by stage: features, head, Fisher (paper, sec. 3.1).
+
+:func:`embed_task` is the whole per-task pipeline that
+:class:`~sklearn_task2vec.FisherTaskEmbedder` runs for each task of a sequence (in a joblib
+worker, possibly): one no-grad pass of the task through the frozen probe caches its features
+(:func:`~sklearn_task2vec._heads.task_features`), a linear head is fitted on them
+(:func:`task_head`), and the Fisher Information of the probe's filters is taken under that
+head (:func:`~sklearn_task2vec._fisher.task_fisher`, or :func:`variational_embedding`). The
+estimator keeps what is scikit-learn's: parameters, validation, the fan-out over tasks, the
+cache and ``errors_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ._fisher import resolve_method, task_fisher, variational_fisher
+from ._heads import task_features, train_head
+from ._utils import autocast_context, draw_seeds, to_device
+from .tasks import ArrayTask, encode_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingSettings:
+    """The estimator's settings that a task's row depends on (besides the probe and the seeds).
+
+    Its ``repr`` is part of the embedding cache's key, so a field added here changes the key.
+    """
+
+    method: str
+    batch_size: int
+    max_samples: int | None
+    head_epochs: int
+    head_learning_rate: float
+    head_weight_decay: float
+    variational_beta: float
+    variational_steps: int
+    variational_learning_rate: float
+    skip_layers: str | None
+    autocast: str | None
+
+
+class Seeds(NamedTuple):
+    """The seeds of one embedding run, the same for every task (see :func:`embedding_seeds`).
+
+    ``probe``: the random probe's weights (and a named probe's random initialisation);
+    ``sampling``: the subsample of ``max_samples`` examples; ``fisher``: the Monte Carlo
+    labels, the variational perturbations and their batch order.
+    """
+
+    probe: int
+    sampling: int
+    fisher: int
+
+
+def embedding_seeds(random_state):
+    """The :class:`Seeds` drawn from ``random_state``.
+
+    Every task gets the same seeds, so a task's embedding depends on the task and
+    ``random_state`` only, not on its position in the sequence or on the other tasks.
+    """
+    probe_seed, root = draw_seeds(random_state, 2)
+    sampling, fisher = (int(seed) for seed in np.random.SeedSequence(root).generate_state(2))
+    return Seeds(probe_seed, sampling, fisher)
+
+
+class TaskHead(NamedTuple):
+    """A task's classes and the head trained on them (:func:`task_head`).
+
+    ``head`` is None for a task with a single class. ``fisher_task`` is what the Fisher pass
+    runs on: the task itself, or with a probe stem (``skip_layers``) its examples' stem
+    outputs. ``n_examples``: the examples in the task.
+    """
+
+    classes: np.ndarray
+    head: torch.nn.Linear | None
+    fisher_task: object
+    n_examples: int
+
+
+class TaskEmbedding(NamedTuple):
+    """One task's result (:func:`embed_task`).
+
+    ``row``: the embedding, before any normalisation; ``prior``: the row that
+    ``normalize="trivial"`` divides it by (the trivial embedding, or the variational prior
+    term); ``n_classes``: the task's classes (1: the row is the trivial embedding).
+    """
+
+    row: np.ndarray
+    prior: np.ndarray
+    n_classes: int
+
+
+def task_head(probe, task, settings, device):
+    """Cache the probe's features of a coerced ``task`` and fit a head on them (sec. 3.1).
+
+    ``probe`` is a :class:`~sklearn_task2vec._probes.RunnableProbe` on ``device``.
+    """
+    features = task_features(
+        probe.module,
+        task,
+        batch_size=settings.batch_size,
+        device=device,
+        stem=probe.stem,
+        autocast=settings.autocast,
+    )
+    fisher_task = task
+    if features.stem_outputs is not None:
+        fisher_task = ArrayTask(features.stem_outputs, features.labels, task.where)
+    classes, codes = encode_labels(features.labels, task.where)
+    n_examples = len(features.labels)
+    if len(classes) == 1:
+        return TaskHead(classes, None, fisher_task, n_examples)
+    head = train_head(
+        features.features,
+        codes,
+        len(classes),
+        max_iter=settings.head_epochs,
+        learning_rate=settings.head_learning_rate,
+        weight_decay=settings.head_weight_decay,
+    )
+    return TaskHead(classes, head, fisher_task, n_examples)
+
+
+def fisher_generator(seeds, device):
+    """The generator of Monte Carlo labels and variational perturbations on ``device``."""
+    return torch.Generator(device=device).manual_seed(seeds.fisher)
+
+
+def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False):
+    """The TASK2VEC embedding of one coerced task: features, head, Fisher.
+
+    Parameters
+    ----------
+    probe : RunnableProbe
+        The prepared probe, on ``device`` (:func:`~sklearn_task2vec._probes.prepare_probe`).
+    task : ArrayTask or LoaderTask
+        The task, coerced (:func:`~sklearn_task2vec.tasks.coerce_task`).
+    settings : EmbeddingSettings
+    seeds : Seeds
+    device : torch.device
+    trivial : ndarray of shape (n_filters,)
+        The trivial embedding of the probe's filters: the row of a single-class task.
+    progress : bool, default=False
+        Show a progress bar over the Fisher pass's examples.
+
+    Returns
+    -------
+    TaskEmbedding
+        ``row``: the Fisher diagonal averaged over the task's examples (sec. 3.1), or the
+        variational estimate ``(beta / N) Lambda``.
+    """
+    fitted = task_head(probe, task, settings, device)
+    n_classes = len(fitted.classes)
+    if fitted.head is None:
+        return TaskEmbedding(trivial.copy(), trivial, n_classes)
+    method = resolve_method(settings.method, n_classes)
+    if method == "variational":
+        row, prior = variational_embedding(probe, fitted, settings, seeds, device=device, trivial=trivial)
+        return TaskEmbedding(row, prior, n_classes)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=fitted.n_examples, desc=f"{task.where} Fisher", unit="ex", leave=False)
+    total = task_fisher(
+        probe,
+        fitted.head,
+        fitted.fisher_task,
+        method=method,
+        batch_size=settings.batch_size,
+        generator=fisher_generator(seeds, device),
+        autocast=settings.autocast,
+        progress=bar,
+    )
+    if bar is not None:
+        bar.close()
+    return TaskEmbedding(total / fitted.n_examples, trivial, n_classes)
+
+
+def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
+    """``method="variational"`` on a task with its head fitted: the row and its prior term.
+
+    Starts the precisions at the second-order optimum of a point estimate
+    (:func:`~sklearn_task2vec._fisher.variational_fisher` says why). ``fitted`` is the task's
+    :class:`TaskHead`; its head is on ``device``.
+    """
+    code_of = {label: code for code, label in enumerate(fitted.classes)}
+    order = np.random.RandomState(seeds.fisher)
+    task = fitted.fisher_task
+
+    def batches():
+        for inputs, labels in task.batches(settings.batch_size, order):
+            codes = torch.tensor([code_of[label] for label in labels], dtype=torch.long, device=device)
+            yield to_device(inputs, device), codes
+
+    point_method = resolve_method("auto", len(fitted.classes))
+    point = task_fisher(
+        probe,
+        fitted.head,
+        task,
+        method=point_method,
+        batch_size=settings.batch_size,
+        generator=fisher_generator(seeds, device),
+        autocast=settings.autocast,
+    )
+    point = point / fitted.n_examples
+    with autocast_context(settings.autocast, device):
+        return variational_fisher(
+            probe,
+            fitted.head,
+            batches,
+            fitted.n_examples,
+            prior=trivial,
+            initial_precision=trivial + fitted.n_examples / settings.variational_beta * point,
+            beta=settings.variational_beta,
+            n_steps=settings.variational_steps,
+            learning_rate=settings.variational_learning_rate,
+            generator=fisher_generator(seeds, device),
+        )
