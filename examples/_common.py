@@ -8,7 +8,8 @@ laptop scale) share, each in one place:
 * :class:`SmallCNN` and :func:`pretrained_probe`: the project's own small probe, a CNN
   pretrained on Fashion-MNIST's ``t10k`` split, which the task libraries never touch;
 * :func:`fashion_task_library`: the Fashion-MNIST task library (nodes of a richer hierarchy,
-  one-vs-rest tasks and pairs of classes), drawn from one half of the ``train`` split, and
+  one-vs-rest tasks and pairs of classes, cut with :mod:`sklearn_task2vec.task_library`), drawn
+  from one half of the ``train`` split, and
   :func:`split_pools` to get the two halves (tasks / experts);
 * :func:`task_embedder`, :func:`class_set_distance`, :func:`output_dir`, :func:`savefig`.
 
@@ -29,7 +30,7 @@ from torch import nn
 
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
-from sklearn_task2vec.tasks import taxonomic_distance
+from sklearn_task2vec.task_library import hierarchy_tasks, taxonomic_distance
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = EXAMPLES_DIR / "output"
@@ -188,71 +189,72 @@ def split_pools(seed=0):
     return (train.images[first], train.target[first]), (train.images[second], train.target[second])
 
 
-def _subset(images, labels, classes, relabel, max_examples, rng):
-    """The examples of ``classes``, stratified subsample of ``max_examples``, labels relabelled."""
-    keep = np.flatnonzero(np.isin(labels, classes))
-    per_class = max(1, max_examples // len(classes))
-    chosen = []
-    for label in classes:
-        members = keep[labels[keep] == label]
-        chosen.append(rng.choice(members, min(per_class, len(members)), replace=False))
-    chosen = np.sort(np.concatenate(chosen))
-    return images[chosen], np.array([relabel(int(label)) for label in labels[chosen]])
+def _balanced_one_vs_rest_task(images, labels, positive, max_examples, rng):
+    """``positive`` (label 1) against the nine other classes in equal parts (label 0), half and half.
 
-
-def _leaves(tree, node):
-    if node not in tree:
-        return [node]
-    return [leaf for child in tree[node] for leaf in _leaves(tree, child)]
+    Not :func:`~sklearn_task2vec.task_library.one_vs_rest_tasks`: its cap keeps the classes'
+    proportions, one positive in ten here, and tasks that answering "rest" nearly solves would
+    tell the experts apart poorly.
+    """
+    others = [label for label in range(10) if label != positive]
+    quota = {positive: max_examples // 2, **dict.fromkeys(others, max(1, max_examples // 2 // len(others)))}
+    draws = [
+        rng.choice(np.flatnonzero(labels == label), count, replace=False) for label, count in quota.items()
+    ]
+    chosen = np.sort(np.concatenate(draws))
+    return images[chosen], (labels[chosen] == positive).astype(np.int64)
 
 
 def fashion_task_library(pool, *, max_examples=400, seed=0, families=("hierarchy", "one-vs-rest", "pair")):
     """The Fashion-MNIST task library: a list of dicts, one per task.
 
     ``name``, ``family`` (``"hierarchy"``, ``"one-vs-rest"`` or ``"pair"``), ``classes`` (the
-    Fashion-MNIST classes it involves), ``task`` (``(images, labels)``, at most
-    ``max_examples`` examples drawn class-balanced from ``pool``, the negatives of a
-    one-vs-rest task spread over the nine other classes). The same arguments give the
-    same tasks (so the embedding cache is hit by every script).
+    Fashion-MNIST classes it involves), ``task`` (``(images, labels)`` drawn from ``pool``).
+    Hierarchy tasks (one per node of :data:`FASHION_TREE`, by
+    :func:`~sklearn_task2vec.task_library.hierarchy_tasks`) and pairs of classes keep
+    ``max_examples`` examples, each class in proportion; a one-vs-rest task about as many,
+    half of them positives, the negatives spread over the nine other classes. The same
+    arguments give the same tasks (so the embedding cache is hit by every script).
     """
     images, labels = pool
     rng = np.random.RandomState(seed)
     library = []
     if "hierarchy" in families:
-        for node in FASHION_TREE:
-            leaves = _leaves(FASHION_TREE, node)
-            task = _subset(images, labels, leaves, lambda c: c, max_examples, rng)
-            library.append({"name": node, "family": "hierarchy", "classes": tuple(leaves), "task": task})
+        nodes = hierarchy_tasks(images, labels, FASHION_TREE, max_examples=max_examples, random_state=rng)
+        for name, facts, task in zip(nodes.names, nodes.info, nodes):
+            library.append({"name": name, "family": "hierarchy", "classes": facts["leaves"], "task": task})
     if "one-vs-rest" in families:
         for positive in range(10):
-            # Half positives, half negatives spread over the other classes.
-            pos = _subset(images, labels, [positive], lambda c: 1, max_examples // 2, rng)
-            others = [c for c in range(10) if c != positive]
-            neg = _subset(images, labels, others, lambda c: 0, max_examples // 2, rng)
-            task = (np.concatenate([pos[0], neg[0]]), np.concatenate([pos[1], neg[1]]))
             library.append(
                 {
                     "name": f"{SHORT[positive]}-vs-rest",
                     "family": "one-vs-rest",
                     "classes": tuple(range(10)),
-                    "task": task,
+                    "task": _balanced_one_vs_rest_task(images, labels, positive, max_examples, rng),
                 }
             )
     if "pair" in families:
         for a, b in FASHION_PAIRS:
-            task = _subset(images, labels, [a, b], lambda c: c, max_examples, rng)
-            library.append(
-                {"name": f"{SHORT[a]}/{SHORT[b]}", "family": "pair", "classes": (a, b), "task": task}
+            name = f"{SHORT[a]}/{SHORT[b]}"
+            # A pair of classes is a one-node hierarchy: capped by class like the hierarchy tasks.
+            pair = hierarchy_tasks(
+                images, labels, {name: [a, b]}, max_examples=max_examples, random_state=rng
             )
+            library.append({"name": name, "family": "pair", "classes": (a, b), "task": pair[0]})
     return library
 
 
 def ten_class_task(max_examples=400, seed=0):
     """The probe's own pretraining task (10 classes of the t10k split), subsampled."""
     test = load_fashion_mnist(split="test")
-    return _subset(
-        test.images, test.target, list(range(10)), lambda c: c, max_examples, np.random.RandomState(seed)
+    library = hierarchy_tasks(
+        test.images,
+        test.target,
+        {"fashion-10": list(range(10))},
+        max_examples=max_examples,
+        random_state=seed,
     )
+    return library[0]
 
 
 def class_set_distance(classes_a, classes_b, tree=FASHION_TREE):
@@ -264,11 +266,14 @@ def class_set_distance(classes_a, classes_b, tree=FASHION_TREE):
 
 def top_group(classes, tree=FASHION_TREE):
     """The deepest node of ``tree`` whose leaves hold all of ``classes`` (for colour bars)."""
-    best = "fashion"
-    for node in tree:
-        if set(classes) <= set(_leaves(tree, node)) and len(_leaves(tree, node)) < len(_leaves(tree, best)):
-            best = node
-    return best
+    # Between a node and a leaf, D_tax ("leaves") is 0 exactly when the leaf is under the node.
+    holding = [
+        node
+        for node in tree
+        if all(taxonomic_distance(tree, node, label, between="leaves") == 0 for label in classes)
+    ]
+    root = next(iter(tree))
+    return max(holding, key=lambda node: taxonomic_distance(tree, root, node))
 
 
 # ----------------------------------------------------------------------------- embedding

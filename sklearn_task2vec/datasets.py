@@ -2,7 +2,7 @@
 
 * :func:`load_fashion_mnist`: Fashion-MNIST from its IDX files, as installed by the Debian
   package ``dataset-fashion-mnist`` (or any directory holding them), with
-  :data:`FASHION_MNIST_HIERARCHY` for :func:`~sklearn_task2vec.tasks.hierarchy_tasks`.
+  :data:`FASHION_MNIST_HIERARCHY` for :func:`~sklearn_task2vec.task_library.hierarchy_tasks`.
 * :func:`load_digits_images`: scikit-learn's bundled 8x8 digits as images, with a small
   convenience hierarchy :data:`DIGITS_HIERARCHY`.
 * :func:`dataset_with_labels`: the labels of a torchvision dataset the user already has
@@ -38,7 +38,7 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 
-#: Fashion-MNIST's natural grouping of its labels, for :func:`~sklearn_task2vec.tasks.hierarchy_tasks`:
+#: Fashion-MNIST's natural grouping of its labels, for :func:`~sklearn_task2vec.task_library.hierarchy_tasks`:
 #: tops (T-shirt/top, Pullover, Coat, Shirt), bottoms (Trouser), dresses (Dress), footwear
 #: (Sandal, Sneaker, Ankle boot) and bags (Bag). Leaves are the integer labels. It gives three
 #: tasks: the 10 classes, the 4 tops and the 3 kinds of footwear (the other groups have one class).
@@ -205,7 +205,7 @@ def load_fashion_mnist(path=None, *, split="train"):
         ``images``: float32 array of shape (n, 1, 28, 28) with values in [0, 1];
         ``data``: the same pixels as (n, 784) (a view); ``target``: int64 labels 0-9;
         ``target_names``: the class names (:data:`FASHION_MNIST_CLASSES`); ``hierarchy``:
-        :data:`FASHION_MNIST_HIERARCHY`, for :func:`~sklearn_task2vec.tasks.hierarchy_tasks`.
+        :data:`FASHION_MNIST_HIERARCHY`, for :func:`~sklearn_task2vec.task_library.hierarchy_tasks`.
 
     Raises
     ------
@@ -217,7 +217,7 @@ def load_fashion_mnist(path=None, *, split="train"):
     Examples
     --------
     >>> from sklearn_task2vec.datasets import load_fashion_mnist
-    >>> from sklearn_task2vec.tasks import hierarchy_tasks
+    >>> from sklearn_task2vec.task_library import hierarchy_tasks
     >>> fashion = load_fashion_mnist(split="test")  # doctest: +SKIP
     >>> fashion.images.shape  # doctest: +SKIP
     (10000, 1, 28, 28)
@@ -273,7 +273,7 @@ def load_digits_images():
     Examples
     --------
     >>> from sklearn_task2vec.datasets import load_digits_images
-    >>> from sklearn_task2vec.tasks import hierarchy_tasks
+    >>> from sklearn_task2vec.task_library import hierarchy_tasks
     >>> digits = load_digits_images()
     >>> digits.images.shape, digits.data.shape
     ((1797, 1, 8, 8), (1797, 64))
@@ -330,7 +330,7 @@ def dataset_with_labels(dataset, *, class_names=True):
     >>> import torch
     >>> from torch.utils.data import TensorDataset
     >>> from sklearn_task2vec.datasets import dataset_with_labels
-    >>> from sklearn_task2vec.tasks import hierarchy_tasks
+    >>> from sklearn_task2vec.task_library import hierarchy_tasks
     >>> dataset = TensorDataset(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 2, 1]))
     >>> dataset.targets, dataset.classes = [0, 1, 2, 1], ["cat", "dog", "car"]
     >>> dataset, labels = dataset_with_labels(dataset)

@@ -11,7 +11,6 @@ import torch
 import torchvision
 from PIL import Image
 from sklearn.pipeline import make_pipeline
-from threadpoolctl import threadpool_limits
 from torchvision import transforms
 
 from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector
@@ -19,14 +18,8 @@ from sklearn_task2vec.cli import main
 from sklearn_task2vec.distances import pairwise_task_distances
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tasks and probes: threads gain nothing, and on a busy shared machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
+# Tiny tasks and probes: one thread (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(capsys, *argv):
@@ -75,6 +68,7 @@ def embedded(files, tmp_path_factory):
     return output
 
 
+@pytest.mark.slow
 def test_help_runs_as_a_module_in_a_fresh_process(capsys):
     result = subprocess.run(
         [sys.executable, "-m", "sklearn_task2vec.cli", "--help"],

@@ -27,7 +27,7 @@ from sklearn_task2vec.datasets import (
     load_fashion_mnist,
     read_idx,
 )
-from sklearn_task2vec.tasks import RelabelledSubset, hierarchy_tasks
+from sklearn_task2vec.task_library import RelabelledSubset, hierarchy_tasks
 
 IDX_TYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, ">i2": 0x0B, ">i4": 0x0C, ">f4": 0x0D, ">f8": 0x0E}
 

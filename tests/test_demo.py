@@ -14,6 +14,7 @@ def printed_matrix(lines, names):
     return np.array([[float(value) for value in row[1:]] for row in rows])
 
 
+@pytest.mark.slow
 def test_demo_prints_matrix_nearest_tasks_and_norms(capsys, tmp_path):
     returned = demo.main(["--output-dir", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()

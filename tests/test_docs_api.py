@@ -26,6 +26,7 @@ DOCUMENTED_MODULES = (
     "sklearn_task2vec.distances",
     "sklearn_task2vec.selector",
     "sklearn_task2vec.tasks",
+    "sklearn_task2vec.task_library",
     "sklearn_task2vec.datasets",
     "sklearn_task2vec.probes",
     "sklearn_task2vec.zoo",

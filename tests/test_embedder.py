@@ -78,6 +78,7 @@ def test_deterministic_for_a_fixed_random_state():
     assert not np.allclose(first, other)
 
 
+@pytest.mark.slow
 def test_parallel_tasks_equal_sequential():
     _, tasks = feature_tasks()
     sequential = FisherTaskEmbedder(random_state=0).fit_transform(tasks)
@@ -175,6 +176,7 @@ def test_auto_probe_for_images_is_resnet34(monkeypatch):
     assert built == ["resnet34"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, classifier", [("densenet121", "classifier"), ("vgg13_bn", "classifier.6")])
 def test_named_probes_drop_their_classifier(name, classifier):
     embedder = FisherTaskEmbedder(probe=name, probe_weights=None).fit(image_tasks(n=2))

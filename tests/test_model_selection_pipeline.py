@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import joblib
+import pytest
 import numpy as np
 from sklearn import config_context
 from sklearn.model_selection import GridSearchCV, KFold
@@ -32,11 +33,13 @@ def group_tasks(n_tasks, seed):
     return tasks, groups, errors
 
 
+@pytest.mark.slow
 def test_grid_search_over_alpha_and_gamma_with_routed_errors_then_joblib_in_a_fresh_process(tmp_path):
     tasks, best, errors = group_tasks(18, seed=0)
     with config_context(enable_metadata_routing=True):
         pipeline = make_pipeline(
-            FisherTaskEmbedder(normalize="trivial", random_state=0),
+            # The cache embeds each task once for all the folds and settings (about 200 fits).
+            FisherTaskEmbedder(normalize="trivial", random_state=0, memory=tmp_path / "cache"),
             Model2VecSelector(max_iter=20, n_init=2, random_state=0).set_fit_request(errors=True),
         )
         search = GridSearchCV(

@@ -170,6 +170,7 @@ SHARED_CACHE_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_cache_folder(tmp_path):
     cache = tmp_path / "cache"
     here = os.path.dirname(__file__)
@@ -228,6 +229,7 @@ KILLED_WORKER_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_only_its_task(tmp_path):
     cache, marker = tmp_path / "cache", tmp_path / "marker"
     marker.touch()
@@ -243,6 +245,7 @@ def test_killed_worker_loses_only_its_task(tmp_path):
     assert len(list(cache.rglob("*.npz"))) == 6
 
 
+@pytest.mark.slow
 def test_dask_distributed_cluster_gives_the_sequential_rows():
     distributed = pytest.importorskip("distributed")
     tasks = make_tasks(4)
@@ -261,6 +264,7 @@ def test_dask_distributed_cluster_gives_the_sequential_rows():
     np.testing.assert_allclose(rows, expected, rtol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_other_joblib_backends_give_the_sequential_rows(backend):
     tasks = make_tasks(4)
@@ -270,6 +274,7 @@ def test_other_joblib_backends_give_the_sequential_rows(backend):
     np.testing.assert_allclose(rows, expected, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_fitted_embedder_pickles_without_the_tasks_and_loads_offline(tmp_path):
     """The file holds the probe, not the tasks; loading it needs no network."""
     X = np.random.RandomState(0).normal(size=(4000, 5))

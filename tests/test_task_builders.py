@@ -14,17 +14,17 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from sklearn_task2vec import FisherTaskEmbedder
-from sklearn_task2vec.tasks import (
+from sklearn_task2vec import FisherTaskEmbedder, task_library, tasks
+from sklearn_task2vec.task_library import (
     RelabelledSubset,
     TaskLibrary,
     attribute_tasks,
     hierarchy_tasks,
-    is_task_sequence,
     one_vs_rest_tasks,
     taxonomic_distance,
     unit_square_tasks,
 )
+from sklearn_task2vec.tasks import is_task_sequence
 
 # A taxonomy with leaves at different depths and single-leaf nodes:
 #   all -> clothes -> tops -> 0 2 4 6
@@ -150,7 +150,10 @@ def test_max_examples_below_the_number_of_classes():
     inputs, labels = indexed_data()
     with pytest.raises(ValueError, match="node 'all': max_examples=3 is fewer than its 9 classes"):
         hierarchy_tasks(inputs, labels, HIERARCHY, max_examples=3)
-    with pytest.raises(ValueError, match="max_examples == 1, must be >= 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"'max_examples' parameter of hierarchy_tasks must be an int in the range \[2, inf\) or None",
+    ):
         hierarchy_tasks(inputs, labels, HIERARCHY, max_examples=1)
 
 
@@ -214,7 +217,7 @@ def test_bad_inputs_and_labels():
         hierarchy_tasks(inputs, labels[:, None], HIERARCHY)
     with pytest.raises(ValueError, match="^hierarchy_tasks: inputs must have one row per example"):
         hierarchy_tasks(inputs[:, 0], labels, HIERARCHY)
-    with pytest.raises(ValueError, match="^hierarchy_tasks: label_by must be 'leaf' or 'child'"):
+    with pytest.raises(ValueError, match="^The 'label_by' parameter of hierarchy_tasks must be a str among"):
         hierarchy_tasks(inputs, labels, HIERARCHY, label_by="leaves")
     dataset = TensorDataset(torch.as_tensor(inputs), torch.as_tensor(labels))
     with pytest.raises(TypeError, match="inputs is a DataLoader; pass its dataset"):
@@ -242,7 +245,9 @@ def test_taxonomic_distance_between_nodes_and_between_leaves():
     assert taxonomic_distance({"a": [0, 1], "b": [2, 3]}, "a", "b") == np.inf  # a forest
     with pytest.raises(ValueError, match="'shoes' is not a node or a leaf"):
         taxonomic_distance(HIERARCHY, "tops", "shoes")
-    with pytest.raises(ValueError, match="between must be 'nodes' or 'leaves'"):
+    with pytest.raises(
+        ValueError, match="^The 'between' parameter of taxonomic_distance must be a str among"
+    ):
         taxonomic_distance(HIERARCHY, "tops", "bags", between="edges")
 
 
@@ -256,7 +261,9 @@ def test_library_taxonomic_distances_match_the_pairwise_function():
         ]
         np.testing.assert_array_equal(matrix, expected)
     np.testing.assert_array_equal(library.taxonomic_distances()[0], [0, 1, 2, 1])
-    with pytest.raises(ValueError, match="^TaskLibrary.taxonomic_distances: between must be"):
+    with pytest.raises(
+        ValueError, match="^The 'between' parameter of TaskLibrary.taxonomic_distances must be a str among"
+    ):
         library[:1].taxonomic_distances("edges")
 
 
@@ -390,8 +397,37 @@ def test_unit_square_is_seeded_and_checks_its_range():
         unit_square_tasks(n_clusters_range=(5, 3))
     with pytest.raises(ValueError, match="n_clusters_range must be two integers"):
         unit_square_tasks(grid_size=3, n_clusters_range=(3, 16))
-    with pytest.raises(ValueError, match="n_tasks == 0, must be >= 1"):
+    with pytest.raises(
+        ValueError, match=r"'n_tasks' parameter of unit_square_tasks must be an int in the range \[1, inf\)"
+    ):
         unit_square_tasks(0)
+
+
+# ----------------------------------------------------------------- parameters and import paths
+@pytest.mark.parametrize(
+    "build, parameter",
+    [
+        (lambda: hierarchy_tasks(*indexed_data(), HIERARCHY, min_examples=True), "min_examples"),
+        (lambda: hierarchy_tasks(*indexed_data(), HIERARCHY, max_examples=True), "max_examples"),
+        (lambda: one_vs_rest_tasks(*indexed_data(), max_examples=2.5), "max_examples"),
+        (lambda: attribute_tasks(np.zeros((2, 2)), [[0], [1]], names="a"), "names"),
+        (lambda: unit_square_tasks(True), "n_tasks"),
+        (lambda: unit_square_tasks(grid_size=np.float64(8)), "grid_size"),
+        (lambda: hierarchy_tasks("images", np.zeros(6), HIERARCHY), "inputs"),
+        (lambda: taxonomic_distance(HIERARCHY, ["tops"], "bags"), "node_a"),
+    ],
+)
+def test_bad_parameters_booleans_included_are_refused_by_name(build, parameter):
+    # A boolean is an Integral to Python, but min_examples=True is a mistake, not 1.
+    with pytest.raises(ValueError, match=f"^The '{parameter}' parameter of "):
+        build()
+
+
+def test_task_library_names_are_still_importable_from_tasks():
+    for name in task_library.__all__:
+        assert getattr(tasks, name) is getattr(task_library, name)
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        tasks.no_such_name  # noqa: B018
 
 
 # ----------------------------------------------------------------- end to end

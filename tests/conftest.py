@@ -1,0 +1,21 @@
+"""Shared fixtures and data factories of the test suite.
+
+Tests that start processes (joblib's loky workers, a dask cluster, a fresh Python) or train
+real networks are marked ``slow``: ``make test`` runs them all; ``pytest -m "not slow"`` is
+the quick loop while developing.
+"""
+
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture
+def one_thread():
+    """Torch and BLAS on one thread for tiny networks and classifiers: threads gain nothing
+    there, and on a busy shared machine they cost a lot (tenfold seen)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
