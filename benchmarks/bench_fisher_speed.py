@@ -28,11 +28,11 @@ Every figure is the median of ``--repeats`` runs after one warm-up run.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
 import time
-
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's start/stop chatter
 import torch  # noqa: E402
@@ -70,9 +70,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--n-examples", type=int, default=1024, help="examples in the task (default: 1024)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-    parser.add_argument(
-        "--n-tasks", type=int, default=4, help="tasks in the sequence case (default: 4)"
-    )
+    parser.add_argument("--n-tasks", type=int, default=4, help="tasks in the sequence case (default: 4)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per figure, median kept (default: 3)"
     )
@@ -173,10 +171,17 @@ def plain_forward(model, inputs, batch_size, device):
 
 
 # ---------------------------------------------------------------- ours
-def embedder(args, device, **params):
-    return FisherTaskEmbedder(
-        probe=args.probe, probe_weights=None, batch_size=args.batch_size, random_state=0, device=device, **params
+def end_to_end(args, device, tasks, **params):
+    """``FisherTaskEmbedder(...).fit_transform(tasks)``: the public API, from the probe's name to the rows."""
+    embedder = FisherTaskEmbedder(
+        probe=args.probe,
+        probe_weights=None,
+        batch_size=args.batch_size,
+        random_state=0,
+        device=device,
+        **params,
     )
+    return embedder.fit_transform(tasks)
 
 
 def breakdown(args, method, task, device):
@@ -184,7 +189,9 @@ def breakdown(args, method, task, device):
     ``embed_task`` chains them; and what a profile of the Fisher pass needs."""
     seeds = embedding_seeds(0)
     times = {}
-    times["probe"], probe = timed(lambda: frozen_copy(build_named_probe(args.probe, None, seeds.probe)), device)
+    times["probe"], probe = timed(
+        lambda: frozen_copy(build_named_probe(args.probe, None, seeds.probe)), device
+    )
     times["prepare"], runnable = timed(lambda: prepare_probe(probe, None, device), device)
     coerced = coerce_task(
         task, 0, dtype=torch.float32, batch_size=args.batch_size, max_samples=None, rng=None
@@ -227,7 +234,11 @@ def profile_fisher(fisher_pass, device, top):
     key = "self_cpu_time_total"
     if device.type == "cuda":
         averages = prof.key_averages()
-        key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
+        key = (
+            "self_device_time_total"
+            if hasattr(averages[0], "self_device_time_total")
+            else "self_cuda_time_total"
+        )
     print(prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=48))
 
 
@@ -307,12 +318,16 @@ def main(argv=None):
     for name, method, n_classes in CASES:
         one_task = [(inputs, labels[n_classes][0])]
         tasks = [(inputs, task_labels) for task_labels in labels[n_classes]]
-        single = median_time(lambda: embedder(args, device, method=method).fit_transform(one_task), device, args.repeats)
-        sequence = median_time(lambda: embedder(args, device, method=method).fit_transform(tasks), device, args.repeats)
+        single = median_time(
+            functools.partial(end_to_end, args, device, one_task, method=method), device, args.repeats
+        )
+        sequence = median_time(
+            functools.partial(end_to_end, args, device, tasks, method=method), device, args.repeats
+        )
         state = {}
 
-        def stages():
-            times, state["fisher_pass"] = breakdown(args, method, one_task[0], device)
+        def stages(method=method, task=one_task[0], state=state):
+            times, state["fisher_pass"] = breakdown(args, method, task, device)
             return times
 
         parts = median_dict(stages, args.repeats)
@@ -338,7 +353,9 @@ def main(argv=None):
             if params["method"] == "variational":
                 params = {**params, "variational_steps": args.variational_steps}
             one_task = [(inputs, labels[n_classes][0])]
-            total = median_time(lambda: embedder(args, device, **params).fit_transform(one_task), device, args.repeats)
+            total = median_time(
+                functools.partial(end_to_end, args, device, one_task, **params), device, args.repeats
+            )
             print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / baseline[n_classes]:6.2f}x")
         print(
             f"  variational: one point-estimate pass (its start) + variational_steps={args.variational_steps} steps"
@@ -348,7 +365,9 @@ def main(argv=None):
     if args.profile:
         name, n_classes, fisher_pass = profiled
         print()
-        print(f"# torch.profiler, one Fisher pass ({name}, {n_classes} classes), top {args.profile} ops by self time")
+        print(
+            f"# torch.profiler, one Fisher pass ({name}, {n_classes} classes), top {args.profile} ops by self time"
+        )
         profile_fisher(fisher_pass, device, args.profile)
 
 

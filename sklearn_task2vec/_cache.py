@@ -25,6 +25,7 @@ import torch
 from . import __version__
 from ._utils import module_digest, update_digest
 
+
 def cache_folder(memory, parameter="memory"):
     """The folder of ``memory`` (a path, a ``joblib.Memory`` or None), or None for no cache.
 

@@ -340,7 +340,9 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
     return recorder.rows
 
 
-def task_fisher(probe, head, task, *, method, batch_size, generator, autocast=None, per_example=False, progress=None):
+def task_fisher(
+    probe, head, task, *, method, batch_size, generator, autocast=None, per_example=False, progress=None
+):
     """The Fisher diagonal of a task's examples: their sum, or each example's row.
 
     One pass over ``task``'s batches (a coerced task, in its own order) through ``probe`` (a
@@ -381,7 +383,6 @@ def task_fisher(probe, head, task, *, method, batch_size, generator, autocast=No
 #: Learning rate of the head while it is trained jointly with the precisions (sec. 4, "we use
 #: a low learning rate (1e-4)" for the classifier).
 VARIATIONAL_HEAD_LEARNING_RATE = 1e-4
-
 
 
 class VariationalFilterNoise:
@@ -445,7 +446,9 @@ class VariationalFilterNoise:
             if isinstance(module, nn.Linear):
                 spread = squares.sum(-1, keepdim=True) * variances
             elif isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
-                ones = squares.new_ones((module.groups, module.in_channels // module.groups, *module.kernel_size))
+                ones = squares.new_ones(
+                    (module.groups, module.in_channels // module.groups, *module.kernel_size)
+                )
                 per_group = module._conv_forward(squares, ones, None)
                 spatial = (1,) * (per_group.dim() - 2)
                 spread = per_group.repeat_interleave(module.out_channels // module.groups, dim=1)
@@ -455,7 +458,9 @@ class VariationalFilterNoise:
                     f"method='variational' perturbs Conv and Linear layers; probe layer "
                     f"{self.filters[index][0]!r} is a {type(module).__name__}."
                 )
-            noise = torch.randn(output.shape, generator=self.generator, device=output.device, dtype=output.dtype)
+            noise = torch.randn(
+                output.shape, generator=self.generator, device=output.device, dtype=output.dtype
+            )
             # The clamp keeps sqrt differentiable where a receptive field is all zeros.
             return output + torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * noise
 

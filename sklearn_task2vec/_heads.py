@@ -74,7 +74,9 @@ def task_features(module, task, *, batch_size, device, stem=None, autocast=None)
         labels.append(np.asarray(batch_labels))
     dtype = module_dtype(module)
     return TaskFeatures(
-        torch.cat(features).to(dtype), np.concatenate(labels), torch.cat(stem_outputs) if stem_outputs else None
+        torch.cat(features).to(dtype),
+        np.concatenate(labels),
+        torch.cat(stem_outputs) if stem_outputs else None,
     )
 
 

@@ -311,7 +311,9 @@ def split_probe(probe, start):
     )
     if first is None:
         called = [node.target for node in nodes if node.op == "call_module"]
-        blocks = sorted({target.split(".")[0] for target in called}, key=[t.split(".")[0] for t in called].index)
+        blocks = sorted(
+            {target.split(".")[0] for target in called}, key=[t.split(".")[0] for t in called].index
+        )
         raise ValueError(
             f"skip_layers={start!r} is not a layer the probe calls; its top-level blocks are {blocks}."
         )

@@ -291,7 +291,7 @@ def main(argv=None):
     print("TASK2VEC on scikit-learn's digits (8x8 pixels scaled to [0, 1], random ReLU probe)")
     print()
     print("Tasks:")
-    for name, description, (inputs, labels) in tasks:
+    for name, description, (_, labels) in tasks:
         print(f"  {name:<6} {description:<15} {len(labels):>5} examples, {len(np.unique(labels)):>2} classes")
 
     start = time.perf_counter()

@@ -24,20 +24,23 @@ taken as 1, the largest value the cosine distance takes on non-negative vectors.
 from __future__ import annotations
 
 import functools
+from numbers import Real
 
-import numba
 import numpy as np
-import torch
 from sklearn.utils import check_array
+from sklearn.utils._param_validation import StrOptions, validate_params
+
+from ._kernels import symmetric_distance_matrix
+from ._utils import StrictInterval
 
 __all__ = ["asymmetric_distance", "pairwise_task_distances", "symmetric_distance", "task_distance_metric"]
 
-# Rows of M and of T per tile of the distance kernel: two tiles of 32 rows of 10,000 float32
-# filters (2.5 MiB) stay in a core's cache while their 32 x 32 pairs are computed.
-_TILE_ROWS = 32
-
-# Reassociation lets LLVM vectorise the sums over filters; no assumption about NaN or inf.
-_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+# Parameter constraints shared by several functions. alpha weighs a distance: finite and
+# non-negative, as in Model2VecSelector. An array's content (shape, signs) is checked in the
+# function, with the embeddings it must fit.
+_ALPHA = [StrictInterval(Real, 0, None, closed="left")]
+_TRIVIAL = ["array-like", None]
+_KIND = [StrOptions({"symmetric", "asymmetric"})]
 
 
 def _check_embeddings(X, name):
@@ -62,155 +65,18 @@ def _check_vector(v, name):
     return _check_embeddings(v.reshape(1, -1), name)[0]
 
 
-def _column_scales(M, T):
-    """Per filter, the power of two nearest above its largest entry in ``M`` and ``T`` (1 for
-    a filter that is zero everywhere).
-
-    Both arguments are divided by it, exactly in binary floating point; ``d_sym`` does not
-    change when both are scaled coordinate-wise by the same positive vector. Every entry is
-    then at most 1, so ``M + T`` cannot overflow, and a filter's entries are only as small as
-    they are relative to that filter's largest one (the float32 range is ample).
-    """
-    largest = np.maximum(M.max(axis=0), T.max(axis=0)).astype(np.float64)
-    exponents = np.ceil(np.log2(np.where(largest > 0, largest, 1.0)))
-    return np.ldexp(1.0, np.clip(exponents, -1022, 1023).astype(int)).astype(M.dtype)
-
-
-@numba.njit(fastmath=_FASTMATH, inline="always")
-def _share_sums(a, b):
-    """``<s_a, s_b>``, ``|s_a|^2`` and ``|s_b|^2`` of the shares ``s_a = a / (a + b)`` and
-    ``s_b = b / (a + b)`` of two scaled rows, in one pass over the filters.
-
-    A filter with ``a + b == 0`` gives 0 to both shares (it is left out).
-    """
-    one = a.dtype.type(1)
-    dot = a.dtype.type(0)
-    squared_a = a.dtype.type(0)
-    squared_b = a.dtype.type(0)
-    for k in range(a.shape[0]):
-        total = a[k] + b[k]
-        inverse = one / (total + (total == 0))
-        share_a = a[k] * inverse
-        share_b = b[k] * inverse
-        dot += share_a * share_b
-        squared_a += share_a * share_a
-        squared_b += share_b * share_b
-    return np.float64(dot), np.float64(squared_a), np.float64(squared_b)
-
-
-@numba.njit(fastmath=_FASTMATH, inline="always")
-def _cosine_distance_of_shares(a, b):
-    """``d_cos(a / (a + b), b / (a + b))`` for two scaled rows; two zero share vectors are at
-    distance 0, a zero and a non-zero one at 1 (module docstring)."""
-    dot, squared_a, squared_b = _share_sums(a, b)
-    norms = np.sqrt(squared_a * squared_b)
-    if norms > 0:
-        return min(max(1.0 - dot / norms, 0.0), 1.0)
-    return 0.0 if squared_a == 0 and squared_b == 0 else 1.0
-
-
-@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _symmetric_distance_tiles(M, T, tiles, upper_only, distances):
-    """Fill ``distances[i, j] = d_sym(M[i], T[j])`` over the given tiles of pairs.
-
-    ``tiles`` lists (first row of M, first row of T) of ``_TILE_ROWS`` x ``_TILE_ROWS``
-    blocks; the tiles are shared among numba's threads. ``upper_only`` (``T`` is ``M``)
-    skips the pairs ``j < i``.
-    """
-    for tile in numba.prange(tiles.shape[0]):
-        start_m, start_t = tiles[tile, 0], tiles[tile, 1]
-        for i in range(start_m, min(start_m + _TILE_ROWS, M.shape[0])):
-            first_j = max(i, start_t) if upper_only else start_t
-            for j in range(first_j, min(start_t + _TILE_ROWS, T.shape[0])):
-                distances[i, j] = _cosine_distance_of_shares(M[i], T[j])
-
-
-def _symmetric_matrix(X, Y=None):
-    """d_sym between every row of ``X`` and of ``Y`` (``None``: of ``X``, computing one
-    triangle, mirrored, with an exactly zero diagonal), float64, for float32 or float64
-    numpy inputs. One fused pass per pair: no (pairs, filters) temporary."""
-    self_distances = Y is None
-    scales = _column_scales(X, X if self_distances else Y)
-    M = np.ascontiguousarray(X / scales)
-    T = M if self_distances else np.ascontiguousarray(Y / scales)
-    starts_m, starts_t = np.arange(0, M.shape[0], _TILE_ROWS), np.arange(0, T.shape[0], _TILE_ROWS)
-    tiles = np.array([(m, t) for m in starts_m for t in starts_t if not (self_distances and t < m)])
-    distances = np.zeros((M.shape[0], T.shape[0]))
-    _symmetric_distance_tiles(M, T, tiles.reshape(-1, 2).astype(np.int64), self_distances, distances)
-    if self_distances:
-        upper = np.triu(distances, k=1)
-        distances = upper + upper.T
-    return distances
-
-
-@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
-def _symmetric_distance_gradient(M, T, grad_output, grad_M):
-    """``grad_M[i] = sum_j grad_output[i, j] * d d_sym(M[i], T[j]) / d M[i]`` (scaled rows).
-
-    With ``s = m + t``, ``a = m / s``, ``b = t / s``, ``cos = <a, b> / (|a| |b|)`` and
-    ``d_sym = 1 - cos``:
-
-    ``d d_sym / d m_k = (b_k / s_k) * (a_k * v - b_k * u)``, where
-    ``u = 1 / (|a| |b|) + cos / |b|^2`` and ``v = 1 / (|a| |b|) + cos / |a|^2``;
-
-    0 where ``a`` or ``b`` is all zero (the distance is constant there) and on a filter with
-    ``s_k = 0``. Each row of ``M`` belongs to one thread: two passes over the filters per
-    pair (the sums, then the gradient), no (pairs, filters) temporary.
-    """
-    one = M.dtype.type(1)
-    for i in numba.prange(M.shape[0]):
-        for j in range(T.shape[0]):
-            weight = grad_output[i, j]
-            if weight == 0:
-                continue
-            dot, squared_a, squared_b = _share_sums(M[i], T[j])
-            norms = np.sqrt(squared_a * squared_b)
-            if norms == 0:
-                continue
-            cosine = dot / norms
-            u = M.dtype.type(weight * (1.0 / norms + cosine / squared_b))
-            v = M.dtype.type(weight * (1.0 / norms + cosine / squared_a))
-            for k in range(M.shape[1]):
-                total = M[i, k] + T[j, k]
-                inverse = one / (total + (total == 0))
-                share_a = M[i, k] * inverse
-                share_b = T[j, k] * inverse
-                grad_M[i, k] += share_b * inverse * (share_a * v - share_b * u)
-
-
-class _SymmetricDistance(torch.autograd.Function):
-    """``d_sym`` between every row of ``M`` (p, f) and of ``T`` (q, f), differentiable in M.
-
-    Both passes are fused numba kernels over pairs of rows: the forward pass is
-    :func:`_symmetric_matrix`, the backward pass :func:`_symmetric_distance_gradient`, on the
-    same power-of-two column scaling (the gradient is divided by the scales at the end).
-    """
-
-    @staticmethod
-    def forward(ctx, M, T):
-        ctx.save_for_backward(M, T)
-        return torch.from_numpy(_symmetric_matrix(M.numpy(), T.numpy())).to(M.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        M, T = (tensor.numpy() for tensor in ctx.saved_tensors)
-        scales = _column_scales(M, T)
-        grad_M = np.zeros(M.shape, dtype=M.dtype)
-        _symmetric_distance_gradient(
-            np.ascontiguousarray(M / scales),
-            np.ascontiguousarray(T / scales),
-            np.ascontiguousarray(grad_output.numpy(), dtype=np.float64),
-            grad_M,
+def _check_vector_pair(first, second, names):
+    """Two embedding vectors of the same length, checked like :func:`_check_vector`."""
+    first, second = _check_vector(first, names[0]), _check_vector(second, names[1])
+    if first.shape != second.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same length, got {first.shape[0]} and "
+            f"{second.shape[0]}."
         )
-        return torch.from_numpy(grad_M / scales), None
+    return first, second
 
 
-def _symmetric_distances(M, T):
-    """Symmetric TASK2VEC distance matrix (rows of M x rows of T), float64 torch tensors,
-    differentiable in ``M`` (the selector's prototypes)."""
-    return _SymmetricDistance.apply(M, T)
-
-
+@validate_params({"a": ["array-like"], "b": ["array-like"]}, prefer_skip_nested_validation=True)
 def symmetric_distance(a, b):
     """Symmetric TASK2VEC distance between two task embeddings.
 
@@ -256,14 +122,15 @@ def symmetric_distance(a, b):
     >>> round(symmetric_distance([1.0, 0.0], [0.0, 1.0]), 6)
     1.0
     """
-    a = _check_vector(a, "a")
-    b = _check_vector(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same length, got {a.shape[0]} and {b.shape[0]}.")
-    return float(_symmetric_matrix(a[None, :], b[None, :])[0, 0])
+    a, b = _check_vector_pair(a, b, ("a", "b"))
+    return float(symmetric_distance_matrix(a[None, :], b[None, :])[0, 0])
 
 
-def asymmetric_distance(source, target, trivial=None, alpha=0.15):
+@validate_params(
+    {"source": ["array-like"], "target": ["array-like"], "trivial": _TRIVIAL, "alpha": _ALPHA},
+    prefer_skip_nested_validation=True,
+)
+def asymmetric_distance(source, target, *, trivial=None, alpha=0.15):
     """Asymmetric TASK2VEC distance from a source task (or model) to a target task.
 
     Paper, sec. 3.3: ``d_asym(t_a -> t_b) = d_sym(t_a, t_b) - alpha * d_sym(t_a, t_0)``, with
@@ -282,7 +149,8 @@ def asymmetric_distance(source, target, trivial=None, alpha=0.15):
         ``d_sym`` is unchanged when both arguments are scaled coordinate-wise by the same
         positive vector, the two give the same value.
     alpha : float, default=0.15
-        Weight of the complexity term; the paper's best value for a ResNet-34 probe.
+        Weight of the complexity term, finite and non-negative; the paper's best value for a
+        ResNet-34 probe.
 
     Returns
     -------
@@ -296,12 +164,7 @@ def asymmetric_distance(source, target, trivial=None, alpha=0.15):
     >>> bool(abs(d - (symmetric_distance(source, target) - 0.15 * symmetric_distance(source, [1.0] * 3))) < 1e-12)
     True
     """
-    source = _check_vector(source, "source")
-    target = _check_vector(target, "target")
-    if source.shape != target.shape:
-        raise ValueError(
-            f"source and target must have the same length, got {source.shape[0]} and {target.shape[0]}."
-        )
+    source, target = _check_vector_pair(source, target, ("source", "target"))
     return float(
         pairwise_task_distances(
             source[None, :], target[None, :], kind="asymmetric", alpha=alpha, trivial=trivial
@@ -322,6 +185,10 @@ def _check_trivial(trivial, n_filters):
     return trivial
 
 
+@validate_params(
+    {"X": ["array-like"], "Y": ["array-like", None], "kind": _KIND, "alpha": _ALPHA, "trivial": _TRIVIAL},
+    prefer_skip_nested_validation=True,
+)
 def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=None):
     """TASK2VEC distance between every pair of task embeddings.
 
@@ -346,7 +213,7 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
     kind : {"symmetric", "asymmetric"}, default="symmetric"
         Which distance.
     alpha : float, default=0.15
-        Weight of the complexity term of the asymmetric distance.
+        Weight of the complexity term of the asymmetric distance, finite and non-negative.
     trivial : array-like of shape (n_filters,) or None, default=None
         The trivial embedding ``t_0`` of the asymmetric distance; ``None`` means all ones
         (embeddings in the trivial-normalised space, see :func:`asymmetric_distance`).
@@ -361,7 +228,8 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
     ------
     ValueError
         If an input is not 2-D, is empty, the numbers of columns differ, or an entry is
-        negative, NaN or infinite; if ``kind`` is unknown or ``trivial`` does not fit.
+        negative, NaN or infinite; if ``kind`` is unknown, ``alpha`` negative or ``trivial``
+        does not fit.
 
     See Also
     --------
@@ -383,8 +251,6 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
            [0.   , 0.   , 0.825],
            [0.8  , 0.825, 0.   ]])
     """
-    if kind not in ("symmetric", "asymmetric"):
-        raise ValueError(f"kind must be 'symmetric' or 'asymmetric', got {kind!r}.")
     X = _check_embeddings(X, "X")
     self_distances = Y is None
     Y = X if self_distances else _check_embeddings(Y, "Y")
@@ -395,15 +261,16 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
         )
     if X.dtype != Y.dtype:
         X, Y = X.astype(np.float64), Y.astype(np.float64)
-    distances = _symmetric_matrix(X, None if self_distances else Y)
+    distances = symmetric_distance_matrix(X, None if self_distances else Y)
     if kind == "asymmetric":
         trivial = _check_trivial(trivial, X.shape[1]).astype(X.dtype)
-        complexity = _symmetric_matrix(X, trivial[None, :])[:, 0]
+        complexity = symmetric_distance_matrix(X, trivial[None, :])[:, 0]
         distances -= alpha * complexity[:, None]
     return distances.astype(X.dtype, copy=False)
 
 
-def task_distance_metric(kind="symmetric", alpha=0.15, trivial=None):
+@validate_params({"kind": _KIND, "alpha": _ALPHA, "trivial": _TRIVIAL}, prefer_skip_nested_validation=True)
+def task_distance_metric(kind="symmetric", *, alpha=0.15, trivial=None):
     """A TASK2VEC distance as a callable ``metric(u, v)`` for scikit-learn.
 
     For ``metric=`` in :func:`sklearn.metrics.pairwise_distances` or
@@ -436,8 +303,6 @@ def task_distance_metric(kind="symmetric", alpha=0.15, trivial=None):
     """
     if kind == "symmetric":
         return symmetric_distance
-    if kind != "asymmetric":
-        raise ValueError(f"kind must be 'symmetric' or 'asymmetric', got {kind!r}.")
     return functools.partial(
         asymmetric_distance, alpha=alpha, trivial=None if trivial is None else np.asarray(trivial)
     )

@@ -22,10 +22,10 @@ from ._fisher import METHODS, resolve_method, task_fisher
 from ._heads import task_features
 from ._pipeline import (
     EmbeddingSettings,
+    Seeds,
     TaskEmbedding,
     embed_task,
     embedding_seeds,
-    Seeds,
     fisher_generator,
     task_head,
     variational_embedding,
@@ -402,11 +402,17 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         probe = prepare_probe(self.probe_, self.skip_layers, device)
         if probe.stem is not None:
             stem_outputs = task_features(
-                probe.module, task, batch_size=self.batch_size, device=device, stem=probe.stem,
+                probe.module,
+                task,
+                batch_size=self.batch_size,
+                device=device,
+                stem=probe.stem,
                 autocast=self.autocast,
             ).stem_outputs
             task = ArrayTask(stem_outputs, task.labels, task.where)
-        rows = self._example_rows(probe, on_device(self.head_, device), task, embedding_seeds(self.random_state), device)
+        rows = self._example_rows(
+            probe, on_device(self.head_, device), task, embedding_seeds(self.random_state), device
+        )
         return self._normalised(rows)
 
     def get_feature_names_out(self, input_features=None):
@@ -474,7 +480,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         else:
             probe, template = None, prepare_probe(self.probe_, self.skip_layers, torch.device("cpu"))
         jobs = (
-            delayed(_embed_task_or_error)(task, index, job, probe, template) for index, task in enumerate(tasks)
+            delayed(_embed_task_or_error)(task, index, job, probe, template)
+            for index, task in enumerate(tasks)
         )
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         if self.verbose > 0:

@@ -23,19 +23,22 @@ passes the error matrix.
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import scipy.special
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import validate_params
 from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from .distances import _symmetric_distances
+from ._kernels import symmetric_distances
+from ._utils import StrictInterval
 
 __all__ = [
     "Model2VecSelector",
@@ -60,7 +63,11 @@ _GAMMA_START_MIN = 1.0
 # --------------------------------------------------------------------------------------
 
 
-def soft_labels(errors, temperature=20.0):
+@validate_params(
+    {"errors": ["array-like"], "temperature": [StrictInterval(Real, 0, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
+def soft_labels(errors, *, temperature=20.0):
     """The paper's soft labels: which experts are (nearly) the best on each task.
 
     Supplementary sec. 4.3: ``p_hat_i = softmax(-temperature * (err_i - mean(err_i)) /
@@ -73,7 +80,7 @@ def soft_labels(errors, temperature=20.0):
     errors : array-like of shape (n_tasks, n_experts)
         Test error of every expert on every task.
     temperature : float, default=20.0
-        The paper's ``alpha`` (20 in its experiments), non-negative.
+        The paper's ``alpha`` (20 in its experiments), finite and non-negative.
 
     Returns
     -------
@@ -88,8 +95,6 @@ def soft_labels(errors, temperature=20.0):
     array([[0.807, 0.097, 0.097]])
     """
     errors = check_array(errors, dtype=np.float64, input_name="errors")
-    if not (isinstance(temperature, numbers.Real) and temperature >= 0):
-        raise ValueError(f"temperature must be a non-negative number, got {temperature!r}.")
     centred = errors - errors.mean(axis=1, keepdims=True)
     spread = errors.std(axis=1, keepdims=True)
     standardised = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
@@ -99,6 +104,7 @@ def soft_labels(errors, temperature=20.0):
     return labels / labels.sum(axis=1, keepdims=True)
 
 
+@validate_params({"errors": ["array-like"], "chosen": ["array-like"]}, prefer_skip_nested_validation=True)
 def relative_error_increase(errors, chosen):
     """Relative error increase of a model selection over the oracle (paper, Table 1).
 
@@ -354,8 +360,24 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     array([0, 2, 1])
     """
 
+    # StrictInterval, not Interval: True is an Integral to Python, but n_init=True is a mistake.
+    _parameter_constraints: ClassVar[dict] = {
+        "alpha": [StrictInterval(Real, 0, None, closed="left")],
+        "gamma": [StrictInterval(Real, 0, None, closed="neither"), None],
+        "model_embeddings": ["array-like", None],
+        "trivial_embedding": ["array-like", None],
+        "label_temperature": [StrictInterval(Real, 0, None, closed="left")],
+        "learning_rate": [StrictInterval(Real, 0, None, closed="neither")],
+        "weight_decay": [StrictInterval(Real, 0, None, closed="left")],
+        "max_iter": [StrictInterval(Integral, 0, None, closed="left")],
+        "n_init": [StrictInterval(Integral, 1, None, closed="left")],
+        "experts": ["array-like", None],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
+        *,
         alpha=0.15,
         gamma=None,
         model_embeddings=None,
@@ -390,6 +412,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     # fit
     # ----------------------------------------------------------------------------------
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, errors=None):
         """Fit the experts' embeddings (and ``gamma``) on tasks with a known best expert.
 
@@ -411,7 +434,6 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         self : Model2VecSelector
             The fitted selector.
         """
-        self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_non_negative(X, f"{type(self).__name__} (X)")
         check_classification_targets(y)
@@ -457,7 +479,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
                 f"y has labels that are not experts: {unknown[:10]}. The experts are {classes.tolist()[:20]}."
             )
         if errors is not None:
-            targets = soft_labels(errors, self.label_temperature)
+            targets = soft_labels(errors, temperature=self.label_temperature)
         else:
             targets = np.eye(n_experts)[[index[label] for label in y.tolist()]]
 
@@ -474,28 +496,6 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         self._normalised_embeddings = embeddings
         self._trivial = trivial
         return self
-
-    def _check_params(self):
-        def real(name, low, strict):
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-            if not ok or value < low or (strict and value == low):
-                bound = f"> {low}" if strict else f">= {low}"
-                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
-
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        real("alpha", 0.0, strict=False)
-        if self.gamma is not None:
-            real("gamma", 0.0, strict=True)
-        real("label_temperature", 0.0, strict=False)
-        real("learning_rate", 0.0, strict=True)
-        real("weight_decay", 0.0, strict=False)
-        integer("max_iter", 0)
-        integer("n_init", 1)
 
     def _check_trivial(self, n_features):
         if self.trivial_embedding is None:
@@ -575,8 +575,8 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
 
         def distances(m):
             flat = m.reshape(n_runs * n_experts, n_features)
-            d_tasks = _symmetric_distances(flat, tasks)
-            d_trivial = _symmetric_distances(flat, ones)
+            d_tasks = symmetric_distances(flat, tasks)
+            d_trivial = symmetric_distances(flat, ones)
             return (d_tasks - self.alpha * d_trivial).reshape(n_runs, n_experts, -1).transpose(1, 2)
 
         def losses(d, log_gamma):  # d: (runs, tasks, experts); one mean cross-entropy per run
@@ -627,9 +627,13 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         check_non_negative(X, f"{type(self).__name__} (X)")
         m = torch.from_numpy(self._normalised_embeddings)
         with torch.no_grad():
-            d_tasks = _symmetric_distances(m, torch.from_numpy(X / self._trivial))
-            d_trivial = _symmetric_distances(m, torch.ones((1, X.shape[1]), dtype=torch.float64))
+            d_tasks = symmetric_distances(m, torch.from_numpy(X / self._trivial))
+            d_trivial = symmetric_distances(m, torch.ones((1, X.shape[1]), dtype=torch.float64))
         return (d_tasks - self.alpha * d_trivial).T.numpy()
+
+    def _logits(self, X):
+        """``-gamma_ * d_asym(m_j -> t)``, the input of the softmax of ``p(j | t)``."""
+        return self._distances(X) * -self.gamma_
 
     # Offered once fitted. scikit-learn 1.9's check_decision_proba_consistency fits any
     # unfitted estimator that offers decision_function and predict_proba on blobs with a
@@ -689,7 +693,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         log_probabilities : ndarray of shape (n_tasks, n_experts)
             ``log softmax_j(-gamma_ * d_asym(m_j -> t))``.
         """
-        return scipy.special.log_softmax(self._distances(X) * -self.gamma_, axis=1)
+        return scipy.special.log_softmax(self._logits(X), axis=1)
 
     def predict_proba(self, X):
         """Probability that each expert is the best for each task.
@@ -704,4 +708,4 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         probabilities : ndarray of shape (n_tasks, n_experts)
             ``softmax_j(-gamma_ * d_asym(m_j -> t))``, columns in the order of ``classes_``.
         """
-        return scipy.special.softmax(self._distances(X) * -self.gamma_, axis=1)
+        return scipy.special.softmax(self._logits(X), axis=1)

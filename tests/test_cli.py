@@ -17,7 +17,6 @@ from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector
 from sklearn_task2vec.cli import main
 from sklearn_task2vec.distances import pairwise_task_distances
 
-
 # Tiny tasks and probes: one thread (conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
 

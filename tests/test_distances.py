@@ -8,7 +8,12 @@ import pytest
 from scipy.spatial.distance import cosine
 
 from sklearn_task2vec import FisherTaskEmbedder
-from sklearn_task2vec.distances import pairwise_task_distances, symmetric_distance
+from sklearn_task2vec.distances import (
+    asymmetric_distance,
+    pairwise_task_distances,
+    symmetric_distance,
+    task_distance_metric,
+)
 
 
 def naive_symmetric_distance(a, b):
@@ -192,8 +197,6 @@ def _random_embeddings(seed, n=6, k=12):
 
 
 def test_asymmetric_is_the_papers_formula_row_by_row():
-    from sklearn_task2vec.distances import asymmetric_distance
-
     F = _random_embeddings(0)
     trivial = np.random.RandomState(1).uniform(0.5, 2.0, size=F.shape[1])
     matrix = pairwise_task_distances(F, kind="asymmetric", alpha=0.3, trivial=trivial)
@@ -201,7 +204,9 @@ def test_asymmetric_is_the_papers_formula_row_by_row():
         for j in range(len(F)):
             expected = symmetric_distance(F[i], F[j]) - 0.3 * symmetric_distance(F[i], trivial)
             assert matrix[i, j] == pytest.approx(expected, abs=1e-12)
-            assert asymmetric_distance(F[i], F[j], trivial, alpha=0.3) == pytest.approx(expected, abs=1e-12)
+            assert asymmetric_distance(F[i], F[j], trivial=trivial, alpha=0.3) == pytest.approx(
+                expected, abs=1e-12
+            )
     assert not np.allclose(matrix, matrix.T)  # sources are rows
 
 
@@ -228,8 +233,6 @@ def test_distance_metric_callables_work_in_scikit_learn():
     from sklearn.metrics import pairwise_distances
     from sklearn.neighbors import NearestNeighbors
 
-    from sklearn_task2vec.distances import task_distance_metric
-
     F = _random_embeddings(4, n=8) + 0.01
     for kind in ("symmetric", "asymmetric"):
         metric = task_distance_metric(kind=kind, alpha=0.15)
@@ -249,7 +252,12 @@ def test_distance_metric_callables_work_in_scikit_learn():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"kind": "euclidean"}, "kind must be"),
+        ({"kind": "euclidean"}, "'kind' parameter of pairwise_task_distances must be a str among"),
+        ({"kind": "asymmetric", "alpha": -0.1}, "'alpha' parameter of pairwise_task_distances"),
+        ({"kind": "asymmetric", "alpha": np.nan}, "'alpha' parameter"),
+        ({"kind": "asymmetric", "alpha": np.inf}, "'alpha' parameter"),
+        ({"kind": "asymmetric", "alpha": True}, "'alpha' parameter"),  # a bool is not a weight
+        ({"kind": "asymmetric", "trivial": 1.0}, "'trivial' parameter"),
         ({"kind": "asymmetric", "trivial": np.ones(5)}, "trivial has 5 entries"),
         ({"kind": "asymmetric", "trivial": np.r_[np.zeros(1), np.ones(11)]}, "trivial must be positive"),
     ],
@@ -257,3 +265,28 @@ def test_distance_metric_callables_work_in_scikit_learn():
 def test_bad_asymmetric_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         pairwise_task_distances(_random_embeddings(5), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: symmetric_distance(1.0, [1.0]), "'a' parameter of symmetric_distance must be an array-like"),
+        (lambda: asymmetric_distance([1.0], [1.0], alpha=-1.0), "'alpha' parameter of asymmetric_distance"),
+        (lambda: asymmetric_distance([1.0], [1.0, 2.0]), "source and target must have the same length"),
+        (lambda: task_distance_metric("euclidean"), "'kind' parameter of task_distance_metric"),
+        (
+            lambda: task_distance_metric("asymmetric", alpha="0.15"),
+            "'alpha' parameter of task_distance_metric",
+        ),
+    ],
+)
+def test_bad_arguments_of_the_other_functions(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_options_after_the_data_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        asymmetric_distance([1.0], [1.0], [1.0])
+    with pytest.raises(TypeError, match="positional"):
+        task_distance_metric("asymmetric", 0.15)

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import joblib
-import pytest
 import numpy as np
+import pytest
 from sklearn import config_context
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline

@@ -60,5 +60,8 @@ def test_channels_last_gives_the_same_rows(image_task, monkeypatch):
 
 def test_bad_autocast():
     X = np.zeros((4, 3))
-    with pytest.raises(ValueError, match="The 'autocast' parameter of FisherTaskEmbedder must be a str among .*'bfloat16'.* or None. Got 'half'"):
+    with pytest.raises(
+        ValueError,
+        match="The 'autocast' parameter of FisherTaskEmbedder must be a str among .*'bfloat16'.* or None. Got 'half'",
+    ):
         FisherTaskEmbedder(autocast="half").fit([(X, [0, 1, 0, 1])])

@@ -96,9 +96,9 @@ def test_cache_key_follows_content_and_settings(tmp_path, counted):
     counted.clear()
     # Same content in new objects, and settings that do not change rows: all loaded.
     copies = [(X.copy(), y.copy()) for X, y in tasks]
-    FisherTaskEmbedder(random_state=0, memory=joblib.Memory(tmp_path, verbose=0), n_jobs=1, verbose=0).fit_transform(
-        copies
-    )
+    FisherTaskEmbedder(
+        random_state=0, memory=joblib.Memory(tmp_path, verbose=0), n_jobs=1, verbose=0
+    ).fit_transform(copies)
     assert counted == []
     # A changed example, another seed or another setting: recomputed.
     changed = [(tasks[0][0].copy(), tasks[0][1]), tasks[1]]
@@ -140,7 +140,8 @@ def test_pipeline_memory_caches_the_embedding(tmp_path, counted):
     tasks = make_tasks(4)
     meta_labels = [0, 1, 0, 1]
     pipeline = Pipeline(
-        [("embed", FisherTaskEmbedder(random_state=0)), ("classify", LogisticRegression())], memory=str(tmp_path)
+        [("embed", FisherTaskEmbedder(random_state=0)), ("classify", LogisticRegression())],
+        memory=str(tmp_path),
     )
     pipeline.fit(tasks, meta_labels)
     assert len(counted) == 4
@@ -176,7 +177,14 @@ def test_two_processes_share_one_cache_folder(tmp_path):
     here = os.path.dirname(__file__)
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(SHARED_CACHE_SCRIPT), cache, here, tmp_path / f"rows{k}.npy"],
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(SHARED_CACHE_SCRIPT),
+                cache,
+                here,
+                tmp_path / f"rows{k}.npy",
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -191,7 +199,9 @@ def test_two_processes_share_one_cache_folder(tmp_path):
     assert len(list(cache.rglob("*.npz"))) == 6 and not list(cache.rglob("*.tmp"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every file written by the two processes is valid
-        np.testing.assert_array_equal(FisherTaskEmbedder(random_state=0, memory=cache).fit_transform(make_tasks(6)), expected)
+        np.testing.assert_array_equal(
+            FisherTaskEmbedder(random_state=0, memory=cache).fit_transform(make_tasks(6)), expected
+        )
 
 
 KILLED_WORKER_SCRIPT = """
@@ -310,8 +320,16 @@ def test_fitted_embedder_pickles_without_the_tasks_and_loads_offline(tmp_path):
 @pytest.mark.parametrize(
     ("params", "error", "message"),
     [
-        ({"on_error": "ignore"}, ValueError, "The 'on_error' parameter of FisherTaskEmbedder must be a str among {'raise', 'warn'}|{'warn', 'raise'}"),
-        ({"memory": 3}, TypeError, "The 'memory' parameter of FisherTaskEmbedder must be an instance of 'str', an instance of 'os.PathLike', an instance of 'joblib.memory.Memory' or None"),
+        (
+            {"on_error": "ignore"},
+            ValueError,
+            "The 'on_error' parameter of FisherTaskEmbedder must be a str among {'raise', 'warn'}|{'warn', 'raise'}",
+        ),
+        (
+            {"memory": 3},
+            TypeError,
+            "The 'memory' parameter of FisherTaskEmbedder must be an instance of 'str', an instance of 'os.PathLike', an instance of 'joblib.memory.Memory' or None",
+        ),
     ],
 )
 def test_bad_reliability_parameters(params, error, message):

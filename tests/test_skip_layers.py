@@ -49,7 +49,9 @@ def test_streamed_task_and_array_mode(image_tasks):
 
 
 def test_variational_runs_on_the_cached_activations(image_tasks):
-    rows = resnet18(method="variational", variational_steps=4, skip_layers="layer4").fit_transform(image_tasks)
+    rows = resnet18(method="variational", variational_steps=4, skip_layers="layer4").fit_transform(
+        image_tasks
+    )
     assert np.all(np.isfinite(rows)) and np.all(rows > 0)
 
 

@@ -296,7 +296,7 @@ def test_one_vs_rest_gives_a_binary_task_per_class():
     text_labels = np.array(["cat", "dog", "eel", "fox"])[labels]
     library = one_vs_rest_tasks(inputs, text_labels)
     assert library.names == ["cat", "dog", "eel", "fox"]
-    for name, (task_inputs, task_labels) in zip(library.names, library):
+    for name, (_, task_labels) in zip(library.names, library):
         assert len(task_labels) == len(labels)  # every example in every task
         np.testing.assert_array_equal(task_labels, (text_labels == name).astype(int))
     chosen = one_vs_rest_tasks(inputs, text_labels, classes=["fox", "cat"])

@@ -12,8 +12,8 @@ from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec import _fisher as fisher
 from sklearn_task2vec._pipeline import EmbeddingSettings, task_head
 from sklearn_task2vec._probes import prepare_probe
-from sklearn_task2vec.tasks import ArrayTask
 from sklearn_task2vec.distances import symmetric_distance
+from sklearn_task2vec.tasks import ArrayTask
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,9 @@ def test_few_examples_approach_the_trivial_embedding(digits_3_vs_8):
     the closer a row is to its prior, i.e. to all ones in the trivial-normalised space."""
     X, y = digits_3_vs_8
     threes, eights = np.where(y == 3)[0], np.where(y == 8)[0]
-    tasks = [(X[np.r_[threes[:n], eights[:n]]], y[np.r_[threes[:n], eights[:n]]]) for n in (2, 20, len(eights))]
+    tasks = [
+        (X[np.r_[threes[:n], eights[:n]]], y[np.r_[threes[:n], eights[:n]]]) for n in (2, 20, len(eights))
+    ]
     embedder = FisherTaskEmbedder(method="variational", normalize="trivial", random_state=0)
     rows = embedder.fit_transform(tasks)
     to_trivial = [symmetric_distance(row, np.ones_like(row)) for row in rows]
@@ -98,7 +100,9 @@ def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
     embedder = FisherTaskEmbedder(random_state=0).fit([(X, y)])
     cpu = torch.device("cpu")
     probe = prepare_probe(embedder.probe_, None, cpu)
-    settings = EmbeddingSettings(**{name: getattr(embedder, name) for name in EmbeddingSettings.__dataclass_fields__})
+    settings = EmbeddingSettings(
+        **{name: getattr(embedder, name) for name in EmbeddingSettings.__dataclass_fields__}
+    )
     head = task_head(probe, ArrayTask(torch.from_numpy(X), y, "X"), settings, cpu).head
     codes = torch.as_tensor(y == 8, dtype=torch.long)
     beta, n = 1e-3, len(y)
@@ -140,7 +144,12 @@ def test_named_torchvision_probe_and_a_streamed_task():
     labels = (images[:, 0].mean((1, 2)) > images[:, 1].mean((1, 2))).long()
     loader = DataLoader(TensorDataset(images, labels), batch_size=8)
     embedder = FisherTaskEmbedder(
-        probe="resnet18", probe_weights=None, method="variational", variational_steps=3, batch_size=8, random_state=0
+        probe="resnet18",
+        probe_weights=None,
+        method="variational",
+        variational_steps=3,
+        batch_size=8,
+        random_state=0,
     )
     rows = embedder.fit_transform([(images.numpy(), labels.numpy()), loader])
     assert rows.shape == (2, len(embedder.trivial_embedding_))
@@ -150,7 +159,9 @@ def test_named_torchvision_probe_and_a_streamed_task():
 def test_transform_refuses_per_example_rows(digits_3_vs_8):
     X, y = digits_3_vs_8
     embedder = FisherTaskEmbedder(method="variational", variational_steps=5, random_state=0).fit(X, y)
-    assert embedder.method_ == "variational" and embedder.embedding_.shape == embedder.trivial_embedding_.shape
+    assert (
+        embedder.method_ == "variational" and embedder.embedding_.shape == embedder.trivial_embedding_.shape
+    )
     with pytest.raises(ValueError, match="no per-example rows"):
         embedder.transform(X)
 

@@ -16,13 +16,13 @@ from sklearn_task2vec.selector import Model2VecSelector, model_selection_scorer
 from sklearn_task2vec.tasks import TaskLibrary
 from sklearn_task2vec.zoo import (
     Expert,
-    _epoch,
     error_matrix,
     load_expert,
     model_embeddings,
     save_expert,
     train_expert,
 )
+from sklearn_task2vec.zoo._training import epoch_batches
 
 SIZE = 12
 
@@ -161,12 +161,14 @@ def test_trainable_layers_fine_tunes_only_those_and_keeps_frozen_batchnorm_stati
 def test_balanced_epochs_draw_classes_uniformly_and_plain_epochs_shuffle():
     codes = np.array([0] * 90 + [1] * 10)
     rng = np.random.RandomState(0)
-    drawn = np.concatenate([torch.cat(_epoch(codes, 2, rng, 16, balanced=True)).numpy() for _ in range(20)])
+    drawn = np.concatenate(
+        [torch.cat(epoch_batches(codes, 2, rng, 16, balanced=True)).numpy() for _ in range(20)]
+    )
     assert 0.45 < np.mean(codes[drawn] == 1) < 0.55  # 10% of the examples, half of the draws
-    shuffled = torch.cat(_epoch(codes, 2, rng, 16, balanced=False)).numpy()
+    shuffled = torch.cat(epoch_batches(codes, 2, rng, 16, balanced=False)).numpy()
     assert sorted(shuffled.tolist()) == list(range(100))
     # A last batch of one is dropped: BatchNorm cannot train on it with 1 x 1 maps.
-    assert [len(batch) for batch in _epoch(np.arange(17) % 2, 2, rng, 8, balanced=False)] == [8, 8]
+    assert [len(batch) for batch in epoch_batches(np.arange(17) % 2, 2, rng, 8, balanced=False)] == [8, 8]
 
 
 def test_a_named_probe_is_built_recorded_and_reloaded_from_its_name(tmp_path):
@@ -192,9 +194,20 @@ def test_a_named_probe_is_built_recorded_and_reloaded_from_its_name(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"epochs": -1}, "epochs must be an integer >= 0"),
-        ({"learning_rate": 0.0}, "learning_rate must be a number > 0"),
-        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"epochs": -1}, "'epochs' parameter of train_expert must be an int in the range \\[0, inf\\)"),
+        (
+            {"batch_size": True},
+            "'batch_size' parameter of train_expert must be an int in the range \\[1, inf\\)",
+        ),
+        (
+            {"learning_rate": 0.0},
+            "'learning_rate' parameter of train_expert must be a float in the range \\(0",
+        ),
+        (
+            {"momentum": float("inf")},
+            "'momentum' parameter of train_expert must be a float in the range \\[0",
+        ),
+        ({"optimizer": "rmsprop"}, "'optimizer' parameter of train_expert must be a str among"),
         ({"trainable_layers": []}, "trainable_layers is empty"),
     ],
 )

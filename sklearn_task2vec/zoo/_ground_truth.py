@@ -1,0 +1,318 @@
+"""The ground truth of model selection: the test error of every expert on every task."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from numbers import Integral, Real
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import HasMethods, validate_params
+
+from .._cache import cache_folder, load_checked, save_checked
+from .._heads import task_features
+from .._probes import frozen_copy
+from .._utils import (
+    StrictInterval,
+    draw_seeds,
+    module_digest,
+    module_dtype,
+    python_scalar,
+    resolve_device,
+    update_digest,
+)
+from ..task_library import TaskLibrary
+from ..tasks import coerce_task, encode_labels, is_bare_pair
+from ._expert import check_experts
+
+
+@validate_params(
+    {
+        "experts": [list, tuple],
+        "tasks": [list, tuple],
+        "test_size": [StrictInterval(Real, 0, 1, closed="neither")],
+        "task_names": ["array-like", None],
+        "classifier": [HasMethods(["fit", "predict"]), None],
+        "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
+        "cache": [str, os.PathLike, joblib.Memory, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def error_matrix(
+    experts,
+    tasks,
+    *,
+    test_size=0.3,
+    task_names=None,
+    classifier=None,
+    batch_size=64,
+    cache=None,
+    device="auto",
+    random_state=None,
+):
+    """Test error of every expert on every task: the brute-force ground truth of model selection.
+
+    For each task, one stratified split into training and test examples, shared by all the
+    experts; for each expert, its frozen features of the task's examples (in batches, under
+    ``torch.no_grad``, eval mode) and a classifier (by default a logistic regression on
+    standardised features) trained on the training examples' features; the entry is its
+    error on the test examples. This is the paper's ground truth (sec. 4.2, supplementary
+    sec. 4.1: a linear classifier on each expert for each task), scaled down; its rows go to
+    ``Model2VecSelector.fit(embeddings, errors.argmin(axis=1), errors=errors)`` and to
+    :data:`~sklearn_task2vec.selector.model_selection_scorer`.
+
+    Parameters
+    ----------
+    experts : list of Expert
+        The experts (columns), e.g. from :func:`train_expert` or :func:`load_expert`.
+    tasks : list of tasks
+        The tasks (rows): ``(inputs, labels)`` pairs, torch Datasets or DataLoaders (a
+        DataLoader must yield its examples in the same order each time), e.g. a
+        :class:`~sklearn_task2vec.tasks.TaskLibrary`.
+    test_size : float, default=0.3
+        Fraction of each task's examples in its test split, in (0, 1). Every class needs two
+        examples at least, and each split one per class.
+    task_names : sequence of str or None, default=None
+        Names of the tasks, for error messages. ``None``: a TaskLibrary's names, else
+        ``"task 0"``, ``"task 1"``, ...
+    classifier : scikit-learn classifier or None, default=None
+        Trained on each (task, expert)'s training features (a fresh clone each time).
+        ``None``: ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``.
+    batch_size : int, default=64
+        Examples per forward pass.
+    cache : str, path-like, joblib.Memory or None, default=None
+        A folder (or a ``joblib.Memory``'s location) where each (expert, task)'s features are
+        stored, keyed by the expert's weights and architecture and by the task's content, so
+        that a later call (more experts, another classifier or split) computes only what is
+        missing. Reading a DataLoader or Dataset task for its key costs one more pass over it
+        per call. A damaged file is detected by checksum, reported and recomputed. A change to
+        a module's code that keeps its class name, ``repr`` and weights is not detected: clear
+        the folder then. ``None``: nothing is stored (within the call, a task listed twice is
+        still read once per expert).
+    device : str or torch.device, default="auto"
+        Where the experts run; ``"auto"`` is CUDA when available, else CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the splits (one per task). The matrix is the same for the same value.
+
+    Returns
+    -------
+    errors : ndarray of shape (n_tasks, n_experts)
+        ``errors[i, j]``: the test error of expert ``j`` on task ``i``, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If a list is empty, a task has a single class or too few examples of a class to
+        split, or an expert cannot take a task's inputs (the message names both).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_task2vec.zoo import Expert, error_matrix
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(60, 2)).astype(np.float32)
+    >>> first = Expert(nn.Linear(2, 1, bias=False), "first")
+    >>> second = Expert(nn.Linear(2, 1, bias=False), "second")
+    >>> _ = first.module.weight.data.copy_(torch.tensor([[1.0, 0.0]]))   # sees feature 0 only
+    >>> _ = second.module.weight.data.copy_(torch.tensor([[0.0, 1.0]]))  # sees feature 1 only
+    >>> tasks = [(X, X[:, 0] > 0), (X, X[:, 1] > 0)]
+    >>> errors = error_matrix([first, second], tasks, random_state=0)
+    >>> errors.round(2)
+    array([[0.11, 0.44],
+           [0.39, 0.  ]])
+    >>> errors.argmin(axis=1)   # the best expert of each task
+    array([0, 1])
+    """
+    experts = check_experts(experts)
+    if is_bare_pair(tasks):
+        raise TypeError(
+            "tasks must be a list of tasks, e.g. [(inputs, labels), ...]; got one (inputs, labels) pair."
+        )
+    if not tasks:
+        raise ValueError("tasks is empty: give one task at least.")
+    labels = _task_labels(tasks, task_names)
+    classifier = (
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        if classifier is None
+        else classifier
+    )
+    device = resolve_device(device)
+    store = _FeatureStore(cache)
+    split_seeds = draw_seeds(random_state, len(tasks))
+
+    reader = _FeatureReader(tasks, labels, batch_size, device, store)
+    splits = [None] * len(tasks)
+    errors = np.empty((len(tasks), len(experts)))
+    for column, expert in enumerate(experts):
+        for row, task_label in enumerate(labels):
+            features, task_labels = reader.features(expert, row)
+            if splits[row] is None:
+                splits[row] = _split(task_labels, test_size, split_seeds[row], task_label)
+            codes, first_labels, train, test = splits[row]
+            if not np.array_equal(task_labels, first_labels):
+                raise ValueError(
+                    f"{task_label} gave its examples in another order (or other labels) to expert "
+                    f"{expert.name!r} than before: pass a Dataset, or a DataLoader with shuffle=False."
+                )
+            where = f"expert {expert.name!r} on {task_label}"
+            if not np.all(np.isfinite(features)):
+                raise ValueError(f"{where}: the expert's features contain NaN or infinity.")
+            model = clone(classifier)
+            try:
+                model.fit(features[train], codes[train])
+                predictions = model.predict(features[test])
+            except ValueError as exc:
+                raise ValueError(f"{where}: the classifier failed: {exc}") from exc
+            errors[row, column] = float(np.mean(predictions != codes[test]))
+        reader.forget_expert()
+    return errors
+
+
+def _task_labels(tasks, task_names):
+    """How each task is named in messages: ``"task 0"`` or ``"task 0 ('birds')"``."""
+    if task_names is None and isinstance(tasks, TaskLibrary):
+        task_names = tasks.names
+    if task_names is None:
+        return [f"task {index}" for index in range(len(tasks))]
+    task_names = list(task_names)
+    if len(task_names) != len(tasks):
+        raise ValueError(f"task_names has {len(task_names)} names for {len(tasks)} tasks.")
+    return [f"task {index} ({name!r})" for index, name in enumerate(task_names)]
+
+
+def _split(task_labels, test_size, seed, task_label):
+    """``(codes, labels, train, test)``: the task's stratified split, after checking it is possible."""
+    classes, codes = encode_labels(task_labels, task_label)
+    counts = np.bincount(codes, minlength=len(classes))
+    if len(classes) < 2:
+        raise ValueError(
+            f"{task_label} has a single class ({python_scalar(classes[0])!r}): there is nothing to classify."
+        )
+    if counts.min() < 2:
+        rare = python_scalar(classes[int(np.argmin(counts))])
+        raise ValueError(
+            f"{task_label}: class {rare!r} has a single example; each class needs two at least, one for "
+            f"the training split and one for the test split."
+        )
+    n_test = math.ceil(test_size * len(codes))
+    n_train = len(codes) - n_test
+    if min(n_test, n_train) < len(classes):
+        raise ValueError(
+            f"{task_label} has {len(codes)} examples: with test_size={test_size} its splits have {n_train} "
+            f"and {n_test}, and each needs one example of each of its {len(classes)} classes."
+        )
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+    train, test = next(splitter.split(np.zeros((len(codes), 1)), codes))
+    return codes, task_labels, train, test
+
+
+class _FeatureReader:
+    """Features of (expert, task) pairs: from memory, from the disk store, or computed.
+
+    In memory, the features of the current expert are kept by task object, so that a task
+    listed twice is read once; the disk store (when given) is keyed by content.
+    """
+
+    def __init__(self, tasks, labels, batch_size, device, store):
+        self.tasks, self.labels = tasks, labels
+        self.batch_size, self.device, self.store = batch_size, device, store
+        self.task_keys = {}  # (task row, dtype) -> (content key, labels), for the disk store
+        self.expert = None
+
+    def forget_expert(self):
+        """Release the current expert's device copy and features."""
+        self.expert = self.module = None
+        self.memory = {}
+
+    def _prepare(self, expert):
+        if self.expert is not expert:
+            self.expert = expert
+            self.module = None  # moved to the device only when a feature has to be computed
+            self.dtype = module_dtype(expert.module)
+            self.expert_key = None if self.store.folder is None else module_digest(expert.module)
+            self.memory = {}
+
+    def features(self, expert, row):
+        """``(features, labels)`` of task ``row`` under ``expert``: float numpy arrays and labels."""
+        self._prepare(expert)
+        task = self.tasks[row]
+        if id(task) in self.memory:
+            return self.memory[id(task)]
+        if self.store.folder is None:
+            result = self._compute(row)
+        else:
+            if (row, self.dtype) not in self.task_keys:
+                self.task_keys[row, self.dtype] = self._task_key(row)
+            task_key, labels = self.task_keys[row, self.dtype]
+            features = self.store.load(self.expert_key, task_key)
+            if features is None:
+                features, computed_labels = self._compute(row)
+                if np.array_equal(computed_labels, labels):  # else the caller reports the order change
+                    self.store.save(self.expert_key, task_key, features)
+                labels = computed_labels
+            result = features, labels
+        self.memory[id(task)] = result
+        return result
+
+    def _coerced(self, row):
+        # coerce_task names the task "task {index}" in its messages: give it the name as well.
+        return coerce_task(
+            self.tasks[row],
+            self.labels[row].removeprefix("task "),
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            max_samples=None,
+            rng=None,
+        )
+
+    def _task_key(self, row):
+        """A hash of the task's examples and labels at the expert's dtype, and its labels."""
+        digest, labels = hashlib.sha256(), []
+        for inputs, batch_labels in self._coerced(row).batches(self.batch_size):
+            update_digest(digest, inputs.numpy())
+            update_digest(digest, np.asarray(batch_labels))
+            labels.append(np.asarray(batch_labels))
+        return digest.hexdigest(), np.concatenate(labels)
+
+    def _compute(self, row):
+        if self.module is None:
+            self.module = frozen_copy(self.expert.module).to(self.device)
+        try:
+            features, labels, _ = task_features(
+                self.module, self._coerced(row), batch_size=self.batch_size, device=self.device
+            )
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"expert {self.expert.name!r}: {exc}") from exc
+        return features.cpu().numpy(), labels
+
+
+class _FeatureStore:
+    """Features on disk, one ``.npz`` per (expert, task) with a checksum, written atomically."""
+
+    def __init__(self, cache):
+        folder = cache_folder(cache, "cache")
+        self.folder = None if folder is None else folder / "features"
+
+    def _path(self, expert_key, task_key):
+        return self.folder / expert_key / f"{task_key}.npz"
+
+    def load(self, expert_key, task_key):
+        stored = load_checked(
+            self._path(expert_key, task_key), f"{expert_key} {task_key}", ("features",), "features"
+        )
+        return None if stored is None else stored[0]
+
+    def save(self, expert_key, task_key, features):
+        save_checked(self._path(expert_key, task_key), f"{expert_key} {task_key}", features=features)
