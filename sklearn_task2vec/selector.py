@@ -24,7 +24,6 @@ passes the error matrix.
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import ClassVar
 
 import numpy as np
 import scipy.special
@@ -361,7 +360,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     """
 
     # StrictInterval, not Interval: True is an Integral to Python, but n_init=True is a mistake.
-    _parameter_constraints: ClassVar[dict] = {
+    _parameter_constraints: dict = {
         "alpha": [StrictInterval(Real, 0, None, closed="left")],
         "gamma": [StrictInterval(Real, 0, None, closed="neither"), None],
         "model_embeddings": ["array-like", None],

@@ -68,7 +68,11 @@ def test_split_probe_is_the_same_function():
     [
         ("layer9", ValueError, r"not a layer the probe calls; its top-level blocks are \['conv1', 'bn1'"),
         ("layer3.0.conv2", ValueError, "does not cut the probe cleanly"),
-        (3, TypeError, "skip_layers must be None or the path of a probe layer"),
+        (
+            3,
+            TypeError,
+            "The 'skip_layers' parameter of FisherTaskEmbedder must be an instance of 'str' or None",
+        ),
     ],
 )
 def test_bad_skip_layers(image_tasks, skip_layers, error, message):

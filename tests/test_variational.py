@@ -180,10 +180,22 @@ def test_normalised_rows_are_divided_by_their_own_prior(digits_3_vs_8):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"variational_beta": 0.0}, "variational_beta must be a positive number"),
-        ({"variational_beta": float("inf")}, "variational_beta must be a positive number"),
-        ({"variational_learning_rate": -1.0}, "variational_learning_rate must be a positive number"),
-        ({"variational_steps": 0}, "variational_steps must be an integer >= 1"),
+        (
+            {"variational_beta": 0.0},
+            "'variational_beta' parameter .* must be a float in the range \\(0.0, inf\\). Got 0.0",
+        ),
+        (
+            {"variational_beta": float("inf")},
+            "'variational_beta' parameter .* must be a float in the range \\(0.0, inf\\). Got inf",
+        ),
+        (
+            {"variational_learning_rate": -1.0},
+            "'variational_learning_rate' parameter .* in the range \\(0.0, inf\\). Got -1.0",
+        ),
+        (
+            {"variational_steps": 0},
+            "'variational_steps' parameter .* must be an int in the range \\[1, inf\\). Got 0",
+        ),
     ],
 )
 def test_bad_variational_parameters(params, message):

@@ -7,13 +7,12 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sklearn_task2vec.probes import build_named_probe
 from sklearn_task2vec.selector import Model2VecSelector, model_selection_scorer
-from sklearn_task2vec.tasks import TaskLibrary
+from sklearn_task2vec.task_library import TaskLibrary
 from sklearn_task2vec.zoo import (
     Expert,
     error_matrix,
@@ -24,18 +23,9 @@ from sklearn_task2vec.zoo import (
 )
 from sklearn_task2vec.zoo._training import epoch_batches
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 SIZE = 12
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks and classifiers are tiny: threads gain nothing, and on a busy shared machine
-    they cost a lot (tenfold here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
 
 
 class SmallCNN(nn.Module):
