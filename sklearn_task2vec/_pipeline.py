@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ._fisher import resolve_method, task_fisher, variational_fisher
-from ._heads import task_features, train_head
+from ._heads import run_without_gradient, task_features, train_head
 from ._utils import autocast_context, draw_seeds, to_device
 from .tasks import ArrayTask, encode_labels
 
@@ -124,6 +124,18 @@ def task_head(probe, task, settings, device):
         weight_decay=settings.head_weight_decay,
     )
     return TaskHead(classes, head, fisher_task, n_examples)
+
+
+def stem_task(probe, task, settings, device):
+    """The task the Fisher pass runs on: ``task``, or with a probe stem (``skip_layers``) its
+    examples' stem outputs, kept on the host. Only the stem runs (no features are needed)."""
+    if probe.stem is None:
+        return task
+    outputs = []
+    for inputs, _ in task.batches(settings.batch_size):
+        with autocast_context(settings.autocast, device):
+            outputs.append(run_without_gradient(probe.stem, to_device(inputs, device), task.where).cpu())
+    return ArrayTask(torch.cat(outputs), task.labels, task.where)
 
 
 def fisher_generator(seeds, device):

@@ -19,7 +19,6 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
 from ._fisher import METHODS, resolve_method, task_fisher
-from ._heads import task_features
 from ._pipeline import (
     EmbeddingSettings,
     Seeds,
@@ -27,6 +26,7 @@ from ._pipeline import (
     embed_task,
     embedding_seeds,
     fisher_generator,
+    stem_task,
     task_head,
     variational_embedding,
 )
@@ -400,16 +400,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         task = self._array_task(X, np.zeros(X.shape[0]))
         probe = prepare_probe(self.probe_, self.skip_layers, device)
-        if probe.stem is not None:
-            stem_outputs = task_features(
-                probe.module,
-                task,
-                batch_size=self.batch_size,
-                device=device,
-                stem=probe.stem,
-                autocast=self.autocast,
-            ).stem_outputs
-            task = ArrayTask(stem_outputs, task.labels, task.where)
+        task = stem_task(probe, task, self._settings(), device)
         rows = self._example_rows(
             probe, on_device(self.head_, device), task, embedding_seeds(self.random_state), device
         )
@@ -459,12 +450,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _embed_tasks(self, tasks):
         seeds = embedding_seeds(self.random_state)
         device = resolve_device(self.device)
+        settings = self._settings()
         folder = cache_folder(self.memory)
         cache = None
         if folder is not None:
-            cache = EmbeddingCache(folder, settings_key(self._settings(), seeds, self.probe_, device))
+            cache = EmbeddingCache(folder, settings_key(settings, seeds, self.probe_, device))
         job = _TaskJob(
-            settings=self._settings(),
+            settings=settings,
             seeds=seeds,
             device=device,
             trivial=self.trivial_embedding_,

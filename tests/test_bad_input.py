@@ -308,78 +308,31 @@ def test_complex_object_or_string_array_X():
 
 
 # -------------------------------------------------------------------- parameters
-def _constraint(name, requirement, got):
-    """The message of a parameter that fails its declared constraint (scikit-learn's wording)."""
-    return f"^The '{name}' parameter of FisherTaskEmbedder must be {requirement}. Got {got} instead"
+def _violates(name, value, requirement, error=ValueError):
+    """A parameter that fails its declared constraint, and scikit-learn's message for it."""
+    message = (
+        f"^The '{name}' parameter of FisherTaskEmbedder must be {requirement}. "
+        f"Got {re.escape(repr(value))} instead"
+    )
+    return {name: value}, error, message
 
+
+INT_FROM_0 = "an int in the range \\[0, inf\\)"
+INT_FROM_1 = "an int in the range \\[1, inf\\)"
+POSITIVE = "a float in the range \\(0.0, inf\\)"
 
 BAD_PARAMS = [
     ({"probe": "resnet9000"}, ValueError, "^Unknown probe 'resnet9000'.*resnet18"),
-    (
-        {"probe": 3},
-        TypeError,
-        _constraint("probe", "an instance of 'str' or an instance of 'torch.nn.*Module'", 3),
-    ),
-    ({"method": "fancy"}, ValueError, _constraint("method", "a str among {.*'exact'.*}", "'fancy'")),
-    ({"batch_size": 0}, ValueError, _constraint("batch_size", "an int in the range \\[1, inf\\)", 0)),
-    ({"batch_size": 2.5}, ValueError, _constraint("batch_size", "an int in the range \\[1, inf\\)", 2.5)),
-    ({"batch_size": True}, ValueError, _constraint("batch_size", "an int in the range \\[1, inf\\)", True)),
-    ({"batch_size": None}, ValueError, _constraint("batch_size", "an int in the range \\[1, inf\\)", None)),
-    (
-        {"max_samples": 0},
-        ValueError,
-        _constraint("max_samples", "an int in the range \\[1, inf\\) or None", 0),
-    ),
-    (
-        {"max_samples": "10"},
-        ValueError,
-        _constraint("max_samples", "an int in the range \\[1, inf\\) or None", "'10'"),
-    ),
-    (
-        {"max_samples": 0.5},
-        ValueError,
-        _constraint("max_samples", "an int in the range \\[1, inf\\) or None", 0.5),
-    ),
-    ({"head_epochs": -1}, ValueError, _constraint("head_epochs", "an int in the range \\[0, inf\\)", -1)),
-    ({"head_epochs": 1.5}, ValueError, _constraint("head_epochs", "an int in the range \\[0, inf\\)", 1.5)),
-    (
-        {"head_learning_rate": -0.1},
-        ValueError,
-        _constraint("head_learning_rate", "a float in the range \\(0.0, inf\\)", -0.1),
-    ),
-    (
-        {"head_learning_rate": 0},
-        ValueError,
-        _constraint("head_learning_rate", "a float in the range \\(0.0, inf\\)", 0),
-    ),
-    (
-        {"head_learning_rate": "x"},
-        ValueError,
-        _constraint("head_learning_rate", "a float in the range \\(0.0, inf\\)", "'x'"),
-    ),
-    (
-        {"head_learning_rate": np.nan},
-        ValueError,
-        _constraint("head_learning_rate", "a float in the range \\(0.0, inf\\)", "nan"),
-    ),
-    (
-        {"head_learning_rate": np.inf},
-        ValueError,
-        _constraint("head_learning_rate", "a float in the range \\(0.0, inf\\)", "inf"),
-    ),
-    (
-        {"head_weight_decay": -1},
-        ValueError,
-        _constraint("head_weight_decay", "a float in the range \\[0.0, inf\\)", -1),
-    ),
-    ({"verbose": -1}, ValueError, _constraint("verbose", "an int in the range \\[0, inf\\)", -1)),
-    ({"verbose": True}, ValueError, _constraint("verbose", "an int in the range \\[0, inf\\)", True)),
+    _violates("probe", 3, "an instance of 'str' or an instance of 'torch.nn.*Module'", TypeError),
+    _violates("method", "fancy", "a str among {.*'exact'.*}"),
+    *(_violates("batch_size", value, INT_FROM_1) for value in (0, 2.5, True, None)),
+    *(_violates("max_samples", value, INT_FROM_1 + " or None") for value in (0, "10", 0.5)),
+    *(_violates("head_epochs", value, INT_FROM_0) for value in (-1, 1.5)),
+    *(_violates("head_learning_rate", value, POSITIVE) for value in (-0.1, 0, "x", np.nan, np.inf)),
+    _violates("head_weight_decay", -1, "a float in the range \\[0.0, inf\\)"),
+    *(_violates("verbose", value, INT_FROM_0) for value in (-1, True)),
     ({"device": "gpu7"}, ValueError, "^device must be 'auto' or a torch device, got 'gpu7'"),
-    (
-        {"device": [1]},
-        ValueError,
-        _constraint("device", "an instance of 'str' or an instance of 'torch.device'", "\\[1\\]"),
-    ),
+    _violates("device", [1], "an instance of 'str' or an instance of 'torch.device'"),
 ]
 
 
