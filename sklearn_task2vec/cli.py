@@ -11,6 +11,11 @@ file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` 
 ``task2vec COMMAND --help`` for each command's options. The same is ``python -m
 sklearn_task2vec.cli``, and :func:`main` runs it from Python.
 
+An existing output file is replaced only with ``--overwrite``, and never when it is one of the
+command's inputs; it is written to a temporary file first and renamed, so it is never left
+half written. ``task2vec embed --on-error warn`` writes the rows of the tasks that could be
+embedded and names the others; ``--memory DIR`` caches each finished row.
+
 Exit status: 0 on success, 2 for a usage error (a bad option, a missing file, an unknown
 file type), 1 for a data error (a file that cannot be read or holds the wrong thing, a task
 that cannot be embedded). Errors are one line on stderr, without a traceback.
@@ -20,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
+import math
+import os
 import re
 import sys
 import warnings
@@ -48,32 +56,77 @@ class DataError(Exception):
 # --------------------------------------------------------------------------------------
 
 
-def _check_output(path, suffixes):
+def _same_file(first, second):
+    """Whether two paths name one file: the same resolved path (symbolic links followed), or
+    hard links to one file."""
+    first, second = Path(first), Path(second)
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist: not the same file
+        return False
+
+
+def _check_output(path, suffixes, *, inputs, overwrite):
+    """``path`` as a Path, checked before any work starts: its suffix and folder, never one of the
+    command's ``inputs``, and an existing file only with ``overwrite``."""
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"--output {path}: the file name must end in {' or '.join(suffixes)}.")
     if not path.parent.is_dir():
         raise UsageError(f"--output {path}: folder {path.parent} does not exist.")
+    for source in inputs:
+        if _same_file(path, source):
+            raise UsageError(
+                f"--output {path}: is also an input of the command ({source}); writing there would "
+                f"destroy it. Choose another output file (--overwrite never replaces an input)."
+            )
+    if path.is_dir():
+        raise UsageError(f"--output {path}: is a folder, not a file.")
+    if path.exists() and not overwrite:
+        raise UsageError(f"--output {path}: the file exists; pass --overwrite to replace it.")
     return path
+
+
+def _write_file(path, write, mode="w"):
+    """``write(file)`` to a temporary file next to ``path``, then renamed to it: an existing file is
+    replaced only by a whole new one, never left half written."""
+    from ._cache import write_atomically
+
+    if mode == "wb":
+        write_atomically(path, write)
+        return
+
+    def write_text(binary):
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        write(text)
+        text.flush()
+        text.detach()  # write_atomically closes the file itself
+
+    write_atomically(path, write_text)
 
 
 def _write_embeddings(path, names, filters, embeddings, trivial):
     import numpy as np
 
     if path.suffix.lower() == ".npz":
-        np.savez(
-            path,
-            embeddings=embeddings,
-            tasks=np.array(names, dtype=str),
-            filters=np.array(filters, dtype=str),
-            trivial=trivial,
-        )
+        arrays = {
+            "embeddings": embeddings,
+            "tasks": np.array(names, dtype=str),
+            "filters": np.array(filters, dtype=str),
+            "trivial": trivial,
+        }
+        _write_file(path, lambda file: np.savez(file, **arrays), mode="wb")
         return
-    with open(path, "w", newline="", encoding="utf-8") as file:
+
+    def write(file):
         writer = csv.writer(file)
         writer.writerow(["task", *filters])
         for name, row in zip(names, embeddings):
             writer.writerow([name, *(repr(float(value)) for value in row)])  # repr: exact round trip
+
+    _write_file(path, write)
 
 
 def _npz_arrays(path, required, hint):
@@ -173,7 +226,6 @@ def _load_task(path, image_size):
 
 def _embed(args):
     paths = args.tasks
-    output = _check_output(args.output, (".csv", ".npz"))
     weights = args.probe_weights
     if weights.lower() == "none":
         weights = None
@@ -181,6 +233,10 @@ def _embed(args):
         raise UsageError(
             f"--probe-weights {weights}: no such file (expected imagenet, none or a state_dict file)."
         )
+    inputs = [*paths, *([weights] if weights not in (None, "imagenet") else [])]
+    output = _check_output(args.output, (".csv", ".npz"), inputs=inputs, overwrite=args.overwrite)
+    if args.memory is not None and Path(args.memory).exists() and not Path(args.memory).is_dir():
+        raise UsageError(f"--memory {args.memory}: is a file; the cache needs a folder.")
     loaded = [_load_task(path, args.image_size) for path in paths]
     names = [name for name, _ in loaded]
     seen = {}
@@ -202,7 +258,8 @@ def _embed(args):
         batch_size=args.batch_size,
         device=args.device,
         n_jobs=args.n_jobs,
-        on_error="warn",
+        memory=args.memory,
+        on_error="warn",  # every failed task is named below, whatever --on-error says
         random_state=args.random_state,
         verbose=int(args.verbose),
     )
@@ -210,16 +267,26 @@ def _embed(args):
         # Failed tasks are reported below, by name; the embedder's own warning names their index.
         warnings.filterwarnings("ignore", message=r"Task \d+ failed")
         embeddings = embedder.fit_transform([task for _, task in loaded])
-    if embedder.errors_:
-        failures = "; ".join(
-            # The embedder's messages start with "task <index>:"; the name and path say more.
-            f"{names[index]} ({paths[index]}): {re.sub(rf'^task {index}:? ?', '', str(error))}"
-            for index, error in sorted(embedder.errors_.items())
-        )
-        raise DataError(f"could not embed {len(embedder.errors_)} of {len(names)} tasks: {failures}")
+    failures = "; ".join(
+        # The embedder's messages start with "task <index>:"; the name and path say more.
+        f"{names[index]} ({paths[index]}): {re.sub(rf'^task {index}:? ?', '', str(error))}"
+        for index, error in sorted(embedder.errors_.items())
+    )
+    failed = f"could not embed {len(embedder.errors_)} of {len(names)} tasks: {failures}"
+    if embedder.errors_ and (args.on_error == "raise" or len(embedder.errors_) == len(names)):
+        raise DataError(f"{failed}. Nothing was written.")
+    kept = [index for index in range(len(names)) if index not in embedder.errors_]
     trivial = embedder.trivial_embedding_ if embedder.normalize is None else np.ones(embeddings.shape[1])
-    _write_embeddings(output, names, embedder.get_feature_names_out().tolist(), embeddings, trivial)
-    print(f"Wrote the embeddings of {len(names)} tasks ({embeddings.shape[1]} filters each) to {output}.")
+    _write_embeddings(
+        output,
+        [names[index] for index in kept],
+        embedder.get_feature_names_out().tolist(),
+        embeddings[kept],
+        trivial,
+    )
+    print(f"Wrote the embeddings of {len(kept)} tasks ({embeddings.shape[1]} filters each) to {output}.")
+    if embedder.errors_:
+        raise DataError(f"{failed}. The other tasks' rows were written to {output}.")
 
 
 # --------------------------------------------------------------------------------------
@@ -241,9 +308,11 @@ def _table(row_names, column_names, values, digits=3):
 
 
 def _distances(args):
-    if not args.alpha >= 0:
-        raise UsageError(f"--alpha {args.alpha}: must be a number >= 0.")
-    output = None if args.output is None else _check_output(args.output, (".csv",))
+    if not (math.isfinite(args.alpha) and args.alpha >= 0):
+        raise UsageError(f"--alpha {args.alpha}: must be a number >= 0, and finite.")
+    output = None
+    if args.output is not None:
+        output = _check_output(args.output, (".csv",), inputs=[args.embeddings], overwrite=args.overwrite)
     names, _, embeddings, trivial = _read_embeddings(args.embeddings)
 
     from .distances import pairwise_task_distances
@@ -265,11 +334,14 @@ def _distances(args):
     print(f"{title}:")
     print(_table(names, names, distances))
     if output is not None:
-        with open(output, "w", newline="", encoding="utf-8") as file:
+
+        def write(file):
             writer = csv.writer(file)
             writer.writerow(["task", *names])
             for name, row in zip(names, distances):
                 writer.writerow([name, *(repr(float(value)) for value in row)])
+
+        _write_file(output, write)
         print(f"Wrote the distances to {output}.")
 
 
@@ -362,6 +434,15 @@ def _positive_int(text):
     return value
 
 
+def _add_overwrite(command):
+    command.add_argument(
+        "--overwrite",
+        "--force",
+        action="store_true",
+        help="replace the --output file if it exists (never one of the command's inputs)",
+    )
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog=_PROG,
@@ -432,6 +513,20 @@ def _parser():
     embed.add_argument(
         "--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ..."
     )
+    embed.add_argument(
+        "--on-error",
+        default="raise",
+        choices=("raise", "warn"),
+        help="raise (default): when a task cannot be embedded, write nothing; warn: write the rows "
+        "of the tasks that could be. Either way the failed tasks are named and the exit status is 1",
+    )
+    embed.add_argument(
+        "--memory",
+        metavar="DIR",
+        help="cache each task's row in this folder as soon as it is computed; a rerun loads the "
+        "finished tasks and computes only the others",
+    )
+    _add_overwrite(embed)
     embed.add_argument("--verbose", action="store_true", help="show progress bars")
     embed.set_defaults(run=_embed)
 
@@ -456,6 +551,7 @@ def _parser():
         help="weight of the complexity term of the asymmetric distance (default: 0.15)",
     )
     distances.add_argument("-o", "--output", help="also write the matrix to this .csv file")
+    _add_overwrite(distances)
     distances.set_defaults(run=_distances)
 
     recommend = commands.add_parser(

@@ -1,6 +1,7 @@
 """The task2vec command line: embed, distances, recommend, and its errors."""
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from torchvision import transforms
 
 from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector
+from sklearn_task2vec import embedder as embedder_module
 from sklearn_task2vec.cli import main
 from sklearn_task2vec.distances import pairwise_task_distances
 
@@ -312,3 +314,107 @@ def test_a_single_class_task_is_a_warning_line_not_an_error(tmp_path, capsys):
     assert err.strip().startswith("task2vec: warning:") and "single class" in err
     with np.load(tmp_path / "e.npz") as stored:
         np.testing.assert_array_equal(stored["embeddings"][0], stored["trivial"])
+
+
+# --------------------------------------------------------------------------------------
+# Nothing lost: outputs, inputs, failed tasks, the cache (issue 13)
+# --------------------------------------------------------------------------------------
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(files, tmp_path, capsys):
+    root, _ = files
+    output = tmp_path / "e.csv"
+    output.write_text("precious\n")
+    status, _, err = run(capsys, "embed", root / "signs.npz", "-o", output)
+    assert status == 2 and output.read_text() == "precious\n"
+    assert_one_line_error(err, "the file exists; pass --overwrite")
+    status, _, err = run(capsys, "embed", root / "signs.npz", "-o", output, "--overwrite")
+    assert status == 0, err
+    assert output.read_text().startswith("task,")
+    distances = tmp_path / "d.csv"
+    distances.write_text("precious\n")
+    status, _, err = run(capsys, "distances", output, "-o", distances)
+    assert status == 2 and distances.read_text() == "precious\n"
+    assert run(capsys, "distances", output, "-o", distances, "--force")[0] == 0
+    assert distances.read_text().startswith("task,signs")
+
+
+def test_an_input_is_never_the_output_even_with_overwrite(files, tmp_path, capsys):
+    root, _ = files
+    task = tmp_path / "task.npz"
+    task.write_bytes((root / "signs.npz").read_bytes())
+    (tmp_path / "link.npz").symlink_to(task)
+    os.link(task, tmp_path / "hard.npz")
+    before = task.read_bytes()
+    for output in (task, tmp_path / "link.npz", tmp_path / "hard.npz", tmp_path / "sub" / ".." / "task.npz"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        status, _, err = run(capsys, "embed", task, "-o", output, "--overwrite")
+        assert status == 2, (output, err)
+        assert_one_line_error(err, "is also an input of the command")
+    weights = tmp_path / "weights.npz"
+    weights.write_bytes(b"weights")
+    status, _, err = run(capsys, "embed", task, "--probe-weights", weights, "-o", weights, "--overwrite")
+    assert status == 2 and weights.read_bytes() == b"weights"
+    assert task.read_bytes() == before
+
+    embeddings = tmp_path / "e.csv"
+    assert run(capsys, "embed", task, "-o", embeddings)[0] == 0
+    kept = embeddings.read_bytes()
+    status, _, err = run(capsys, "distances", embeddings, "-o", embeddings, "--overwrite")
+    assert status == 2 and embeddings.read_bytes() == kept
+    assert_one_line_error(err, "is also an input of the command")
+
+
+def bad_task(tmp_path):
+    """A task the embedder refuses (NaN inputs), named ``broken``."""
+    X = np.random.RandomState(1).normal(size=(12, 4))
+    X[3, 2] = np.nan
+    np.savez(tmp_path / "broken.npz", X=X, y=np.arange(12) % 2)
+    return tmp_path / "broken.npz"
+
+
+def test_on_error_warn_writes_the_finished_rows_and_names_the_failed_task(files, tmp_path, capsys):
+    root, arrays = files
+    broken, output = bad_task(tmp_path), tmp_path / "e.npz"
+    argv = ["embed", root / "signs.npz", broken, root / "updown.npz", "-o", output]
+    status, _, err = run(capsys, *argv)
+    assert status == 1 and not output.exists()
+    assert_one_line_error(err, "could not embed 1 of 3 tasks: broken (", "NaN", "Nothing was written")
+
+    status, out, err = run(capsys, *argv, "--on-error", "warn")
+    assert status == 1 and "2 tasks" in out
+    assert_one_line_error(err, "could not embed 1 of 3 tasks: broken (", "other tasks' rows were written")
+    expected = FisherTaskEmbedder(random_state=0).fit_transform(list(arrays.values()))
+    with np.load(output, allow_pickle=False) as stored:
+        assert stored["tasks"].tolist() == ["signs", "updown"]
+        np.testing.assert_array_equal(stored["embeddings"], expected)
+    status, out, _ = run(capsys, "distances", output)  # the written file is whole and usable
+    assert status == 0 and "updown" in out
+
+
+def test_memory_caches_the_rows_of_the_command_line(files, tmp_path, capsys, monkeypatch):
+    root, _ = files
+    cache = tmp_path / "cache"
+    argv = ["embed", root / "signs.npz", root / "updown.npz", "--memory", cache]
+    assert run(capsys, *argv, "-o", tmp_path / "first.npz")[0] == 0
+    assert len(list(cache.rglob("*.npz"))) == 2
+
+    def no_computing(*args, **kwargs):
+        raise AssertionError("a cached task was computed again")
+
+    monkeypatch.setattr(embedder_module, "embed_task", no_computing)
+    status, _, err = run(capsys, *argv, "-o", tmp_path / "second.npz")
+    assert status == 0, err
+    with np.load(tmp_path / "first.npz") as first, np.load(tmp_path / "second.npz") as second:
+        np.testing.assert_array_equal(first["embeddings"], second["embeddings"])
+    (tmp_path / "file").write_text("")
+    status, _, err = run(capsys, *argv[:-2], "--memory", tmp_path / "file", "-o", tmp_path / "third.npz")
+    assert status == 2
+    assert_one_line_error(err, "--memory", "is a file")
+
+
+@pytest.mark.parametrize("alpha", ["inf", "-inf", "nan"])
+def test_non_finite_alpha_is_a_usage_error(embedded, capsys, alpha):
+    status, _, err = run(capsys, "distances", embedded, "--kind", "asymmetric", f"--alpha={alpha}")
+    assert status == 2
+    assert_one_line_error(err, "--alpha", "must be a number >= 0, and finite")
