@@ -7,7 +7,15 @@ after ``max_samples``); its folder's name a hash of everything else the row depe
 probe's weights and architecture, the estimator's settings, the seeds, the device type and the
 versions of this package and torch). Files are written to a temporary name and renamed, so
 several processes can share one folder; every file carries a checksum of its contents and its
-own key, and a file that fails the check is reported, never used, and recomputed.
+own key, and a file that fails the check is reported, never used, and recomputed. An
+embedding file's checksum covers its settings key too, so a file copied or linked from another
+settings folder fails the check. A row whose file cannot be written (a read-only folder, a full
+disk) is still returned, with a warning: the cache never costs a result.
+
+What the key cannot see: a module probe is keyed by its class, its ``repr`` and its
+``state_dict`` (parameters and registered buffers), not by the code of its ``forward`` nor by
+plain attributes that ``forward`` reads. After changing those, use a new folder (or delete the
+old one): the cache would return the rows of the old probe.
 """
 
 from __future__ import annotations
@@ -34,10 +42,19 @@ def cache_folder(memory, parameter="memory"):
     if memory is None:
         return None
     if isinstance(memory, joblib.Memory):
-        return None if memory.location is None else Path(memory.location) / "sklearn_task2vec"
-    if isinstance(memory, (str, os.PathLike)):
-        return Path(memory) / "sklearn_task2vec"
-    raise TypeError(f"{parameter} must be None, a path or a joblib.Memory, got {type(memory).__name__}.")
+        if memory.location is None:
+            return None
+        location = Path(memory.location)
+    elif isinstance(memory, (str, os.PathLike)):
+        location = Path(memory)
+    else:
+        raise TypeError(f"{parameter} must be None, a path or a joblib.Memory, got {type(memory).__name__}.")
+    folder = location / "sklearn_task2vec"
+    # Refused before any work starts: every row's file would fail to be written.
+    for path in (location, folder):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{parameter}={str(location)!r}: {path} is a file; the cache needs a folder.")
+    return folder
 
 
 def task_key(task, batch_size):
@@ -116,24 +133,41 @@ class EmbeddingCache:
 
     def __init__(self, folder, settings):
         self.folder = Path(folder) / settings
+        self.settings = settings
 
     def _path(self, key):
         return self.folder / f"{key}.npz"
 
+    def _checked_key(self, key):
+        # The checksum binds a file to its settings as well as to its task.
+        return f"{self.settings}/{key}"
+
     def save(self, key, embedding):
         """Store a :class:`~sklearn_task2vec._pipeline.TaskEmbedding` for the task ``key``,
-        atomically (write, then rename)."""
-        save_checked(
-            self._path(key),
-            key,
-            row=np.asarray(embedding.row, dtype=np.float64),
-            prior=np.asarray(embedding.prior, dtype=np.float64),
-            n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
-        )
+        atomically (write, then rename). A file that cannot be written is a warning, not an
+        error: the caller keeps its row."""
+        path = self._path(key)
+        try:
+            save_checked(
+                path,
+                self._checked_key(key),
+                row=np.asarray(embedding.row, dtype=np.float64),
+                prior=np.asarray(embedding.prior, dtype=np.float64),
+                n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
+            )
+        except OSError as exc:
+            warnings.warn(
+                f"Could not write the cache file {path} ({type(exc).__name__}: {exc}); the row is "
+                f"kept but not cached.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def load(self, key):
         """``(row, prior, n_classes)`` stored for the task ``key``, or None if absent or corrupted."""
-        stored = load_checked(self._path(key), key, ("row", "prior", "n_classes"), "embedding")
+        stored = load_checked(
+            self._path(key), self._checked_key(key), ("row", "prior", "n_classes"), "embedding"
+        )
         if stored is None:
             return None
         row, prior, n_classes = stored

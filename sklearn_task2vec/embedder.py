@@ -152,9 +152,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         the seeds and the versions (:mod:`sklearn_task2vec.cache`). A rerun after a crash or
         an interruption loads the finished tasks and computes only the missing ones; several
         processes may share the folder; a damaged file is detected by its checksum, reported
-        and recomputed. Needs an integer ``random_state`` to be reused (``None`` draws new
-        seeds each time). Streamed tasks (Datasets, DataLoaders) are read once more to hash
-        their content.
+        and recomputed; a file copied from another settings folder fails the same check. A
+        row whose file cannot be written is kept, with a warning; a ``memory`` that is a file
+        is refused before any work. Needs an integer ``random_state`` to be reused (``None``
+        draws new seeds each time). Streamed tasks (Datasets, DataLoaders) are read once more
+        to hash their content. A module probe is keyed by its class, ``repr`` and
+        ``state_dict`` (parameters and buffers), not by its code or by plain attributes its
+        ``forward`` reads: after changing those, use a new folder.
     on_error : {"raise", "warn"}, default="raise"
         What a task that fails (bad data, a probe error) does to a sequence of tasks:
         ``"raise"`` stops with its error; ``"warn"`` warns, makes its row NaN, keeps the error
