@@ -34,7 +34,10 @@ the backward pass computes input gradients only.
 
 from __future__ import annotations
 
+import collections
 import copy
+import itertools
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +52,9 @@ METHODS = ("montecarlo", "exact", "variational")
 #: ``method="auto"`` takes the exact expectation up to this many classes (at most two
 #: backward directions per example), and Monte Carlo sampling above it.
 EXACT_MAX_CLASSES = 3
+
+# Examples of a task's first batch on which check_filter_gradients verifies the probe.
+_CHECKED_EXAMPLES = 2
 
 # Bound on the elements of one intermediate of the per-example products (256 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 26
@@ -218,13 +224,26 @@ def _generic_squared_gradients(module, activation, output_grad):
     return gradients.square().flatten(2).sum(2)
 
 
+def _computes_plain_layer(module):
+    """Whether ``module`` computes exactly its base class's ``x -> w * x + b`` (Linear, Conv1d,
+    Conv2d), the function the closed forms below differentiate. A subclass that overrides
+    ``forward`` (a standardised or dynamically padded convolution) is differentiated through
+    its own code instead (:func:`_generic_squared_gradients`)."""
+    for base in (nn.Linear, nn.Conv1d, nn.Conv2d):
+        if isinstance(module, base):
+            kind = type(module)
+            same_forward = kind.forward is base.forward
+            return same_forward and getattr(kind, "_conv_forward", None) is getattr(base, "_conv_forward", None)
+    return False
+
+
 def squared_filter_gradients(module, activation, output_grad):
     """Sum over each filter's weights of the per-example squared weight gradient, (n, n_filters)."""
+    if not _computes_plain_layer(module):
+        return _generic_squared_gradients(module, activation, output_grad)
     if isinstance(module, nn.Linear):
         return _linear_squared_gradients(activation, output_grad)
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-        return _conv_squared_gradients(module, activation, output_grad)
-    return _generic_squared_gradients(module, activation, output_grad)
+    return _conv_squared_gradients(module, activation, output_grad)
 
 
 def _full_precision(tensor):
@@ -295,10 +314,21 @@ class FilterFisherRecorder:
                 )
             self._called.add(index)
             activation = inputs[0].detach()
+            version = activation._version
+            watched = output
             if not output.requires_grad:
-                output.requires_grad_()
+                # The first filter layer's output: a leaf that needs a gradient. The probe gets a
+                # copy of it, so that an in-place op on it (x = conv(x); x.relu_()) is allowed.
+                watched = output.detach().requires_grad_()
+                output = watched.clone()
 
             def on_gradient(output_grad):
+                if activation._version != version:
+                    raise ValueError(
+                        f"The input of probe layer {path!r} was modified in place after the layer "
+                        f"read it, so its weight gradients cannot be recovered. Avoid in-place "
+                        f"operations on tensors that a Conv or Linear layer reads."
+                    )
                 self._computing = True
                 try:
                     squared = squared_filter_gradients(
@@ -308,10 +338,72 @@ class FilterFisherRecorder:
                     self._computing = False
                 self.rows[:, columns] += squared.to(torch.float64) * factor
 
-            output.register_hook(on_gradient)
+            watched.register_hook(on_gradient)
             return output
 
         return on_forward
+
+
+def check_filter_gradients(module, filters, inputs):
+    """Refuse a probe whose filter weights get gradient from outside their modules' calls.
+
+    The per-filter Fisher reads each filter's gradient at its module's calls only. A weight
+    also read elsewhere (functionally, ``F.linear(x, self.fc.weight)``, or by a fused kernel
+    that bypasses the module) would silently lose that part. On ``inputs`` (a few examples)
+    this compares, for a random direction on the features, each filter's gradient through
+    the whole probe with the sum of its gradients through its module's calls; they agree for
+    every probe the hooks handle correctly, and a filter the forward never uses has both zero.
+    """
+    weights = [layer.weight for _, layer in filters]
+    calls = [[] for _ in filters]
+
+    def recorder(index):
+        def on_forward(layer, args, output):
+            calls[index].append((args[0].detach(), output))
+            return output.clone()  # an in-place op downstream must not change the recorded output
+
+        return on_forward
+
+    handles = [layer.register_forward_hook(recorder(i)) for i, (_, layer) in enumerate(filters)]
+    needed = [weight.requires_grad for weight in weights]
+    try:
+        for weight in weights:
+            weight.requires_grad_(True)
+        with torch.enable_grad():
+            features = module(inputs)
+            direction = torch.randn(
+                features.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+            ).to(device=features.device, dtype=features.dtype)
+            outputs = [output for layer_calls in calls for _, output in layer_calls]
+            gradients = torch.autograd.grad(
+                (features * direction).sum(), weights + outputs, allow_unused=True
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+        for weight, flag in zip(weights, needed):
+            weight.requires_grad_(flag)
+    output_grads = iter(gradients[len(weights) :])
+    tolerance = {torch.float64: 1e-8, torch.float32: 1e-4}.get(weights[0].dtype, 1e-2)
+    for (path, layer), through_probe, layer_calls in zip(filters, gradients[: len(weights)], calls):
+        through_calls = torch.zeros_like(layer.weight)
+        for activation, _ in layer_calls:
+            output_grad = next(output_grads)
+            if output_grad is None:
+                continue
+            with torch.enable_grad():
+                weight = layer.weight.detach().requires_grad_()
+                output = torch.func.functional_call(layer, {"weight": weight}, (activation,))
+                through_calls += torch.autograd.grad(output, weight, output_grad)[0]
+        if through_probe is None:
+            through_probe = torch.zeros_like(layer.weight)
+        scale = float(through_probe.abs().max().clamp_min(through_calls.abs().max()))
+        if not torch.allclose(through_probe, through_calls, rtol=tolerance, atol=tolerance * scale):
+            raise ValueError(
+                f"The weight of probe layer {path!r} gets gradient outside the layer's own calls "
+                f"(read functionally, e.g. F.linear(x, self.layer.weight), or bypassed by a fused "
+                f"kernel), so its Fisher would be wrong. Call the layer as a module instead."
+            )
 
 
 def per_example_fisher(probe, head, inputs, method, generator, recorder):
@@ -357,14 +449,17 @@ def task_fisher(
         The sum over the examples (``per_example=False``), or every example's row.
     """
     device = next(iter(head.parameters())).device
+    batches = (to_device(inputs, device) for inputs, _ in task.batches(batch_size))
+    first = next(batches, None)
+    if first is not None:
+        check_filter_gradients(probe.module, probe.filters, first[:_CHECKED_EXAMPLES])
+        batches = itertools.chain([first], batches)
     rows = []
     with FilterFisherRecorder(probe.filters, probe.scales) as recorder:
         total = torch.zeros(recorder.n_filters, dtype=torch.float64, device=device)
-        for inputs, _ in task.batches(batch_size):
+        for inputs in batches:
             with autocast_context(autocast, device):
-                batch_rows = per_example_fisher(
-                    probe.module, head, to_device(inputs, device), method, generator, recorder
-                )
+                batch_rows = per_example_fisher(probe.module, head, inputs, method, generator, recorder)
             if per_example:
                 rows.append(batch_rows)
             else:
@@ -385,15 +480,47 @@ def task_fisher(
 VARIATIONAL_HEAD_LEARNING_RATE = 1e-4
 
 
+#: How ``method="variational"`` perturbs a filter layer that applies its weights at several
+#: positions of an example (a convolution, a Linear layer on a sequence); see
+#: :class:`VariationalFilterNoise`.
+VARIATIONAL_NOISES = ("per_example", "per_position")
+
+# Bounds on the window of variational_fisher's stopping rule: at least Adam's momentum horizon
+# (1 / (1 - 0.9) steps), at most this many steps however long an epoch is.
+_MIN_WINDOW, _MAX_WINDOW = 10, 50
+
+
 class VariationalFilterNoise:
     """Gaussian perturbation ``w ~ N(w_hat, Lambda^-1)`` of a probe's filters, one precision per filter.
 
-    With the local reparametrisation trick (Kingma et al., 2015) the perturbation is not drawn
-    on the weights but on each filter module's output: a layer ``o = w * x`` with independent
-    weight noise of variance ``sigma_k^2`` on filter ``k`` has Gaussian outputs of mean
-    ``w_hat * x`` and variance ``sigma_k^2 * sum(x^2 over the receptive field)``. The sum is
-    the same for every filter of a convolution group, so it costs one convolution of ``x^2``
-    with a single all-ones filter per group; for a Linear layer it is ``||x||^2``.
+    Each example ``n`` of a batch sees its own weights ``w_hat + delta_n``, ``delta_n ~ N(0,
+    Lambda^-1)``; where a layer applies its weights at several positions of the example (the
+    output positions of a convolution, the tokens of a sequence), the same ``delta_n`` at all
+    of them, as a weight perturbation is. It is drawn without a weight tensor per example:
+
+    * a layer applied once per example (a Linear layer on ``(n, features)``, a convolution
+      with one output position): the local reparametrisation trick (Kingma et al., 2015)
+      draws the output instead, ``delta_n x_n`` being Gaussian with variance ``sigma_k^2
+      ||x_n||^2`` on output ``k``. Exact.
+    * a layer applied at several positions, ``noise="per_example"`` (the default): one
+      ``epsilon ~ N(0, I)`` of the weights' shape per batch, decorrelated across examples by
+      random signs (Flipout, Wen et al., 2018): ``delta_n = sigma * epsilon * (s_n r_n^T)``,
+      ``r_n`` one sign per input channel and ``s_n`` one per output channel, i.e. the
+      perturbation ``s_n * conv(x_n * r_n, sigma * epsilon)``. Each example's ``delta_n`` is
+      exactly ``N(0, Lambda^-1)`` and shared across its positions, so the objective's
+      expectation and gradient are those of weight noise and its optimum is ``Lambda =
+      lambda^2 + (N / beta) F`` (:func:`variational_fisher`). The examples of a batch share
+      ``epsilon`` up to the signs, which adds variance to a batch's estimate, no bias. It
+      costs one more convolution per layer and step, and ``sigma`` multiplies that
+      convolution's output, so no weight gradient is computed.
+    * ``noise="per_position"``: the paper's approximation (and its reference code's): the
+      local reparametrisation at every output position independently, variance ``sigma_k^2
+      * sum(x^2 over the receptive field)`` (one convolution of ``x^2`` with an all-ones
+      filter per group). It drops the correlation one weight perturbation induces across
+      positions, so its optimum is ``lambda^2 + (N / beta) F~`` with ``F~ = sum_t delta_t^2
+      ||u_t||^2 / n_k``, the position-diagonal part of the Fisher: far below ``F`` where the
+      probe pools over positions (14-27x on a convolution followed by average pooling).
+      Cheaper per step, and as the paper computes it.
 
     Used as a context manager: while entered, forward hooks add the noise to every filter
     module's output. Parameters: ``log_precisions`` (one tensor per filter module, ``log
@@ -402,9 +529,20 @@ class VariationalFilterNoise:
     ``gamma / sigma``, so the folded layer's noise variance is ``(gamma / sigma)^2 / Lambda_k``.
     """
 
-    def __init__(self, filters, scales, prior, initial_precision, generator):
+    def __init__(self, filters, scales, prior, initial_precision, generator, noise="per_example"):
+        if noise not in VARIATIONAL_NOISES:
+            raise ValueError(f"noise must be one of {VARIATIONAL_NOISES}, got {noise!r}.")
+        for path, module in filters:
+            if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) or getattr(
+                module, "transposed", False
+            ):
+                raise ValueError(
+                    f"method='variational' perturbs Conv and Linear layers; probe layer "
+                    f"{path!r} is a {type(module).__name__}."
+                )
         self.filters = filters
         self.generator = generator
+        self.noise = noise
         self.weight_scales, self.log_precisions, self.log_priors = [], [], []
         self.squared_weight_sums, self.weights_per_filter = [], []
         offset = 0
@@ -442,29 +580,49 @@ class VariationalFilterNoise:
     def _perturb(self, index):
         def on_forward(module, inputs, output):
             variances = self.weight_scales[index] * torch.exp(-self.log_precisions[index])
-            squares = inputs[0].pow(2)
-            if isinstance(module, nn.Linear):
-                spread = squares.sum(-1, keepdim=True) * variances
-            elif isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
-                ones = squares.new_ones(
-                    (module.groups, module.in_channels // module.groups, *module.kernel_size)
-                )
-                per_group = module._conv_forward(squares, ones, None)
-                spatial = (1,) * (per_group.dim() - 2)
-                spread = per_group.repeat_interleave(module.out_channels // module.groups, dim=1)
-                spread = spread * variances.view(1, -1, *spatial)
-            else:
-                raise ValueError(
-                    f"method='variational' perturbs Conv and Linear layers; probe layer "
-                    f"{self.filters[index][0]!r} is a {type(module).__name__}."
-                )
-            noise = torch.randn(
-                output.shape, generator=self.generator, device=output.device, dtype=output.dtype
-            )
-            # The clamp keeps sqrt differentiable where a receptive field is all zeros.
-            return output + torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * noise
+            activation = inputs[0]
+            if self.noise == "per_example" and _positions_per_example(module, activation, output) > 1:
+                return output + self._shared_weight_noise(module, activation, variances.sqrt())
+            return output + self._independent_output_noise(module, activation, output, variances)
 
         return on_forward
+
+    def _signs(self, shape, like):
+        signs = torch.randint(0, 2, shape, generator=self.generator, device=like.device)
+        return (2 * signs - 1).to(like.dtype)
+
+    def _shared_weight_noise(self, module, activation, deviations):
+        """Flipout: ``s_n * layer(x_n * r_n, sigma * epsilon)``, one ``epsilon`` per batch."""
+        weight = module.weight
+        epsilon = torch.randn(
+            weight.shape, generator=self.generator, device=weight.device, dtype=weight.dtype
+        )
+        n = activation.shape[0]
+        if isinstance(module, nn.Linear):
+            between = (1,) * (activation.dim() - 2)
+            in_signs = self._signs((n, *between, activation.shape[-1]), activation)
+            out_signs = self._signs((n, *between, weight.shape[0]), activation)
+            return out_signs * deviations * F.linear(activation * in_signs, epsilon)
+        spatial = (1,) * (activation.dim() - 2)
+        in_signs = self._signs((n, activation.shape[1], *spatial), activation)
+        out_signs = self._signs((n, weight.shape[0], *spatial), activation)
+        perturbation = module._conv_forward(activation * in_signs, epsilon, None)
+        return out_signs * deviations.view(1, -1, *spatial) * perturbation
+
+    def _independent_output_noise(self, module, activation, output, variances):
+        """Local reparametrisation: Gaussian outputs, independent across output positions."""
+        squares = activation.pow(2)
+        if isinstance(module, nn.Linear):
+            spread = squares.sum(-1, keepdim=True) * variances
+        else:
+            ones = squares.new_ones((module.groups, module.in_channels // module.groups, *module.kernel_size))
+            per_group = module._conv_forward(squares, ones, None)
+            spatial = (1,) * (per_group.dim() - 2)
+            spread = per_group.repeat_interleave(module.out_channels // module.groups, dim=1)
+            spread = spread * variances.view(1, -1, *spatial)
+        noise = torch.randn(output.shape, generator=self.generator, device=output.device, dtype=output.dtype)
+        # The clamp keeps sqrt differentiable where a receptive field is all zeros.
+        return torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * noise
 
     def kl_divergence(self):
         """``KL(N(w_hat, Lambda^-1) || N(0, lambda^-2 I))``, summed over the filters' weights.
@@ -481,17 +639,56 @@ class VariationalFilterNoise:
             total = total + 0.5 * torch.exp(log_prior) * squared_sum
         return total
 
-    def precisions(self):
-        """``(Lambda, lambda^2)``, one value per filter each, float64 numpy."""
-        precisions = torch.cat([value.detach().double() for value in self.log_precisions]).exp()
-        priors = torch.cat(
-            [value.detach().double().expand(len(p)) for value, p in zip(self.log_priors, self.log_precisions)]
-        ).exp()
-        return precisions.cpu().numpy(), priors.cpu().numpy()
+    def state(self):
+        """The trained values, ``log Lambda`` then ``log lambda^2`` per filter, one float64 vector."""
+        per_filter = [
+            prior.detach().double().expand(len(precision))
+            for prior, precision in zip(self.log_priors, self.log_precisions)
+        ]
+        return torch.cat([value.detach().double() for value in self.log_precisions] + per_filter)
+
+    def precisions(self, state=None):
+        """``(Lambda, lambda^2)`` of ``state`` (default: the current one), per filter, float64 numpy."""
+        values = (self.state() if state is None else state).exp().cpu().numpy()
+        n_filters = len(values) // 2
+        return values[:n_filters], values[n_filters:]
+
+
+def _positions_per_example(module, activation, output):
+    """At how many positions of one example ``module`` applies its weights."""
+    if isinstance(module, nn.Linear):
+        return activation[0].numel() // activation.shape[-1] if activation.dim() > 1 else 1
+    return output[0, 0].numel()
+
+
+class VariationalResult(NamedTuple):
+    """What :func:`variational_fisher` returns.
+
+    ``estimate`` and ``prior_term``: ``(beta / N) Lambda`` and ``(beta / N) lambda^2``, float64
+    arrays of shape (n_filters,); ``n_steps``: the steps taken; ``converged``: whether the
+    stopping rule ended the run (else ``max_steps`` did).
+    """
+
+    estimate: np.ndarray
+    prior_term: np.ndarray
+    n_steps: int
+    converged: bool
 
 
 def variational_fisher(
-    probe, head, batches, n_examples, *, prior, initial_precision, beta, n_steps, learning_rate, generator
+    probe,
+    head,
+    batches,
+    n_examples,
+    *,
+    prior,
+    initial_precision,
+    beta,
+    max_steps,
+    tol,
+    learning_rate,
+    generator,
+    noise="per_example",
 ):
     """The paper's robust Fisher estimate of the probe's filters (sec. 3.1, supplementary sec. 6).
 
@@ -507,11 +704,24 @@ def variational_fisher(
 
         (beta / N) Lambda = F + (beta / N) lambda^2,
 
-    biased towards the prior ``(beta / N) lambda^2`` (the trivial embedding) when the task is
-    small or its loss flat, instead of being degenerate. (The paper writes ``beta / 2N``; the
-    constant only rescales the embedding.) The head is trained jointly at the paper's low
-    learning rate (:data:`VARIATIONAL_HEAD_LEARNING_RATE`), the precisions and priors at
-    ``learning_rate`` (Adam), with ``Lambda = exp(log Lambda)`` kept positive.
+    biased towards the prior term ``(beta / N) lambda^2`` (the trivial embedding) when the
+    task is small or its loss flat, instead of being degenerate. (The paper writes ``beta /
+    2N``; the constant only rescales the embedding.) That optimum needs the perturbation of
+    a weight shared across the positions where the layer applies it, ``noise="per_example"``;
+    ``"per_position"`` is the paper's cheaper approximation, whose optimum is the
+    position-diagonal part of the Fisher (:class:`VariationalFilterNoise`). The head is
+    trained jointly at the paper's low learning rate (:data:`VARIATIONAL_HEAD_LEARNING_RATE`),
+    the precisions and priors at ``learning_rate`` (Adam), with ``Lambda = exp(log Lambda)``
+    kept positive.
+
+    Stopping rule: the steps are cut into windows of whole epochs, the fewest that make at
+    least 10 steps (Adam's momentum horizon), or 50 steps when an epoch is longer. After each
+    window from the second on, the run stops when the mean objective over the window is not
+    below the previous window's mean by more than ``tol`` times its magnitude,
+    ``mean_previous - mean_last <= tol * |mean_last|``, or after ``max_steps`` steps. A
+    window of whole epochs sees every example once, so the comparison is free of the
+    batches' composition. The result is the geometric mean of ``Lambda`` (and ``lambda^2``)
+    over the last window's steps, which averages out the steps' jitter.
 
     Parameters
     ----------
@@ -524,7 +734,7 @@ def variational_fisher(
     n_examples : int
         ``N``, the examples in the task.
     prior : ndarray of shape (n_filters,)
-        Initial prior precision per filter (the trivial embedding).
+        Initial prior precision per filter (``lambda^2``, the probe's ``trivial_embedding_``).
     initial_precision : ndarray of shape (n_filters,)
         Where the optimisation of ``Lambda`` starts. Stochastic gradients of ``log Lambda``
         are weak and noisy where the perturbation is small, so a start far from the optimum
@@ -532,37 +742,61 @@ def variational_fisher(
         point estimate of ``F`` is a start the objective then corrects.
     beta : float
         Weight of the KL term against the summed cross-entropy (1 is the evidence lower bound).
-    n_steps : int
-        Optimisation steps (batches), cycling over epochs.
+    max_steps : int
+        Most optimisation steps (batches), cycling over epochs.
+    tol : float
+        Relative decrease of the windowed objective below which the run stops; 0 turns the
+        rule off (``max_steps`` steps).
     learning_rate : float
         Adam learning rate of ``log Lambda`` and ``log lambda^2``.
     generator : torch.Generator
         Source of the perturbations, on the probe's device.
+    noise : {"per_example", "per_position"}, default="per_example"
+        How layers applied at several positions are perturbed (:class:`VariationalFilterNoise`).
 
     Returns
     -------
-    estimate, prior_term : ndarray of shape (n_filters,), float64
-        ``(beta / N) Lambda`` and ``(beta / N) lambda^2``.
+    VariationalResult
     """
     head = copy.deepcopy(head).requires_grad_()
-    noise = VariationalFilterNoise(probe.filters, probe.scales, prior, initial_precision, generator)
+    perturbation = VariationalFilterNoise(
+        probe.filters, probe.scales, prior, initial_precision, generator, noise
+    )
     optimizer = torch.optim.Adam(
         [
-            {"params": noise.parameters(), "lr": learning_rate},
+            {"params": perturbation.parameters(), "lr": learning_rate},
             {"params": head.parameters(), "lr": VARIATIONAL_HEAD_LEARNING_RATE},
         ]
     )
     kl_weight = beta / n_examples
-    step = 0
-    with noise, torch.enable_grad():
-        while step < n_steps:
+    objectives, states = [], collections.deque(maxlen=_MAX_WINDOW)
+    window, epoch_steps, converged = None, 0, False
+    with perturbation, torch.enable_grad():
+        while not converged and len(objectives) < max_steps:
             for inputs, codes in batches():
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(head(probe.module(inputs)), codes) + kl_weight * noise.kl_divergence()
+                loss = (
+                    F.cross_entropy(head(probe.module(inputs)), codes)
+                    + kl_weight * perturbation.kl_divergence()
+                )
                 loss.backward()
                 optimizer.step()
-                step += 1
-                if step == n_steps:
+                objectives.append(loss.detach())
+                states.append(perturbation.state())
+                if window is None and len(objectives) == _MAX_WINDOW:
+                    window = _MAX_WINDOW
+                steps = len(objectives)
+                if window is not None and steps % window == 0 and steps >= 2 * window:
+                    previous, last = torch.stack(objectives[-2 * window :]).double().view(2, window).mean(1)
+                    converged = tol > 0 and bool(previous - last <= tol * last.abs())
+                if converged or steps == max_steps:
                     break
-    precisions, priors = noise.precisions()
-    return kl_weight * precisions, kl_weight * priors
+            if not objectives:
+                raise ValueError("method='variational' got a task with no batches to train on.")
+            if window is None:
+                epoch_steps = epoch_steps or len(objectives)
+                if len(objectives) >= _MIN_WINDOW:
+                    window = epoch_steps * -(-_MIN_WINDOW // epoch_steps)
+    last_steps = list(states)[-(window or len(states)) :]
+    precisions, priors = perturbation.precisions(torch.stack(last_steps).mean(0))
+    return VariationalResult(kl_weight * precisions, kl_weight * priors, len(objectives), converged)

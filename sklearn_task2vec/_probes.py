@@ -15,8 +15,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
+from ._attention import ProjectedMultiheadAttention, explicit_attention
 from ._utils import on_device, runs_channels_last
 
 #: Modules whose weights are filters: one embedding coordinate per output channel/unit.
@@ -173,12 +174,15 @@ def _drop_classifier(model, name):
 
 
 def frozen_copy(probe):
-    """A deep copy of ``probe`` ready to be probed: eval mode, no weight gradients, no in-place ops.
+    """A deep copy of ``probe`` ready to be probed: eval mode, no weight gradients, no in-place
+    ops, attention projections as modules.
 
     In-place activations are switched off because they overwrite the filter outputs
-    whose gradients the Fisher hooks read.
+    whose gradients the Fisher hooks read. Every ``nn.MultiheadAttention`` is replaced by
+    the same function with its projections called as Linear modules
+    (:func:`~sklearn_task2vec._attention.explicit_attention`), so that they can be embedded.
     """
-    frozen = copy.deepcopy(probe).eval()
+    frozen = explicit_attention(copy.deepcopy(probe)).eval()
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
     for module in frozen.modules():
@@ -188,7 +192,12 @@ def frozen_copy(probe):
 
 
 def probe_filters(probe):
-    """``[(path, module), ...]`` for every Conv and Linear module of ``probe`` with a weight."""
+    """``[(path, module), ...]`` for every Conv and Linear module of ``probe`` with a weight.
+
+    Refuses, with a ``ValueError`` naming the module, what the per-filter Fisher cannot get
+    right: transposed convolutions, weights shared between modules (tied weights) and
+    BatchNorm that normalises with batch statistics (:func:`check_examples_independent`).
+    """
     filters = [
         (path, module)
         for path, module in probe.named_modules()
@@ -202,7 +211,82 @@ def probe_filters(probe):
             )
     if not filters:
         raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+    _check_untied(probe, filters)
+    check_examples_independent(probe)
     return filters
+
+
+def _check_untied(probe, filters):
+    """Refuse a filter weight that more than one module holds: its per-example gradient is the
+    sum over its uses, which per-module hooks square separately."""
+    holders = collections.defaultdict(list)
+    for path, module in probe.named_modules(remove_duplicate=False):
+        for name, parameter in module.named_parameters(recurse=False, remove_duplicate=False):
+            holders[id(parameter)].append(f"{path}.{name}" if path else name)
+    for path, module in filters:
+        shared = holders[id(module.weight)]
+        if len(set(shared)) > 1:
+            raise ValueError(
+                f"Probe layer {path!r} shares its weight with {sorted(set(shared) - {path + '.weight'})} "
+                f"(tied weights): its per-example gradient is the sum over both uses, which the "
+                f"per-filter Fisher does not compute. Untie them in a copy of the probe "
+                f"(e.g. module.weight = torch.nn.Parameter(module.weight.detach().clone()))."
+            )
+
+
+def check_examples_independent(probe):
+    """Refuse modules whose eval-mode output for one example depends on the others in its batch."""
+    for path, module in probe.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is None:
+            raise ValueError(
+                f"Probe layer {path!r} is a {type(module).__name__} without running statistics "
+                f"(track_running_stats=False): even in eval mode it normalises with the batch's "
+                f"statistics, so each example's Fisher depends on the others in its batch and the "
+                f"rows change with batch_size. Give it running statistics (track_running_stats=True, "
+                f"then estimate them in train mode over some data), or use GroupNorm or LayerNorm."
+            )
+
+
+class FilterLeafTracer(fx.Tracer):
+    """The ``torch.fx`` tracer of probes: every Conv and Linear module, subclasses included, and
+    every :class:`~sklearn_task2vec._attention.ProjectedMultiheadAttention` stays one call.
+
+    fx's default tracer keeps only torch's own modules whole and traces into a subclass such
+    as ``class StdConv2d(nn.Conv2d)``, turning its call into ``F.conv2d`` on its weight: the
+    hooks on the module would never fire.
+    """
+
+    def is_leaf_module(self, module, qualified_name):
+        if isinstance(module, (*FILTER_TYPES, ProjectedMultiheadAttention)):
+            return True
+        return super().is_leaf_module(module, qualified_name)
+
+
+def symbolic_trace(probe):
+    """``probe`` as a ``torch.fx.GraphModule`` traced by :class:`FilterLeafTracer`."""
+    graph = FilterLeafTracer().trace(probe)
+    return fx.GraphModule(probe, graph, probe.__class__.__name__)
+
+
+def check_filter_calls(traced, filters):
+    """Refuse a traced probe that reads a filter's weight outside the filter module's call, or
+    calls a filter module more than once: both give it gradients the per-call hooks miss."""
+    calls = collections.Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
+    weights = {f"{path}.weight": path for path, _ in filters}
+    for node in traced.graph.nodes:
+        if node.op == "get_attr" and node.target in weights:
+            raise ValueError(
+                f"The probe reads the weight of layer {weights[node.target]!r} outside the layer's "
+                f"own call (e.g. F.linear(x, self.layer.weight)): the per-filter Fisher only sees "
+                f"the layer's calls. Call the layer as a module instead."
+            )
+    for path, _ in filters:
+        if calls[path] > 1:
+            raise ValueError(
+                f"Probe layer {path!r} is called more than once per forward pass ({calls[path]} "
+                f"times); the "
+                f"per-filter Fisher needs each filter layer to be used once."
+            )
 
 
 _BATCHNORM_AFTER = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
@@ -219,13 +303,13 @@ def fold_batchnorm(probe):
     BatchNorm's forward and backward in the Fisher pass. Module paths are unchanged. A probe
     that ``torch.fx`` cannot trace is returned as it is, with no scales.
     """
-    from torch import fx
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     try:
-        traced = fx.symbolic_trace(probe)
+        traced = symbolic_trace(probe)
     except Exception:  # control flow fx cannot follow: folding is only an optimisation
         return probe, {}
+    check_filter_calls(traced, probe_filters(probe))
     modules = dict(traced.named_modules())
     calls = collections.Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
     scales = {}
@@ -275,12 +359,10 @@ class RunnableProbe(NamedTuple):
 
 
 def _trace(probe, start):
-    from torch import fx
-
     if isinstance(probe, fx.GraphModule):
         return probe
     try:
-        return fx.symbolic_trace(probe)
+        return symbolic_trace(probe)
     except Exception as exc:  # fx raises many kinds of errors on control flow it cannot follow
         raise ValueError(
             f"skip_layers={start!r} needs a probe that torch.fx can trace, to split it before "
@@ -297,8 +379,6 @@ def split_probe(probe, start):
     nothing computed before ``start`` but that one activation (a block boundary such as
     ``"layer3"`` of a ResNet).
     """
-    from torch import fx
-
     traced = _trace(probe, start)
     nodes = list(traced.graph.nodes)
     first = next(
