@@ -18,7 +18,8 @@ non-negative task embeddings, e.g. the output of
 
 The module also has the paper's metric (Table 1), :func:`relative_error_increase`, and a
 scorer for it, :data:`model_selection_scorer`, to which scikit-learn's metadata routing
-passes the error matrix.
+passes the error matrix; and the LogME paper's measure of how well a score ranks the
+experts, :func:`weighted_kendall_tau`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.special
+import scipy.stats
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_array, check_random_state
@@ -45,6 +47,7 @@ __all__ = [
     "model_selection_scorer",
     "relative_error_increase",
     "soft_labels",
+    "weighted_kendall_tau",
 ]
 
 # Standard deviation, in log space, of the random multiplicative perturbation of the experts'
@@ -157,6 +160,55 @@ def relative_error_increase(errors, chosen):
         )
     selected = errors[np.arange(errors.shape[0]), chosen].mean()
     return float((selected - oracle) / oracle)
+
+
+@validate_params({"scores": ["array-like"], "errors": ["array-like"]}, prefer_skip_nested_validation=True)
+def weighted_kendall_tau(scores, errors):
+    """Weighted Kendall's tau between each task's expert scores and the experts' accuracy.
+
+    The LogME paper's measure of a transferability score (You et al., ICML 2021, sec. 5.1):
+    for each task (row), :func:`scipy.stats.weightedtau` between the experts' scores and their
+    accuracies ``1 - errors``, with scipy's default hyperbolic weights, averaged over the
+    orderings by either argument, so that swapping two good experts costs more than swapping
+    two bad ones. 1: the score orders the experts as their accuracy does; -1: reversed.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_tasks, n_experts)
+        Any score of every expert on every task, higher for better experts (a transferability
+        score, or minus a distance): finite.
+    errors : array-like of shape (n_tasks, n_experts)
+        Test error of every expert on every task.
+
+    Returns
+    -------
+    tau : ndarray of shape (n_tasks,)
+        The weighted tau of each task; NaN for a task whose scores or errors are all equal
+        (there is no order to compare).
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or a value is not finite.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.selector import weighted_kendall_tau
+    >>> weighted_kendall_tau([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]], [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]])
+    array([ 1., -1.])
+    """
+    scores = check_array(scores, dtype=np.float64, input_name="scores")
+    errors = check_array(errors, dtype=np.float64, input_name="errors")
+    if scores.shape != errors.shape:
+        raise ValueError(
+            f"scores and errors must have the same shape (tasks x experts), got {scores.shape} and "
+            f"{errors.shape}."
+        )
+    tau = np.full(scores.shape[0], np.nan)
+    for row, (task_scores, task_errors) in enumerate(zip(scores, errors)):
+        if np.ptp(task_scores) > 0 and np.ptp(task_errors) > 0:
+            tau[row] = scipy.stats.weightedtau(task_scores, 1.0 - task_errors).statistic
+    return tau
 
 
 class ModelSelectionScorer:
