@@ -1,0 +1,930 @@
+"""Task discovery: which labellings of a fixed set of examples a network learns and generalises on.
+
+A *task* here is a binary labelling of a fixed set of examples (images ``N x C x H x W`` or
+2-D features). Two scores tell a task from a random labelling:
+
+* the **task-ness score** of the task-discovery study (seed 002, "Real vs. Random Task
+  Evaluation"): train a small network on 80% of the examples, record its validation loss
+  after every step, smooth that curve with a rolling median of window 5 and take its minimum
+  ``g``; with ``b`` the validation loss of a baseline that does not look at the inputs,
+
+  .. math:: \\text{task-ness} = (b - g) / b,
+
+  0 for a labelling no better than the baseline, up to 1 for one learnt perfectly;
+* the **agreement score** of Atanov et al. (NeurIPS 2022, "Task Discovery: Finding the Tasks
+  that Neural Networks Generalize on", eq. 1): two networks trained on the same labelling from
+  different initialisations and data orders agree on the held-out examples when the labelling
+  is a task, and not when it is random,
+
+  .. math:: \\text{AS}(\\tau) = \\mathbb{E}_{x \\in D_\\text{val}}\\,
+     [\\![\\, f_1(x) = f_2(x) \\,]\\!].
+
+:class:`TaskDiscovery` searches the labellings with a fixed number of positives for the ones
+that score best (the seed's "Discovery" with nevergrad's ``TwoPointsDE``), each new task kept
+away from those found before. :func:`learnability_study` measures the seed's learnability
+curves (label ablation, class ratio, number of positives, real against random).
+
+Speed: a search scores thousands of labellings, each a small training. The scores take a
+whole stack of labellings ``(n_labellings, n_samples)`` at once and train all their networks
+in one batched training (``torch.func.vmap`` over stacked weights), each labelling from the
+same initialisations and data orders as when scored alone; :class:`TaskDiscovery` asks the
+optimiser for ``n_candidates`` labellings at a time and scores them together.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import itertools
+import time
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
+from sklearn.utils.validation import check_array, validate_data
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from ._utils import StrictInterval, draw_seeds, resolve_device
+
+__all__ = [
+    "taskness_score",
+    "agreement_score",
+    "TaskDiscovery",
+    "small_cnn",
+    "small_mlp",
+    "label_similarity",
+    "decode_labelling",
+]
+
+#: Window of the rolling median that smooths the validation-loss curve (seed 002).
+SMOOTHING_WINDOW = 5
+BASELINES = ("prior", "blind", "mean")
+STUDIES = ("ablation", "class_ratio", "n_positives", "real_vs_random")
+
+
+# ---------------------------------------------------------------------------- networks
+def small_cnn(input_shape):
+    """The seed's small CNN for binary tasks on images of shape ``(channels, height, width)``.
+
+    conv 5x5x6, 2x2 max-pool (stride 2), conv 5x5x16, fc 120, fc 84, fc 2, ReLU between
+    (seed 002, "Architecture Used"). The convolutions are zero-padded ("same") so that small
+    images (8x8 digits) keep a spatial extent; on 32x32 CIFAR images the unpadded original would
+    give 16x10x10 features instead of 16x16x16.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(channels, height, width)``; height and width at least 2.
+
+    Returns
+    -------
+    module : torch.nn.Sequential
+        Maps ``(batch, channels, height, width)`` to ``(batch, 2)`` logits.
+    """
+    channels, height, width = (int(size) for size in input_shape)
+    if height < 2 or width < 2:
+        raise ValueError(f"small_cnn needs images of at least 2x2 pixels, got {height}x{width}.")
+    return nn.Sequential(
+        nn.Conv2d(channels, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, 5, padding=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * (height // 2) * (width // 2), 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 2),
+    )
+
+
+def small_mlp(n_features):
+    """The small CNN's fully connected part (fc 120, fc 84, fc 2, ReLU between) for 2-D features.
+
+    Parameters
+    ----------
+    n_features : int
+
+    Returns
+    -------
+    module : torch.nn.Sequential
+        Maps ``(batch, n_features)`` to ``(batch, 2)`` logits.
+    """
+    return nn.Sequential(
+        nn.Linear(int(n_features), 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 2),
+    )
+
+
+def _default_network(example_shape):
+    if len(example_shape) == 1:
+        return small_mlp(example_shape[0])
+    if len(example_shape) == 3:
+        return small_cnn(example_shape)
+    raise ValueError(
+        f"X must be 2-D features (n_samples, n_features) or images (n_samples, channels, height, "
+        f"width) for the default network, got examples of shape {tuple(example_shape)}."
+    )
+
+
+# ---------------------------------------------------------------------------- input checks
+def _check_examples(X, where="X"):
+    """``X`` as a finite float32 array of 2-D features or images, refused clearly otherwise."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    X = check_array(X, allow_nd=True, dtype=(np.float32, np.float64), input_name=where, ensure_min_samples=4)
+    if X.ndim not in (2, 4):
+        raise ValueError(
+            f"{where} must be 2-D features (n_samples, n_features) or images (n_samples, channels, "
+            f"height, width), got an array of shape {X.shape}."
+        )
+    return X.astype(np.float32, copy=False)
+
+
+def _check_labellings(y, n_samples, where="y"):
+    """``y`` (one labelling or a stack of them) as an int64 array ``(n_labellings, n_samples)`` of
+    0/1 in canonical orientation, and whether one labelling was given.
+
+    A labelling and its complement are the same task: each is flipped so that its smaller class
+    is the positive one (on a tie, so that the first example is negative), which makes every
+    score exactly invariant to complementing the labels.
+    """
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    single = y.ndim == 1
+    if y.ndim not in (1, 2) or y.shape[-1] != n_samples:
+        raise ValueError(
+            f"{where} must have shape (n_samples,) or (n_labellings, n_samples) with n_samples = "
+            f"{n_samples} (the examples in X), got shape {y.shape}."
+        )
+    y = y.reshape(-1, n_samples)
+    if y.shape[0] == 0:
+        raise ValueError(f"{where} holds no labelling.")
+    canonical = np.empty(y.shape, dtype=np.int64)
+    for row, labels in enumerate(y):
+        values, codes = np.unique(labels, return_inverse=True)
+        name = where if single else f"{where}[{row}]"
+        if len(values) != 2:
+            raise ValueError(
+                f"{name} must be a binary labelling (two distinct values), got {len(values)} distinct "
+                f"value(s): {values[:5].tolist()}."
+            )
+        counts = np.bincount(codes, minlength=2)
+        if counts.min() < 2:
+            raise ValueError(
+                f"{name} has {counts.min()} example(s) of class {values[counts.argmin()]!r}: each class "
+                f"needs at least 2 (one to train on, one to validate on)."
+            )
+        flip = counts[1] > counts[0] or (counts[1] == counts[0] and codes[0] == 1)
+        canonical[row] = 1 - codes if flip else codes
+    return canonical, single
+
+
+class _Scoring(NamedTuple):
+    """How labellings are scored: the network or classifier and its training."""
+
+    estimator: object
+    validation_fraction: float
+    n_steps: int
+    batch_size: int
+    learning_rate: float
+    n_seeds: int
+    baseline: str
+    cv: int
+    device: torch.device
+
+
+def _scoring(
+    estimator, validation_fraction, n_steps, batch_size, learning_rate, n_seeds, baseline, cv, device
+):
+    if estimator is not None and not isinstance(estimator, nn.Module) and not is_classifier(estimator):
+        raise TypeError(
+            f"estimator must be None, a torch.nn.Module or a scikit-learn classifier, got "
+            f"{type(estimator).__name__}."
+        )
+    if n_steps < SMOOTHING_WINDOW:
+        raise ValueError(
+            f"n_steps={n_steps}: the validation-loss curve is smoothed by a rolling median of "
+            f"window {SMOOTHING_WINDOW}, so at least {SMOOTHING_WINDOW} steps are needed."
+        )
+    return _Scoring(
+        estimator,
+        float(validation_fraction),
+        int(n_steps),
+        int(batch_size),
+        float(learning_rate),
+        int(n_seeds),
+        baseline,
+        int(cv),
+        resolve_device(device),
+    )
+
+
+_SCORE_CONSTRAINTS = {
+    "X": ["array-like"],
+    "y": ["array-like"],
+    "estimator": [nn.Module, HasMethods(["fit", "predict"]), None],
+    "validation_fraction": [StrictInterval(Real, 0, 1, closed="neither")],
+    "n_steps": [StrictInterval(Integral, 1, None, closed="left")],
+    "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
+    "learning_rate": [StrictInterval(Real, 0, None, closed="neither")],
+    "cv": [StrictInterval(Integral, 2, None, closed="left")],
+    "device": [str, torch.device],
+    "random_state": ["random_state"],
+}
+
+
+# ---------------------------------------------------------------------------- splits and baselines
+def _stratified_split(labels, validation_fraction, seed):
+    """Train and validation indices of one labelling, each class split in the same proportion.
+
+    The split depends only on the labelling and ``seed``, so that a labelling is split the same
+    way whether it is scored alone or in a stack.
+    """
+    rng = np.random.RandomState(seed)
+    train, val = [], []
+    for cls in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(np.clip(round(validation_fraction * len(members)), 1, len(members) - 1))
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _baseline_loss(train_labels, val_labels, baseline):
+    """Validation log loss of the seed's baselines, which do not look at the inputs.
+
+    ``"prior"``, the statistically informed one, predicts the training split's positive rate for
+    every example; ``"blind"`` predicts 1/2 (loss ln 2); ``"mean"`` is the mean of the two.
+    """
+    positive_rate = float(np.mean(train_labels))
+    prior = -float(np.mean(val_labels * np.log(positive_rate) + (1 - val_labels) * np.log1p(-positive_rate)))
+    blind = float(np.log(2.0))
+    return {"prior": prior, "blind": blind, "mean": 0.5 * (prior + blind)}[baseline]
+
+
+def _rolling_median_minimum(curves, window=SMOOTHING_WINDOW):
+    """Minimum over steps of each curve smoothed by a rolling median (``curves``: (n_models, n_steps))."""
+    return curves.unfold(1, window, 1).median(dim=-1).values.min(dim=1).values
+
+
+# ---------------------------------------------------------------------------- batched training
+def _initialised(template, seed):
+    """A copy of ``template`` with every resettable layer re-initialised from ``seed``."""
+    module = copy.deepcopy(template)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in module.modules():
+            if callable(getattr(layer, "reset_parameters", None)):
+                layer.reset_parameters()
+    return module
+
+
+def _check_network(module, X):
+    """A network that the batched training can stack: no buffers, one or two logits per example."""
+    buffers = [name for name, _ in module.named_buffers()]
+    if buffers:
+        raise ValueError(
+            f"estimator has buffers ({', '.join(buffers[:3])}): the scores train many copies of the "
+            f"network at once with torch.func and cannot update buffers such as BatchNorm's running "
+            f"statistics; use a network without them (e.g. GroupNorm or LayerNorm)."
+        )
+    if not any(True for _ in module.parameters()):
+        raise ValueError("estimator has no parameters to train.")
+    with torch.no_grad():
+        out = module(torch.as_tensor(X[:2]))
+    if out.dim() == 1 or (out.dim() == 2 and out.shape[1] == 1):
+        return
+    if out.dim() == 2 and out.shape[1] == 2:
+        return
+    raise ValueError(
+        f"estimator must map a batch of examples to (batch, 2) logits or (batch,) / (batch, 1) "
+        f"positive-class logits, got output of shape {tuple(out.shape)}."
+    )
+
+
+def _two_logits(out):
+    """(batch, 2) logits; one positive-class logit ``z`` becomes ``(0, z)`` (softmax = sigmoid of z)."""
+    if out.dim() == 2 and out.shape[1] == 2:
+        return out
+    z = out.reshape(out.shape[0])
+    return torch.stack((torch.zeros_like(z), z), dim=-1)
+
+
+def _batch_positions(seed, n_train, batch_size, n_steps):
+    """The training positions of each step: successive shuffles of the training split (``seed``)."""
+    rng = np.random.RandomState(seed)
+    batch_size = min(batch_size, n_train)
+    n_epochs = -(-n_steps * batch_size // n_train) + 1
+    stream = np.concatenate([rng.permutation(n_train) for _ in range(n_epochs)])
+    return stream[: n_steps * batch_size].reshape(n_steps, batch_size)
+
+
+def _train_population(template, X, labels, splits, seeds, scoring):
+    """Train one network per (labelling, seed) together and return what the scores need.
+
+    All labellings of the stack share their class counts, hence their split sizes. Model ``m``
+    trains labelling ``m // n_seeds`` from initialisation and data order ``seeds[m % n_seeds]``;
+    Adam's update is elementwise, so one Adam over the stacked weights is one Adam per model.
+
+    Returns
+    -------
+    val_losses : tensor (n_models, n_steps)
+        Validation log loss after every step.
+    val_predictions : tensor (n_models, n_val)
+        Predicted class of every validation example after the last step.
+    """
+    device = scoring.device
+    n_labellings, n_seeds = len(labels), len(seeds)
+    model_labelling = torch.arange(n_labellings * n_seeds, device=device) // n_seeds
+    model_seed = torch.arange(n_labellings * n_seeds, device=device) % n_seeds
+    train_index = torch.as_tensor(np.stack([train for train, _ in splits]), device=device)
+    val_index = torch.as_tensor(np.stack([val for _, val in splits]), device=device)
+    targets = torch.as_tensor(labels, device=device)
+    inputs = torch.as_tensor(X, device=device)
+
+    networks = [_initialised(template, seed).to(device) for seed in seeds]
+    stacked, _ = stack_module_state(networks)
+    weights = {
+        name: tensor.repeat(n_labellings, *([1] * (tensor.dim() - 1))).detach().requires_grad_()
+        for name, tensor in stacked.items()
+    }
+    skeleton = copy.deepcopy(networks[0]).to("meta")
+
+    def logits(params, x):
+        return _two_logits(functional_call(skeleton, params, (x,)))
+
+    population = vmap(logits, in_dims=(0, 0), randomness="different")
+    optimizer = torch.optim.Adam(list(weights.values()), lr=scoring.learning_rate)
+
+    n_train = train_index.shape[1]
+    positions = torch.as_tensor(
+        np.stack([_batch_positions(seed, n_train, scoring.batch_size, scoring.n_steps) for seed in seeds]),
+        device=device,
+    )  # (n_seeds, n_steps, batch)
+    model_train = train_index[model_labelling]
+    model_targets = targets[model_labelling]
+    model_val = val_index[model_labelling]
+    val_inputs = inputs[model_val]
+    val_targets = model_targets.gather(1, model_val)
+
+    val_losses = torch.empty(len(model_labelling), scoring.n_steps, device=device)
+    for step in range(scoring.n_steps):
+        batch = model_train.gather(1, positions[model_seed, step])
+        out = population(weights, inputs[batch])
+        loss = nn.functional.cross_entropy(out.flatten(0, 1), model_targets.gather(1, batch).flatten())
+        optimizer.zero_grad(set_to_none=True)
+        # The mean over models times their number: each model's gradient is that of its own mean loss.
+        (loss * len(model_labelling)).backward()
+        optimizer.step()
+        with torch.no_grad():
+            val_out = population(weights, val_inputs)
+            val_losses[:, step] = (
+                nn.functional.cross_entropy(val_out.flatten(0, 1), val_targets.flatten(), reduction="none")
+                .view(len(model_labelling), -1)
+                .mean(dim=1)
+            )
+    return val_losses.cpu(), val_out.argmax(dim=-1).cpu()
+
+
+def _network_scores(X, labels, kind, scoring, split_seed, seeds):
+    """Task-ness or agreement of each labelling (rows of ``labels``) with a torch network."""
+    template = scoring.estimator if scoring.estimator is not None else _default_network(X.shape[1:])
+    template = copy.deepcopy(template).float().cpu()
+    _check_network(template, X)
+    splits = [_stratified_split(row, scoring.validation_fraction, split_seed) for row in labels]
+    scores = np.empty(len(labels))
+    # Labellings with the same class counts have splits of the same sizes and train together.
+    groups = {}
+    for row, (train, val) in enumerate(splits):
+        groups.setdefault((len(train), len(val)), []).append(row)
+    for rows in groups.values():
+        val_losses, predictions = _train_population(
+            template, X, labels[rows], [splits[row] for row in rows], seeds, scoring
+        )
+        n_seeds = len(seeds)
+        if kind == "taskness":
+            smoothed = _rolling_median_minimum(val_losses).view(len(rows), n_seeds).double().numpy()
+            for position, row in enumerate(rows):
+                train, val = splits[row]
+                b = _baseline_loss(labels[row, train], labels[row, val], scoring.baseline)
+                scores[row] = np.mean((b - smoothed[position]) / b)
+        else:
+            predictions = predictions.view(len(rows), n_seeds, -1)
+            for position, row in enumerate(rows):
+                scores[row] = _mean_pairwise_agreement(predictions[position].numpy())
+    return scores
+
+
+def _mean_pairwise_agreement(predictions):
+    """Mean over pairs of runs of the fraction of examples on which the two predict the same class."""
+    return float(np.mean([np.mean(a == b) for a, b in itertools.combinations(predictions, 2)]))
+
+
+# ---------------------------------------------------------------------------- scikit-learn classifiers
+def _seeded(estimator, seed):
+    estimator = clone(estimator)
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+    return estimator
+
+
+def _classifier_taskness(X, labels, scoring, split_seed):
+    """Task-ness with a scikit-learn classifier: ``g`` its cross-validated held-out log loss."""
+    if not hasattr(scoring.estimator, "predict_proba"):
+        raise TypeError(
+            f"estimator {type(scoring.estimator).__name__} has no predict_proba: task-ness needs its "
+            f"held-out log loss."
+        )
+    flat = X.reshape(len(X), -1)
+    folds = StratifiedKFold(n_splits=scoring.cv, shuffle=True, random_state=split_seed)
+    scores = []
+    for train, val in folds.split(flat, labels):
+        model = _seeded(scoring.estimator, split_seed).fit(flat[train], labels[train])
+        proba = model.predict_proba(flat[val])
+        g = log_loss(labels[val], proba, labels=model.classes_)
+        b = _baseline_loss(labels[train], labels[val], scoring.baseline)
+        scores.append((b - g) / b)
+    return float(np.mean(scores))
+
+
+def _classifier_agreement(X, labels, scoring, split_seed, seeds):
+    """Agreement with a scikit-learn classifier: runs differ by random_state and row order."""
+    if "random_state" not in scoring.estimator.get_params():
+        raise ValueError(
+            f"estimator {type(scoring.estimator).__name__} has no random_state: the agreement score "
+            f"compares runs from different random initialisations."
+        )
+    flat = X.reshape(len(X), -1)
+    train, val = _stratified_split(labels, scoring.validation_fraction, split_seed)
+    predictions = []
+    for seed in seeds:
+        order = np.random.RandomState(seed).permutation(train)
+        model = _seeded(scoring.estimator, seed).fit(flat[order], labels[order])
+        predictions.append(model.predict(flat[val]))
+    return _mean_pairwise_agreement(np.asarray(predictions))
+
+
+def _scores(X, y, kind, scoring, random_state, n_jobs=None):
+    X = _check_examples(X)
+    labels, single = _check_labellings(y, len(X))
+    split_seed, *seeds = draw_seeds(random_state, 1 + scoring.n_seeds)
+    if isinstance(scoring.estimator, BaseEstimator):
+        if kind == "taskness":
+            jobs = (joblib.delayed(_classifier_taskness)(X, row, scoring, split_seed) for row in labels)
+        else:
+            jobs = (
+                joblib.delayed(_classifier_agreement)(X, row, scoring, split_seed, seeds) for row in labels
+            )
+        scores = np.asarray(joblib.Parallel(n_jobs=n_jobs)(jobs), dtype=float)
+    else:
+        scores = _network_scores(X, labels, kind, scoring, split_seed, seeds)
+    return float(scores[0]) if single else scores
+
+
+@validate_params(
+    {
+        **_SCORE_CONSTRAINTS,
+        "n_seeds": [StrictInterval(Integral, 1, None, closed="left")],
+        "baseline": [StrOptions(set(BASELINES))],
+    },
+    prefer_skip_nested_validation=True,
+)
+def taskness_score(
+    X,
+    y,
+    *,
+    estimator=None,
+    validation_fraction=0.2,
+    n_steps=100,
+    batch_size=32,
+    learning_rate=1e-3,
+    n_seeds=1,
+    baseline="prior",
+    cv=5,
+    device="cpu",
+    random_state=None,
+):
+    """Task-ness of a binary labelling: how much better than a baseline a network generalises on it.
+
+    Seed 002, "Real vs. Random Task Evaluation": ``b`` is the baseline's validation log loss,
+    ``g`` the minimum of the network's validation-loss curve (one value per training step)
+    smoothed by a rolling median of window 5, and the score is ``(b - g) / b``, averaged over
+    ``n_seeds`` runs. Positive when the network beats the baseline, at most 1.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_samples, channels, height, width)
+        The examples, finite.
+    y : array-like of shape (n_samples,) or (n_labellings, n_samples)
+        A binary labelling (any two distinct values), or a stack of them scored together in one
+        batched training (each gets the score it gets alone). A labelling and its complement
+        score the same. Each class needs at least two examples.
+    estimator : None, torch.nn.Module or scikit-learn classifier, default=None
+        ``None``: :func:`small_cnn` for images, :func:`small_mlp` for 2-D features. A module
+        mapping a batch to ``(batch, 2)`` logits or one positive-class logit, without buffers;
+        it is copied and re-initialised from each seed (``reset_parameters`` of its layers). A
+        scikit-learn classifier with ``predict_proba``: ``g`` is its held-out log loss over
+        ``cv`` stratified folds (no training curve to smooth), ``b`` the baseline's on the
+        same folds.
+    validation_fraction : float in (0, 1), default=0.2
+        Held-out share of each class (the seed's 80/20 split); the split is drawn from
+        ``random_state``.
+    n_steps : int, default=100
+        Adam steps of each network (at least 5, the smoothing window); the validation loss is
+        recorded after each.
+    batch_size : int, default=32
+        Training examples per step (capped at the training split's size).
+    learning_rate : float, default=1e-3
+        Adam's learning rate.
+    n_seeds : int, default=1
+        Runs from different initialisations and data orders whose scores are averaged (the
+        seed's "mean taskness").
+    baseline : {"prior", "blind", "mean"}, default="prior"
+        The seed's baselines: ``"prior"``, the statistically informed classifier, predicts the
+        training split's positive rate for every example; ``"blind"`` predicts 1/2; ``"mean"``
+        averages their losses.
+    cv : int, default=5
+        Folds for a scikit-learn classifier; unused for networks.
+    device : str or torch.device, default="cpu"
+        Where networks train (``"auto"``: CUDA when available).
+    random_state : int, RandomState instance or None, default=None
+        Draws the split, the initialisations and the data orders; fix it for repeatable scores.
+
+    Returns
+    -------
+    score : float, or ndarray of shape (n_labellings,) for a stack of labellings
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec.discovery import taskness_score
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(100, 5)).astype(np.float32)
+    >>> real = taskness_score(X, X[:, 0] > 0.5, random_state=0)
+    >>> noise = taskness_score(X, rng.permutation(X[:, 0] > 0.5), random_state=0)
+    >>> bool(real > 0.3 > noise)
+    True
+    """
+    scoring = _scoring(
+        estimator, validation_fraction, n_steps, batch_size, learning_rate, n_seeds, baseline, cv, device
+    )
+    return _scores(X, y, "taskness", scoring, random_state)
+
+
+@validate_params(
+    {**_SCORE_CONSTRAINTS, "n_seeds": [StrictInterval(Integral, 2, None, closed="left")]},
+    prefer_skip_nested_validation=True,
+)
+def agreement_score(
+    X,
+    y,
+    *,
+    estimator=None,
+    validation_fraction=0.2,
+    n_steps=100,
+    batch_size=32,
+    learning_rate=1e-3,
+    n_seeds=2,
+    device="cpu",
+    random_state=None,
+):
+    """Agreement score of a binary labelling (Atanov et al., NeurIPS 2022, eq. 1).
+
+    Networks trained on the same labelling (80% of the examples) from different initialisations
+    and data orders predict the held-out examples; the score is the fraction of held-out
+    examples on which two runs predict the same class, averaged over the pairs of the
+    ``n_seeds`` runs. 1 is full agreement. Atanov et al. use balanced labellings; with a
+    skewed class ratio two runs that both predict the majority class agree too, so compare
+    agreement only between labellings of the same ratio.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_samples, channels, height, width)
+        The examples, finite.
+    y : array-like of shape (n_samples,) or (n_labellings, n_samples)
+        A binary labelling or a stack of them (see :func:`taskness_score`).
+    estimator : None, torch.nn.Module or scikit-learn classifier, default=None
+        As in :func:`taskness_score`; a scikit-learn classifier needs a ``random_state``
+        parameter (its runs differ by it and by the order of the training rows).
+    validation_fraction, n_steps, batch_size, learning_rate, device, random_state
+        As in :func:`taskness_score`; the predictions are those after the last step.
+    n_seeds : int, default=2
+        Independent runs compared pairwise (at least 2).
+
+    Returns
+    -------
+    score : float in [0, 1], or ndarray of shape (n_labellings,) for a stack of labellings
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec.discovery import agreement_score
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(100, 5)).astype(np.float32)
+    >>> real = agreement_score(X, X[:, 0] > 0, random_state=0)
+    >>> noise = agreement_score(X, rng.permutation(X[:, 0] > 0), random_state=0)
+    >>> bool(real > noise)
+    True
+    """
+    scoring = _scoring(
+        estimator, validation_fraction, n_steps, batch_size, learning_rate, n_seeds, "prior", 2, device
+    )
+    return _scores(X, y, "agreement", scoring, random_state)
+
+
+# ---------------------------------------------------------------------------- discovery
+def _import_nevergrad():
+    """The ``nevergrad`` module, or an ImportError saying how to install it."""
+    try:
+        return importlib.import_module("nevergrad")
+    except ImportError as exc:
+        raise ImportError(
+            "TaskDiscovery searches labellings with nevergrad, which is not installed: "
+            "pip install 'sklearn-task2vec[discovery]' (or pip install nevergrad)."
+        ) from exc
+
+
+def _n_positives(n_samples, positive_fraction):
+    """Positives of a labelling of ``n_samples`` examples at ``positive_fraction`` (rounded half up)."""
+    return int(np.floor(positive_fraction * n_samples + 0.5))
+
+
+def decode_labelling(values, n_positive):
+    """The seed's decoding of a candidate vector: its ``n_positive`` largest values are the positives."""
+    labels = np.zeros(len(values), dtype=np.int64)
+    labels[np.argsort(-np.asarray(values), kind="stable")[:n_positive]] = 1
+    return labels
+
+
+def label_similarity(first, second):
+    """Absolute correlation (phi coefficient) of two binary labellings, in [0, 1].
+
+    1 for equal or complementary labellings (the same task), about 0 for independent ones,
+    whatever their class ratios; a constant labelling is at 0 from everything.
+    """
+    first = np.asarray(first, dtype=float) - np.mean(first)
+    second = np.asarray(second, dtype=float) - np.mean(second)
+    norm = np.sqrt(np.sum(first**2) * np.sum(second**2))
+    return float(abs(np.sum(first * second)) / norm) if norm > 0 else 0.0
+
+
+class TaskDiscovery(BaseEstimator):
+    """Search the binary labellings of a set of examples for the ones a network generalises on.
+
+    Seed 002, "Discovery": a candidate is a vector of ``n_samples`` values in [0, 1] whose
+    ``positive_fraction * n_samples`` largest values mark the positive examples (the seed: 50
+    images, ratio 1:4); a nevergrad optimiser (the seed's ``TwoPointsDE``) minimises
+    ``1 - score`` over ``budget`` candidates. The seed's next step, several tasks each unlike
+    those found before, is ``n_tasks`` searches in a row where a candidate's score is lowered by
+    ``diversity`` times its largest similarity to a task already found.
+
+    Candidates are asked ``n_candidates`` at a time (nevergrad's ``num_workers``) and scored
+    together in one batched training (see :func:`taskness_score`); a labelling met again is not
+    trained again.
+
+    Parameters
+    ----------
+    n_tasks : int, default=1
+        Tasks to find, one search each.
+    positive_fraction : float in (0, 1), default=0.2
+        Share of positive examples of every candidate (0.2: the seed's 1:4).
+    budget : int, default=4000
+        Candidates evaluated per task (the seed's 4,000).
+    scoring : {"taskness", "agreement"} or callable, default="taskness"
+        :func:`taskness_score`, :func:`agreement_score`, or a callable ``(X, y) -> float``
+        (``y`` of 0/1, higher is better), evaluated one candidate at a time. (Named like
+        scikit-learn's ``scoring=``: an attribute ``score`` would hide the ``score`` method
+        that scikit-learn looks for on estimators.)
+    estimator : None, torch.nn.Module or scikit-learn classifier, default=None
+        The network or classifier of the score (see :func:`taskness_score`); unused with a
+        callable ``scoring``.
+    score_params : dict or None, default=None
+        Further keyword arguments of the score function (``n_steps``, ``n_seeds``,
+        ``learning_rate``, ``device``...), except ``estimator`` and ``random_state``.
+    optimizer : str, default="TwoPointsDE"
+        A name in nevergrad's optimiser registry (``nevergrad.optimizers.registry``).
+    n_candidates : int, default=32
+        Candidates asked from the optimiser and scored together.
+    diversity : float >= 0, default=1.0
+        Weight of the penalty that keeps each task away from those found before: a
+        candidate's objective is its score minus ``diversity`` times its largest
+        :func:`label_similarity` to a found task (the absolute correlation of the labellings,
+        1 for the same task or its complement). 0 searches each task independently.
+    n_jobs : int or None, default=None
+        Parallel jobs (joblib) for scores evaluated one candidate at a time: a callable, or a
+        scikit-learn ``estimator``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the optimiser and the score's split, initialisations and data orders (the same
+        for every candidate of a fit, so that the score is a function of the labelling).
+    verbose : int, default=0
+        Above 0, prints the progress over the budget after each batch of candidates.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_tasks, n_samples)
+        The tasks found, 1 for positive examples, 0 for negative ones.
+    scores_ : ndarray of shape (n_tasks,)
+        Their scores (without the diversity penalty).
+    objectives_ : ndarray of shape (n_tasks,)
+        Their objectives: score minus the diversity penalty.
+    history_ : ndarray of shape (n_tasks, budget)
+        The objective of every candidate, in the order evaluated.
+    tasks_ : list of (ndarray, ndarray)
+        The tasks as ``(X, labels)`` pairs, ready for
+        :class:`~sklearn_task2vec.FisherTaskEmbedder`.
+    n_evaluations_ : int
+        Candidates evaluated, all tasks together; ``n_trainings_`` of them were new labellings.
+    n_features_in_ : int
+        Features of ``X`` (for images, its channels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec.discovery import TaskDiscovery
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(40, 3)).astype(np.float32)
+    >>> search = TaskDiscovery(budget=16, n_candidates=8, score_params={"n_steps": 10}, random_state=0)
+    >>> search.fit(X).labels_.shape
+    (1, 40)
+    >>> int(search.labels_.sum())
+    8
+    """
+
+    _parameter_constraints: dict = {
+        "n_tasks": [StrictInterval(Integral, 1, None, closed="left")],
+        "positive_fraction": [StrictInterval(Real, 0, 1, closed="neither")],
+        "budget": [StrictInterval(Integral, 1, None, closed="left")],
+        "scoring": [StrOptions({"taskness", "agreement"}), callable],
+        "estimator": [nn.Module, HasMethods(["fit", "predict"]), None],
+        "score_params": [dict, None],
+        "optimizer": [str],
+        "n_candidates": [StrictInterval(Integral, 1, None, closed="left")],
+        "diversity": [StrictInterval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": [StrictInterval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_tasks=1,
+        positive_fraction=0.2,
+        budget=4000,
+        scoring="taskness",
+        estimator=None,
+        score_params=None,
+        optimizer="TwoPointsDE",
+        n_candidates=32,
+        diversity=1.0,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_tasks = n_tasks
+        self.positive_fraction = positive_fraction
+        self.budget = budget
+        self.scoring = scoring
+        self.estimator = estimator
+        self.score_params = score_params
+        self.optimizer = optimizer
+        self.n_candidates = n_candidates
+        self.diversity = diversity
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Search ``n_tasks`` labellings of ``X``, each unlike those found before.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, channels, height, width)
+            The examples to label, finite.
+        y : None
+            Ignored: discovery looks for labels, it is not given them.
+
+        Returns
+        -------
+        self : TaskDiscovery
+        """
+        nevergrad = _import_nevergrad()
+        if self.optimizer not in nevergrad.optimizers.registry:
+            raise ValueError(
+                f"optimizer={self.optimizer!r} is not in nevergrad's optimizer registry "
+                f"(e.g. 'TwoPointsDE', 'OnePlusOne', 'CMA', 'NGOpt')."
+            )
+        X = validate_data(self, X, allow_nd=True, dtype=(np.float32, np.float64), ensure_min_samples=4)
+        X = _check_examples(X)
+        n_positive = _n_positives(len(X), self.positive_fraction)
+        if min(n_positive, len(X) - n_positive) < 2:
+            raise ValueError(
+                f"positive_fraction={self.positive_fraction} of {len(X)} examples gives {n_positive} "
+                f"positive and {len(X) - n_positive} negative examples: each class needs at least 2."
+            )
+        score_labellings = self._scorer(X)
+        rng = check_random_state(self.random_state)
+        known_scores = {}
+        labels, scores, objectives, history = [], [], [], []
+        self.n_trainings_ = 0
+        for task in range(self.n_tasks):
+            found = self._search(nevergrad, X, n_positive, score_labellings, labels, known_scores, rng, task)
+            labels.append(found[0])
+            scores.append(found[1])
+            objectives.append(found[2])
+            history.append(found[3])
+        self.labels_ = np.asarray(labels, dtype=np.int64)
+        self.scores_ = np.asarray(scores, dtype=float)
+        self.objectives_ = np.asarray(objectives, dtype=float)
+        self.history_ = np.asarray(history, dtype=float)
+        self.n_evaluations_ = self.n_tasks * self.budget
+        self.tasks_ = [(X, row) for row in self.labels_]
+        return self
+
+    def _scorer(self, X):
+        """A function scoring a stack of labellings ``(k, n_samples)`` -> ``(k,)``."""
+        params = dict(self.score_params or {})
+        for reserved in ("estimator", "random_state"):
+            if reserved in params:
+                raise ValueError(
+                    f"score_params must not set {reserved!r}: it is TaskDiscovery's own parameter."
+                )
+        seed = draw_seeds(self.random_state, 1)[0]
+        if callable(self.scoring):
+            score = self.scoring
+
+            def score_labellings(stack):
+                jobs = (joblib.delayed(score)(X, row) for row in stack)
+                return np.asarray(joblib.Parallel(n_jobs=self.n_jobs)(jobs), dtype=float)
+
+            return score_labellings
+        function = taskness_score if self.scoring == "taskness" else agreement_score
+        accepted = set(inspect.signature(function).parameters) - {"X", "y", "estimator", "random_state"}
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise ValueError(
+                f"score_params has {unknown}, which {function.__name__} does not take; it takes "
+                f"{sorted(accepted)}."
+            )
+        settings = {"estimator": self.estimator, "random_state": seed, **params}
+
+        def score_labellings(stack):
+            return np.atleast_1d(function(X, stack, **settings))
+
+        return score_labellings
+
+    def _search(self, nevergrad, X, n_positive, score_labellings, found, known_scores, rng, task):
+        """One search: the best labelling, its score, objective and every candidate's objective."""
+        parametrization = nevergrad.p.Array(shape=(len(X),), lower=0.0, upper=1.0)
+        parametrization.random_state = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
+        try:
+            optimizer = nevergrad.optimizers.registry[self.optimizer](
+                parametrization=parametrization, budget=self.budget, num_workers=self.n_candidates
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"nevergrad's {self.optimizer} cannot run with n_candidates={self.n_candidates} "
+                f"candidates at a time ({exc}); use n_candidates=1 or another optimizer."
+            ) from exc
+        history = []
+        best = (None, -np.inf, -np.inf)
+        start = time.perf_counter()
+        while len(history) < self.budget:
+            candidates = [optimizer.ask() for _ in range(min(self.n_candidates, self.budget - len(history)))]
+            stack = np.stack([decode_labelling(candidate.value, n_positive) for candidate in candidates])
+            keys = [row.tobytes() for row in stack]
+            new = {key: row for key, row in zip(keys, stack) if key not in known_scores}
+            if new:
+                for key, value in zip(new, score_labellings(np.stack(list(new.values())))):
+                    known_scores[key] = float(value)
+                self.n_trainings_ += len(new)
+            for candidate, row, key in zip(candidates, stack, keys):
+                penalty = max((label_similarity(row, other) for other in found), default=0.0)
+                objective = known_scores[key] - self.diversity * penalty
+                optimizer.tell(candidate, 1.0 - objective)
+                history.append(objective)
+                if objective > best[2]:
+                    best = (row, known_scores[key], objective)
+            if self.verbose:
+                print(
+                    f"[TaskDiscovery] task {task + 1}/{self.n_tasks}: {len(history)}/{self.budget} "
+                    f"candidates, best objective {best[2]:.3f} ({time.perf_counter() - start:.1f} s)",
+                    flush=True,
+                )
+        return best[0], best[1], best[2], history

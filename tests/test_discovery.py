@@ -1,0 +1,270 @@
+"""Task discovery: the task-ness and agreement scores, the search and its diversity penalty."""
+
+import sys
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec._utils import draw_seeds
+from sklearn_task2vec.discovery import (
+    TaskDiscovery,
+    agreement_score,
+    decode_labelling,
+    label_similarity,
+    small_cnn,
+    small_mlp,
+    taskness_score,
+)
+
+FAST = {"n_steps": 30}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Tiny networks: threads gain nothing and cost a lot on a busy machine."""
+
+
+def features(n=80, d=4, seed=0):
+    return np.random.RandomState(seed).normal(size=(n, d)).astype(np.float32)
+
+
+def random_labellings(labels, n, seed=1):
+    rng = np.random.RandomState(seed)
+    return np.stack([rng.permutation(labels) for _ in range(n)])
+
+
+# ---------------------------------------------------------------------------- scores
+def test_taskness_is_repeatable_and_a_stack_scores_as_each_alone():
+    X = features()
+    y = (X[:, 0] > 0.5).astype(int)
+    stack = np.vstack([y, random_labellings(y, 3)])
+    batched = taskness_score(X, stack, random_state=0, **FAST)
+    alone = [taskness_score(X, row, random_state=0, **FAST) for row in stack]
+    assert batched.shape == (4,)
+    np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
+    assert taskness_score(X, y, random_state=0, **FAST) == alone[0]
+
+
+def test_a_real_task_scores_above_random_labellings():
+    X = features(n=100)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0.6).astype(int)
+    noise = random_labellings(y, 6)
+    real = taskness_score(X, y, random_state=0, n_steps=60)
+    random = taskness_score(X, noise, random_state=0, n_steps=60)
+    assert real > 0.3
+    assert real > random.max() + 0.2
+    assert np.all(random < 0.2)
+
+    balanced = (X[:, 0] > 0).astype(int)
+    agree_real = agreement_score(X, balanced, random_state=0, n_steps=60, n_seeds=3)
+    agree_random = agreement_score(X, random_labellings(balanced, 4), random_state=0, n_steps=60, n_seeds=3)
+    assert agree_real > agree_random.mean()
+    assert 0.0 <= agree_random.min() and agree_real <= 1.0
+
+
+def test_scores_are_complement_invariant_and_take_any_two_labels():
+    X = features()
+    y = (X[:, 1] > 0.3).astype(int)
+    assert taskness_score(X, y, random_state=3, **FAST) == taskness_score(X, 1 - y, random_state=3, **FAST)
+    named = np.where(y == 1, "cat", "dog")
+    assert taskness_score(X, named, random_state=3, **FAST) == taskness_score(X, y, random_state=3, **FAST)
+    assert agreement_score(X, y, random_state=3, **FAST) == agreement_score(X, 1 - y, random_state=3, **FAST)
+    assert label_similarity(y, 1 - y) == pytest.approx(1.0)
+    assert label_similarity(y, y) == pytest.approx(1.0)
+
+
+def test_taskness_baselines_order_the_scores():
+    # b is larger for the blind baseline (ln 2) than for the prior's at a 1:4 ratio, so the
+    # same network scores higher against it; "mean" lies in between.
+    X = features()
+    y = (X[:, 0] > 0.8).astype(int)
+    prior, mean, blind = (
+        taskness_score(X, y, baseline=name, random_state=0, **FAST) for name in ("prior", "mean", "blind")
+    )
+    assert prior < mean < blind
+
+
+def test_scikit_learn_classifier_scores():
+    X = features(n=100)
+    y = (X[:, 0] > 0.5).astype(int)
+    noise = random_labellings(y, 4)
+    model = LogisticRegression()
+    real = taskness_score(X, y, estimator=model, random_state=0)
+    random = taskness_score(X, noise, estimator=model, random_state=0)
+    assert real > 0.3 and real > random.max() + 0.2
+    sgd_like = LogisticRegression(solver="saga", max_iter=20, random_state=0)
+    with pytest.warns(Warning):  # saga stops early: the runs differ by their random_state
+        assert 0.5 <= agreement_score(X, y, estimator=sgd_like, random_state=0) <= 1.0
+    with pytest.raises(ValueError, match="no random_state"):
+        agreement_score(X, y, estimator=_NoSeed(), random_state=0)
+
+
+class _NoSeed(LogisticRegression):
+    def __init__(self, C=1.0):
+        super().__init__(C=C)
+
+    def get_params(self, deep=True):
+        return {"C": self.C}
+
+
+def test_torch_modules_as_estimators():
+    X = features()
+    y = (X[:, 0] > 0.5).astype(int)
+    one_logit = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
+    assert taskness_score(X, y, estimator=one_logit, random_state=0, n_steps=60) > 0.2
+    # The module given is copied, never trained in place.
+    before = [p.detach().clone() for p in one_logit.parameters()]
+    taskness_score(X, y, estimator=one_logit, random_state=0, **FAST)
+    assert all(torch.equal(a, b) for a, b in zip(before, one_logit.parameters()))
+    with pytest.raises(ValueError, match="buffers"):
+        taskness_score(X, y, estimator=nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)), **FAST)
+    with pytest.raises(ValueError, match="logits"):
+        taskness_score(X, y, estimator=nn.Linear(4, 3), **FAST)
+
+
+def test_images_use_the_small_cnn():
+    rng = np.random.RandomState(0)
+    images = rng.normal(scale=0.3, size=(60, 1, 8, 8)).astype(np.float32)
+    y = np.arange(60) % 3 == 0
+    images[y, :, 2:6, 2:6] += 1.5  # the positives carry a bright square
+    real = taskness_score(images, y, random_state=0, **FAST)
+    random = taskness_score(images, random_labellings(y, 3), random_state=0, **FAST)
+    assert real > 0.3 and real > random.max()
+    assert small_cnn((3, 32, 32))(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    assert small_mlp(7)(torch.zeros(5, 7)).shape == (5, 2)
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "message"),
+    [
+        (features(), np.r_[np.ones(1), np.zeros(79)], "at least 2"),
+        (features(), np.arange(80) % 3, "binary"),
+        (features(), np.zeros(80), "binary"),
+        (features(), np.arange(79) % 2, "n_samples = 80"),
+        (np.where(np.arange(320).reshape(80, 4) == 5, np.nan, 1.0), np.arange(80) % 2, "NaN"),
+        (np.ones((80, 2, 2)), np.arange(80) % 2, "images"),
+    ],
+)
+def test_bad_score_input(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        taskness_score(X, y, **FAST)
+
+
+def test_bad_score_parameters():
+    X, y = features(), np.arange(80) % 2
+    with pytest.raises(ValueError, match="n_steps"):
+        taskness_score(X, y, n_steps=3)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        taskness_score(X, y, validation_fraction=1.0)
+    with pytest.raises(ValueError, match="n_seeds"):
+        agreement_score(X, y, n_seeds=1)
+    with pytest.raises(ValueError, match="baseline"):
+        taskness_score(X, y, baseline="median")
+
+
+# ---------------------------------------------------------------------------- discovery
+def test_decoding_marks_the_largest_values_positive():
+    np.testing.assert_array_equal(decode_labelling([0.1, 0.9, 0.5, 0.7], 2), [0, 1, 0, 1])
+
+
+def test_discovery_is_repeatable_and_its_attributes_fit():
+    X = features(n=40, d=3)
+    search = TaskDiscovery(n_tasks=2, budget=24, n_candidates=8, score_params={"n_steps": 10}, random_state=0)
+    search.fit(X)
+    again = clone(search).fit(X)
+    np.testing.assert_array_equal(search.labels_, again.labels_)
+    np.testing.assert_array_equal(search.history_, again.history_)
+    assert search.labels_.shape == (2, 40) and set(np.unique(search.labels_)) == {0, 1}
+    assert np.all(search.labels_.sum(axis=1) == 8)
+    assert search.history_.shape == (2, 24) and search.n_evaluations_ == 48
+    np.testing.assert_allclose(search.objectives_, search.history_.max(axis=1))
+    # The first task has no penalty; its score is the best of its history.
+    assert search.scores_[0] == search.objectives_[0]
+    for (X_task, labels), row in zip(search.tasks_, search.labels_):
+        np.testing.assert_array_equal(X_task, X)
+        np.testing.assert_array_equal(labels, row)
+
+
+def _target_similarity(target):
+    def score(X, y):
+        return label_similarity(y, target)
+
+    return score
+
+
+def test_diversity_keeps_found_tasks_apart():
+    X = features(n=30, d=2)
+    target = (np.arange(30) < 6).astype(int)
+    settings = {
+        "n_tasks": 2,
+        "budget": 600,
+        "n_candidates": 20,
+        "scoring": _target_similarity(target),
+        "random_state": 0,
+    }
+    free = TaskDiscovery(diversity=0.0, **settings).fit(X)
+    apart = TaskDiscovery(diversity=2.0, **settings).fit(X)
+    # Without the penalty both searches climb to the same labelling; with it, the second is
+    # pushed away from the first (a complement counts as the same task).
+    assert label_similarity(*free.labels_) > 0.6
+    assert label_similarity(*apart.labels_) < 0.3
+    assert apart.scores_[1] < free.scores_[1]
+    np.testing.assert_array_equal(free.labels_[0], apart.labels_[0])
+
+
+def test_batched_candidates_with_the_network_scores():
+    X = features(n=40, d=3)
+    search = TaskDiscovery(budget=16, n_candidates=16, score_params={"n_steps": 10}, random_state=0).fit(X)
+    # The found labelling's recorded score is the score it gets alone under the same seeds.
+    (seed,) = draw_seeds(0, 1)
+    assert search.scores_[0] == pytest.approx(
+        taskness_score(X, search.labels_[0], n_steps=10, random_state=seed), abs=1e-6
+    )
+    assert search.n_trainings_ <= 16
+
+
+def test_found_tasks_go_into_the_embedder_and_persist(tmp_path):
+    X = features(n=40, d=3)
+    search = TaskDiscovery(
+        n_tasks=2, budget=8, n_candidates=8, scoring="agreement", score_params={"n_steps": 10}, random_state=0
+    ).fit(X)
+    embeddings = FisherTaskEmbedder(head_epochs=5, device="cpu", random_state=0).fit_transform(search.tasks_)
+    assert embeddings.shape[0] == 2 and np.all(np.isfinite(embeddings))
+    path = tmp_path / "search.joblib"
+    joblib.dump(search, path)
+    loaded = joblib.load(path)
+    np.testing.assert_array_equal(loaded.labels_, search.labels_)
+    np.testing.assert_array_equal(loaded.tasks_[1][0], X)
+
+
+def test_discovery_bad_input(monkeypatch):
+    X = features(n=40, d=3)
+    with pytest.raises(ValueError, match="positive_fraction"):
+        TaskDiscovery(positive_fraction=1.0).fit(X)
+    with pytest.raises(ValueError, match="budget"):
+        TaskDiscovery(budget=0).fit(X)
+    with pytest.raises(ValueError, match="each class needs at least 2"):
+        TaskDiscovery(positive_fraction=0.02, budget=2).fit(X)
+    with pytest.raises(ValueError, match="NaN"):
+        TaskDiscovery(budget=2).fit(np.where(X > 2, np.nan, X))
+    with pytest.raises(ValueError, match="optimizer registry"):
+        TaskDiscovery(optimizer="NoSuchOptimizer", budget=2).fit(X)
+    with pytest.raises(ValueError, match="must not set 'random_state'"):
+        TaskDiscovery(budget=2, score_params={"random_state": 0}).fit(X)
+    with pytest.raises(ValueError, match="does not take"):
+        TaskDiscovery(budget=2, score_params={"n_epochs": 3}).fit(X)
+    monkeypatch.setitem(sys.modules, "nevergrad", None)
+    with pytest.raises(ImportError, match=r"sklearn-task2vec\[discovery\]"):
+        TaskDiscovery(budget=2).fit(X)
+
+
+@parametrize_with_checks([TaskDiscovery(budget=8, n_candidates=4, score_params={"n_steps": 5})])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
