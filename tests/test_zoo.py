@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from sklearn_task2vec.probes import build_named_probe
 from sklearn_task2vec.selector import Model2VecSelector, model_selection_scorer
 from sklearn_task2vec.task_library import TaskLibrary
+from sklearn_task2vec.transferability import TransferabilitySelector
 from sklearn_task2vec.zoo import (
     Expert,
     error_matrix,
@@ -20,6 +21,7 @@ from sklearn_task2vec.zoo import (
     model_embeddings,
     save_expert,
     train_expert,
+    transferability_scores,
 )
 from sklearn_task2vec.zoo._training import epoch_batches
 
@@ -258,6 +260,17 @@ def test_loading_refuses_missing_corrupt_replaced_and_mismatched_files(zoo, tmp_
         load_expert(folder, architecture=SmallCNN())
 
 
+def signed(metadata):
+    """``metadata`` with the checksum save_expert gives it: the SHA-256 of its compact JSON
+    with sorted keys, without the checksum entry."""
+    import hashlib
+    import json
+
+    content = {key: value for key, value in metadata.items() if key != "metadata_sha256"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return {**content, "metadata_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
 class _Payload:
     """Pickles to a call that would create a file: it must never run."""
 
@@ -279,7 +292,7 @@ def test_loading_never_runs_code_from_the_weights_file(zoo, tmp_path):
         pickle.dump({"body.0.weight": _Payload(marker)}, file, protocol=2)  # torch.save's protocol
     metadata = json.loads((folder / "expert.json").read_text())  # even with a matching checksum
     metadata["weights_sha256"] = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
-    (folder / "expert.json").write_text(json.dumps(metadata))
+    (folder / "expert.json").write_text(json.dumps(signed(metadata)))
     with pytest.raises(ValueError, match="not a loadable state_dict"):
         load_expert(folder, architecture=SmallCNN())
     assert not marker.exists()
@@ -443,3 +456,162 @@ def test_non_finite_features_are_reported_with_expert_and_task():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="expert 'broken' on task 0: .*NaN"):
             error_matrix([Expert(Broken(), "broken")], [stripes_task(20)])
+
+
+# ------------------------------------------------------------------------------------------
+# Source heads, the metadata checksum and damaged metadata
+# ------------------------------------------------------------------------------------------
+
+
+def test_an_expert_keeps_the_head_it_was_trained_with(zoo):
+    _, experts, tasks = zoo
+    for expert in experts:
+        assert isinstance(expert.head, nn.Linear) and expert.head.out_features == 2
+        assert not any(parameter.requires_grad for parameter in expert.head.parameters())
+    images, labels = tasks[0]  # the stripes expert learns its task (training accuracy 1)
+    with torch.no_grad():
+        logits = experts[0].head(torch.from_numpy(features(experts[0].module, images)))
+    assert np.mean(logits.argmax(dim=1).numpy() == labels) > 0.9  # its head classifies it
+
+
+def test_the_head_survives_save_and_load_and_is_dropped_when_gone(zoo, tmp_path):
+    _, experts, tasks = zoo
+    folder = save_expert(experts[0], tmp_path / "stripes")
+    loaded = load_expert(folder, architecture=SmallCNN())
+    inputs = torch.from_numpy(features(experts[0].module, tasks[0][0]))
+    with torch.no_grad():
+        np.testing.assert_array_equal(loaded.head(inputs).numpy(), experts[0].head(inputs).numpy())
+    headless = Expert(experts[0].module, "headless")
+    save_expert(headless, folder)  # replaces the expert with a head
+    assert not (folder / "head.pt").exists()
+    assert load_expert(folder, architecture=SmallCNN()).head is None
+    with pytest.raises(ValueError, match="holds a torch.nn.Linear head"):
+        save_expert(Expert(experts[0].module, "deep head", head=nn.Sequential(nn.Linear(2, 2))), folder)
+    with pytest.raises(TypeError, match="head must be a torch.nn.Module"):
+        Expert(experts[0].module, "bad", head="linear")
+
+
+def _edit_metadata(folder, edit, *, sign=True):
+    import json
+
+    metadata = json.loads((folder / "expert.json").read_text())
+    edit(metadata)
+    (folder / "expert.json").write_text(json.dumps(signed(metadata) if sign else metadata))
+
+
+def test_an_edited_expert_json_is_refused(zoo, tmp_path):
+    _, experts, _ = zoo
+    expert = Expert(experts[0].module, "embedded", task_embedding=[0.5, 0.25], head=experts[0].head)
+    folder = save_expert(expert, tmp_path / "expert")
+
+    def change_embedding(metadata):
+        metadata["task_embedding"][0] = 0.75
+
+    _edit_metadata(folder, change_embedding, sign=False)
+    with pytest.raises(ValueError, match="expert.json does not match its checksum"):
+        load_expert(folder, architecture=SmallCNN())
+    save_expert(expert, folder)
+    _edit_metadata(folder, lambda metadata: metadata.update(head_sha256="0" * 64))  # signed anew
+    with pytest.raises(ValueError, match="head.pt does not match the checksum"):
+        load_expert(folder, architecture=SmallCNN())
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda metadata: metadata.pop("name"), "has no expert name"),
+        (lambda metadata: metadata.update(name=7), "has no expert name"),
+        (lambda metadata: metadata.update(task_embedding=[-1.0, 2.0]), "non-negative"),
+        (lambda metadata: metadata.update(task_embedding="big"), "task_embedding"),
+        (lambda metadata: metadata.update(trained_on=5), "trained_on must be a string"),
+        (lambda metadata: metadata.update(info=[1, 2]), "info must be a dict"),
+        (lambda metadata: metadata.update(head={"in_features": 2}), "not a Linear layer's shape"),
+        (
+            lambda metadata: metadata.update(head={"in_features": 3, "out_features": 2, "bias": True}),
+            "does not fit",
+        ),
+    ],
+)
+def test_bad_values_in_a_signed_expert_json_are_named_with_the_folder(zoo, tmp_path, edit, message):
+    _, experts, _ = zoo
+    folder = save_expert(experts[0], tmp_path / "odd-expert")
+    _edit_metadata(folder, edit)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_expert(folder, architecture=SmallCNN())
+    assert "odd-expert" in str(caught.value)
+
+
+def test_deeply_nested_metadata_is_refused_clearly(zoo, tmp_path):
+    _, experts, _ = zoo
+    folder = save_expert(experts[0], tmp_path / "nested")
+    (folder / "expert.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply") as caught:
+        load_expert(folder, architecture=SmallCNN())
+    assert "nested" in str(caught.value)
+
+
+def test_a_format_1_expert_loads_with_a_warning_and_no_head(zoo, tmp_path):
+    import json
+
+    _, experts, tasks = zoo
+    folder = save_expert(experts[1], tmp_path / "old")
+    metadata = json.loads((folder / "expert.json").read_text())
+    for key in ("metadata_sha256", "head", "head_sha256"):
+        metadata.pop(key)
+    metadata["format_version"] = 1
+    (folder / "expert.json").write_text(json.dumps(metadata))
+    (folder / "head.pt").unlink()
+    with pytest.warns(UserWarning, match="format version 1"):
+        old = load_expert(folder, architecture=SmallCNN())
+    assert old.head is None and old.name == experts[1].name
+    with pytest.raises(ValueError, match=r"source head.*'spot expert'"):
+        transferability_scores([experts[0], old], tasks, scores=["leep"], random_state=0)
+    logme = transferability_scores([old], tasks, scores=["logme"], random_state=0)["logme"]
+    assert logme.shape == (2, 1) and np.all(np.isfinite(logme))
+
+
+# ------------------------------------------------------------------------------------------
+# Transferability scores of the zoo
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_score_prefers_each_tasks_own_expert_and_the_selector_picks_the_oracle(zoo):
+    _, experts, tasks = zoo
+    errors = error_matrix(experts, tasks, random_state=0)
+    scores = transferability_scores(experts, tasks, random_state=0)
+    assert sorted(scores) == ["h_score", "leep", "logme", "nce"]
+    names = [expert.name for expert in experts]
+    for name, matrix in scores.items():
+        assert matrix.shape == (2, 2)
+        assert matrix[0, 0] > matrix[0, 1], name  # the stripes expert on stripes
+    # The features' scores find both oracles; the spot expert's head barely learned its task
+    # (training accuracy near 0.6), so LEEP and NCE, which read the head, are not asked to.
+    for name in ("logme", "h_score"):
+        selector = TransferabilitySelector(experts=names).fit(scores[name])
+        assert model_selection_scorer(selector, scores[name], errors=errors) == 0.0, name
+    assert np.all(scores["leep"] <= 0) and np.all(scores["nce"] <= 0)
+
+
+def test_scores_use_the_error_matrix_features_from_the_cache_and_the_training_split(tmp_path):
+    expert = Expert(CountingCNN(), "counting", head=nn.Linear(2, 3))
+    tasks = [stripes_task(40), spot_task(40)]
+    fresh = transferability_scores([expert], tasks, random_state=0)
+    error_matrix([expert], tasks, random_state=0, cache=tmp_path)
+    CountingCNN.calls = 0
+    cached = transferability_scores([expert], tasks, random_state=0, cache=tmp_path)
+    assert CountingCNN.calls == 0  # no forward pass: the error matrix's features
+    for name in fresh:
+        np.testing.assert_allclose(cached[name], fresh[name], rtol=1e-12)
+    # Scored on the training split only: another split gives other scores.
+    other = transferability_scores([expert], tasks, scores=["logme"], random_state=1)["logme"]
+    assert not np.allclose(other, fresh["logme"])
+
+
+def test_bad_score_requests_are_refused(zoo):
+    _, experts, tasks = zoo
+    for scores in (["logme", "logme"], [], ["kendall"]):
+        with pytest.raises(ValueError, match="distinct names"):
+            transferability_scores(experts, tasks, scores=scores)
+    wrong_head = Expert(experts[0].module, "wrong head", head=nn.Linear(5, 2))
+    with pytest.raises(ValueError, match="head does not take its 2 features"):
+        transferability_scores([wrong_head], tasks, scores=["nce"], random_state=0)

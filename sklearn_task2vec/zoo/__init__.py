@@ -19,11 +19,23 @@ features. This module builds both, scaled down to what a CPU runs:
   regression on expert ``j``'s features of task ``i``, on one stratified split per task
   shared by all experts; what ``Model2VecSelector.fit(..., errors=...)`` and
   :data:`~sklearn_task2vec.selector.model_selection_scorer` read.
+* :func:`transferability_scores`: the alternatives to TASK2VEC that score every expert on the
+  new task itself (LogME, LEEP, NCE, H-score, :mod:`sklearn_task2vec.transferability`), from
+  the same features and splits as :func:`error_matrix`; LEEP and NCE use the expert's source
+  ``head``.
 """
 
 from ._expert import Expert, model_embeddings
 from ._files import load_expert, save_expert
-from ._ground_truth import error_matrix
+from ._ground_truth import error_matrix, transferability_scores
 from ._training import train_expert
 
-__all__ = ["Expert", "error_matrix", "load_expert", "model_embeddings", "save_expert", "train_expert"]
+__all__ = [
+    "Expert",
+    "error_matrix",
+    "load_expert",
+    "model_embeddings",
+    "save_expert",
+    "train_expert",
+    "transferability_scores",
+]

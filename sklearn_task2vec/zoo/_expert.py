@@ -33,6 +33,11 @@ class Expert:
     info : dict, default={}
         Facts about the expert, JSON-serialisable to be saved (:func:`train_expert` records
         its settings and training curve here).
+    head : torch.nn.Module or None, default=None
+        The expert's source classifier: maps ``module``'s features to logits over the classes
+        of the task it was trained on (:func:`train_expert` keeps the head it trained). LEEP
+        and NCE (:func:`transferability_scores`) need it; :func:`save_expert` saves a
+        ``torch.nn.Linear`` head. ``None`` when unknown.
 
     Examples
     --------
@@ -48,6 +53,7 @@ class Expert:
     task_embedding: np.ndarray | None = None
     architecture: str | None = None
     info: dict = dataclasses.field(default_factory=dict)
+    head: nn.Module | None = None
 
     def __post_init__(self):
         if not isinstance(self.module, nn.Module):
@@ -59,7 +65,12 @@ class Expert:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"Expert {self.name!r}: {field} must be a string or None, got {value!r}.")
         if self.task_embedding is not None:
-            embedding = np.array(self.task_embedding, dtype=np.float64)
+            try:
+                embedding = np.array(self.task_embedding, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"Expert {self.name!r}: task_embedding must be a vector of numbers: {exc}"
+                ) from exc
             if embedding.ndim != 1 or not np.all(np.isfinite(embedding)) or np.any(embedding < 0):
                 raise ValueError(
                     f"Expert {self.name!r}: task_embedding must be a 1-D vector of finite, non-negative "
@@ -68,13 +79,18 @@ class Expert:
             self.task_embedding = embedding
         if not isinstance(self.info, dict):
             raise TypeError(f"Expert {self.name!r}: info must be a dict, got {type(self.info).__name__}.")
+        if self.head is not None and not isinstance(self.head, nn.Module):
+            raise TypeError(
+                f"Expert {self.name!r}: head must be a torch.nn.Module or None, got {type(self.head).__name__}."
+            )
 
     def __repr__(self):
         n_parameters = sum(parameter.numel() for parameter in self.module.parameters())
         trained_on = "" if self.trained_on is None else f", trained_on={self.trained_on!r}"
+        head = "" if self.head is None else f", head={type(self.head).__name__}"
         return (
             f"Expert({self.name!r}{trained_on}, module={type(self.module).__name__}, "
-            f"{n_parameters} parameters)"
+            f"{n_parameters} parameters{head})"
         )
 
 

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,9 +19,22 @@ from .._probes import build_named_probe
 from ._expert import Expert
 
 _WEIGHTS_FILE = "weights.pt"
+_HEAD_FILE = "head.pt"
 _METADATA_FILE = "expert.json"
 _FORMAT = "sklearn-task2vec expert"
-_FORMAT_VERSION = 1
+# Version 2: expert.json carries its own checksum, and the expert may have a source head.
+_FORMAT_VERSION = 2
+_FORMAT_VERSIONS_READ = (1, 2)
+_METADATA_CHECKSUM = "metadata_sha256"
+
+
+def metadata_sha256(metadata):
+    """The SHA-256 of an expert's metadata: of its JSON with sorted keys and no spaces,
+    without the checksum entry itself (floats print as the shortest decimal that reads back
+    as the same float, so the text is the same after a round trip)."""
+    content = {key: value for key, value in metadata.items() if key != _METADATA_CHECKSUM}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @validate_params({"expert": [Expert], "path": [str, os.PathLike]}, prefer_skip_nested_validation=True)
@@ -29,14 +43,17 @@ def save_expert(expert, path):
 
     ``path/weights.pt`` is the module's ``state_dict`` (CPU tensors only): it loads with
     ``torch.load(weights_only=True)``, and for a torchvision architecture it is also a valid
-    ``probe_weights`` file of :class:`~sklearn_task2vec.FisherTaskEmbedder`. ``path/expert.json``
-    holds the name, ``trained_on``, ``architecture``, ``task_embedding``, ``info`` and the
-    SHA-256 of the weights file, which :func:`load_expert` checks.
+    ``probe_weights`` file of :class:`~sklearn_task2vec.FisherTaskEmbedder`. ``path/head.pt``
+    is the source head's ``state_dict``, when the expert has one. ``path/expert.json`` holds
+    the name, ``trained_on``, ``architecture``, ``task_embedding``, ``info``, the head's shape,
+    the SHA-256 of the weight files and its own SHA-256, all of which :func:`load_expert`
+    checks.
 
     Parameters
     ----------
     expert : Expert
-        The expert; its ``info`` must be JSON-serialisable.
+        The expert; its ``info`` must be JSON-serialisable and its ``head``, if any, a
+        ``torch.nn.Linear``.
     path : str or path-like
         The folder, created if needed; an expert already there is replaced.
 
@@ -59,6 +76,12 @@ def save_expert(expert, path):
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"save_expert: {os.fspath(folder)!r} is a file; an expert is saved to a folder.")
+    head = expert.head
+    if head is not None and type(head) is not nn.Linear:
+        raise ValueError(
+            f"save_expert: expert {expert.name!r} has a {type(head).__name__} head; the file format "
+            f"holds a torch.nn.Linear head (set head=None to save the expert without it)."
+        )
     metadata = {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
@@ -69,6 +92,13 @@ def save_expert(expert, path):
         # Python floats print as the shortest decimal that reads back as the same float: exact.
         "task_embedding": None if expert.task_embedding is None else expert.task_embedding.tolist(),
         "info": expert.info,
+        "head": None
+        if head is None
+        else {
+            "in_features": head.in_features,
+            "out_features": head.out_features,
+            "bias": head.bias is not None,
+        },
         "sklearn_task2vec_version": __version__,
     }
     try:
@@ -78,10 +108,16 @@ def save_expert(expert, path):
             f"save_expert: expert {expert.name!r} has info that JSON cannot hold: {exc}"
         ) from exc
     folder.mkdir(parents=True, exist_ok=True)
-    state_dict = {key: tensor.detach().cpu().clone() for key, tensor in expert.module.state_dict().items()}
     weights = folder / _WEIGHTS_FILE
-    write_atomically(weights, lambda file: torch.save(state_dict, file))
+    _save_state_dict(expert.module, weights)
     metadata["weights_sha256"] = _file_sha256(weights)
+    head_file = folder / _HEAD_FILE
+    if head is None:
+        head_file.unlink(missing_ok=True)  # an expert saved there before may have had one
+    else:
+        _save_state_dict(head, head_file)
+        metadata["head_sha256"] = _file_sha256(head_file)
+    metadata[_METADATA_CHECKSUM] = metadata_sha256(metadata)
     write_atomically(
         folder / _METADATA_FILE,
         lambda file: file.write(json.dumps(metadata, indent=1, allow_nan=False).encode()),
@@ -114,8 +150,15 @@ def load_expert(path, *, architecture=None):
     Raises
     ------
     ValueError
-        If a file is missing, is not what :func:`save_expert` writes, fails its checksum (corrupt
-        or replaced), or if the weights do not fit the architecture.
+        If a file is missing, is not what :func:`save_expert` writes, fails its checksum (corrupt,
+        replaced, or an edited ``expert.json``), holds values an expert cannot have, or if the
+        weights do not fit the architecture; every message names the folder.
+
+    Warns
+    -----
+    UserWarning
+        For a folder saved in format version 1 (before ``expert.json`` had a checksum and
+        experts a head): it loads, without a head.
 
     Examples
     --------
@@ -129,31 +172,9 @@ def load_expert(path, *, architecture=None):
     for required in (metadata_file, weights_file):
         if not required.is_file():
             raise ValueError(f"{where} has no {required.name}: it is not an expert saved by save_expert.")
-    try:
-        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{where}: {_METADATA_FILE} is not valid JSON (corrupt?): {exc}") from exc
-    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
-        raise ValueError(f"{where}: {_METADATA_FILE} is not the metadata of a saved expert.")
-    if metadata.get("format_version") != _FORMAT_VERSION:
-        raise ValueError(
-            f"{where} was saved in format version {metadata.get('format_version')!r}; this version of "
-            f"sklearn-task2vec reads version {_FORMAT_VERSION}."
-        )
-    if _file_sha256(weights_file) != metadata.get("weights_sha256"):
-        raise ValueError(
-            f"{where}: {_WEIGHTS_FILE} does not match the checksum in {_METADATA_FILE}: the file is "
-            f"corrupt, truncated or was replaced."
-        )
-    try:
-        state_dict = torch.load(weights_file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged archive fails in many ways (zip, pickle opcodes, storage)
-        raise ValueError(f"{where}: {_WEIGHTS_FILE} is not a loadable state_dict: {exc}") from exc
-    if not isinstance(state_dict, dict):
-        # A damaged file, not a wrong argument: a ValueError, like the other damaged files.
-        raise ValueError(  # noqa: TRY004
-            f"{where}: {_WEIGHTS_FILE} holds a {type(state_dict).__name__}, not a state_dict."
-        )
+    metadata = _read_metadata(metadata_file, where)
+    _check_file(weights_file, metadata.get("weights_sha256"), where)
+    state_dict = _load_state_dict(weights_file, where)
 
     recorded = metadata.get("architecture")
     if architecture is None:
@@ -174,14 +195,121 @@ def load_expert(path, *, architecture=None):
             f"{where}: its weights do not fit the architecture {type(module).__name__} "
             f"(saved from {metadata.get('module_class')}): {exc}"
         ) from exc
-    return Expert(
-        module.eval().requires_grad_(False),
-        metadata["name"],
-        trained_on=metadata.get("trained_on"),
-        task_embedding=metadata.get("task_embedding"),
-        architecture=name,
-        info=metadata.get("info") or {},
-    )
+    head = _load_head(folder, metadata, where)
+    try:
+        return Expert(
+            module.eval().requires_grad_(False),
+            metadata["name"],
+            trained_on=metadata.get("trained_on"),
+            task_embedding=metadata.get("task_embedding"),
+            architecture=name,
+            info=metadata.get("info") or {},
+            head=head,
+        )
+    except (TypeError, ValueError) as exc:
+        # Values a checked file should not hold: a damaged (or hand-made) file, so a ValueError.
+        raise ValueError(f"{where}: {_METADATA_FILE} holds a value an expert cannot have: {exc}") from exc
+
+
+def _read_metadata(metadata_file, where):
+    """The checked metadata of an expert: its JSON, format and checksum (format 2)."""
+    try:
+        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: {_METADATA_FILE} is not valid JSON (corrupt?): {exc}") from exc
+    except RecursionError:
+        raise ValueError(
+            f"{where}: {_METADATA_FILE} is nested too deeply to read: it is not what save_expert writes."
+        ) from None
+    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
+        raise ValueError(f"{where}: {_METADATA_FILE} is not the metadata of a saved expert.")
+    version = metadata.get("format_version")
+    if version not in _FORMAT_VERSIONS_READ:
+        raise ValueError(
+            f"{where} was saved in format version {version!r}; this version of sklearn-task2vec "
+            f"reads versions {list(_FORMAT_VERSIONS_READ)}."
+        )
+    if version == 1:
+        warnings.warn(
+            f"{where} was saved in format version 1, whose {_METADATA_FILE} has no checksum (an edit "
+            f"to it cannot be detected) and no source head (LEEP and NCE cannot score it): save it "
+            f"again with save_expert.",
+            UserWarning,
+            stacklevel=3,
+        )
+    else:
+        try:
+            checksum = metadata_sha256(metadata)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{where}: {_METADATA_FILE} holds values JSON cannot hold: {exc}") from None
+        if metadata.get(_METADATA_CHECKSUM) != checksum:
+            raise ValueError(
+                f"{where}: {_METADATA_FILE} does not match its checksum: it was edited or damaged "
+                f"after save_expert wrote it."
+            )
+    if not isinstance(metadata.get("name"), str):
+        raise ValueError(
+            f"{where}: {_METADATA_FILE} has no expert name (a string under 'name'), got "
+            f"{metadata.get('name')!r}."
+        )
+    return metadata
+
+
+def _check_file(file, recorded, where):
+    if _file_sha256(file) != recorded:
+        raise ValueError(
+            f"{where}: {file.name} does not match the checksum in {_METADATA_FILE}: the file is "
+            f"corrupt, truncated or was replaced."
+        )
+
+
+def _save_state_dict(module, file):
+    state_dict = {key: tensor.detach().cpu().clone() for key, tensor in module.state_dict().items()}
+    write_atomically(file, lambda handle: torch.save(state_dict, handle))
+
+
+def _load_state_dict(file, where):
+    try:
+        state_dict = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged archive fails in many ways (zip, pickle opcodes, storage)
+        raise ValueError(f"{where}: {file.name} is not a loadable state_dict: {exc}") from exc
+    if not isinstance(state_dict, dict):
+        # A damaged file, not a wrong argument: a ValueError, like the other damaged files.
+        raise ValueError(  # noqa: TRY004
+            f"{where}: {file.name} holds a {type(state_dict).__name__}, not a state_dict."
+        )
+    return state_dict
+
+
+def _load_head(folder, metadata, where):
+    """The expert's source head (a Linear layer), or None when it was saved without one."""
+    shape = metadata.get("head")
+    if shape is None:
+        return None
+    keys = {"in_features", "out_features", "bias"}
+    if (
+        not isinstance(shape, dict)
+        or set(shape) != keys
+        or not all(
+            isinstance(shape[key], int) and not isinstance(shape[key], bool) and shape[key] > 0
+            for key in ("in_features", "out_features")
+        )
+        or not isinstance(shape["bias"], bool)
+    ):
+        raise ValueError(
+            f"{where}: {_METADATA_FILE} has a head entry that is not a Linear layer's shape: {shape!r}."
+        )
+    head_file = folder / _HEAD_FILE
+    if not head_file.is_file():
+        raise ValueError(f"{where}: the expert has a source head, but {_HEAD_FILE} is missing.")
+    _check_file(head_file, metadata.get("head_sha256"), where)
+    state_dict = _load_state_dict(head_file, where)
+    head = nn.Linear(shape["in_features"], shape["out_features"], bias=shape["bias"])
+    try:
+        head.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise ValueError(f"{where}: {_HEAD_FILE} does not fit its recorded shape {shape}: {exc}") from exc
+    return head.eval().requires_grad_(False)
 
 
 def _file_sha256(path):

@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import joblib
 import numpy as np
@@ -31,7 +32,8 @@ from .._utils import (
 )
 from ..task_library import TaskLibrary
 from ..tasks import coerce_task, encode_labels, is_bare_pair
-from ._expert import check_experts
+from ..transferability import h_score, leep_score, logme_score, nce_score
+from ._expert import Expert, check_experts
 
 
 @validate_params(
@@ -135,6 +137,193 @@ def error_matrix(
     >>> errors.argmin(axis=1)   # the best expert of each task
     array([0, 1])
     """
+    classifier = (
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        if classifier is None
+        else classifier
+    )
+    pairs = _expert_task_features(
+        experts, tasks, task_names, test_size, batch_size, cache, device, random_state
+    )
+    errors = np.empty((len(tasks), len(experts)))
+    for pair in pairs:
+        model = clone(classifier)
+        try:
+            model.fit(pair.features[pair.train], pair.codes[pair.train])
+            predictions = model.predict(pair.features[pair.test])
+        except ValueError as exc:
+            raise ValueError(f"{pair.where}: the classifier failed: {exc}") from exc
+        errors[pair.row, pair.column] = float(np.mean(predictions != pair.codes[pair.test]))
+    return errors
+
+
+# The scores transferability_scores computes, by name.
+TRANSFERABILITY_SCORES = ("logme", "leep", "nce", "h_score")
+_NEEDS_HEAD = {"leep", "nce"}
+
+
+@validate_params(
+    {
+        "experts": [list, tuple],
+        "tasks": [list, tuple],
+        "scores": [list, tuple],
+        "test_size": [StrictInterval(Real, 0, 1, closed="neither")],
+        "task_names": ["array-like", None],
+        "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
+        "cache": [str, os.PathLike, joblib.Memory, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def transferability_scores(
+    experts,
+    tasks,
+    *,
+    scores=TRANSFERABILITY_SCORES,
+    test_size=0.3,
+    task_names=None,
+    batch_size=64,
+    cache=None,
+    device="auto",
+    random_state=None,
+):
+    """Transferability scores of every expert on every task: LogME, LEEP, NCE, H-score.
+
+    Each score of :mod:`sklearn_task2vec.transferability`, computed on each task's
+    *training* split (the examples whose labels a user of a new task has) from the same
+    per-(expert, task) features as :func:`error_matrix`: with the same ``test_size`` and
+    ``random_state`` the splits are the same, so a score is judged against errors on examples
+    it never saw, and with the same ``cache`` the features are read back, not recomputed.
+    LEEP and NCE read the expert's source head (:attr:`Expert.head`) applied to those
+    features: its softmax is LEEP's ``theta(x)``, its arg-max NCE's source label.
+
+    Parameters
+    ----------
+    experts : list of Expert
+        The experts (columns). LEEP and NCE need each to have a ``head``.
+    tasks : list of tasks
+        The tasks (rows), as :func:`error_matrix` takes them.
+    scores : sequence of {"logme", "leep", "nce", "h_score"}, default=all four
+        Which scores to compute.
+    test_size : float, default=0.3
+        Fraction of each task's examples held out (not scored), as in :func:`error_matrix`.
+    task_names : sequence of str or None, default=None
+        Names of the tasks, for error messages.
+    batch_size : int, default=64
+        Examples per forward pass.
+    cache : str, path-like, joblib.Memory or None, default=None
+        The feature store of :func:`error_matrix`; shared with it.
+    device : str or torch.device, default="auto"
+        Where the experts run.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the splits, as in :func:`error_matrix`.
+
+    Returns
+    -------
+    scores : dict of str to ndarray of shape (n_tasks, n_experts)
+        For each requested score, ``scores[name][i, j]``: expert ``j``'s score on task ``i``;
+        higher is better. A row goes to
+        :class:`~sklearn_task2vec.transferability.TransferabilitySelector`.
+
+    Raises
+    ------
+    ValueError
+        If a score name is unknown or repeated, LEEP or NCE is asked for an expert without a
+        head (or whose head does not take its features), or for any reason of
+        :func:`error_matrix`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_task2vec.zoo import Expert, transferability_scores
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(60, 2)).astype(np.float32)
+    >>> first = Expert(nn.Linear(2, 1, bias=False), "first")
+    >>> second = Expert(nn.Linear(2, 1, bias=False), "second")
+    >>> _ = first.module.weight.data.copy_(torch.tensor([[1.0, 0.0]]))   # sees feature 0 only
+    >>> _ = second.module.weight.data.copy_(torch.tensor([[0.0, 1.0]]))  # sees feature 1 only
+    >>> tasks = [(X, X[:, 0] > 0), (X, X[:, 1] > 0)]
+    >>> logme = transferability_scores([first, second], tasks, scores=["logme"], random_state=0)["logme"]
+    >>> logme.argmax(axis=1)   # each task's best-scoring expert
+    array([0, 1])
+    """
+    experts = check_experts(experts)
+    names = list(scores)
+    unknown = [name for name in names if name not in TRANSFERABILITY_SCORES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(
+            f"scores must list distinct names among {list(TRANSFERABILITY_SCORES)}, one at least; got "
+            f"{names!r}."
+        )
+    if _NEEDS_HEAD.intersection(names):
+        headless = [expert.name for expert in experts if expert.head is None]
+        if headless:
+            raise ValueError(
+                f"LEEP and NCE need each expert's source head (its classifier over its training "
+                f"task's classes); these experts have none: {headless[:10]}. train_expert keeps "
+                f"the head, save_expert and load_expert keep it too (experts saved in format "
+                f"version 1 have none); or ask only for scores=['logme', 'h_score']."
+            )
+    pairs = _expert_task_features(
+        experts, tasks, task_names, test_size, batch_size, cache, device, random_state
+    )
+    result = {name: np.empty((len(tasks), len(experts))) for name in names}
+    for pair in pairs:
+        features, labels = pair.features[pair.train], pair.codes[pair.train]
+        if "logme" in result:
+            result["logme"][pair.row, pair.column] = logme_score(features, labels)
+        if "h_score" in result:
+            result["h_score"][pair.row, pair.column] = h_score(features, labels)
+        if _NEEDS_HEAD.intersection(names):
+            probabilities = _source_probabilities(pair.expert, features, pair.where)
+            if "leep" in result:
+                result["leep"][pair.row, pair.column] = leep_score(probabilities, labels)
+            if "nce" in result:
+                result["nce"][pair.row, pair.column] = nce_score(probabilities.argmax(axis=1), labels)
+    return result
+
+
+def _source_probabilities(expert, features, where):
+    """The softmax of the expert's source head on its features, in float64."""
+    head = expert.head
+    parameter = next(head.parameters(), None)
+    inputs = torch.from_numpy(np.ascontiguousarray(features))
+    inputs = inputs.to(torch.float32 if parameter is None else parameter.dtype)
+    try:
+        with torch.no_grad():
+            logits = head.eval()(inputs.to("cpu" if parameter is None else parameter.device))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{where}: the expert's head does not take its {features.shape[1]} features: {exc}"
+        ) from exc
+    if logits.ndim != 2 or logits.shape[0] != len(features):
+        raise ValueError(
+            f"{where}: the expert's head must give (n_examples, n_source_classes) logits, got shape "
+            f"{tuple(logits.shape)}."
+        )
+    return torch.softmax(logits.double(), dim=1).cpu().numpy()
+
+
+class _ExpertTaskFeatures(NamedTuple):
+    """One (expert, task) pair: the expert's features of the task and the task's split."""
+
+    row: int
+    column: int
+    expert: Expert
+    where: str
+    features: np.ndarray
+    codes: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+
+def _expert_task_features(experts, tasks, task_names, test_size, batch_size, cache, device, random_state):
+    """Every (expert, task) pair's features and split, expert by expert: what
+    :func:`error_matrix` and :func:`transferability_scores` share (the same splits for the same
+    ``random_state``, the same feature store)."""
     experts = check_experts(experts)
     if is_bare_pair(tasks):
         raise TypeError(
@@ -143,18 +332,16 @@ def error_matrix(
     if not tasks:
         raise ValueError("tasks is empty: give one task at least.")
     labels = _task_labels(tasks, task_names)
-    classifier = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        if classifier is None
-        else classifier
-    )
     device = resolve_device(device)
     store = _FeatureStore(cache)
     split_seeds = draw_seeds(random_state, len(tasks))
+    return _pairs_of(
+        experts, labels, test_size, split_seeds, _FeatureReader(tasks, labels, batch_size, device, store)
+    )
 
-    reader = _FeatureReader(tasks, labels, batch_size, device, store)
-    splits = [None] * len(tasks)
-    errors = np.empty((len(tasks), len(experts)))
+
+def _pairs_of(experts, labels, test_size, split_seeds, reader):
+    splits = [None] * len(labels)
     for column, expert in enumerate(experts):
         for row, task_label in enumerate(labels):
             features, task_labels = reader.features(expert, row)
@@ -169,15 +356,8 @@ def error_matrix(
             where = f"expert {expert.name!r} on {task_label}"
             if not np.all(np.isfinite(features)):
                 raise ValueError(f"{where}: the expert's features contain NaN or infinity.")
-            model = clone(classifier)
-            try:
-                model.fit(features[train], codes[train])
-                predictions = model.predict(features[test])
-            except ValueError as exc:
-                raise ValueError(f"{where}: the classifier failed: {exc}") from exc
-            errors[row, column] = float(np.mean(predictions != codes[test]))
+            yield _ExpertTaskFeatures(row, column, expert, where, features, codes, train, test)
         reader.forget_expert()
-    return errors
 
 
 def _task_labels(tasks, task_names):

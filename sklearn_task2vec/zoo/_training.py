@@ -80,8 +80,8 @@ def train_expert(
        the epochs. BatchNorm layers that are trained update their statistics; frozen layers
        stay in eval mode.
 
-    The head is then dropped: the expert is the network alone. The task is read into memory
-    once. On CPU, the result is the same for the same ``random_state`` (torch's global random
+    The expert is the network; the head it trained is kept as its ``head`` (its source
+    classifier, for LEEP and NCE). The task is read into memory once. On CPU, the result is the same for the same ``random_state`` (torch's global random
     generator is left as it was).
 
     Parameters
@@ -131,9 +131,10 @@ def train_expert(
     Returns
     -------
     Expert
-        The fine-tuned network, on CPU, in eval mode and without gradients. ``architecture``
-        is the probe's name for a named probe; ``info`` holds the settings, the number of
-        examples and classes, and each epoch's mean training loss and accuracy
+        The fine-tuned network and its head (a ``torch.nn.Linear`` over the task's classes,
+        sorted where the labels can be sorted), on CPU, in eval mode and without gradients.
+        ``architecture`` is the probe's name for a named probe; ``info`` holds the settings,
+        the number of examples and classes, and each epoch's mean training loss and accuracy
         (``"loss"``, ``"accuracy"``).
 
     Examples
@@ -149,7 +150,7 @@ def train_expert(
     >>> expert = train_expert(network, (X, X[:, 0] > 0), task_name="sign", epochs=5,
     ...                       learning_rate=0.5, random_state=0)
     >>> expert
-    Expert('expert on sign', trained_on='sign', module=Sequential, 16 parameters)
+    Expert('expert on sign', trained_on='sign', module=Sequential, 16 parameters, head=Linear)
     >>> expert.info["accuracy"][-1] > 0.9   # training accuracy of the last epoch
     True
     """
@@ -220,6 +221,7 @@ def train_expert(
         trained_on=task_name,
         architecture=architecture,
         info=info,
+        head=head.cpu().eval().requires_grad_(False),
     )
 
 
