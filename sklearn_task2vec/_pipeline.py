@@ -95,6 +95,52 @@ class TaskEmbedding(NamedTuple):
     n_classes: int
 
 
+#: ``method="exact"`` is refused on tasks with more classes than this: it takes ``C - 1``
+#: backward passes per batch and a ``(batch, C, C - 1)`` tensor of logit directions
+#: (10,000 classes at batch 64: 10,000 times the passes of ``"montecarlo"`` and 24 GiB).
+EXACT_CLASS_LIMIT = 1000
+
+
+def fisher_method(method, n_classes, batch_size, where):
+    """The Fisher estimator ``method`` stands for on a task with ``n_classes`` classes, after
+    refusing ``"exact"`` above :data:`EXACT_CLASS_LIMIT` classes."""
+    method = resolve_method(method, n_classes)
+    if method == "exact" and n_classes > EXACT_CLASS_LIMIT:
+        size = batch_size * n_classes * (n_classes - 1) * 4 / 2**30
+        raise ValueError(
+            f"{where}: method='exact' on {n_classes} classes takes {n_classes - 1} backward passes "
+            f"per batch and a ({batch_size}, {n_classes}, {n_classes - 1}) float32 tensor "
+            f"({size:.1f} GiB); it is refused above {EXACT_CLASS_LIMIT} classes. Use "
+            f"method='montecarlo' (one backward pass per batch, unbiased) or 'auto'."
+        )
+    return method
+
+
+def check_fisher_row(row, where):
+    """``row``, a task's Fisher embedding, after refusing a degenerate one: non-finite values
+    (overflow in the probe) or zero for every filter (a saturated head: its predicted
+    probabilities are exactly 0 or 1, so the expected Fisher, eq. 1, vanishes)."""
+    row = np.asarray(row)
+    advice = (
+        "Inputs of very large magnitude do this: standardise them (e.g. with "
+        "sklearn.preprocessing.StandardScaler)."
+    )
+    finite = np.isfinite(row)
+    if not finite.all():
+        raise ValueError(
+            f"{where}: the Fisher embedding has {np.count_nonzero(~finite)} non-finite values (NaN or "
+            f"infinity) among its {row.size} filters: the probe's activations or gradients "
+            f"overflowed. {advice}"
+        )
+    if not row.any():
+        raise ValueError(
+            f"{where}: the Fisher embedding is zero for every filter: the head's predicted "
+            f"probabilities are exactly 0 or 1 in floating point, so no label carries information "
+            f"about the weights. {advice}"
+        )
+    return row
+
+
 def task_head(probe, task, settings, device):
     """Cache the probe's features of a coerced ``task`` and fit a head on them (sec. 3.1).
 
@@ -170,10 +216,10 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     n_classes = len(fitted.classes)
     if fitted.head is None:
         return TaskEmbedding(trivial.copy(), trivial, n_classes)
-    method = resolve_method(settings.method, n_classes)
+    method = fisher_method(settings.method, n_classes, settings.batch_size, task.where)
     if method == "variational":
         row, prior = variational_embedding(probe, fitted, settings, seeds, device=device, trivial=trivial)
-        return TaskEmbedding(row, prior, n_classes)
+        return TaskEmbedding(check_fisher_row(row, task.where), prior, n_classes)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -191,7 +237,7 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     )
     if bar is not None:
         bar.close()
-    return TaskEmbedding(total / fitted.n_examples, trivial, n_classes)
+    return TaskEmbedding(check_fisher_row(total / fitted.n_examples, task.where), trivial, n_classes)
 
 
 def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):

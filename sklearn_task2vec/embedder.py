@@ -18,14 +18,16 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
-from ._fisher import METHODS, resolve_method, task_fisher
+from ._fisher import METHODS, task_fisher
 from ._pipeline import (
     EmbeddingSettings,
     Seeds,
     TaskEmbedding,
+    check_fisher_row,
     embed_task,
     embedding_seeds,
     fisher_generator,
+    fisher_method,
     stem_task,
     task_head,
     variational_embedding,
@@ -41,7 +43,16 @@ from ._probes import (
     trivial_embedding,
 )
 from ._utils import StrictInterval, module_dtype, on_device, resolve_device
-from .tasks import ArrayTask, check_inputs, coerce_task, encode_labels, example_shape, is_task_sequence
+from .tasks import (
+    ArrayTask,
+    check_fit_labels,
+    check_inputs,
+    check_labels,
+    coerce_task,
+    encode_labels,
+    example_shape,
+    is_task_sequence,
+)
 
 
 class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
@@ -305,13 +316,14 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         seeds = embedding_seeds(self.random_state)
         if is_task_sequence(X):
-            self._fit_probe(example_shape(X[0], 0), seeds)
+            self._fit_probe(self._first_example_shape(X), seeds)
             return self
+        check_fit_labels(X, y)
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float64, np.float32))
         self._fit_probe(X.shape[1:], seeds)
-        task = self._array_task(X, y)
+        task = self._array_task(X, check_labels(y, "y"))
         self.classes_, _ = encode_labels(task.labels, "y")
-        self.method_ = resolve_method(self.method, len(self.classes_))
+        self.method_ = fisher_method(self.method, len(self.classes_), self.batch_size, "y")
         self.prior_embedding_ = self.trivial_embedding_
         if len(self.classes_) == 1:
             _warn_trivial("The task (X, y)")
@@ -328,9 +340,24 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             self.embedding_ = self._normalised(embedding, self.prior_embedding_)
         else:
             rows = self._example_rows(probe, fitted.head, fitted.fisher_task, seeds, device)
+            check_fisher_row(rows.mean(axis=0), "X")
             self.embedding_ = self._normalised(rows).mean(axis=0)
         self.head_ = fitted.head.cpu()
         return self
+
+    def _first_example_shape(self, tasks):
+        """The shape of task 0's examples, to choose the probe; with ``on_error="warn"``, of the
+        first task whose first example can be read (the others fail again in transform, into
+        ``errors_``)."""
+        first_error = None
+        for index, task in enumerate(tasks):
+            try:
+                return example_shape(task, index)
+            except Exception as error:
+                if self.on_error == "raise":
+                    raise
+                first_error = first_error or error
+        raise first_error
 
     def _fit_probe(self, input_shape, seeds):
         """``probe_`` for examples of shape ``input_shape`` (without the batch axis), and what
@@ -342,6 +369,12 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
 
     def _make_probe(self, input_shape, seed):
         probe = self.probe
+        if isinstance(probe, torch.jit.ScriptModule):
+            raise TypeError(
+                f"probe is a TorchScript module ({type(probe).__name__}): the Fisher pass hooks the "
+                f"probe's layers, which a compiled module does not expose. Pass the original "
+                f"torch.nn.Module, before torch.jit.script or torch.jit.trace."
+            )
         if isinstance(probe, torch.nn.Module):
             return frozen_copy(probe)
         if probe == "auto":

@@ -16,10 +16,14 @@ of tasks out of one labelled dataset.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from numbers import Real
 
 import numpy as np
+import scipy.sparse
 import torch
+from sklearn.utils.multiclass import type_of_target
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 
@@ -33,6 +37,11 @@ def is_task_sequence(X):
         raise TypeError(
             f"X is one task ({describe(X)}), not a sequence of tasks: pass a list of tasks, "
             f"e.g. [task], or fit(inputs, labels) for a single array task."
+        )
+    if isinstance(X, Iterator):
+        raise TypeError(
+            f"X is an iterator ({type(X).__name__}), which can be read only once: pass the tasks "
+            f"as a list, e.g. list(tasks)."
         )
     if not isinstance(X, (list, tuple)) or len(X) == 0:
         return False
@@ -50,9 +59,37 @@ def is_bare_pair(X):
     return len(inputs_shape) >= 2 and len(labels_shape) == 1 and inputs_shape[0] == labels_shape[0]
 
 
+def check_fit_labels(X, y):
+    """Check the labels ``y`` of one array task ``X`` before scikit-learn's validation: refuse
+    missing values (None, NaN, pandas.NA) in ``y`` naming it, and ``y=None`` for an ``X``
+    that is not a sequence of tasks, saying what was wrong with ``X`` as tasks when it is a
+    list of pairs (a pair of scalars, a sparse matrix)."""
+    if y is not None:
+        if isinstance(y, (list, tuple)):
+            _refuse_missing(y, "y")
+        elif not isinstance(y, torch.Tensor) and not scipy.sparse.issparse(y):
+            labels = np.asarray(y)
+            if labels.dtype == object:
+                _refuse_missing(labels.reshape(-1), "y")
+        return
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return
+    if all(isinstance(task, (list, tuple)) and len(task) == 2 for task in X):
+        for index, (inputs, _) in enumerate(X):
+            try:
+                _example_shape(inputs, f"task {index}")
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{exc} (X was read as a sequence of (inputs, labels) tasks; as one array of "
+                    f"examples, it requires y to be passed, but the target y is None.)"
+                ) from exc
+
+
 def _looks_like_task(task):
     if isinstance(task, (Dataset, DataLoader)):
         return True
+    if isinstance(task, (tuple, list)) and len(task) == 2 and scipy.sparse.issparse(task[0]):
+        return True  # refused with its index when it is coerced
     if not (isinstance(task, (tuple, list)) and len(task) == 2 and not isinstance(task[0], str)):
         return False
     try:
@@ -66,6 +103,11 @@ def as_numpy(values, where, what):
     ``where`` and ``what``."""
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().numpy()
+    if scipy.sparse.issparse(values):
+        raise TypeError(
+            f"{where}: {what} are a sparse {type(values).__name__}; the probe takes dense arrays: "
+            f"pass {what}.toarray() (or a Dataset that densifies one example at a time)."
+        )
     try:
         return np.asarray(values)
     except ValueError as exc:  # ragged nested sequences
@@ -96,6 +138,8 @@ def _example_shape(inputs, where):
 def check_labels(labels, where, n_examples=None):
     """``labels`` as a 1-D numpy array, after refusing other shapes, NaN and infinity, and a
     length other than ``n_examples`` (when given)."""
+    if isinstance(labels, (list, tuple)):
+        _refuse_missing(labels, where)  # before numpy turns ["a", nan] into the string "nan"
     labels = as_numpy(labels, where, "labels")
     if labels.ndim != 1:
         raise ValueError(
@@ -105,16 +149,54 @@ def check_labels(labels, where, n_examples=None):
         raise ValueError(f"{where}: inputs have {n_examples} examples but labels have {labels.shape[0]}.")
     if labels.dtype.kind in "fc" and not np.isfinite(labels).all():
         raise ValueError(f"{where}: labels contain NaN or infinity.")
+    if labels.dtype == object:
+        _refuse_missing(labels, where)
+    if _is_continuous(labels):
+        raise ValueError(
+            f"{where}: labels are continuous (type_of_target is 'continuous': floats that are not "
+            f"whole numbers, e.g. {next(v for v in labels.tolist() if float(v) != int(v))!r}), a "
+            f"regression target; a task is a classification: pass class labels (bin the target "
+            f"first, e.g. with numpy.digitize)."
+        )
     return labels
+
+
+def _refuse_missing(labels, where):
+    missing = [index for index, label in enumerate(labels) if is_missing(label)]
+    if missing:
+        raise ValueError(
+            f"{where}: labels contain {len(missing)} missing values (None, NaN or pandas.NA), "
+            f"the first at example {missing[0]}: drop those examples or give them a class."
+        )
+
+
+def is_missing(label):
+    """Whether a label is a missing value: None, a float NaN, or pandas' NA or NaT."""
+    if label is None:
+        return True
+    if isinstance(label, Real) and not isinstance(label, bool):
+        return bool(label != label)  # NaN, whatever its float type
+    pandas = sys.modules.get("pandas")  # no pandas imported: no pandas missing value can exist
+    return pandas is not None and (label is pandas.NA or label is pandas.NaT)
+
+
+def _is_continuous(labels):
+    if (
+        labels.dtype == object
+        and len(labels)
+        and all(isinstance(label, Real) and not isinstance(label, bool) for label in labels)
+    ):
+        labels = labels.astype(np.float64)
+    return labels.dtype.kind == "f" and len(labels) > 0 and type_of_target(labels) == "continuous"
 
 
 def check_inputs(inputs, where, dtype):
     """``inputs`` as a CPU tensor of ``dtype``, after refusing non-real or non-finite values."""
     if isinstance(inputs, torch.Tensor):
         tensor = inputs.detach().cpu()
-        if tensor.is_complex() or not (tensor.is_floating_point() or _is_integer(tensor)):
+        if tensor.is_complex():
             raise ValueError(f"{where}: inputs must be real numbers, got dtype {tensor.dtype}.")
-        tensor = tensor.to(dtype)
+        tensor = tensor.to(dtype)  # booleans become 0 and 1, as numpy's do
     else:
         array = as_numpy(inputs, where, "inputs")
         if array.dtype.kind not in "fiub":
@@ -122,10 +204,12 @@ def check_inputs(inputs, where, dtype):
                 f"{where}: inputs must be real numbers, got dtype {array.dtype}"
                 + (" (complex numbers are not supported)." if array.dtype.kind == "c" else ".")
             )
-        array = np.asarray(array, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+        # numpy has no bfloat16: such probes get float32 arrays, converted by torch.
+        numpy_dtype = np.float32 if dtype == torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
+        array = np.asarray(array, dtype=numpy_dtype)
         if not array.flags.writeable or not array.flags.c_contiguous:
             array = np.array(array, order="C")
-        tensor = torch.from_numpy(array)
+        tensor = torch.from_numpy(array).to(dtype)
     if tensor.dim() < 2:
         raise ValueError(
             f"{where}: inputs must have one row per example (2-D features or N x C x H x W "
@@ -134,10 +218,6 @@ def check_inputs(inputs, where, dtype):
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{where}: inputs contain NaN or infinity.")
     return tensor
-
-
-def _is_integer(tensor):
-    return not tensor.is_floating_point() and not tensor.is_complex() and tensor.dtype != torch.bool
 
 
 class ArrayTask:

@@ -497,14 +497,17 @@ class Colour(enum.Enum):  # hashable, but not orderable
         lambda y: np.where(y, "cat", "dog"),
         lambda y: [["dog", "cat"][v] for v in y],
         lambda y: y.astype(bool),
-        lambda y: y.astype(float) + 0.5,
+        # Whole-number floats: scikit-learn's "binary"/"multiclass" (0.5 and 1.5 would be
+        # "continuous", refused as a regression target: test_hostile_inputs.py).
+        lambda y: y.astype(float) + 2.0,
         lambda y: torch.as_tensor(y),
         lambda y: torch.as_tensor(y, dtype=torch.float32),
         lambda y: [Colour.RED if v else Colour.BLUE for v in y],
         lambda y: np.array([1 if v else "one" for v in y], dtype=object),
-        lambda y: [None if v else 0 for v in y],
+        lambda y: ["none" if v else 0 for v in y],
     ],
-    ids=["str", "str-list", "bool", "float", "tensor", "float-tensor", "enum", "mixed", "none"],
+    # None is a missing value, not a class, and is refused (test_hostile_inputs.py).
+    ids=["str", "str-list", "bool", "float", "tensor", "float-tensor", "enum", "mixed", "mixed-list"],
 )
 def test_labels_of_any_hashable_kind(to_labels):
     X, y = features()

@@ -11,9 +11,13 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import _pipeline as pipeline_module
+from sklearn_task2vec._pipeline import EXACT_CLASS_LIMIT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,3 +111,159 @@ def test_a_cache_file_of_a_narrower_probe_is_refused(tmp_path):
         rows = wide.fit_transform([GOOD, features(1)])
     assert rows.shape == (2, 16)
     np.testing.assert_array_equal(rows[0], embedder(probe=probe(16)).fit_transform([GOOD])[0])
+
+
+# --------------------------------------------------------------------------------- labels
+def labels_with(missing):
+    labels = np.array(["a", "b"] * (N // 2), dtype=object)
+    labels[7] = missing
+    return labels
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, float("nan")], ids=["None", "np.nan", "float-nan"])
+@pytest.mark.parametrize("kind", ["pair", "loader", "array"])
+def test_missing_object_labels_are_refused_naming_the_task(missing, kind):
+    labels = labels_with(missing)
+    if kind == "array":
+        with pytest.raises(ValueError, match="^y: labels contain 1 missing values.*at example 7"):
+            embedder().fit(GOOD[0], labels)
+        return
+    task = (GOOD[0], labels)
+    if kind == "loader":
+        task = DataLoader(list(zip(torch.as_tensor(GOOD[0]), labels)), batch_size=8, collate_fn=collate)
+    with pytest.raises(ValueError, match="task 1.*labels contain 1 missing values"):
+        embedder().fit_transform([GOOD, task])
+
+
+def collate(items):
+    return torch.stack([x for x, _ in items]), [label for _, label in items]
+
+
+def test_pandas_missing_labels_are_refused():
+    pandas = pytest.importorskip("pandas")
+    for labels in (
+        pandas.Series(["a", "b"] * (N // 2 - 1) + ["a", None], dtype="string"),
+        pandas.Series(["a", "b"] * (N // 2 - 1) + ["a", pandas.NA], dtype=object),
+        pandas.Categorical(["a", "b"] * (N // 2 - 1) + ["a", None]),
+    ):
+        with pytest.raises(ValueError, match="^task 0: labels contain 1 missing values.*at example 39"):
+            embedder().fit_transform([(GOOD[0], labels)])
+
+
+def test_continuous_labels_are_refused_as_scikit_learn_does():
+    X, _ = GOOD
+    for labels in (X[:, 1], X[:, 1].astype(object), torch.as_tensor(X[:, 1])):
+        with pytest.raises(ValueError, match="^task 0: labels are continuous.*regression target"):
+            embedder().fit_transform([(X, labels)])
+    with pytest.raises(ValueError, match="^y: labels are continuous"):
+        embedder().fit(X, X[:, 1])
+    # Whole-number floats are class labels, as for scikit-learn's classifiers.
+    whole = embedder().fit_transform([(X, GOOD[1].astype(float))])
+    np.testing.assert_array_equal(whole, embedder().fit_transform([GOOD]))
+
+
+# ---------------------------------------------------------------- odd containers and dtypes
+def test_a_generator_of_tasks_is_refused_with_advice():
+    with pytest.raises(TypeError, match="X is an iterator \\(generator\\).*list\\(tasks\\)"):
+        embedder().fit_transform(task for task in [GOOD, GOOD])
+    with pytest.raises(TypeError, match="X is an iterator \\(map\\)"):
+        embedder().fit(map(tuple, [GOOD]))
+
+
+def test_a_task_of_python_scalars_is_named():
+    with pytest.raises(
+        ValueError, match="^task 0: inputs must have one row per example.*scalar of type float"
+    ):
+        embedder().fit_transform([(1.0, 2)])
+    with pytest.raises(ValueError, match="of type float.*requires y to be passed, but the target y is None"):
+        embedder().fit([(1.0, 2), (3.0, 4)])
+
+
+def test_sparse_inputs_are_refused_as_sparse():
+    sparse = scipy.sparse.csr_matrix(GOOD[0])
+    for tasks, index in (([(sparse, GOOD[1])], 0), ([GOOD, (sparse, GOOD[1])], 1)):
+        with pytest.raises(TypeError, match=f"^task {index}: inputs are a sparse csr_matrix.*toarray"):
+            embedder().fit_transform(tasks)
+
+
+def test_torch_bool_inputs_are_treated_as_numpy_bools():
+    X, y = GOOD
+    expected = embedder().fit_transform([(X > 0, y)])
+    np.testing.assert_array_equal(embedder().fit_transform([(torch.as_tensor(X > 0), y)]), expected)
+    np.testing.assert_array_equal(embedder().fit_transform([((X > 0).astype(float), y)]), expected)
+
+
+# ----------------------------------------------------------- degenerate Fisher rows
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+def test_inputs_of_huge_magnitude_are_an_error_not_a_zero_or_nan_row(scale):
+    X, y = GOOD
+    with pytest.raises(ValueError, match="^task 1: the Fisher embedding .*(zero|non-finite).*standardise"):
+        embedder().fit_transform([GOOD, (X * scale, y)])
+    fitted = embedder(on_error="warn")
+    with pytest.warns(UserWarning, match="Task 1 failed"):
+        rows = fitted.fit_transform([GOOD, (X * scale, y)])
+    assert list(fitted.errors_) == [1] and "Fisher embedding" in str(fitted.errors_[1])
+    assert np.isnan(rows[1]).all() and np.isfinite(rows[0]).all() and rows[0].any()
+    with pytest.raises(ValueError, match="^X: the Fisher embedding"):
+        embedder().fit(X * scale, y)
+
+
+def test_a_non_finite_fisher_row_is_an_error(monkeypatch):
+    original = pipeline_module.task_fisher
+
+    def overflowing(*args, **kwargs):
+        total = original(*args, **kwargs)
+        total[3] = np.inf
+        return total
+
+    monkeypatch.setattr(pipeline_module, "task_fisher", overflowing)
+    with pytest.raises(ValueError, match="^task 0: the Fisher embedding has 1 non-finite values"):
+        embedder().fit_transform([GOOD])
+
+
+# ------------------------------------------------------------------ method="exact"
+def test_exact_refuses_too_many_classes_with_advice():
+    n_classes = EXACT_CLASS_LIMIT + 1
+    X = np.random.RandomState(0).normal(size=(n_classes, 2))
+    y = np.arange(n_classes)
+    message = (
+        f"task 0: method='exact' on {n_classes} classes takes {n_classes - 1} backward passes.*montecarlo"
+    )
+    with pytest.raises(ValueError, match=message):
+        embedder(method="exact", head_epochs=0).fit_transform([(X, y)])
+    with pytest.raises(ValueError, match="^y: method='exact'"):
+        embedder(method="exact", head_epochs=0).fit(X, y)
+
+
+# -------------------------------------------------------- fit with on_error="warn"
+class Unreadable(Dataset):
+    def __len__(self):
+        return N
+
+    def __getitem__(self, index):
+        raise RuntimeError("cannot read this example")
+
+
+def test_on_error_warn_covers_reading_the_first_task_in_fit():
+    with pytest.raises(RuntimeError, match="cannot read this example"):
+        embedder().fit([Unreadable(), GOOD])
+    fitted = embedder(on_error="warn")
+    with pytest.warns(UserWarning, match="Task 0 failed"):
+        rows = fitted.fit_transform([Unreadable(), GOOD])
+    assert list(fitted.errors_) == [0] and np.isnan(rows[0]).all()
+    np.testing.assert_array_equal(rows[1], embedder().fit_transform([GOOD])[0])
+
+
+# ------------------------------------------------------------------------- probes
+def test_a_bfloat16_probe_takes_numpy_inputs():
+    wide = probe(16)
+    expected = embedder(probe=wide).fit_transform([GOOD])
+    rows = embedder(probe=wide.to(torch.bfloat16)).fit_transform([GOOD])
+    assert rows.dtype == np.float64 and np.isfinite(rows).all()
+    assert np.linalg.norm(rows - expected) < 0.1 * np.linalg.norm(expected)
+
+
+def test_a_torchscript_probe_is_refused_clearly():
+    for compiled in (torch.jit.script(probe(8)), torch.jit.trace(probe(8), torch.zeros(2, D))):
+        with pytest.raises(TypeError, match="probe is a TorchScript module.*original torch.nn.Module"):
+            embedder(probe=compiled).fit([GOOD])
