@@ -197,7 +197,9 @@ def _load_task(path, image_size):
     """``(name, task)``: an ImageFolder dataset or the ``(X, y)`` arrays of an ``.npz`` file."""
     path = Path(path)
     if path.is_dir():
-        from torchvision import datasets, transforms
+        from torchvision import transforms
+
+        from .datasets import load_image_folder
 
         transform = transforms.Compose(
             [
@@ -208,9 +210,11 @@ def _load_task(path, image_size):
             ]
         )
         try:
-            return path.resolve().name, datasets.ImageFolder(path, transform=transform)
+            return path.resolve().name, load_image_folder(path, transform=transform)
         except OSError as exc:  # no class folder, or no image in them (FileNotFoundError)
             raise DataError(f"{path}: not an image folder with one subfolder per class ({exc}).") from exc
+        except ValueError as exc:  # a directory link that loops
+            raise DataError(f"{path}: {exc}") from exc
     if path.suffix.lower() != ".npz":
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder.")

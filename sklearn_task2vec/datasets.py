@@ -8,12 +8,15 @@
 * :func:`dataset_with_labels`: the labels of a torchvision dataset the user already has
   (``CIFAR100``, ``ImageFolder``, ...), to cut tasks out of it as Subsets;
   :data:`CIFAR100_SUPERCLASSES` and :data:`CIFAR100_HIERARCHY` are CIFAR-100's taxonomy.
+* :func:`load_image_folder`: a folder of images with one subfolder per class, as torchvision's
+  ``ImageFolder``, after refusing directory links that loop.
 * :func:`read_idx`: the IDX file format of MNIST and its kin.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from pathlib import Path
 
@@ -371,3 +374,96 @@ def dataset_with_labels(dataset, *, class_names=True):
             f"{targets.min()} to {targets.max()}, but it has {len(classes)} class names."
         )
     return dataset, np.asarray(classes)[targets]
+
+
+def check_image_tree(root):
+    """Refuse a folder tree with a directory link that loops back to one of its own ancestors.
+
+    torchvision's ``ImageFolder`` follows directory links (``os.walk(followlinks=True)``),
+    and a link back to an ancestor makes it read the same images again and again, under
+    ever longer paths, until the paths grow too long: a dozen files became hundreds of
+    examples, some under the wrong class. Links elsewhere (outside the tree, or to a folder
+    that is not an ancestor) are followed as usual.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The top folder.
+
+    Raises
+    ------
+    ValueError
+        When a directory link under ``root`` resolves to ``root`` or to a folder above it
+        in the tree; the message names the link and where it points.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn_task2vec.datasets import check_image_tree
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "cats"))
+    >>> os.symlink(root, os.path.join(root, "cats", "again"))
+    >>> check_image_tree(root)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: .../cats/again is a directory link back to ...: ...
+    """
+
+    def visit(folder, ancestors):
+        with os.scandir(folder) as entries:
+            subfolders = [entry for entry in entries if entry.is_dir(follow_symlinks=True)]
+        for entry in sorted(subfolders, key=lambda entry: entry.name):
+            real = os.path.realpath(entry.path)
+            if real in ancestors:
+                raise ValueError(
+                    f"{entry.path} is a directory link back to {real}, a folder that contains it: "
+                    f"reading the tree would visit the same images again and again. Remove the "
+                    f"link, or point it outside the tree."
+                )
+            visit(entry.path, ancestors | {real})
+
+    visit(os.fspath(root), {os.path.realpath(root)})
+
+
+def load_image_folder(root, *, transform=None):
+    """A folder of images with one subfolder per class, as torchvision's ``ImageFolder``.
+
+    The tree is checked first (:func:`check_image_tree`): a directory link that loops back
+    to an ancestor is refused, naming the link, rather than multiplying the images.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder; its subfolders are the classes.
+    transform : callable or None, default=None
+        Applied to each PIL image (e.g. a ``torchvision.transforms.Compose``).
+
+    Returns
+    -------
+    torchvision.datasets.ImageFolder
+
+    Raises
+    ------
+    ValueError
+        When a directory link loops (see :func:`check_image_tree`).
+    FileNotFoundError
+        When ``root`` has no class folder or no image in them (torchvision's error).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from sklearn_task2vec.datasets import load_image_folder
+    >>> root = tempfile.mkdtemp()
+    >>> for label in ("cats", "dogs"):
+    ...     os.makedirs(os.path.join(root, label))
+    ...     Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(os.path.join(root, label, "0.png"))
+    >>> dataset = load_image_folder(root)
+    >>> dataset.classes, len(dataset)
+    (['cats', 'dogs'], 2)
+    """
+    from torchvision.datasets import ImageFolder
+
+    check_image_tree(root)
+    return ImageFolder(root, transform=transform)

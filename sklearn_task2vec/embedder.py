@@ -117,7 +117,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         the early layers' forward (and, with ``method="variational"``, every step's), at the
         cost of memory that grows with the task. ``None``: every filter.
     max_samples : int or None, default=None
-        Use at most this many examples per task, drawn at random.
+        Use at most this many examples per task, drawn at random (from a DataLoader or an
+        IterableDataset, whose size is unknown, by reservoir sampling over each pass).
     batch_size : int, default=64
         Examples per forward/backward pass (and per head-training step).
     head_epochs : int, default=100

@@ -16,6 +16,7 @@ of tasks out of one labelled dataset.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from numbers import Real
@@ -244,17 +245,33 @@ class ArrayTask:
 
 
 class LoaderTask:
-    """A task streamed from a DataLoader, checked batch by batch."""
+    """A task streamed from a DataLoader, checked batch by batch.
 
-    def __init__(self, loader, where, dtype, max_samples):
+    With ``max_samples``, every pass reads the whole loader and keeps ``max_samples`` of its
+    examples drawn uniformly at random with ``seed`` (reservoir sampling), in the loader's
+    order: the same examples at each pass of a loader that yields the same data each time.
+    """
+
+    def __init__(self, loader, where, dtype, max_samples, seed=0):
         self.loader = loader
         self.where = where
         self.dtype = dtype
         self.max_samples = max_samples
+        self.seed = seed
 
     def batches(self, batch_size=None, rng=None):
-        """The loader's batches, checked, in the loader's own order (``batch_size`` and ``rng``
-        are the loader's business)."""
+        """The loader's batches, checked, in the loader's own order (``rng`` is the loader's
+        business); with ``max_samples``, the sample's examples in batches of the loader's
+        batch size (else ``batch_size``)."""
+        if self.max_samples is None:
+            yield from self._checked_batches()
+            return
+        inputs, labels = self._sample()
+        size = self.loader.batch_size or batch_size or len(labels)
+        for start in range(0, len(labels), size):
+            yield inputs[start : start + size], labels[start : start + size]
+
+    def _checked_batches(self):
         seen = 0
         for batch in _read_batches(self.loader, self.where):
             where = f"{self.where} (batch from example {seen})"
@@ -264,16 +281,78 @@ class LoaderTask:
                 )
             inputs = check_inputs(batch[0], where, self.dtype)
             labels = check_labels(batch[1], where, inputs.shape[0])
-            if self.max_samples is not None and seen + len(labels) > self.max_samples:
-                keep = self.max_samples - seen
-                inputs, labels = inputs[:keep], labels[:keep]
             if len(labels):
                 yield inputs, labels
             seen += len(labels)
-            if self.max_samples is not None and seen >= self.max_samples:
-                return
         if seen == 0:
             raise ValueError(f"{self.where} is empty: it has no examples.")
+
+    def _sample(self):
+        """``max_samples`` examples drawn uniformly at random in one pass (reservoir sampling,
+        Vitter's algorithm R: the example at position ``i >= k`` replaces a random one of the
+        ``k`` kept with probability ``k / (i + 1)``), as ``(inputs, labels)`` in loader order."""
+        rng = np.random.RandomState(self.seed)
+        size = self.max_samples
+        kept_inputs, kept_labels, positions = [], [], []
+        seen = 0
+        for inputs, labels in self._checked_batches():
+            here = np.arange(seen, seen + len(labels))
+            slots = np.where(here < size, here, rng.randint(0, here + 1))
+            for offset in np.flatnonzero(slots < size):
+                example = (inputs[offset].clone(), labels[offset : offset + 1], seen + offset)
+                if slots[offset] == len(positions):
+                    kept_inputs.append(example[0])
+                    kept_labels.append(example[1])
+                    positions.append(example[2])
+                else:
+                    slot = slots[offset]
+                    kept_inputs[slot], kept_labels[slot], positions[slot] = example
+            seen += len(labels)
+        order = np.argsort(positions)
+        inputs = torch.stack([kept_inputs[slot] for slot in order])
+        return inputs, np.concatenate([kept_labels[slot] for slot in order])
+
+
+class ExampleReadError(ValueError):
+    """An example of a task that could not be read (its message names the task, the example
+    and, for a folder of files, the file)."""
+
+
+class _ReadableItems(Dataset):
+    """A map-style dataset whose examples that cannot be read (an ``OSError``: a truncated or
+    unreadable image, a missing file) raise an :class:`ExampleReadError` naming the task, the
+    example and its file."""
+
+    def __init__(self, dataset, where):
+        self.dataset = dataset
+        self.where = where
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except OSError as exc:
+            file = example_file(self.dataset, index)
+            raise ExampleReadError(
+                f"{self.where}: could not read example {index}"
+                + ("" if file is None else f" (file {file})")
+                + f": {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def example_file(dataset, index):
+    """The file that example ``index`` of a torchvision ``DatasetFolder`` (``ImageFolder``) is
+    read from, through ``Subset`` s; None when the dataset does not say."""
+    while isinstance(dataset, Subset):
+        index = dataset.indices[index]
+        dataset = dataset.dataset
+    try:
+        path = dataset.samples[index][0]
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return None
+    return path if isinstance(path, (str, os.PathLike)) else None
 
 
 def _read_batches(loader, where):
@@ -285,7 +364,9 @@ def _read_batches(loader, where):
             batch = next(iterator)
         except StopIteration:
             return
-        except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as exc:
+        except ExampleReadError:
+            raise
+        except (TypeError, ValueError, RuntimeError, IndexError, KeyError, OSError) as exc:
             kind = TypeError if isinstance(exc, TypeError) else ValueError
             raise kind(
                 f"{where}: could not read a batch from its data after {seen} examples "
@@ -307,12 +388,15 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
     """
     where = f"task {index}"
     if isinstance(task, DataLoader):
-        return LoaderTask(task, where, dtype, max_samples)
+        return LoaderTask(task, where, dtype, max_samples, _stream_seed(rng, max_samples))
     if isinstance(task, Dataset):
-        if max_samples is not None and not isinstance(task, IterableDataset) and len(task) > max_samples:
-            task = Subset(task, np.sort(rng.choice(len(task), max_samples, replace=False)))
+        if not isinstance(task, IterableDataset):
+            if max_samples is not None and len(task) > max_samples:
+                task = Subset(task, np.sort(rng.choice(len(task), max_samples, replace=False)))
+            loader = DataLoader(_ReadableItems(task, where), batch_size=batch_size, shuffle=False)
+            return LoaderTask(loader, where, dtype, None)  # subsampled above, by index
         loader = DataLoader(task, batch_size=batch_size, shuffle=False)
-        return LoaderTask(loader, where, dtype, max_samples)
+        return LoaderTask(loader, where, dtype, max_samples, _stream_seed(rng, max_samples))
     if not (isinstance(task, Sequence) and not isinstance(task, str) and len(task) == 2):
         raise TypeError(
             f"{where} is not a task: expected an (inputs, labels) pair, a torch Dataset or a "
@@ -330,6 +414,11 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
     return ArrayTask(inputs, labels, where)
 
 
+def _stream_seed(rng, max_samples):
+    """The seed of a streamed task's reservoir sample (none without ``max_samples``)."""
+    return None if max_samples is None else int(rng.randint(np.iinfo(np.int32).max))
+
+
 def example_shape(task, index):
     """The shape of one example of a task, without the batch axis (to choose the "auto" probe)."""
     where = f"task {index}"
@@ -345,7 +434,7 @@ def example_shape(task, index):
         elif len(task) == 0:
             first = None
         else:
-            first = task[0]
+            first = _ReadableItems(task, where)[0]
         if first is None:
             raise ValueError(f"{where} is empty: it has no examples.")
         _check_pair(first, where, "an item")

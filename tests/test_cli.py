@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 
@@ -418,3 +419,13 @@ def test_non_finite_alpha_is_a_usage_error(embedded, capsys, alpha):
     status, _, err = run(capsys, "distances", embedded, "--kind", "asymmetric", f"--alpha={alpha}")
     assert status == 2
     assert_one_line_error(err, "--alpha", "must be a number >= 0, and finite")
+
+
+def test_an_image_folder_with_a_looping_link_is_refused_naming_it(files, tmp_path, capsys):
+    root, _ = files
+    task = tmp_path / "animals"
+    shutil.copytree(root / "images" / "animals", task)
+    (task / "one" / "loop").symlink_to(task)
+    status, _, err = run(capsys, "embed", task, "-o", tmp_path / "e.csv")
+    assert status == 1 and not (tmp_path / "e.csv").exists()
+    assert_one_line_error(err, "one/loop is a directory link back to")

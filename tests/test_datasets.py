@@ -22,9 +22,11 @@ from sklearn_task2vec.datasets import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIR,
     FASHION_MNIST_HIERARCHY,
+    check_image_tree,
     dataset_with_labels,
     load_digits_images,
     load_fashion_mnist,
+    load_image_folder,
     read_idx,
 )
 from sklearn_task2vec.task_library import RelabelledSubset, hierarchy_tasks
@@ -297,3 +299,35 @@ def test_dataset_with_labels_errors():
     dataset.targets, dataset.classes = [0, 1, 2, 0], ["a", "b"]
     with pytest.raises(ValueError, match="holds classes 0 to 2, but it has 2 class names"):
         dataset_with_labels(dataset)
+
+
+def image_tree(root, classes=("cats", "dogs"), per_class=3):
+    rng = np.random.RandomState(0)
+    for label in classes:
+        (root / label).mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.randint(0, 256, size=(6, 6, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root
+
+
+def test_load_image_folder_refuses_a_directory_link_that_loops(tmp_path):
+    root = image_tree(tmp_path / "pets")
+    dataset = load_image_folder(root)
+    assert dataset.classes == ["cats", "dogs"] and len(dataset) == 6
+    (root / "cats" / "again").symlink_to(root)  # ImageFolder alone multiplies the images
+    assert len(torchvision.datasets.ImageFolder(root)) > 6
+    with pytest.raises(ValueError, match=r"cats/again is a directory link back to .*pets, a folder that"):
+        load_image_folder(root)
+    (root / "cats" / "again").unlink()
+    (root / "dogs" / "self").symlink_to(root / "dogs")
+    with pytest.raises(ValueError, match=r"dogs/self is a directory link back to"):
+        check_image_tree(root)
+
+
+def test_load_image_folder_follows_links_that_do_not_loop(tmp_path):
+    image_tree(tmp_path / "elsewhere", classes=("birds",))
+    root = image_tree(tmp_path / "pets")
+    (root / "birds").symlink_to(tmp_path / "elsewhere" / "birds")
+    dataset = load_image_folder(root)
+    assert dataset.classes == ["birds", "cats", "dogs"] and len(dataset) == 9

@@ -7,17 +7,24 @@ task, and degenerate results are reported rather than returned.
 """
 
 import os
+import re
 import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse
 import torch
-from torch.utils.data import DataLoader, Dataset
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision import transforms
 
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec import _pipeline as pipeline_module
 from sklearn_task2vec._pipeline import EXACT_CLASS_LIMIT
+from sklearn_task2vec.tasks import coerce_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -267,3 +274,90 @@ def test_a_torchscript_probe_is_refused_clearly():
     for compiled in (torch.jit.script(probe(8)), torch.jit.trace(probe(8), torch.zeros(2, D))):
         with pytest.raises(TypeError, match="probe is a TorchScript module.*original torch.nn.Module"):
             embedder(probe=compiled).fit([GOOD])
+
+
+# ------------------------------------------------------------ unreadable image files
+def image_folder(root, n_per_class=4):
+    rng = np.random.RandomState(0)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for index in range(n_per_class):
+            pixels = rng.randint(0, 256, size=(8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root
+
+
+GOOD_IMAGES = (torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)), np.arange(6) % 2)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-an-image"])
+@pytest.mark.parametrize("position", [0, 5])
+def test_an_unreadable_image_is_named_with_its_task_and_file(tmp_path, damage, position):
+    dataset = torchvision.datasets.ImageFolder(image_folder(tmp_path), transform=transforms.ToTensor())
+    path = Path(dataset.samples[position][0])
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"not an image")
+    tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    message = f"^task 1: could not read example {position} \\(file {re.escape(str(path))}\\): "
+    with pytest.raises(ValueError, match=message):
+        embedder(probe=tiny, batch_size=4).fit_transform([GOOD_IMAGES, dataset])
+    if position == 0:  # task 0's first example is read in fit, to choose the probe
+        with pytest.raises(ValueError, match=message.replace("task 1", "task 0")):
+            embedder(probe=tiny).fit([dataset])
+    fitted = embedder(probe=tiny, batch_size=4, on_error="warn")
+    with pytest.warns(UserWarning, match="Task 1 failed"):
+        fitted.fit_transform([GOOD_IMAGES, dataset])
+    assert str(path) in str(fitted.errors_[1])
+
+
+# -------------------------------------------------------- max_samples on a DataLoader
+def sorted_loader(n=80, batch_size=10):
+    """A class-sorted loader: the first half of its examples are class 0. Feature 0 is the
+    example's position, to tell which examples a sample holds."""
+    X = torch.as_tensor(np.random.RandomState(0).normal(size=(n, D)))
+    X[:, 0] = torch.arange(n)
+    labels = torch.arange(n) // (n // 2)
+    return DataLoader(TensorDataset(X + labels[:, None], labels), batch_size=batch_size)
+
+
+def sampled_positions(loader, seed, max_samples=20):
+    task = coerce_task(
+        loader,
+        0,
+        dtype=torch.float64,
+        batch_size=10,
+        max_samples=max_samples,
+        rng=np.random.RandomState(seed),
+    )
+    batches = list(task.batches(10))
+    inputs = torch.cat([inputs for inputs, _ in batches])
+    labels = np.concatenate([labels for _, labels in batches])
+    return (inputs[:, 0] - torch.as_tensor(labels)).long().numpy(), labels
+
+
+def test_max_samples_on_a_loader_draws_at_random():
+    loader = sorted_loader()
+    positions, labels = sampled_positions(loader, seed=0)
+    assert len(labels) == 20 and 0 < labels.sum() < 20  # both classes, not the first 20
+    assert positions.tolist() == sorted(set(positions.tolist()))  # distinct, in the loader's order
+    np.testing.assert_array_equal(labels, positions // 40)  # each with its own label
+    np.testing.assert_array_equal(sampled_positions(loader, seed=0)[0], positions)  # every pass
+    assert not np.array_equal(sampled_positions(loader, seed=1)[0], positions)
+    assert len(sampled_positions(loader, seed=0, max_samples=500)[0]) == 80  # all of a short loader
+
+    # Each example is kept with probability max_samples / n (reservoir sampling is uniform).
+    kept = np.zeros(80)
+    for seed in range(200):
+        kept[sampled_positions(loader, seed)[0]] += 1
+    frequency = kept / 200
+    assert frequency.min() > 0.1 and frequency.max() < 0.4
+    assert abs(frequency[:40].mean() - frequency[40:].mean()) < 0.05
+
+
+def test_max_samples_on_a_sorted_loader_embeds_both_classes():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "single class" warning: the sample has both
+        rows = embedder(max_samples=20).fit_transform([sorted_loader()])
+    assert np.isfinite(rows).all() and rows.any()
+    again = embedder(max_samples=20).fit_transform([sorted_loader()])
+    np.testing.assert_array_equal(rows, again)
