@@ -45,20 +45,21 @@ import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
-from sklearn.metrics import log_loss
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.validation import check_array, validate_data
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ._utils import StrictInterval, draw_seeds, resolve_device
+from ._utils import StrictInterval, draw_seeds, python_scalar, resolve_device
 
 __all__ = [
     "taskness_score",
     "agreement_score",
     "TaskDiscovery",
+    "learnability_study",
     "small_cnn",
     "small_mlp",
     "label_similarity",
@@ -369,7 +370,7 @@ def _train_population(template, X, labels, splits, seeds, scoring):
         return _two_logits(functional_call(skeleton, params, (x,)))
 
     population = vmap(logits, in_dims=(0, 0), randomness="different")
-    optimizer = torch.optim.Adam(list(weights.values()), lr=scoring.learning_rate)
+    optimizer = torch.optim.Adam(list(weights.values()), lr=scoring.learning_rate, fused=True)
 
     n_train = train_index.shape[1]
     positions = torch.as_tensor(
@@ -928,3 +929,216 @@ class TaskDiscovery(BaseEstimator):
                     flush=True,
                 )
         return best[0], best[1], best[2], history
+
+
+# ---------------------------------------------------------------------------- learnability studies
+def _draw_task(classes, positive_class, n_positive, n_negative, rng, what):
+    """Indices of ``n_positive`` examples of ``positive_class`` and ``n_negative`` of the others,
+    and their labels (1 for the positive class)."""
+    positives = np.flatnonzero(classes == positive_class)
+    negatives = np.flatnonzero(classes != positive_class)
+    if n_positive > len(positives) or n_negative > len(negatives):
+        raise ValueError(
+            f"{what} needs {n_positive} examples of class {python_scalar(positive_class)!r} and {n_negative} of the "
+            f"others; there are {len(positives)} and {len(negatives)}."
+        )
+    index = np.concatenate(
+        [rng.choice(positives, n_positive, replace=False), rng.choice(negatives, n_negative, replace=False)]
+    )
+    labels = np.r_[np.ones(n_positive, dtype=np.int64), np.zeros(n_negative, dtype=np.int64)]
+    order = rng.permutation(len(index))
+    return index[order], labels[order]
+
+
+def _ablated(labels, fraction, rng):
+    """``labels`` with a ``fraction`` of them shuffled among themselves (the class counts kept)."""
+    labels = labels.copy()
+    chosen = rng.choice(len(labels), int(round(fraction * len(labels))), replace=False)
+    labels[chosen] = labels[rng.permutation(chosen)]
+    return labels
+
+
+_STUDY_DEFAULTS = {
+    "ablation": (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+    "class_ratio": (1, 3, 9, 19),
+    "n_positives": (1, 3, 9, 19),
+    "real_vs_random": (),
+}
+
+
+@validate_params(
+    {
+        "X": ["array-like"],
+        "classes": ["array-like"],
+        "study": [StrOptions(set(STUDIES))],
+        "values": ["array-like", None],
+        "positive_class": "no_validation",
+        "n_samples": [StrictInterval(Integral, 4, None, closed="left")],
+        "positive_fraction": [StrictInterval(Real, 0, 1, closed="neither")],
+        "n_positives": [StrictInterval(Integral, 2, None, closed="left")],
+        "n_repeats": [StrictInterval(Integral, 1, None, closed="left")],
+        "scoring": [StrOptions({"taskness", "agreement"})],
+        "estimator": [nn.Module, HasMethods(["fit", "predict"]), None],
+        "score_params": [dict, None],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def learnability_study(
+    X,
+    classes,
+    *,
+    study,
+    values=None,
+    positive_class=None,
+    n_samples=400,
+    positive_fraction=0.2,
+    n_positives=20,
+    n_repeats=3,
+    scoring="taskness",
+    estimator=None,
+    score_params=None,
+    random_state=None,
+):
+    """The seed's learnability studies on one-class-against-the-others tasks, as a table.
+
+    Seed 002, "Learnability Studies" and "Real vs. Random Task Evaluation". A task takes
+    ``positive_class`` against examples of the other classes drawn at random; every row scores
+    ``n_repeats`` draws (each with its own examples) with :func:`taskness_score` or
+    :func:`agreement_score`, and beside it the same examples under a random relabelling with
+    the same class counts (``random_score``, the noise level).
+
+    ``study``:
+
+    * ``"ablation"``: one task of ``n_samples`` examples at ``positive_fraction``; ``values``
+      are fractions of its labels shuffled among themselves (default 0 to 1); the seed finds
+      generalisation up to 20%;
+    * ``"class_ratio"``: ``n_samples`` examples; ``values`` are ``R`` of the ratio 1:R (default
+      1, 3, 9, 19): the seed loses generalisation beyond 1:19 at 400 images;
+    * ``"n_positives"``: ``n_positives`` positive examples and ``R * n_positives`` negative
+      ones for each ``R`` in ``values``: whether the ratio or the number of positives matters;
+    * ``"real_vs_random"``: for every class as the positive one (``values``: the classes,
+      default all), ``n_repeats`` draws of ``n_samples`` examples at ``positive_fraction``,
+      each against a random labelling of the same examples and class counts; ``roc_auc`` says
+      how well the score tells real from random (1: every real task above every random one).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_examples, n_features) or (n_examples, channels, height, width)
+        The pool of examples.
+    classes : array-like of shape (n_examples,)
+        Their classes.
+    study : {"ablation", "class_ratio", "n_positives", "real_vs_random"}
+    values : array-like or None, default=None
+        The study's variable (see above); None for its default.
+    positive_class : object or None, default=None
+        The positive class; None for the first of the sorted classes. Unused by
+        ``"real_vs_random"``.
+    n_samples : int, default=400
+        Examples per task (the seed's 400).
+    positive_fraction : float in (0, 1), default=0.2
+        Share of positives for ``"ablation"`` and ``"real_vs_random"``.
+    n_positives : int, default=20
+        Positives per task for ``"n_positives"``.
+    n_repeats : int, default=3
+        Draws per row.
+    scoring : {"taskness", "agreement"}, default="taskness"
+    estimator : None, torch.nn.Module or scikit-learn classifier, default=None
+        As in :func:`taskness_score`.
+    score_params : dict or None, default=None
+        Further keyword arguments of the score (``n_steps``, ``n_seeds``, ``device``...).
+    random_state : int, RandomState instance or None, default=None
+        Draws the examples, the ablations, the random labellings and the scores' seeds.
+
+    Returns
+    -------
+    table : :class:`~sklearn.utils.Bunch`
+        One array per column, ``table.columns`` their names in order (``pandas.DataFrame({c:
+        table[c] for c in table.columns})`` makes a data frame): the study's variable
+        (``fraction``, ``ratio`` and ``n_samples``, ``ratio`` and ``n_samples``, or ``class``),
+        ``score`` and ``score_std`` (mean and standard deviation over the draws),
+        ``random_score`` and ``random_score_std``; for ``"real_vs_random"`` also ``roc_auc``
+        (a float, not a column).
+    """
+    X = _check_examples(X)
+    classes = np.asarray(classes)
+    if classes.shape != (len(X),):
+        raise ValueError(f"classes must have shape ({len(X)},) like X's first axis, got {classes.shape}.")
+    params = dict(score_params or {})
+    for reserved in ("estimator", "random_state"):
+        if reserved in params:
+            raise ValueError(f"score_params must not set {reserved!r}: it is a parameter of its own.")
+    function = taskness_score if scoring == "taskness" else agreement_score
+    rng = check_random_state(random_state)
+    known = np.unique(classes)
+    if positive_class is None:
+        positive_class = known[0]
+    elif study != "real_vs_random" and positive_class not in known:
+        raise ValueError(
+            f"positive_class={python_scalar(positive_class)!r} is not among the classes {known[:10].tolist()}."
+        )
+    values = list(_STUDY_DEFAULTS[study] if values is None else np.asarray(values).ravel())
+    if study == "real_vs_random" and not values:
+        values = list(known)
+
+    def scored(index, stack):
+        return np.atleast_1d(
+            function(X[index], stack, estimator=estimator, random_state=rng.randint(2**31 - 1), **params)
+        )
+
+    def task_sizes(value):
+        if study in ("ablation", "real_vs_random"):
+            n_positive = _n_positives(n_samples, positive_fraction)
+            return n_positive, n_samples - n_positive
+        if study == "class_ratio":
+            n_positive = _n_positives(n_samples, 1.0 / (float(value) + 1.0))
+            return n_positive, n_samples - n_positive
+        return n_positives, int(round(float(value) * n_positives))
+
+    rows, real_scores, random_scores = [], [], []
+    if study == "ablation":
+        # One task, all its ablations scored together in one batched training.
+        index, labels = _draw_task(classes, positive_class, *task_sizes(None), rng, "study='ablation'")
+        stack = np.stack(
+            [
+                labelling
+                for value in values
+                for _ in range(n_repeats)
+                for labelling in (_ablated(labels, float(value), rng), rng.permutation(labels))
+            ]
+        )
+        pairs = iter(scored(index, stack).reshape(-1, 2))
+    for value in values:
+        scores, noise = [], []
+        for _ in range(n_repeats):
+            if study == "ablation":
+                real, random = next(pairs)
+            else:
+                cls = value if study == "real_vs_random" else positive_class
+                index, labels = _draw_task(
+                    classes, cls, *task_sizes(value), rng, f"study={study!r}, value {value}"
+                )
+                real, random = scored(index, np.stack([labels, rng.permutation(labels)]))
+            scores.append(real)
+            noise.append(random)
+        real_scores.extend(scores)
+        random_scores.extend(noise)
+        n_positive, n_negative = task_sizes(value)
+        rows.append(
+            (value, n_positive + n_negative, np.mean(scores), np.std(scores), np.mean(noise), np.std(noise))
+        )
+
+    variable = {
+        "ablation": "fraction",
+        "class_ratio": "ratio",
+        "n_positives": "ratio",
+        "real_vs_random": "class",
+    }[study]
+    columns = [variable, "n_samples", "score", "score_std", "random_score", "random_score_std"]
+    table = Bunch(
+        **{name: np.asarray([row[i] for row in rows]) for i, name in enumerate(columns)}, columns=columns
+    )
+    if study == "real_vs_random":
+        truth = np.r_[np.ones(len(real_scores)), np.zeros(len(random_scores))]
+        table.roc_auc = float(roc_auc_score(truth, np.r_[real_scores, random_scores]))
+    return table

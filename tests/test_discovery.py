@@ -18,6 +18,7 @@ from sklearn_task2vec.discovery import (
     agreement_score,
     decode_labelling,
     label_similarity,
+    learnability_study,
     small_cnn,
     small_mlp,
     taskness_score,
@@ -268,3 +269,53 @@ def test_discovery_bad_input(monkeypatch):
 @parametrize_with_checks([TaskDiscovery(budget=8, n_candidates=4, score_params={"n_steps": 5})])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# ---------------------------------------------------------------------------- learnability studies
+def clustered(n_per_class=40, n_classes=4, seed=0):
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=3.0, size=(n_classes, 5))
+    classes = np.repeat(np.arange(n_classes), n_per_class)
+    return (centres[classes] + rng.normal(size=(len(classes), 5))).astype(np.float32), classes
+
+
+def test_real_tasks_are_told_from_random_ones():
+    X, classes = clustered()
+    table = learnability_study(
+        X, classes, study="real_vs_random", n_samples=50, n_repeats=2, score_params=FAST, random_state=0
+    )
+    assert table.columns == ["class", "n_samples", "score", "score_std", "random_score", "random_score_std"]
+    np.testing.assert_array_equal(table["class"], [0, 1, 2, 3])
+    assert table.roc_auc == 1.0
+    assert np.all(table.score > table.random_score + 0.2)
+
+
+def test_ablation_and_ratio_tables():
+    X, classes = clustered()
+    ablation = learnability_study(
+        X,
+        classes,
+        study="ablation",
+        values=[0.0, 1.0],
+        n_samples=50,
+        n_repeats=2,
+        score_params=FAST,
+        random_state=0,
+    )
+    np.testing.assert_array_equal(ablation.fraction, [0.0, 1.0])
+    assert ablation.score[0] > ablation.score[1] + 0.3  # all labels shuffled: a random task
+    ratios = learnability_study(
+        X,
+        classes,
+        study="n_positives",
+        values=[1, 3],
+        n_positives=8,
+        n_repeats=1,
+        score_params=FAST,
+        random_state=0,
+    )
+    np.testing.assert_array_equal(ratios.n_samples, [16, 32])
+    with pytest.raises(ValueError, match="needs 100 examples of class 0"):
+        learnability_study(X, classes, study="class_ratio", values=[1], n_samples=200, score_params=FAST)
+    with pytest.raises(ValueError, match="not among the classes"):
+        learnability_study(X, classes, study="ablation", positive_class=9, score_params=FAST)
