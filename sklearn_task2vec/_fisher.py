@@ -53,7 +53,7 @@ METHODS = ("montecarlo", "exact", "variational")
 #: backward directions per example), and Monte Carlo sampling above it.
 EXACT_MAX_CLASSES = 3
 
-# Examples of a task's first batch on which check_filter_gradients verifies the probe.
+# Examples of a task's first batch on which check_per_example_gradients verifies the probe.
 _CHECKED_EXAMPLES = 2
 
 # Bound on the elements of one intermediate of the per-example products (256 MiB in float32).
@@ -233,7 +233,9 @@ def _computes_plain_layer(module):
         if isinstance(module, base):
             kind = type(module)
             same_forward = kind.forward is base.forward
-            return same_forward and getattr(kind, "_conv_forward", None) is getattr(base, "_conv_forward", None)
+            return same_forward and getattr(kind, "_conv_forward", None) is getattr(
+                base, "_conv_forward", None
+            )
     return False
 
 
@@ -336,6 +338,13 @@ class FilterFisherRecorder:
                     )
                 finally:
                     self._computing = False
+                if squared.shape[0] != self.rows.shape[0]:
+                    raise ValueError(
+                        f"Probe layer {path!r} takes inputs whose first axis has "
+                        f"{squared.shape[0]} entries for a batch of {self.rows.shape[0]} "
+                        f"examples: the per-filter Fisher needs every Conv and Linear layer to "
+                        f"take the examples along the first axis (e.g. batch_first=True)."
+                    )
                 self.rows[:, columns] += squared.to(torch.float64) * factor
 
             watched.register_hook(on_gradient)
@@ -344,65 +353,61 @@ class FilterFisherRecorder:
         return on_forward
 
 
-def check_filter_gradients(module, filters, inputs):
-    """Refuse a probe whose filter weights get gradient from outside their modules' calls.
+def check_per_example_gradients(module, filters, inputs):
+    """Refuse a probe whose per-example filter gradients the hooks would get wrong.
 
-    The per-filter Fisher reads each filter's gradient at its module's calls only. A weight
-    also read elsewhere (functionally, ``F.linear(x, self.fc.weight)``, or by a fused kernel
-    that bypasses the module) would silently lose that part. On ``inputs`` (a few examples)
-    this compares, for a random direction on the features, each filter's gradient through
-    the whole probe with the sum of its gradients through its module's calls; they agree for
-    every probe the hooks handle correctly, and a filter the forward never uses has both zero.
+    On ``inputs`` (a few examples) and a random direction ``r`` on the features, compares
+    the squared filter gradients of ``(features * r).sum()`` that :class:`FilterFisherRecorder`
+    computes for the batch with those of autograd on each example run alone. They agree for
+    every probe the hooks handle. They differ when a weight is read outside its module's call
+    (``F.linear(x, self.fc.weight)``, or a fused kernel bypassing the module), which the hooks
+    miss, or when a layer mixes examples (a first axis that is not the batch, as in a
+    sequence-first transformer; batch statistics), which per-example rows cannot express.
     """
     weights = [layer.weight for _, layer in filters]
-    calls = [[] for _ in filters]
-
-    def recorder(index):
-        def on_forward(layer, args, output):
-            calls[index].append((args[0].detach(), output))
-            return output.clone()  # an in-place op downstream must not change the recorded output
-
-        return on_forward
-
-    handles = [layer.register_forward_hook(recorder(i)) for i, (_, layer) in enumerate(filters)]
+    generator = torch.Generator().manual_seed(0)
+    with torch.enable_grad(), FilterFisherRecorder(filters) as recorder:
+        recorder.start_batch(len(inputs), inputs.device)
+        features = module(inputs)
+        direction = torch.randn(features.shape, generator=generator, dtype=torch.float64)
+        direction = direction.to(device=features.device, dtype=features.dtype)
+        if features.requires_grad:
+            (features * direction).sum().backward()
+        hooked = recorder.rows
     needed = [weight.requires_grad for weight in weights]
+    alone = []
     try:
         for weight in weights:
             weight.requires_grad_(True)
         with torch.enable_grad():
-            features = module(inputs)
-            direction = torch.randn(
-                features.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
-            ).to(device=features.device, dtype=features.dtype)
-            outputs = [output for layer_calls in calls for _, output in layer_calls]
-            gradients = torch.autograd.grad(
-                (features * direction).sum(), weights + outputs, allow_unused=True
-            )
+            for example, example_direction in zip(inputs, direction):
+                output = (module(example.unsqueeze(0))[0] * example_direction).sum()
+                gradients = torch.autograd.grad(output, weights, allow_unused=True)
+                alone.append(
+                    torch.cat(
+                        [
+                            torch.zeros(len(weight), dtype=torch.float64, device=weight.device)
+                            if gradient is None
+                            else gradient.double().square().flatten(1).mean(1)
+                            for weight, gradient in zip(weights, gradients)
+                        ]
+                    )
+                )
     finally:
-        for handle in handles:
-            handle.remove()
         for weight, flag in zip(weights, needed):
             weight.requires_grad_(flag)
-    output_grads = iter(gradients[len(weights) :])
+    alone = torch.stack(alone)
     tolerance = {torch.float64: 1e-8, torch.float32: 1e-4}.get(weights[0].dtype, 1e-2)
-    for (path, layer), through_probe, layer_calls in zip(filters, gradients[: len(weights)], calls):
-        through_calls = torch.zeros_like(layer.weight)
-        for activation, _ in layer_calls:
-            output_grad = next(output_grads)
-            if output_grad is None:
-                continue
-            with torch.enable_grad():
-                weight = layer.weight.detach().requires_grad_()
-                output = torch.func.functional_call(layer, {"weight": weight}, (activation,))
-                through_calls += torch.autograd.grad(output, weight, output_grad)[0]
-        if through_probe is None:
-            through_probe = torch.zeros_like(layer.weight)
-        scale = float(through_probe.abs().max().clamp_min(through_calls.abs().max()))
-        if not torch.allclose(through_probe, through_calls, rtol=tolerance, atol=tolerance * scale):
+    scale = float(alone.abs().max().clamp_min(hooked.abs().max()))
+    for (path, _), columns in zip(filters, recorder.slices):
+        if not torch.allclose(hooked[:, columns], alone[:, columns], rtol=tolerance, atol=tolerance * scale):
             raise ValueError(
-                f"The weight of probe layer {path!r} gets gradient outside the layer's own calls "
-                f"(read functionally, e.g. F.linear(x, self.layer.weight), or bypassed by a fused "
-                f"kernel), so its Fisher would be wrong. Call the layer as a module instead."
+                f"The per-example gradients of probe layer {path!r} differ from those of the probe "
+                f"run on one example at a time, so its Fisher would be wrong. Either its weight is "
+                f"read outside the layer's own call (functionally, e.g. F.linear(x, "
+                f"self.layer.weight), or by a fused kernel), or the layer mixes the examples of a "
+                f"batch (e.g. a sequence-first transformer: use batch_first=True). Call the layer "
+                f"as a module on inputs whose first axis is the batch."
             )
 
 
@@ -452,7 +457,7 @@ def task_fisher(
     batches = (to_device(inputs, device) for inputs, _ in task.batches(batch_size))
     first = next(batches, None)
     if first is not None:
-        check_filter_gradients(probe.module, probe.filters, first[:_CHECKED_EXAMPLES])
+        check_per_example_gradients(probe.module, probe.filters, first[:_CHECKED_EXAMPLES])
         batches = itertools.chain([first], batches)
     rows = []
     with FilterFisherRecorder(probe.filters, probe.scales) as recorder:
@@ -489,6 +494,9 @@ VARIATIONAL_NOISES = ("per_example", "per_position")
 # (1 / (1 - 0.9) steps), at most this many steps however long an epoch is.
 _MIN_WINDOW, _MAX_WINDOW = 10, 50
 
+# Adam's moments of the precisions restart every this many steps (see variational_fisher).
+_ADAM_RESTART = 100
+
 
 class VariationalFilterNoise:
     """Gaussian perturbation ``w ~ N(w_hat, Lambda^-1)`` of a probe's filters, one precision per filter.
@@ -522,6 +530,11 @@ class VariationalFilterNoise:
       probe pools over positions (14-27x on a convolution followed by average pooling).
       Cheaper per step, and as the paper computes it.
 
+    With ``antithetic=True`` the batch is made of pairs, its second half repeating its first:
+    the twin of example ``n`` gets the perturbation ``-delta_n`` (every draw above negated),
+    so that the loss's term linear in ``delta`` cancels within each pair (each half still has
+    exactly the perturbation's distribution).
+
     Used as a context manager: while entered, forward hooks add the noise to every filter
     module's output. Parameters: ``log_precisions`` (one tensor per filter module, ``log
     Lambda_k`` of the probe's original filters) and ``log_priors`` (one ``log lambda_l^2`` per
@@ -529,7 +542,9 @@ class VariationalFilterNoise:
     ``gamma / sigma``, so the folded layer's noise variance is ``(gamma / sigma)^2 / Lambda_k``.
     """
 
-    def __init__(self, filters, scales, prior, initial_precision, generator, noise="per_example"):
+    def __init__(
+        self, filters, scales, prior, initial_precision, generator, noise="per_example", antithetic=False
+    ):
         if noise not in VARIATIONAL_NOISES:
             raise ValueError(f"noise must be one of {VARIATIONAL_NOISES}, got {noise!r}.")
         for path, module in filters:
@@ -543,6 +558,7 @@ class VariationalFilterNoise:
         self.filters = filters
         self.generator = generator
         self.noise = noise
+        self.antithetic = antithetic
         self.weight_scales, self.log_precisions, self.log_priors = [], [], []
         self.squared_weight_sums, self.weights_per_filter = [], []
         offset = 0
@@ -587,9 +603,20 @@ class VariationalFilterNoise:
 
         return on_forward
 
-    def _signs(self, shape, like):
-        signs = torch.randint(0, 2, shape, generator=self.generator, device=like.device)
-        return (2 * signs - 1).to(like.dtype)
+    def _per_example(self, draw, shape, flip):
+        """``draw(shape)`` for a batch of ``shape[0]`` examples. In antithetic pairs the second
+        half of the batch repeats the first (negated when ``flip``)."""
+        if not self.antithetic:
+            return draw(shape)
+        first = draw((shape[0] // 2, *shape[1:]))
+        return torch.cat([first, -first if flip else first])
+
+    def _signs(self, shape, like, flip):
+        def draw(size):
+            signs = torch.randint(0, 2, size, generator=self.generator, device=like.device)
+            return (2 * signs - 1).to(like.dtype)
+
+        return self._per_example(draw, shape, flip)
 
     def _shared_weight_noise(self, module, activation, deviations):
         """Flipout: ``s_n * layer(x_n * r_n, sigma * epsilon)``, one ``epsilon`` per batch."""
@@ -600,12 +627,12 @@ class VariationalFilterNoise:
         n = activation.shape[0]
         if isinstance(module, nn.Linear):
             between = (1,) * (activation.dim() - 2)
-            in_signs = self._signs((n, *between, activation.shape[-1]), activation)
-            out_signs = self._signs((n, *between, weight.shape[0]), activation)
+            in_signs = self._signs((n, *between, activation.shape[-1]), activation, flip=False)
+            out_signs = self._signs((n, *between, weight.shape[0]), activation, flip=True)
             return out_signs * deviations * F.linear(activation * in_signs, epsilon)
         spatial = (1,) * (activation.dim() - 2)
-        in_signs = self._signs((n, activation.shape[1], *spatial), activation)
-        out_signs = self._signs((n, weight.shape[0], *spatial), activation)
+        in_signs = self._signs((n, activation.shape[1], *spatial), activation, flip=False)
+        out_signs = self._signs((n, weight.shape[0], *spatial), activation, flip=True)
         perturbation = module._conv_forward(activation * in_signs, epsilon, None)
         return out_signs * deviations.view(1, -1, *spatial) * perturbation
 
@@ -620,7 +647,13 @@ class VariationalFilterNoise:
             spatial = (1,) * (per_group.dim() - 2)
             spread = per_group.repeat_interleave(module.out_channels // module.groups, dim=1)
             spread = spread * variances.view(1, -1, *spatial)
-        noise = torch.randn(output.shape, generator=self.generator, device=output.device, dtype=output.dtype)
+        noise = self._per_example(
+            lambda size: torch.randn(
+                size, generator=self.generator, device=output.device, dtype=output.dtype
+            ),
+            output.shape,
+            flip=True,
+        )
         # The clamp keeps sqrt differentiable where a receptive field is all zeros.
         return torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * noise
 
@@ -687,6 +720,7 @@ def variational_fisher(
     max_steps,
     tol,
     learning_rate,
+    head_weight_decay,
     generator,
     noise="per_example",
 ):
@@ -712,7 +746,16 @@ def variational_fisher(
     position-diagonal part of the Fisher (:class:`VariationalFilterNoise`). The head is
     trained jointly at the paper's low learning rate (:data:`VARIATIONAL_HEAD_LEARNING_RATE`),
     the precisions and priors at ``learning_rate`` (Adam), with ``Lambda = exp(log Lambda)``
-    kept positive.
+    kept positive. Far below its optimum the gradient of ``log Lambda`` is larger by the
+    ratio ``Lambda* / Lambda`` (thousands, from the prior), and Adam's second moment, which
+    remembers about 1,000 steps, would then shrink the later steps to nothing: the
+    precisions' Adam moments restart every 100 steps. The head's loss keeps the L2 penalty
+    it was trained with. Each batch is evaluated in antithetic pairs, at ``w_hat + delta_n``
+    and ``w_hat - delta_n`` for each example: the loss's term linear in ``delta`` has mean
+    zero but the largest variance (only the head, not the probe, is at a minimum of the
+    task's loss), and it cancels within each pair, leaving the second-order term that
+    carries the Fisher. A step therefore costs a forward and backward pass of twice the
+    batch.
 
     Stopping rule: the steps are cut into windows of whole epochs, the fewest that make at
     least 10 steps (Adam's momentum horizon), or 50 steps when an epoch is longer. After each
@@ -749,6 +792,10 @@ def variational_fisher(
         rule off (``max_steps`` steps).
     learning_rate : float
         Adam learning rate of ``log Lambda`` and ``log lambda^2``.
+    head_weight_decay : float
+        The head's L2 penalty ``head_weight_decay / 2 * ||W||^2``, as in its training
+        (:func:`~sklearn_task2vec._heads.train_head`): the head stays at the optimum it was
+        fitted to instead of growing, which would change the Fisher being estimated.
     generator : torch.Generator
         Source of the perturbations, on the probe's device.
     noise : {"per_example", "per_position"}, default="per_example"
@@ -760,7 +807,7 @@ def variational_fisher(
     """
     head = copy.deepcopy(head).requires_grad_()
     perturbation = VariationalFilterNoise(
-        probe.filters, probe.scales, prior, initial_precision, generator, noise
+        probe.filters, probe.scales, prior, initial_precision, generator, noise, antithetic=True
     )
     optimizer = torch.optim.Adam(
         [
@@ -775,12 +822,17 @@ def variational_fisher(
         while not converged and len(objectives) < max_steps:
             for inputs, codes in batches():
                 optimizer.zero_grad(set_to_none=True)
+                twins, twin_codes = torch.cat([inputs, inputs]), torch.cat([codes, codes])
                 loss = (
-                    F.cross_entropy(head(probe.module(inputs)), codes)
+                    F.cross_entropy(head(probe.module(twins)), twin_codes)
                     + kl_weight * perturbation.kl_divergence()
+                    + 0.5 * head_weight_decay * head.weight.pow(2).sum()
                 )
                 loss.backward()
                 optimizer.step()
+                if len(objectives) % _ADAM_RESTART == _ADAM_RESTART - 1:
+                    for parameter in perturbation.parameters():
+                        optimizer.state.pop(parameter, None)  # Adam starts afresh at the next step
                 objectives.append(loss.detach())
                 states.append(perturbation.state())
                 if window is None and len(objectives) == _MAX_WINDOW:

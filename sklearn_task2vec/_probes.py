@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from ._attention import ProjectedMultiheadAttention, explicit_attention
+from ._attention import ProjectedMultiheadAttention, ProjectedWindowAttention, explicit_attention
 from ._utils import on_device, runs_channels_last
 
 #: Modules whose weights are filters: one embedding coordinate per output channel/unit.
@@ -249,7 +249,7 @@ def check_examples_independent(probe):
 
 class FilterLeafTracer(fx.Tracer):
     """The ``torch.fx`` tracer of probes: every Conv and Linear module, subclasses included, and
-    every :class:`~sklearn_task2vec._attention.ProjectedMultiheadAttention` stays one call.
+    every attention module of :mod:`~sklearn_task2vec._attention` stays one call.
 
     fx's default tracer keeps only torch's own modules whole and traces into a subclass such
     as ``class StdConv2d(nn.Conv2d)``, turning its call into ``F.conv2d`` on its weight: the
@@ -257,7 +257,7 @@ class FilterLeafTracer(fx.Tracer):
     """
 
     def is_leaf_module(self, module, qualified_name):
-        if isinstance(module, (*FILTER_TYPES, ProjectedMultiheadAttention)):
+        if isinstance(module, (*FILTER_TYPES, ProjectedMultiheadAttention, ProjectedWindowAttention)):
             return True
         return super().is_leaf_module(module, qualified_name)
 
