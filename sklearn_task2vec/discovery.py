@@ -748,6 +748,10 @@ class TaskDiscovery(BaseEstimator):
     tasks_ : list of (ndarray, ndarray)
         The tasks as ``(X, labels)`` pairs, ready for
         :class:`~sklearn_task2vec.FisherTaskEmbedder`.
+    score_seed_ : int
+        The ``random_state`` of every score of the fit (its split, initialisations and data
+        orders): ``taskness_score(X, y, random_state=score_seed_)`` scores another labelling
+        comparably.
     n_evaluations_ : int
         Candidates evaluated, all tasks together; ``n_trainings_`` of them were new labellings.
     n_features_in_ : int
@@ -866,7 +870,7 @@ class TaskDiscovery(BaseEstimator):
                 raise ValueError(
                     f"score_params must not set {reserved!r}: it is TaskDiscovery's own parameter."
                 )
-        seed = draw_seeds(self.random_state, 1)[0]
+        seed = self.score_seed_ = draw_seeds(self.random_state, 1)[0]
         if callable(self.scoring):
             score = self.scoring
 

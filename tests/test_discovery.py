@@ -224,9 +224,9 @@ def test_batched_candidates_with_the_network_scores():
     X = features(n=40, d=3)
     search = TaskDiscovery(budget=16, n_candidates=16, score_params={"n_steps": 10}, random_state=0).fit(X)
     # The found labelling's recorded score is the score it gets alone under the same seeds.
-    (seed,) = draw_seeds(0, 1)
+    assert search.score_seed_ == draw_seeds(0, 1)[0]
     assert search.scores_[0] == pytest.approx(
-        taskness_score(X, search.labels_[0], n_steps=10, random_state=seed), abs=1e-6
+        taskness_score(X, search.labels_[0], n_steps=10, random_state=search.score_seed_), abs=1e-6
     )
     assert search.n_trainings_ <= 16
 
