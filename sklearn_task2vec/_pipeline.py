@@ -116,15 +116,18 @@ def fisher_method(method, n_classes, batch_size, where):
     return method
 
 
+LARGE_INPUTS_ADVICE = (
+    "Inputs of very large magnitude do this: standardise them (e.g. with "
+    "sklearn.preprocessing.StandardScaler)."
+)
+
+
 def check_fisher_row(row, where):
     """``row``, a task's Fisher embedding, after refusing a degenerate one: non-finite values
     (overflow in the probe) or zero for every filter (a saturated head: its predicted
     probabilities are exactly 0 or 1, so the expected Fisher, eq. 1, vanishes)."""
     row = np.asarray(row)
-    advice = (
-        "Inputs of very large magnitude do this: standardise them (e.g. with "
-        "sklearn.preprocessing.StandardScaler)."
-    )
+    advice = LARGE_INPUTS_ADVICE
     finite = np.isfinite(row)
     if not finite.all():
         raise ValueError(
@@ -161,6 +164,18 @@ def task_head(probe, task, settings, device):
     n_examples = len(features.labels)
     if len(classes) == 1:
         return TaskHead(classes, None, fisher_task, n_examples)
+    if not torch.isfinite(features.features).all():
+        raise ValueError(
+            f"{task.where}: the probe's features overflowed (they hold NaN or infinity, although "
+            f"the inputs are finite). {LARGE_INPUTS_ADVICE}"
+        )
+    if not torch.isfinite(features.features.square()).all():
+        # The last layer's squared gradients are (p - y)^2 times these squares: they would overflow.
+        raise ValueError(
+            f"{task.where}: the probe's features are too large (up to "
+            f"{float(features.features.abs().max()):.3g}): their squares, and so the Fisher's "
+            f"squared gradients, overflow {features.features.dtype}. {LARGE_INPUTS_ADVICE}"
+        )
     head = train_head(
         features.features,
         codes,
@@ -169,6 +184,11 @@ def task_head(probe, task, settings, device):
         learning_rate=settings.head_learning_rate,
         weight_decay=settings.head_weight_decay,
     )
+    if not all(torch.isfinite(parameter).all() for parameter in head.parameters()):
+        raise ValueError(
+            f"{task.where}: the head's training diverged (its weights are NaN or infinite). "
+            f"{LARGE_INPUTS_ADVICE}"
+        )
     return TaskHead(classes, head, fisher_task, n_examples)
 
 
