@@ -16,7 +16,17 @@ relative increase over the oracle (the best expert of each task). Here:
 * selectors: chance, the generic expert, TASK2VEC (nearest expert by the symmetric distance
   of its training task's embedding), asymmetric TASK2VEC (``Model2VecSelector(max_iter=0)``)
   and MODEL2VEC (``Model2VecSelector`` trained on the error matrix, leave-one-out over the
-  tasks as in the paper: each task's expert is chosen by a selector that never saw it).
+  tasks as in the paper: each task's expert is chosen by a selector that never saw it);
+* beside them, the transferability scores (:mod:`sklearn_task2vec.transferability`: LogME,
+  LEEP, NCE, H-score), each expert scored on each task's training split from the features
+  the error matrix computes (:func:`~sklearn_task2vec.zoo.transferability_scores`), the
+  best-scoring expert chosen (LEEP and NCE read each expert's source head; the generic
+  probe's is a softmax regression on its features of its own 10-class task);
+* for every selector, the weighted Kendall's tau between its scores of the experts and their
+  accuracy (the LogME paper's measure, averaged over the tasks), and its cost for a new task:
+  how many networks the task is pushed through, and the seconds per new task measured in
+  this run on a few tasks without any cache (TASK2VEC: the probe's features and Fisher
+  passes; the scores: every expert's features and the score).
 
 Embeddings, experts and features are cached under ``<output-dir>`` so reruns are fast.
 Run: ``python examples/slow_model_selection.py [--n-init 40] [--folds K] [--expert-epochs 8]``.
@@ -27,12 +37,24 @@ import time
 import _common
 import numpy as np
 import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, LeaveOneOut
+from torch import nn
 
 from sklearn_task2vec import Model2VecSelector
 from sklearn_task2vec.distances import pairwise_task_distances
-from sklearn_task2vec.selector import relative_error_increase
-from sklearn_task2vec.zoo import Expert, error_matrix, model_embeddings, train_expert
+from sklearn_task2vec.selector import relative_error_increase, weighted_kendall_tau
+from sklearn_task2vec.transferability import TransferabilitySelector
+from sklearn_task2vec.zoo import (
+    Expert,
+    error_matrix,
+    load_expert,
+    model_embeddings,
+    save_expert,
+    train_expert,
+    transferability_scores,
+)
 
 #: The task definitions the experts are fine-tuned on (their data: the other half of the train split).
 EXPERT_TASKS = [
@@ -56,25 +78,32 @@ PAPER = {
     "MODEL2VEC": (None, 6.81),
 }
 PAPER_NAMES = {"generic": "ImageNet"}
+#: The transferability scores, as rows of the table.
+SCORE_ROWS = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score"}
+#: Tasks embedded and scored again without any cache, to time each selector per new task.
+TIMED_TASKS = 3
 
 
 def trained_experts(probe, expert_library, folder, args):
-    """Fine-tune (or load from ``folder/experts``) one expert per task of ``expert_library``."""
+    """Fine-tune (or load from ``folder/experts``) one expert per task of ``expert_library``.
+
+    Each is saved with :func:`~sklearn_task2vec.zoo.save_expert`, its source head included.
+    """
     (folder / "experts").mkdir(exist_ok=True)
     experts = []
     for entry in expert_library:
         tag = f"{entry['name'].replace('/', '_')}-e{args.expert_epochs}-n{args.expert_examples}-s{args.seed}"
-        path = folder / "experts" / f"{tag}.pt"
-        network = _common.SmallCNN()
+        path = folder / "experts" / tag
         start = time.perf_counter()
-        if path.exists():
-            network.load_state_dict(torch.load(path, weights_only=True))
+        if (path / "expert.json").exists():
+            expert = load_expert(path, architecture=_common.SmallCNN())
             note = "loaded"
         else:
             expert = train_expert(
                 probe,
                 entry["task"],
                 task_name=entry["name"],
+                name=f"expert:{entry['name']}",
                 epochs=args.expert_epochs,
                 head_epochs=1,
                 optimizer="adam",
@@ -84,19 +113,35 @@ def trained_experts(probe, expert_library, folder, args):
                 random_state=args.seed,
                 device="cpu",
             )
-            network = expert.module
-            torch.save(network.state_dict(), path)
-            accuracy = expert.info["accuracy"][-1]
-            note = f"trained, last-epoch training accuracy {accuracy:.2f}"
-        network.eval()
-        experts.append(Expert(network, f"expert:{entry['name']}", trained_on=entry["name"]))
-        print(f"  {experts[-1].name:<28} {note} ({time.perf_counter() - start:.0f} s)")
+            save_expert(expert, path)
+            note = f"trained, last-epoch training accuracy {expert.info['accuracy'][-1]:.2f}"
+        experts.append(expert)
+        print(f"  {expert.name:<28} {note} ({time.perf_counter() - start:.0f} s)")
     return experts
 
 
+def generic_expert(probe, pretraining_task):
+    """The probe as an expert, with a source head over its 10 pretraining classes.
+
+    The pretraining script keeps no head, so the head is a softmax regression fitted on the
+    probe's features of (a sample of) its own pretraining task: what LEEP and NCE read.
+    """
+    images, labels = pretraining_task
+    with torch.no_grad():
+        features = probe.eval()(torch.as_tensor(images)).numpy()
+    regression = LogisticRegression(max_iter=2000).fit(features, labels)
+    head = nn.Linear(features.shape[1], len(regression.classes_))
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(regression.coef_))
+        head.bias.copy_(torch.from_numpy(regression.intercept_))
+    return Expert(probe, "generic probe", trained_on="fashion-10 (t10k)", head=head.eval())
+
+
 def cross_validated_choices(X, errors, start_embeddings, args):
-    """MODEL2VEC's choice for each task by a selector fitted on the other folds of tasks."""
+    """MODEL2VEC's choice for each task, and its scores of the experts (minus the asymmetric
+    distance), by a selector fitted on the other folds of tasks."""
     chosen = np.empty(len(X), dtype=int)
+    scores = np.empty(errors.shape)
     folds = LeaveOneOut() if args.folds is None else KFold(args.folds, shuffle=True, random_state=args.seed)
     for train, test in folds.split(X):
         selector = Model2VecSelector(
@@ -107,21 +152,48 @@ def cross_validated_choices(X, errors, start_embeddings, args):
         )
         selector.fit(X[train], errors[train].argmin(axis=1), errors=errors[train])
         chosen[test] = selector.predict(X[test])
-    return chosen
+        scores[test] = selector.decision_function(X[test])
+    return chosen, scores
+
+
+def seconds_per_task(function, tasks):
+    """Wall-clock seconds of ``function(tasks)`` divided by the number of tasks."""
+    start = time.perf_counter()
+    function(tasks)
+    return (time.perf_counter() - start) / len(tasks)
+
+
+def measured_costs(embedder, experts, timed_tasks):
+    """Seconds per new task of each selector, measured on ``timed_tasks`` without a cache.
+
+    TASK2VEC, asymmetric TASK2VEC and MODEL2VEC pay the embedding of the task (their choice
+    from it is instant; MODEL2VEC's training is paid once, on solved tasks); each score pays
+    every expert's features of the task and the score.
+    """
+    fresh = clone(embedder).set_params(memory=None).fit(timed_tasks[:1])
+    embedding = seconds_per_task(fresh.transform, timed_tasks)
+    costs = {label: embedding for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
+    for name, label in SCORE_ROWS.items():
+        costs[label] = seconds_per_task(
+            lambda tasks, name=name: transferability_scores(experts, tasks, scores=[name], device="cpu"),
+            timed_tasks,
+        )
+    return costs
 
 
 def plot(plt, rows):
-    names = [name for name, *_ in rows if name != "oracle"]
-    ours = [100 * increase for name, _, increase in rows if name != "oracle"]
-    paper = [PAPER[name][1] for name in names]
-    figure, axes = plt.subplots(figsize=(7, 3.6))
+    rows = [row for row in rows if row[0] != "oracle"]
+    names = [row[0] for row in rows]
+    ours = [100 * row[2] for row in rows]
+    paper = [np.nan if PAPER.get(name) is None else PAPER[name][1] for name in names]
+    figure, axes = plt.subplots(figsize=(7, 4.6))
     positions = np.arange(len(names))
     axes.barh(positions + 0.2, ours, height=0.4, label="ours (Fashion-MNIST, small CNN)")
     axes.barh(positions - 0.2, paper, height=0.4, label="paper (iNat+CUB, ResNet-34)", alpha=0.6)
     axes.set_yticks(positions, names)
     axes.invert_yaxis()
     axes.set_xlabel("relative error increase over the oracle (%)")
-    axes.set_title("Model selection (paper Table 1 analogue)")
+    axes.set_title("Model selection (paper Table 1 analogue; scores: no paper row)")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure
@@ -164,16 +236,15 @@ def main(argv=None):
 
     print("Experts (fine-tuned from the probe with Adam, on the expert half of the train split):")
     experts = trained_experts(probe, expert_library, folder, args)
-    experts.append(Expert(probe, "generic probe", trained_on="fashion-10 (t10k)"))
+    pretraining_task = _common.ten_class_task(args.max_examples, args.seed)
+    experts.append(generic_expert(probe, pretraining_task))
 
     start = time.perf_counter()
     embedder = _common.task_embedder(probe, folder, args.seed)
     X = embedder.fit_transform([entry["task"] for entry in library])
     # Each expert's F_j: the embedding of the task it was trained on (the generic probe: its
     # 10-class pretraining task), by the same embedder, in the same trivial-normalised space.
-    expert_tasks = [entry["task"] for entry in expert_library] + [
-        _common.ten_class_task(args.max_examples, args.seed)
-    ]
+    expert_tasks = [entry["task"] for entry in expert_library] + [pretraining_task]
     for expert, row in zip(experts, embedder.transform(expert_tasks)):
         expert.task_embedding = row
     M = model_embeddings(experts)
@@ -201,38 +272,77 @@ def main(argv=None):
         )
 
     start = time.perf_counter()
+    scores = transferability_scores(
+        experts,
+        [entry["task"] for entry in library],
+        task_names=names,
+        cache=folder / "feature-cache",  # the error matrix's features: no forward pass here
+        device="cpu",
+        random_state=args.seed,  # the error matrix's splits: scored on the training examples
+    )
+    print(f"Transferability scores {sorted(scores)} in {time.perf_counter() - start:.1f} s (cached features)")
+
+    start = time.perf_counter()
     n_tasks = len(library)
     generic = np.full(n_tasks, len(experts) - 1)
-    symmetric = pairwise_task_distances(X, M).argmin(axis=1)
-    asymmetric = Model2VecSelector(model_embeddings=M, max_iter=0).fit(X, best).predict(X)
-    model2vec = cross_validated_choices(X, errors, M, args)
+    symmetric_distances = pairwise_task_distances(X, M)
+    symmetric = symmetric_distances.argmin(axis=1)
+    asymmetric_selector = Model2VecSelector(model_embeddings=M, max_iter=0).fit(X, best)
+    asymmetric = asymmetric_selector.predict(X)
+    model2vec, model2vec_scores = cross_validated_choices(X, errors, M, args)
     print(
         f"Selectors in {time.perf_counter() - start:.0f} s (MODEL2VEC: "
         f"{'leave-one-out' if args.folds is None else f'{args.folds}-fold'} cross-validation over the tasks)"
     )
 
+    print(f"Timing each selector on {TIMED_TASKS} new tasks, no cache ...")
+    timed = [entry["task"] for entry in library[:TIMED_TASKS]]
+    costs = measured_costs(embedder, experts, timed)
+    networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
+    networks.update({label: len(experts) for label in SCORE_ROWS.values()})
+
     oracle = errors.min(axis=1).mean()
-    rows = [("oracle", oracle, 0.0), ("chance", errors.mean(), (errors.mean() - oracle) / oracle)]
-    for label, chosen in [
-        ("generic", generic),
-        ("TASK2VEC", symmetric),
-        ("asymmetric TASK2VEC", asymmetric),
-        ("MODEL2VEC", model2vec),
-    ]:
+    rows = [
+        ("oracle", oracle, 0.0, None),
+        ("chance", errors.mean(), (errors.mean() - oracle) / oracle, None),
+        ("generic", errors[:, -1].mean(), relative_error_increase(errors, generic), None),
+    ]
+    selections = [
+        ("TASK2VEC", symmetric, -symmetric_distances),
+        ("asymmetric TASK2VEC", asymmetric, asymmetric_selector.decision_function(X)),
+        ("MODEL2VEC", model2vec, model2vec_scores),
+    ]
+    expert_names = [expert.name for expert in experts]
+    for name, label in SCORE_ROWS.items():
+        selector = TransferabilitySelector(experts=expert_names).fit(scores[name])
+        chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
+        selections.append((label, chosen, scores[name]))
+    for label, chosen, task_scores in selections:
+        tau = float(np.nanmean(weighted_kendall_tau(task_scores, errors)))
         rows.append(
-            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen))
+            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
         )
 
-    print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle")
+    print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
+    print("weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks);")
     print(
-        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9}   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
+        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache)"
     )
-    for label, error, increase in rows:
-        paper_error, paper_increase = PAPER[label]
+    print(
+        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w':>6} {'networks':>8} {'s/task':>7}"
+        f"   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
+    )
+    for label, error, increase, tau in rows:
+        paper_error, paper_increase = PAPER.get(label, (None, None))
         paper_error = "" if paper_error is None else f"{paper_error:.2f}"
+        paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
+        paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
+        tau_text = "" if tau is None else f"{tau:.2f}"
+        network_text = str(networks.get(label, ""))
+        seconds = "" if label not in costs else f"{costs[label]:.2f}"
         print(
-            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}%   {PAPER_NAMES.get(label, 'same'):<10} "
-            f"{paper_error:>12} {paper_increase:>+8.2f}%"
+            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>6} {network_text:>8} "
+            f"{seconds:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
         )
     print(
         f"  (chance = the expected error of a uniformly random expert; experts chosen by "
