@@ -54,6 +54,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ._utils import StrictInterval, draw_seeds, python_scalar, resolve_device
+from .distances import pairwise_task_distances
+from .embedder import FisherTaskEmbedder
 
 __all__ = [
     "taskness_score",
@@ -723,9 +725,17 @@ class TaskDiscovery(BaseEstimator):
         Candidates asked from the optimiser and scored together.
     diversity : float >= 0, default=1.0
         Weight of the penalty that keeps each task away from those found before: a
-        candidate's objective is its score minus ``diversity`` times its largest
-        :func:`label_similarity` to a found task (the absolute correlation of the labellings,
-        1 for the same task or its complement). 0 searches each task independently.
+        candidate's objective is its score minus ``diversity`` times its largest similarity
+        to a found task (see ``diversity_measure``). 0 searches each task independently.
+    diversity_measure : {"labels", "task2vec"}, default="labels"
+        ``"labels"``: :func:`label_similarity`, the absolute correlation of the labellings (1
+        for the same task or its complement). ``"task2vec"``: one minus the TASK2VEC symmetric
+        distance (:func:`~sklearn_task2vec.distances.symmetric_distance`) between the tasks'
+        embeddings by ``embedder``, computed for every new candidate once a task is found.
+    embedder : FisherTaskEmbedder or None, default=None
+        The embedder of ``diversity_measure="task2vec"`` (cloned), given the tasks as
+        ``(X, labels)``; None: ``FisherTaskEmbedder(device="cpu")`` on ``X`` flattened to 2-D
+        features (its random ReLU probe), seeded by ``random_state``.
     n_jobs : int or None, default=None
         Parallel jobs (joblib) for scores evaluated one candidate at a time: a callable, or a
         scikit-learn ``estimator``.
@@ -780,6 +790,8 @@ class TaskDiscovery(BaseEstimator):
         "optimizer": [str],
         "n_candidates": [StrictInterval(Integral, 1, None, closed="left")],
         "diversity": [StrictInterval(Real, 0, None, closed="left")],
+        "diversity_measure": [StrOptions({"labels", "task2vec"})],
+        "embedder": [HasMethods(["fit", "transform"]), None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": [StrictInterval(Integral, 0, None, closed="left")],
@@ -797,6 +809,8 @@ class TaskDiscovery(BaseEstimator):
         optimizer="TwoPointsDE",
         n_candidates=32,
         diversity=1.0,
+        diversity_measure="labels",
+        embedder=None,
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -810,6 +824,8 @@ class TaskDiscovery(BaseEstimator):
         self.optimizer = optimizer
         self.n_candidates = n_candidates
         self.diversity = diversity
+        self.diversity_measure = diversity_measure
+        self.embedder = embedder
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -844,12 +860,15 @@ class TaskDiscovery(BaseEstimator):
                 f"positive and {len(X) - n_positive} negative examples: each class needs at least 2."
             )
         score_labellings = self._scorer(X)
+        similarities = self._similarity(X)
         rng = check_random_state(self.random_state)
         known_scores = {}
         labels, scores, objectives, history = [], [], [], []
         self.n_trainings_ = 0
         for task in range(self.n_tasks):
-            found = self._search(nevergrad, X, n_positive, score_labellings, labels, known_scores, rng, task)
+            found = self._search(
+                nevergrad, X, n_positive, score_labellings, similarities, labels, known_scores, rng, task
+            )
             labels.append(found[0])
             scores.append(found[1])
             objectives.append(found[2])
@@ -894,7 +913,37 @@ class TaskDiscovery(BaseEstimator):
 
         return score_labellings
 
-    def _search(self, nevergrad, X, n_positive, score_labellings, found, known_scores, rng, task):
+    def _similarity(self, X):
+        """A function ``(stack, found) -> (k,)``: each labelling's largest similarity to a found one."""
+        if self.diversity_measure == "labels":
+
+            def labels_similarity(stack, found):
+                return np.array([max(label_similarity(row, other) for other in found) for row in stack])
+
+            return labels_similarity
+        if self.embedder is None:
+            embedder = FisherTaskEmbedder(device="cpu", random_state=self.score_seed_)
+            inputs = X.reshape(len(X), -1)
+        else:
+            embedder, inputs = clone(self.embedder), X
+        embeddings = {}
+
+        def task2vec_similarity(stack, found):
+            missing = {row.tobytes(): row for row in (*stack, *found) if row.tobytes() not in embeddings}
+            if missing:
+                tasks = [(inputs, row) for row in missing.values()]
+                if not embeddings:  # the first call prepares the probe
+                    embedder.fit(tasks)
+                embeddings.update(zip(missing, embedder.transform(tasks)))
+            rows = np.stack([embeddings[row.tobytes()] for row in stack])
+            found_rows = np.stack([embeddings[row.tobytes()] for row in found])
+            return 1.0 - pairwise_task_distances(rows, found_rows).min(axis=1)
+
+        return task2vec_similarity
+
+    def _search(
+        self, nevergrad, X, n_positive, score_labellings, similarities, found, known_scores, rng, task
+    ):
         """One search: the best labelling, its score, objective and every candidate's objective."""
         parametrization = nevergrad.p.Array(shape=(len(X),), lower=0.0, upper=1.0)
         parametrization.random_state = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
@@ -919,8 +968,8 @@ class TaskDiscovery(BaseEstimator):
                 for key, value in zip(new, score_labellings(np.stack(list(new.values())))):
                     known_scores[key] = float(value)
                 self.n_trainings_ += len(new)
-            for candidate, row, key in zip(candidates, stack, keys):
-                penalty = max((label_similarity(row, other) for other in found), default=0.0)
+            penalties = similarities(stack, found) if found and self.diversity > 0 else np.zeros(len(stack))
+            for candidate, row, key, penalty in zip(candidates, stack, keys, penalties):
                 objective = known_scores[key] - self.diversity * penalty
                 optimizer.tell(candidate, 1.0 - objective)
                 history.append(objective)

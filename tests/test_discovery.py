@@ -23,6 +23,7 @@ from sklearn_task2vec.discovery import (
     small_mlp,
     taskness_score,
 )
+from sklearn_task2vec.distances import symmetric_distance
 
 FAST = {"n_steps": 30}
 
@@ -319,3 +320,27 @@ def test_ablation_and_ratio_tables():
         learnability_study(X, classes, study="class_ratio", values=[1], n_samples=200, score_params=FAST)
     with pytest.raises(ValueError, match="not among the classes"):
         learnability_study(X, classes, study="ablation", positive_class=9, score_params=FAST)
+
+
+@pytest.mark.slow
+def test_task2vec_diversity_is_one_minus_the_task2vec_distance():
+    # With a constant score the objective is the penalty alone: the second task is the
+    # candidate farthest from the first in TASK2VEC distance, at -diversity * (1 - d_sym).
+    X = features(n=30, d=2)
+    embedder = FisherTaskEmbedder(head_epochs=5, device="cpu", random_state=0)
+    search = TaskDiscovery(
+        n_tasks=2,
+        budget=10,
+        n_candidates=10,
+        scoring=lambda X, y: 0.0,
+        diversity=2.0,
+        diversity_measure="task2vec",
+        embedder=embedder,
+        random_state=0,
+    ).fit(X)
+    assert search.objectives_[0] == 0.0
+    embeddings = clone(embedder).fit_transform(search.tasks_)
+    distance = symmetric_distance(*embeddings)
+    assert 0.0 < distance <= 1.0
+    assert search.objectives_[1] == pytest.approx(-2.0 * (1.0 - distance), abs=1e-4)
+    assert search.objectives_[1] == search.history_[1].max()
