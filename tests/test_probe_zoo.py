@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec.probes import build_named_probe
 
 
 def oracle_fisher(probe, head, X, weights):
@@ -389,3 +390,105 @@ def test_refusal_is_recorded_per_task_under_on_error_warn(one_thread):
         rows = embedder.fit_transform([(X, np.arange(8) % 2)])
     assert np.isnan(rows).all()
     assert "differ from those of the probe run on one example at a time" in str(embedder.errors_[0])
+
+
+# ----------------------------------------------------------------------------- torchvision families
+
+
+def _convnext():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    model = ConvNeXt([CNBlockConfig(4, 6, 1), CNBlockConfig(6, None, 1)], stochastic_depth_prob=0.0)
+    model.classifier[-1] = nn.Identity()
+    for module in model.modules():  # layer_scale starts at 1e-6: make the blocks matter
+        if hasattr(module, "layer_scale"):
+            nn.init.uniform_(module.layer_scale, 0.5, 1.5)
+    return model
+
+
+def _mobilenet_v3():
+    from torchvision.models.mobilenetv3 import InvertedResidualConfig, MobileNetV3
+
+    setting = [
+        InvertedResidualConfig(4, 3, 8, 4, True, "RE", 2, 1, 1.0),
+        InvertedResidualConfig(4, 3, 8, 4, False, "HS", 1, 1, 1.0),
+    ]
+    model = MobileNetV3(setting, last_channel=6)
+    model.classifier[-1] = nn.Identity()
+    return _randomised_batchnorm(model)
+
+
+def _densenet():
+    from torchvision.models import DenseNet
+
+    model = DenseNet(growth_rate=3, block_config=(1, 1), num_init_features=4, bn_size=1)
+    model.classifier = nn.Identity()
+    return _randomised_batchnorm(model)
+
+
+def _randomised_batchnorm(model):
+    """Running statistics away from (0, 1), so that BatchNorm folding is tested."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.copy_(torch.rand(module.num_features, generator=generator) - 0.5)
+                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    return model
+
+
+SMALL_FAMILIES = {
+    "convnext": (_convnext, (3, 16, 16)),
+    "mobilenet-v3": (_mobilenet_v3, (3, 16, 16)),
+    "densenet-untraceable": (_densenet, (3, 16, 16)),
+}
+
+
+@pytest.mark.parametrize("name", list(SMALL_FAMILIES))
+def test_small_torchvision_family_equals_the_brute_force_fisher(name, one_thread):
+    make_probe, shape = SMALL_FAMILIES[name]
+    torch.manual_seed(0)
+    probe = make_probe().double()
+    X = np.random.RandomState(0).normal(size=(6, *shape))
+    assert_embedded_exactly(probe, X, _layer_weights(probe), n_classes=2)
+
+
+#: torchvision's families as named probes (random weights), with an input size each takes.
+NAMED_FAMILIES = {
+    "resnet18": 32,
+    "densenet121": 32,
+    "vgg11_bn": 32,
+    "mobilenet_v3_small": 32,
+    "efficientnet_b0": 32,
+    "convnext_tiny": 32,
+    "vit_b_16": 224,
+    "swin_t": 32,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NAMED_FAMILIES))
+def test_named_torchvision_probe_is_embedded(name):
+    size = NAMED_FAMILIES[name]
+    n_examples = 2 if size > 32 else 3
+    X = np.random.RandomState(0).normal(size=(n_examples, 3, size, size)).astype(np.float32)
+    probe = name
+    if name.startswith("efficientnet"):
+        # Randomly initialised, its eval-mode features vanish (about 1e-14) and the Fisher with
+        # them (refused as all-zero); running statistics from the data make it a usable probe.
+        probe = build_named_probe(name, None)
+        for module in probe.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = None
+        with torch.no_grad():
+            probe.train()(torch.as_tensor(X))
+    embedder = FisherTaskEmbedder(
+        probe=probe, probe_weights=None, method="exact", batch_size=3, random_state=0
+    )
+    rows = embedder.fit_transform([(X, np.arange(n_examples) % 2)])
+    names = embedder.get_feature_names_out()
+    assert rows.shape == (1, len(names))
+    assert np.isfinite(rows).all() and (rows >= 0).all()
+    assert (rows > 0).mean() > 0.5, "most filters get gradient"
+    if name == "vit_b_16":
+        assert any(".self_attention.q_proj:" in str(filter_name) for filter_name in names)
