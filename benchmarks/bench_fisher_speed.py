@@ -83,7 +83,7 @@ def parse_args(argv=None):
         "--variational-steps",
         type=int,
         default=300,
-        help="variational_steps of the variational case (default: 300, the estimator's default)",
+        help="variational_steps (most steps) of the variational case (default: 300, the estimator's default)",
     )
     parser.add_argument("--skip-others", action="store_true", help="skip the other settings")
     parser.add_argument(
@@ -358,8 +358,9 @@ def main(argv=None):
             )
             print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / baseline[n_classes]:6.2f}x")
         print(
-            f"  variational: one point-estimate pass (its start) + variational_steps={args.variational_steps} steps"
-            " of a batch, whatever the task's size"
+            "  variational: the defaults (variational_noise='per_example', variational_tol=1e-3): one"
+            " point-estimate pass (its start) + steps of twice a batch until the windowed objective stops"
+            f" falling, at most variational_steps={args.variational_steps}"
         )
 
     if args.profile:

@@ -39,6 +39,8 @@ class EmbeddingSettings:
     head_weight_decay: float
     variational_beta: float
     variational_steps: int
+    variational_tol: float
+    variational_noise: str
     variational_learning_rate: float
     skip_layers: str | None
     autocast: str | None
@@ -86,8 +88,9 @@ class TaskEmbedding(NamedTuple):
     """One task's result (:func:`embed_task`).
 
     ``row``: the embedding, before any normalisation; ``prior``: the row that
-    ``normalize="trivial"`` divides it by (the trivial embedding, or the variational prior
-    term); ``n_classes``: the task's classes (1: the row is the trivial embedding).
+    ``normalize="trivial"`` divides it by (the prior precision ``lambda^2``, or the
+    variational prior term ``(beta / N) lambda^2``); ``n_classes``: the task's classes (1: the
+    row is the trivial embedding, :func:`single_class_embedding`).
     """
 
     row: np.ndarray
@@ -222,7 +225,7 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     seeds : Seeds
     device : torch.device
     trivial : ndarray of shape (n_filters,)
-        The trivial embedding of the probe's filters: the row of a single-class task.
+        The prior precision ``lambda^2`` of the probe's filters (``trivial_embedding_``).
     progress : bool, default=False
         Show a progress bar over the Fisher pass's examples.
 
@@ -235,7 +238,7 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     fitted = task_head(probe, task, settings, device)
     n_classes = len(fitted.classes)
     if fitted.head is None:
-        return TaskEmbedding(trivial.copy(), trivial, n_classes)
+        return single_class_embedding(settings, trivial, fitted.n_examples)
     method = fisher_method(settings.method, n_classes, settings.batch_size, task.where)
     if method == "variational":
         row, prior = variational_embedding(probe, fitted, settings, seeds, device=device, trivial=trivial)
@@ -260,8 +263,32 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     return TaskEmbedding(check_fisher_row(total / fitted.n_examples, task.where), trivial, n_classes)
 
 
+def single_class_embedding(settings, trivial, n_examples):
+    """The row of a task with a single class, the trivial embedding: the prior term of its
+    method's estimate, on the scale of that method's rows.
+
+    A one-class model predicts its class with probability 1 whatever the probe's weights:
+    its loss is constant and its Fisher is 0. The variational estimate ``(beta / N) Lambda =
+    F + (beta / N) lambda^2`` (sec. 3.1) then is its prior term ``(beta / N) lambda^2`` (the
+    paper: "in case the task is trivial [...] the embedding will coincide with the prior"),
+    with ``lambda^2`` the prior precision ``trivial`` (untrained: there is no data term to
+    train it against) and ``N = n_examples``. The point estimates (``"exact"``,
+    ``"montecarlo"``) are that estimate's ``beta -> 0`` limit, ``F``, so their trivial row is
+    0 (the paper's "trivial zero embedding", supplementary sec. 1.2). Either way every task's
+    row is at least the trivial row, filter by filter, up to estimation noise.
+
+    ``prior``, what ``normalize="trivial"`` divides the row by, is the row itself for the
+    variational estimate (the normalised trivial row is all ones, like every variational
+    row's own prior term) and ``lambda^2`` for the point estimates (normalised: all zeros).
+    """
+    if resolve_method(settings.method, 1) == "variational":
+        prior_term = settings.variational_beta / n_examples * trivial
+        return TaskEmbedding(prior_term.copy(), prior_term, 1)
+    return TaskEmbedding(np.zeros_like(trivial), trivial, 1)
+
+
 def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
-    """``method="variational"`` on a task with its head fitted: the row and its prior term.
+    """``method="variational"`` on a task with its head fitted: ``(row, prior term)``.
 
     Starts the precisions at the second-order optimum of a point estimate
     (:func:`~sklearn_task2vec._fisher.variational_fisher` says why). ``fitted`` is the task's
@@ -288,7 +315,7 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
     )
     point = point / fitted.n_examples
     with autocast_context(settings.autocast, device):
-        return variational_fisher(
+        result = variational_fisher(
             probe,
             fitted.head,
             batches,
@@ -296,7 +323,11 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
             prior=trivial,
             initial_precision=trivial + fitted.n_examples / settings.variational_beta * point,
             beta=settings.variational_beta,
-            n_steps=settings.variational_steps,
+            max_steps=settings.variational_steps,
+            tol=settings.variational_tol,
             learning_rate=settings.variational_learning_rate,
+            head_weight_decay=settings.head_weight_decay,
             generator=fisher_generator(seeds, device),
+            noise=settings.variational_noise,
         )
+    return result.estimate, result.prior_term

@@ -496,12 +496,15 @@ def _placed(runnable, device):
 
 
 def trivial_embedding(filters):
-    """The paper's trivial embedding: the precision of a per-layer isotropic prior.
+    """The prior precision of the paper's trivial embedding, per layer (``trivial_embedding_``).
 
     Sec. 3.1 and supplementary sec. 6: a task with constant loss or no samples gets the
     prior ``lambda^2 I``, one scale per layer, picked "according to the scale of the weights
     of each layer". We take the precision of the isotropic Gaussian that matches the layer's
     weights, ``lambda_l^2 = 1 / mean(w_l^2)``, which has the units of a Fisher entry (1/w^2).
+    A single-class task's row is this prior's term in its method's estimate:
+    ``(beta / N) lambda^2`` for the variational one, 0 for the point estimates
+    (:func:`~sklearn_task2vec._pipeline.single_class_embedding`).
     """
     scales = []
     for _, module in filters:

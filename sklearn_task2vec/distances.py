@@ -138,6 +138,17 @@ def asymmetric_distance(source, target, *, trivial=None, alpha=0.15):
     distance from the trivial embedding) and brings complex sources closer: pre-training on a
     complex task often transfers better. It can be negative.
 
+    ``t_0`` here is the prior precision ``lambda^2`` (``trivial_embedding_``), positive. It
+    is the variational estimate's trivial row ``(beta / N) lambda^2`` up to the factor
+    ``beta / N``; the point estimates' trivial row, a single-class task's, is 0 (their
+    ``beta -> 0`` limit; see ``FisherTaskEmbedder.trivial_embedding_``), which cannot serve
+    as ``t_0``: ``d_sym(t_a, 0)`` is 1 for every non-zero ``t_a``, a constant
+    complexity. With ``t_0 = lambda^2`` the complexity of a point estimate ``F``, whose
+    entries are far below ``lambda^2``, is ``1 - cos(F / lambda^2, 1)`` up to that ratio:
+    how far the shape of ``F`` is from the prior's. An all-zero source, the point
+    estimates' trivial embedding itself, has complexity 0 (the trivial embedding is at
+    distance 0 from itself), not the 1 of the zero convention of :func:`symmetric_distance`.
+
     Parameters
     ----------
     source, target : array-like of shape (n_filters,)
@@ -239,7 +250,9 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
     Notes
     -----
     Coordinates where both embeddings are zero are left out; two zero embeddings are at
-    distance 0, a zero and a non-zero one at distance 1.
+    distance 0, a zero and a non-zero one at distance 1. In the asymmetric distance's
+    complexity term ``d_sym(F_a, t_0)``, an all-zero source (a single-class task's row with a
+    point estimate) has complexity 0 (see :func:`asymmetric_distance`).
 
     Examples
     --------
@@ -265,6 +278,8 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
     if kind == "asymmetric":
         trivial = _check_trivial(trivial, X.shape[1]).astype(X.dtype)
         complexity = symmetric_distance_matrix(X, trivial[None, :])[:, 0]
+        # An all-zero source is the point estimates' trivial embedding: complexity 0.
+        complexity[~X.any(axis=1)] = 0.0
         distances -= alpha * complexity[:, None]
     return distances.astype(X.dtype, copy=False)
 

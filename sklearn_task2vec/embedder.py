@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
-from ._fisher import METHODS, task_fisher
+from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
 from ._pipeline import (
     EmbeddingSettings,
     Seeds,
@@ -28,6 +28,7 @@ from ._pipeline import (
     embedding_seeds,
     fisher_generator,
     fisher_method,
+    single_class_embedding,
     stem_task,
     task_head,
     variational_embedding,
@@ -98,16 +99,20 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         robust estimator (sec. 3.1): the per-filter precision ``Lambda`` of the largest
         Gaussian perturbation of the probe's weights the task's loss tolerates, trained with
         the head by stochastic variational Bayes (``variational_*`` parameters); the row is
-        ``(beta / N) Lambda = F + (beta / N) lambda^2``, which tends to the prior (the trivial
-        embedding) when the task has few examples. It costs one point-estimate pass plus
-        ``variational_steps`` forward and backward passes of a batch, has no per-example rows, and its rows are best compared
+        ``(beta / N) Lambda = F + (beta / N) lambda^2``, which tends to the prior term (the
+        trivial embedding) when the task has few examples. It costs one point-estimate pass
+        plus the steps to convergence (each a forward and backward pass of twice a batch, at
+        most ``variational_steps``), has no per-example rows, and its rows are best compared
         with ``normalize="trivial"``, which divides each by its own prior term.
     normalize : {None, "trivial"}, default=None
-        ``None``: rows are the Fisher estimate itself. ``"trivial"``: rows are divided by
-        ``trivial_embedding_``, the trivial-normalised space where the trivial embedding is all
-        ones and the per-layer scales of the probe's weights are gone. The symmetric distance
-        is the same in both spaces; in this one, the asymmetric distance and
-        :class:`Model2VecSelector` need no trivial embedding passed to them.
+        ``None``: rows are the Fisher estimate itself. ``"trivial"``: rows are divided by their
+        prior, ``trivial_embedding_`` (``lambda^2``) for the point estimates and the row's own
+        prior term ``(beta / N) lambda^2`` for ``method="variational"``: the trivial-normalised
+        space, where the per-layer scales of the probe's weights are gone and a single-class
+        task's row is all zeros (point estimates) or all ones (variational), the smallest
+        row either way. The symmetric distance is the same in both spaces; in this one, the
+        asymmetric distance and :class:`Model2VecSelector` need no trivial embedding passed
+        to them.
     skip_layers : str or None, default=None
         Embed only the filters from this layer of the probe on (a module path the probe's
         forward calls, at a block boundary, e.g. ``"layer3"`` of a ResNet), as the reference
@@ -135,8 +140,21 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         data more: a filter's row leaves the prior once ``N F / beta`` outgrows ``lambda^2``.
         The default matches the reference implementation (1e-7 per example at 10,000 examples).
     variational_steps : int, default=300
-        Optimisation steps (batches of ``batch_size``) of ``method="variational"``, cycling over
-        the task (about the reference implementation's two epochs of 10,000 samples).
+        Most optimisation steps (batches of ``batch_size``) of ``method="variational"``, cycling
+        over the task (about the reference implementation's two epochs of 10,000 samples).
+    variational_tol : float, default=1e-3
+        Stopping rule of ``method="variational"``: the steps are grouped in windows of whole
+        epochs (at least 10 steps, at most 50), and the run stops when a window's mean
+        objective is not below the previous window's by more than ``variational_tol`` times
+        its magnitude. ``0`` runs ``variational_steps`` steps.
+    variational_noise : {"per_example", "per_position"}, default="per_example"
+        How ``method="variational"`` perturbs a layer that applies its weights at several
+        positions (a convolution). ``"per_example"``: one weight perturbation per example,
+        shared across its positions (Flipout sign decorrelation across the batch), whose
+        optimum is ``F + (beta / N) lambda^2``. ``"per_position"``: the paper's local
+        reparametrisation, independent at every output position: cheaper per step, but its
+        optimum is the position-diagonal part of the Fisher, below ``F`` where the probe pools
+        over positions (14-27x on a convolution followed by average pooling).
     variational_learning_rate : float, default=1e-2
         Adam learning rate of the log-precisions of ``method="variational"`` (the paper's
         1e-2); the head is trained jointly at the paper's 1e-4. The precisions start from the
@@ -187,9 +205,15 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     probe_ : torch.nn.Module
         The frozen probe (a copy; eval mode, BatchNorm statistics fixed).
     trivial_embedding_ : ndarray of shape (n_filters,)
-        The paper's trivial embedding: the precision of a per-layer isotropic Gaussian prior
-        matched to the scale of the layer's weights, ``1 / mean(w_l^2)``, one value per layer
-        repeated over its filters. The row of a task with a single class.
+        The prior precision ``lambda^2`` of the paper's trivial embedding: a per-layer
+        isotropic Gaussian prior matched to the scale of the layer's weights, ``1 /
+        mean(w_l^2)``, one value per layer repeated over its filters. It is the ``t_0`` of the
+        asymmetric distance (:func:`~sklearn_task2vec.distances.asymmetric_distance`). The row
+        of a task with a single class is this prior's term in the method's estimate, on the
+        scale of the method's rows: ``(beta / N) * trivial_embedding_`` with
+        ``method="variational"`` (the prior term of ``F + (beta / N) lambda^2``), and 0 with
+        the point estimates, whose rows are the Fisher itself (a one-class model's Fisher is
+        0). The paper's single "trivial embedding" is the variational one.
     n_features_in_ : int
         Features of ``X`` when fitted on one array.
     feature_names_in_ : ndarray of str
@@ -202,7 +226,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         The Fisher estimator used for ``(X, y)`` when fitted on one array.
     prior_embedding_ : ndarray of shape (n_filters,)
         The row that ``normalize="trivial"`` divides ``embedding_`` by, when fitted on one
-        array: ``trivial_embedding_``, or with ``method="variational"`` the task's trained
+        array: ``trivial_embedding_``, or with ``method="variational"`` the task's (trained)
         prior term ``(beta / N) lambda^2``.
     embedding_ : ndarray of shape (n_filters,)
         The embedding of the task ``(X, y)`` when fitted on one array.
@@ -235,6 +259,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         "head_weight_decay": [StrictInterval(Real, 0, None, closed="left")],
         "variational_beta": [StrictInterval(Real, 0, None, closed="neither")],
         "variational_steps": [StrictInterval(Integral, 1, None, closed="left")],
+        "variational_tol": [StrictInterval(Real, 0, None, closed="left")],
+        "variational_noise": [StrOptions(set(VARIATIONAL_NOISES))],
         "variational_learning_rate": [StrictInterval(Real, 0, None, closed="neither")],
         "device": [str, torch.device],
         "autocast": [StrOptions({"bfloat16", "float16"}), None],
@@ -260,6 +286,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         head_weight_decay=5e-4,
         variational_beta=1e-3,
         variational_steps=300,
+        variational_tol=1e-3,
+        variational_noise="per_example",
         variational_learning_rate=1e-2,
         device="auto",
         autocast=None,
@@ -281,6 +309,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.head_weight_decay = head_weight_decay
         self.variational_beta = variational_beta
         self.variational_steps = variational_steps
+        self.variational_tol = variational_tol
+        self.variational_noise = variational_noise
         self.variational_learning_rate = variational_learning_rate
         self.device = device
         self.autocast = autocast
@@ -329,7 +359,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         if len(self.classes_) == 1:
             _warn_trivial("The task (X, y)")
             self.head_ = None
-            self.embedding_ = self._normalised(self.trivial_embedding_)
+            trivial = single_class_embedding(self._settings(), self.trivial_embedding_, len(task.labels))
+            self.prior_embedding_ = trivial.prior
+            self.embedding_ = self._normalised(trivial.row, trivial.prior)
             return self
         probe = prepare_probe(self.probe_, self.skip_layers, device)
         settings = self._settings()
@@ -400,6 +432,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             head_weight_decay=self.head_weight_decay,
             variational_beta=self.variational_beta,
             variational_steps=self.variational_steps,
+            variational_tol=self.variational_tol,
+            variational_noise=self.variational_noise,
             variational_learning_rate=self.variational_learning_rate,
             skip_layers=self.skip_layers,
             autocast=self.autocast,
@@ -434,7 +468,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 "method='exact' or 'montecarlo' for per-example rows."
             )
         if self.head_ is None:
-            return self._normalised(np.tile(self.trivial_embedding_, (X.shape[0], 1)))
+            # A one-class model's Fisher is 0 at every example (single_class_embedding).
+            return np.zeros((X.shape[0], len(self.trivial_embedding_)))
         device = resolve_device(self.device)
         task = self._array_task(X, np.zeros(X.shape[0]))
         probe = prepare_probe(self.probe_, self.skip_layers, device)
@@ -608,7 +643,8 @@ def _worker_probe(job, template):
 def _warn_trivial(what):
     warnings.warn(
         f"{what} has a single class: nothing to discriminate, so its embedding is the "
-        f"trivial embedding (trivial_embedding_).",
+        f"trivial embedding (0 for the point estimates, the prior term (beta / N) * "
+        f"trivial_embedding_ for method='variational').",
         UserWarning,
         stacklevel=3,
     )

@@ -88,11 +88,12 @@ def test_parallel_tasks_equal_sequential():
 
 @pytest.mark.parametrize("n_jobs", [None, 2])
 def test_single_class_task_is_the_trivial_embedding(n_jobs):
+    """A one-class model's Fisher is 0: the point estimates' trivial row."""
     X, tasks = feature_tasks()
     embedder = FisherTaskEmbedder(random_state=0, n_jobs=n_jobs)
     with pytest.warns(UserWarning, match="Task 1 has a single class"):
         rows = embedder.fit_transform([tasks[0], (X, np.full(len(X), "only"))])
-    np.testing.assert_array_equal(rows[1], embedder.trivial_embedding_)
+    np.testing.assert_array_equal(rows[1], np.zeros_like(embedder.trivial_embedding_))
     weight = embedder.probe_.features.weight.detach().numpy()
     np.testing.assert_allclose(embedder.trivial_embedding_, 1.0 / np.mean(weight**2))
 
@@ -270,7 +271,7 @@ def test_trivial_normalised_output_keeps_symmetric_distances():
             [*tasks, single_class]
         )
     np.testing.assert_allclose(normalised, raw / raw_embedder.trivial_embedding_)
-    np.testing.assert_array_equal(normalised[-1], np.ones(raw.shape[1]))
+    np.testing.assert_array_equal(normalised[-1], np.zeros(raw.shape[1]))
     np.testing.assert_allclose(pairwise_task_distances(normalised), pairwise_task_distances(raw), atol=1e-12)
     np.testing.assert_allclose(
         pairwise_task_distances(normalised, kind="asymmetric"),

@@ -12,7 +12,7 @@ from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec import _fisher as fisher
 from sklearn_task2vec._pipeline import EmbeddingSettings, task_head
 from sklearn_task2vec._probes import prepare_probe
-from sklearn_task2vec.distances import symmetric_distance
+from sklearn_task2vec.distances import pairwise_task_distances, symmetric_distance
 from sklearn_task2vec.tasks import ArrayTask
 
 
@@ -115,7 +115,7 @@ def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
             yield inputs[start : start + 64], codes[start : start + 64]
 
     for start in (optimum * 10.0, embedder.trivial_embedding_ + n / beta * exact / 10.0):
-        estimate, prior_term = fisher.variational_fisher(
+        estimate, prior_term, *_ = fisher.variational_fisher(
             probe,
             head,
             batches,
@@ -123,8 +123,10 @@ def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
             prior=embedder.trivial_embedding_,
             initial_precision=start,
             beta=beta,
-            n_steps=1000,
+            max_steps=1000,
+            tol=0.0,
             learning_rate=0.05,
+            head_weight_decay=embedder.head_weight_decay,
             generator=torch.Generator().manual_seed(0),
         )
         # Compare the Fisher parts, Lambda - lambda^2 against (N / beta) F (the prior is trained too).
@@ -196,6 +198,18 @@ def test_normalised_rows_are_divided_by_their_own_prior(digits_3_vs_8):
             {"variational_steps": 0},
             "'variational_steps' parameter .* must be an int in the range \\[1, inf\\). Got 0",
         ),
+        (
+            {"variational_tol": -1e-3},
+            "'variational_tol' parameter .* must be a float in the range \\[0.0, inf\\). Got -0.001",
+        ),
+        (
+            {"variational_tol": float("nan")},
+            "'variational_tol' parameter .* must be a float in the range \\[0.0, inf\\). Got nan",
+        ),
+        (
+            {"variational_noise": "per_weight"},
+            "'variational_noise' parameter .* must be a str among .*per_example.*Got 'per_weight'",
+        ),
     ],
 )
 def test_bad_variational_parameters(params, message):
@@ -205,10 +219,188 @@ def test_bad_variational_parameters(params, message):
 
 
 def test_unsupported_filter_layer_is_a_clear_error():
-    """Filters the local reparametrisation does not cover (a transposed conv is refused
-    earlier; here a Linear-like module of another type) raise a ValueError naming the layer."""
-    noise = fisher.VariationalFilterNoise(
-        [("odd", nn.Bilinear(2, 2, 3))], [None], np.ones(3), np.ones(3), torch.Generator().manual_seed(0)
+    """Filters the perturbation does not cover (a transposed conv is refused earlier; here a
+    Linear-like module of another type) raise a ValueError naming the layer."""
+    with pytest.raises(ValueError, match="'odd' is a Bilinear"):
+        fisher.VariationalFilterNoise(
+            [("odd", nn.Bilinear(2, 2, 3))], [None], np.ones(3), np.ones(3), torch.Generator().manual_seed(0)
+        )
+
+
+# ------------------------------------------------------------- convolutions: per-example noise
+def one_conv(kernel_size, padding):
+    torch.manual_seed(0)
+    return nn.Conv2d(1, 2, kernel_size, padding=padding).eval()
+
+
+@pytest.mark.parametrize("noise", ["per_example", "per_position"])
+def test_conv_perturbation_has_the_variance_of_its_weight_noise(noise):
+    """Through average pooling, weight noise of variance sigma^2 shared across positions gives
+    the pooled output the variance ``sigma^2 ||mean_t u_t||^2``; independent noise at each
+    position (the paper's local reparametrisation) only ``sigma^2 sum_t ||u_t||^2 / T^2``."""
+    conv = one_conv(3, 0)
+    image = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    precisions = np.array([4.0, 25.0])
+    perturbation = fisher.VariationalFilterNoise(
+        [("conv", conv)], [None], precisions, precisions, torch.Generator().manual_seed(0), noise
     )
-    with noise, pytest.raises(ValueError, match="'odd' is a Bilinear"):
-        noise.filters[0][1](torch.ones(1, 2), torch.ones(1, 2))
+    with torch.no_grad():
+        clean = conv(image).mean((2, 3))
+        with perturbation:
+            pooled = torch.cat([conv(image.expand(2, -1, -1, -1)).mean((2, 3)) for _ in range(3000)])
+    patches = torch.nn.functional.unfold(image, 3)[0].T.double()  # (T, 9)
+    shared = patches.mean(0).square().sum().item()
+    independent = patches.square().sum().item() / len(patches) ** 2
+    expected = (shared if noise == "per_example" else independent) / precisions
+    variance = (pooled.double() - clean.double()).square().mean(0).numpy()
+    np.testing.assert_allclose(variance, expected, rtol=0.1)
+    assert shared > 3 * independent  # the two differ on this input: the check tells them apart
+
+
+@pytest.fixture(scope="module")
+def conv_pool_task():
+    """A convolution followed by average pooling, on the 1,797 digits (10 classes), with its
+    head and ``F`` from method="exact"."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    torch.manual_seed(0)
+    probe_module = nn.Sequential(nn.Conv2d(1, 8, 5, padding=2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    exact = FisherTaskEmbedder(probe=probe_module.eval(), method="exact", random_state=0).fit(X, y)
+    cpu = torch.device("cpu")
+    probe = prepare_probe(exact.probe_, None, cpu)
+    settings = EmbeddingSettings(
+        **{name: getattr(exact, name) for name in EmbeddingSettings.__dataclass_fields__}
+    )
+    head = task_head(probe, ArrayTask(torch.from_numpy(X), y, "X"), settings, cpu).head
+    return probe, head, torch.from_numpy(X), torch.as_tensor(y), exact
+
+
+def run_conv_pool(conv_pool_task, start, noise, *, max_steps, learning_rate):
+    probe, head, inputs, codes, exact = conv_pool_task
+    order = np.random.RandomState(0)
+
+    def batches():
+        for indices in np.array_split(order.permutation(len(codes)), len(codes) // 128):
+            yield inputs[indices], codes[indices]
+
+    return fisher.variational_fisher(
+        probe,
+        head,
+        batches,
+        len(codes),
+        prior=exact.trivial_embedding_,
+        initial_precision=start,
+        beta=1e-3,
+        max_steps=max_steps,
+        tol=0.0,
+        learning_rate=learning_rate,
+        head_weight_decay=exact.head_weight_decay,
+        generator=torch.Generator().manual_seed(0),
+        noise=noise,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", ["prior", "ten times above", "ten times below"])
+def test_conv_followed_by_average_pooling_converges_to_the_fisher(conv_pool_task, start):
+    """(row - prior term) / F within 25% of 1 where the data dominate the prior, from the prior
+    and from ten times off the optimum in either direction: the objective, not the start,
+    carries the estimate, and its optimum is the Fisher of method="exact"."""
+    exact = conv_pool_task[-1]
+    trivial, n, beta = exact.trivial_embedding_, len(conv_pool_task[3]), 1e-3
+    optimum = trivial + n / beta * exact.embedding_
+    initial = {"prior": trivial, "ten times above": 10 * optimum, "ten times below": optimum / 10}[start]
+    result = run_conv_pool(conv_pool_task, initial, "per_example", max_steps=2000, learning_rate=1e-2)
+    data_dominate = n / beta * exact.embedding_ > 10 * trivial
+    assert data_dominate.sum() >= 6
+    ratio = (result.estimate - result.prior_term) / exact.embedding_
+    np.testing.assert_allclose(ratio[data_dominate], 1.0, atol=0.25)
+
+
+@pytest.mark.slow
+def test_per_position_noise_settles_far_below_the_fisher_there(conv_pool_task):
+    """The paper's approximation, kept as variational_noise="per_position": its optimum is the
+    position-diagonal part of the Fisher, over an order of magnitude below F here."""
+    exact = conv_pool_task[-1]
+    optimum = exact.trivial_embedding_ + len(conv_pool_task[3]) / 1e-3 * exact.embedding_
+    result = run_conv_pool(conv_pool_task, optimum, "per_position", max_steps=800, learning_rate=0.05)
+    ratio = (result.estimate - result.prior_term) / exact.embedding_
+    assert np.all(ratio < 0.2)
+
+
+# ------------------------------------------------------------------------- the stopping rule
+def test_stopping_rule_ends_a_run_that_starts_at_its_optimum(digits_3_vs_8):
+    """From the second-order optimum the windowed objective stops falling: the rule ends the
+    run long before variational_steps; tol=0 runs them all."""
+    X, y = digits_3_vs_8
+    embedder = FisherTaskEmbedder(random_state=0).fit([(X, y)])
+    cpu = torch.device("cpu")
+    probe = prepare_probe(embedder.probe_, None, cpu)
+    settings = EmbeddingSettings(
+        **{name: getattr(embedder, name) for name in EmbeddingSettings.__dataclass_fields__}
+    )
+    head = task_head(probe, ArrayTask(torch.from_numpy(X), y, "X"), settings, cpu).head
+    codes, inputs, n = torch.as_tensor(y == 8, dtype=torch.long), torch.from_numpy(X), len(y)
+    start = embedder.trivial_embedding_ + n / 1e-3 * embedder.fit(X, y).embedding_
+
+    def batches():  # 6 batches: windows of 12 steps (two epochs)
+        for begin in range(0, n, 64):
+            yield inputs[begin : begin + 64], codes[begin : begin + 64]
+
+    def run(tol, max_steps):
+        return fisher.variational_fisher(
+            probe,
+            head,
+            batches,
+            n,
+            prior=embedder.trivial_embedding_,
+            initial_precision=start,
+            beta=1e-3,
+            max_steps=max_steps,
+            tol=tol,
+            learning_rate=1e-2,
+            head_weight_decay=embedder.head_weight_decay,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    stopped = run(1e-3, 300)
+    assert stopped.converged and stopped.n_steps % 12 == 0 and 24 <= stopped.n_steps < 300
+    full = run(0.0, 60)
+    assert not full.converged and full.n_steps == 60
+    # Stopping early costs little: the rows are those of the longer run within 10%.
+    np.testing.assert_allclose(stopped.estimate, full.estimate, rtol=0.1)
+
+
+# ------------------------------------------------------------------- the trivial embedding
+@pytest.mark.parametrize("method", ["auto", "variational"])
+def test_single_class_task_has_the_smallest_norm_and_distances_still_work(digits_3_vs_8, method):
+    """A single-class task's row is its method's prior term, 0 for point estimates and
+    (beta / N) lambda^2 for the variational estimate: the smallest norm among tasks of the
+    same examples, raw or trivial-normalised, and the asymmetric distance's complexity term
+    ranks it least complex."""
+    X, y = digits_3_vs_8
+    tasks = [(X, y), (X, X[:, 20] > X[:, 20].mean()), (X, X[:, 36] > 0.5), (X, np.zeros(len(y)))]
+    params = {"method": method, "variational_steps": 40, "random_state": 0}
+    with pytest.warns(UserWarning, match="Task 3 has a single class"):
+        raw_embedder = FisherTaskEmbedder(**params)
+        raw = raw_embedder.fit_transform(tasks)
+        normalised = FisherTaskEmbedder(normalize="trivial", **params).fit_transform(tasks)
+    trivial = raw_embedder.trivial_embedding_
+    if method == "variational":
+        np.testing.assert_allclose(raw[3], 1e-3 / len(y) * trivial)
+        np.testing.assert_allclose(normalised[3], 1.0)
+    else:
+        assert not raw[3].any() and not normalised[3].any()
+    for rows in (raw, normalised):
+        norms = np.linalg.norm(rows, axis=1)
+        assert norms.argmin() == 3 and norms[3] < 0.5 * norms[:3].min()
+    asymmetric = pairwise_task_distances(raw, kind="asymmetric", trivial=trivial)
+    assert np.all(np.isfinite(asymmetric))
+    if method != "variational":  # normalised rows are the raw ones over one common vector
+        normalised_asymmetric = pairwise_task_distances(normalised, kind="asymmetric")
+        np.testing.assert_allclose(asymmetric, normalised_asymmetric, atol=1e-9)
+    # d_asym(a -> b) = d_sym(a, b) - alpha * d_sym(a, t_0): the single-class source is at
+    # distance 0 from the trivial embedding (the zero row, or a multiple of t_0), the others not.
+    gain = pairwise_task_distances(raw) - asymmetric
+    np.testing.assert_allclose(gain[3], 0.0, atol=1e-9)
+    assert np.all(gain[:3] > 1e-3)
