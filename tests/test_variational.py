@@ -275,7 +275,7 @@ def conv_pool_task():
     return probe, head, torch.from_numpy(X), torch.as_tensor(y), exact
 
 
-def run_conv_pool(conv_pool_task, start, noise, *, max_steps, learning_rate):
+def run_conv_pool(conv_pool_task, start, noise, *, max_steps, learning_rate, prior=None):
     probe, head, inputs, codes, exact = conv_pool_task
     order = np.random.RandomState(0)
 
@@ -288,7 +288,7 @@ def run_conv_pool(conv_pool_task, start, noise, *, max_steps, learning_rate):
         head,
         batches,
         len(codes),
-        prior=exact.trivial_embedding_,
+        prior=exact.trivial_embedding_ if prior is None else prior,
         initial_precision=start,
         beta=1e-3,
         max_steps=max_steps,
@@ -305,12 +305,22 @@ def run_conv_pool(conv_pool_task, start, noise, *, max_steps, learning_rate):
 def test_conv_followed_by_average_pooling_converges_to_the_fisher(conv_pool_task, start):
     """(row - prior term) / F within 25% of 1 where the data dominate the prior, from the prior
     and from ten times off the optimum in either direction: the objective, not the start,
-    carries the estimate, and its optimum is the Fisher of method="exact"."""
+    carries the estimate, and its optimum is the Fisher of method="exact". The default
+    learning rate, then a five times smaller one from where it got, so that Adam's jitter
+    (about 10% per filter at 1e-2 on these 25-weight filters) does not hide the optimum."""
     exact = conv_pool_task[-1]
     trivial, n, beta = exact.trivial_embedding_, len(conv_pool_task[3]), 1e-3
     optimum = trivial + n / beta * exact.embedding_
     initial = {"prior": trivial, "ten times above": 10 * optimum, "ten times below": optimum / 10}[start]
-    result = run_conv_pool(conv_pool_task, initial, "per_example", max_steps=2000, learning_rate=1e-2)
+    result = run_conv_pool(conv_pool_task, initial, "per_example", max_steps=1500, learning_rate=1e-2)
+    result = run_conv_pool(
+        conv_pool_task,
+        result.estimate * n / beta,
+        "per_example",
+        max_steps=1000,
+        learning_rate=2e-3,
+        prior=result.prior_term * n / beta,
+    )
     data_dominate = n / beta * exact.embedding_ > 10 * trivial
     assert data_dominate.sum() >= 6
     ratio = (result.estimate - result.prior_term) / exact.embedding_
