@@ -63,21 +63,29 @@ def is_named_probe(probe):
     return isinstance(probe, str) and probe != "auto"
 
 
+#: Prefix of a timm model name given as a probe: ``"timm:convnext_tiny"``.
+TIMM_PREFIX = "timm:"
+
+
 def build_named_probe(name, weights, seed=0):
-    """A torchvision classification model with its classifier removed.
+    """A torchvision (or timm) classification model with its classifier removed.
 
     Parameters
     ----------
     name : str
-        A torchvision classification model name, e.g. ``"resnet34"``.
+        A torchvision classification model name, e.g. ``"resnet34"``, or ``"timm:<name>"`` for
+        a model of timm (the optional extra ``[timm]``), e.g. ``"timm:convnext_tiny"``.
     weights : {"imagenet", None} or path-like
         ``"imagenet"``: torchvision's default pretrained weights, downloaded and cached by
-        torch.hub (``$TORCH_HOME/hub/checkpoints``). ``None``: random initialisation.
+        torch.hub (``$TORCH_HOME/hub/checkpoints``); for timm its default pretrained weights,
+        cached by Hugging Face Hub. ``None``: random initialisation.
         A path: a local ``state_dict`` of the full model or of the body without its classifier,
         loaded with ``weights_only=True``.
     seed : int, default=0
         Seeds the random initialisation (torch's global generator is left as it was).
     """
+    if name.startswith(TIMM_PREFIX):
+        return _build_timm_probe(name[len(TIMM_PREFIX) :], weights, seed)
     import torchvision
 
     available = torchvision.models.list_models(module=torchvision.models)
@@ -111,6 +119,61 @@ def build_named_probe(name, weights, seed=0):
     else:
         raise TypeError(
             f"probe_weights must be 'imagenet', None or a path to a state_dict file, got {weights!r}."
+        )
+    return model
+
+
+def _build_timm_probe(name, weights, seed):
+    """A timm model created without its classifier (``num_classes=0``: it returns its pooled
+    ``(batch, d)`` features), with ``weights`` as in :func:`build_named_probe`."""
+    try:
+        import timm
+    except ImportError as exc:
+        raise ValueError(
+            f"Probe {TIMM_PREFIX + name!r} needs timm: pip install 'sklearn-task2vec[timm]' "
+            f"(or pip install timm)."
+        ) from exc
+    if not timm.is_model(name):
+        raise ValueError(
+            f"Unknown probe {TIMM_PREFIX + name!r}: {name!r} is not a timm model name "
+            f"(timm.list_models() lists them, e.g. {', '.join(timm.list_models()[:5])})."
+        )
+    pretrained = isinstance(weights, str) and weights == "imagenet"
+    if not (pretrained or weights is None or isinstance(weights, (str, os.PathLike))):
+        raise TypeError(
+            f"probe_weights must be 'imagenet', None or a path to a state_dict file, got {weights!r}."
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        except Exception as exc:  # timm and the hub raise many kinds of errors offline
+            if not pretrained:
+                raise
+            raise RuntimeError(
+                f"Could not get the pretrained weights of probe {TIMM_PREFIX + name!r} "
+                f"({type(exc).__name__}: {exc}). Either run once on a machine with internet "
+                f"access (timm caches them in the Hugging Face cache, $HF_HOME), or pass "
+                f"probe_weights='/path/to/state_dict.pt', or probe_weights=None for a randomly "
+                f"initialised probe."
+            ) from exc
+    if pretrained or weights is None:
+        return model
+    state_dict = load_state_dict_file(weights)
+    body = set(model.state_dict())
+    classifier = [key for key in state_dict if key not in body]  # the head num_classes=0 removed
+    try:
+        model.load_state_dict({key: value for key, value in state_dict.items() if key in body})
+    except RuntimeError as exc:
+        raise ValueError(
+            f"probe_weights file {os.fspath(weights)!r} does not fit probe {TIMM_PREFIX + name!r}: {exc}"
+        ) from exc
+    head = getattr(model, "pretrained_cfg", {}).get("classifier")
+    unexpected = [key for key in classifier if not (head and key.startswith(f"{head}."))]
+    if unexpected:
+        raise ValueError(
+            f"probe_weights file {os.fspath(weights)!r} does not fit probe {TIMM_PREFIX + name!r}: "
+            f"unexpected keys {unexpected[:5]} besides the classifier's."
         )
     return model
 

@@ -8,6 +8,8 @@ per-filter Fisher cannot handle must raise a ``ValueError`` that names the layer
 """
 
 import copy
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -492,3 +494,73 @@ def test_named_torchvision_probe_is_embedded(name):
     assert (rows > 0).mean() > 0.5, "most filters get gradient"
     if name == "vit_b_16":
         assert any(".self_attention.q_proj:" in str(filter_name) for filter_name in names)
+
+
+# ----------------------------------------------------------------------------- timm probes
+
+
+class FakeTimmModel(nn.Module):
+    """What ``timm.create_model(name, num_classes=...)`` builds: a body and a ``head`` that
+    ``num_classes=0`` makes an identity, so that the model returns its pooled features."""
+
+    pretrained_cfg = {"classifier": "head"}
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+@pytest.fixture
+def fake_timm(monkeypatch):
+    """A stand-in for the timm package: the real loading code runs against it, offline."""
+    module = types.ModuleType("timm")
+    module.calls = []
+
+    def create_model(name, pretrained=False, num_classes=1000):
+        module.calls.append((name, pretrained, num_classes))
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return FakeTimmModel(num_classes)
+
+    module.create_model = create_model
+    module.is_model = lambda name: name == "fake_net"
+    module.list_models = lambda: ["fake_net"]
+    monkeypatch.setitem(sys.modules, "timm", module)
+    return module
+
+
+def test_timm_probe_is_built_without_its_classifier_and_embedded(fake_timm, one_thread):
+    X = np.random.RandomState(0).normal(size=(6, 3, 6, 6)).astype(np.float32)
+    embedder = FisherTaskEmbedder(probe="timm:fake_net", probe_weights=None, method="exact", random_state=0)
+    rows = embedder.fit_transform([(X, np.arange(6) % 2)])
+    assert fake_timm.calls == [("fake_net", False, 0)]
+    assert list(embedder.get_feature_names_out()) == [f"conv:{i}" for i in range(4)]
+    assert np.isfinite(rows).all() and (rows > 0).all()
+
+
+def test_timm_weights_file_with_its_classifier_loads_into_the_body(fake_timm, tmp_path):
+    trained = FakeTimmModel(num_classes=10)
+    path = tmp_path / "weights.pt"
+    torch.save(trained.state_dict(), path)
+    probe = build_named_probe("timm:fake_net", path)
+    torch.testing.assert_close(probe.conv.weight, trained.conv.weight)
+    assert isinstance(probe.head, nn.Identity)
+    torch.save({**trained.state_dict(), "stray.weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"unexpected keys \['stray.weight'\]"):
+        build_named_probe("timm:fake_net", path)
+
+
+def test_timm_offline_unknown_and_missing_are_clear_errors(fake_timm, monkeypatch):
+    with pytest.raises(
+        RuntimeError, match=r"pretrained weights of probe 'timm:fake_net'.*probe_weights=None"
+    ):
+        build_named_probe("timm:fake_net", "imagenet")
+    with pytest.raises(ValueError, match=r"'nope' is not a timm model name.*fake_net"):
+        build_named_probe("timm:nope", None)
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"needs timm: pip install"):
+        build_named_probe("timm:fake_net", None)
