@@ -510,9 +510,8 @@ VARIATIONAL_HEAD_LEARNING_RATE = 1e-4
 #: :class:`VariationalFilterNoise`.
 VARIATIONAL_NOISES = ("per_example", "per_position")
 
-# Bounds on the window of variational_fisher's stopping rule: at least Adam's momentum horizon
-# (1 / (1 - 0.9) steps), at most this many steps however long an epoch is.
-_MIN_WINDOW, _MAX_WINDOW = 10, 50
+# Bounds on the window of variational_fisher's stopping rule, in steps.
+_MIN_WINDOW, _MAX_WINDOW = 8, 50
 
 # Adam's moments of the precisions restart every this many steps (see variational_fisher).
 _ADAM_RESTART = 100
@@ -777,14 +776,13 @@ def variational_fisher(
     carries the Fisher. A step therefore costs a forward and backward pass of twice the
     batch.
 
-    Stopping rule: the steps are cut into windows of whole epochs, the fewest that make at
-    least 10 steps (Adam's momentum horizon), or 50 steps when an epoch is longer. After each
-    window from the second on, the run stops when the mean objective over the window is not
-    below the previous window's mean by more than ``tol`` times its magnitude,
-    ``mean_previous - mean_last <= tol * |mean_last|``, or after ``max_steps`` steps. A
-    window of whole epochs sees every example once, so the comparison is free of the
-    batches' composition. The result is the geometric mean of ``Lambda`` (and ``lambda^2``)
-    over the last window's steps, which averages out the steps' jitter.
+    Stopping rule: the steps are cut into windows of half an epoch (at least 8 steps, at
+    most 50), so that the first two windows cover the first epoch: the earliest stop sees
+    every example once. At the end of each window from the second on, the run stops when the
+    window's mean objective is not below the previous window's by more than ``tol`` times its
+    magnitude, ``mean_previous - mean_last <= tol * |mean_last|``, or after ``max_steps``
+    steps. The result is the geometric mean of ``Lambda`` (and ``lambda^2``) over the last
+    window's steps, which averages out the steps' jitter.
 
     Parameters
     ----------
@@ -837,9 +835,10 @@ def variational_fisher(
     )
     kl_weight = beta / n_examples
     objectives, states = [], collections.deque(maxlen=_MAX_WINDOW)
-    window, epoch_steps, converged = None, 0, False
+    window, converged = None, False
     with perturbation, torch.enable_grad():
         while not converged and len(objectives) < max_steps:
+            epoch_start = len(objectives)
             for inputs, codes in batches():
                 optimizer.zero_grad(set_to_none=True)
                 twins, twin_codes = torch.cat([inputs, inputs]), torch.cat([codes, codes])
@@ -855,20 +854,26 @@ def variational_fisher(
                         optimizer.state.pop(parameter, None)  # Adam starts afresh at the next step
                 objectives.append(loss.detach())
                 states.append(perturbation.state())
-                if window is None and len(objectives) == _MAX_WINDOW:
-                    window = _MAX_WINDOW
-                steps = len(objectives)
-                if window is not None and steps % window == 0 and steps >= 2 * window:
-                    previous, last = torch.stack(objectives[-2 * window :]).double().view(2, window).mean(1)
-                    converged = tol > 0 and bool(previous - last <= tol * last.abs())
-                if converged or steps == max_steps:
+                if window is None and len(objectives) == 2 * _MAX_WINDOW:
+                    window = _MAX_WINDOW  # an epoch longer than two windows
+                converged = _objective_has_converged(objectives, window, tol)
+                if converged or len(objectives) == max_steps:
                     break
-            if not objectives:
+            if len(objectives) == epoch_start:
                 raise ValueError("method='variational' got a task with no batches to train on.")
             if window is None:
-                epoch_steps = epoch_steps or len(objectives)
-                if len(objectives) >= _MIN_WINDOW:
-                    window = epoch_steps * -(-_MIN_WINDOW // epoch_steps)
+                half_epoch = -(-len(objectives) // 2)
+                window = min(_MAX_WINDOW, max(_MIN_WINDOW, half_epoch))
+                converged = _objective_has_converged(objectives, window, tol)
     last_steps = list(states)[-(window or len(states)) :]
     precisions, priors = perturbation.precisions(torch.stack(last_steps).mean(0))
     return VariationalResult(kl_weight * precisions, kl_weight * priors, len(objectives), converged)
+
+
+def _objective_has_converged(objectives, window, tol):
+    """The stopping rule of :func:`variational_fisher`, checked at the end of each window."""
+    steps = len(objectives)
+    if window is None or tol <= 0 or steps < 2 * window or steps % window:
+        return False
+    previous, last = torch.stack(objectives[-2 * window :]).double().view(2, window).mean(1)
+    return bool(previous - last <= tol * last.abs())

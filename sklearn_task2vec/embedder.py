@@ -143,10 +143,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         Most optimisation steps (batches of ``batch_size``) of ``method="variational"``, cycling
         over the task (about the reference implementation's two epochs of 10,000 samples).
     variational_tol : float, default=1e-3
-        Stopping rule of ``method="variational"``: the steps are grouped in windows of whole
-        epochs (at least 10 steps, at most 50), and the run stops when a window's mean
-        objective is not below the previous window's by more than ``variational_tol`` times
-        its magnitude. ``0`` runs ``variational_steps`` steps.
+        Stopping rule of ``method="variational"``: the steps are grouped in windows of half an
+        epoch (at least 8 steps, at most 50), and the run stops when a window's mean objective
+        is not below the previous window's by more than ``variational_tol`` times its
+        magnitude, at the earliest after one epoch. ``0`` runs ``variational_steps`` steps.
     variational_noise : {"per_example", "per_position"}, default="per_example"
         How ``method="variational"`` perturbs a layer that applies its weights at several
         positions (a convolution). ``"per_example"``: one weight perturbation per example,

