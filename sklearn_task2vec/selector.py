@@ -106,8 +106,67 @@ def soft_labels(errors, *, temperature=20.0):
     return labels / labels.sum(axis=1, keepdims=True)
 
 
-@validate_params({"errors": ["array-like"], "chosen": ["array-like"]}, prefer_skip_nested_validation=True)
-def relative_error_increase(errors, chosen):
+def _check_expert_names(experts):
+    experts = np.asarray(experts)
+    if experts.ndim != 1:
+        raise ValueError(f"experts must be 1-D (one name per expert), got shape {experts.shape}.")
+    if len(set(experts.tolist())) != len(experts):
+        raise ValueError("experts must not repeat a name.")
+    return experts
+
+
+def _names_are_integers(experts):
+    return any(isinstance(name, Integral) for name in experts.tolist())
+
+
+def _expert_columns(labels, experts, n_experts, what, *, named=True):
+    """Column indices of ``labels``: expert names, or column indices when no name is an integer.
+
+    The one rule of this module: with named experts a label is looked up among the names; an
+    integer label is a column index unless some expert's name is an integer (then integers
+    are names, and reading them as indices would be ambiguous). ``named=False``: ``experts``
+    are the classes found in the labels themselves, which are looked up, never read as indices.
+    """
+    integer_labels = np.issubdtype(labels.dtype, np.integer) or (
+        np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0)
+    )
+    if experts is None or (named and integer_labels and not _names_are_integers(experts)):
+        if np.issubdtype(labels.dtype, np.number) and not integer_labels:
+            raise ValueError(f"{what} must hold column indices (integers) or expert names, got {labels[:3]}.")
+        if not integer_labels:
+            shown = [str(label) for label in labels[:3].tolist()]
+            raise ValueError(
+                f"{what} holds expert names ({', '.join(shown)}, ...) but no names were given: "
+                f"pass experts=... (the names of the columns of errors, in order, e.g. "
+                f"experts=selector.classes_), or pass column indices 0 .. {n_experts - 1}."
+            )
+        columns = labels.astype(np.intp)
+        if np.any((columns < 0) | (columns >= n_experts)):
+            raise ValueError(f"{what} has column indices outside [0, {n_experts - 1}].")
+        return columns
+    index = {name: column for column, name in enumerate(experts.tolist())}
+    unknown = sorted({label for label in labels.tolist() if label not in index}, key=str)
+    if unknown:
+        if not named:
+            hint = ""
+        elif _names_are_integers(experts):
+            hint = (
+                " Some expert names are integers, so integer labels are read as names, not as column indices."
+            )
+        else:
+            hint = f" Pass expert names or column indices 0 .. {n_experts - 1}."
+        raise ValueError(
+            f"{what} has labels that are not experts: {unknown[:10]}. The experts are "
+            f"{experts.tolist()[:20]}.{hint}"
+        )
+    return np.array([index[label] for label in labels.tolist()], dtype=np.intp)
+
+
+@validate_params(
+    {"errors": ["array-like"], "chosen": ["array-like"], "experts": ["array-like", None]},
+    prefer_skip_nested_validation=True,
+)
+def relative_error_increase(errors, chosen, *, experts=None):
     """Relative error increase of a model selection over the oracle (paper, Table 1).
 
     ``(mean_i errors[i, chosen[i]] - mean_i min_j errors[i, j]) / mean_i min_j errors[i, j]``:
@@ -118,7 +177,13 @@ def relative_error_increase(errors, chosen):
     errors : array-like of shape (n_tasks, n_experts)
         Test error of every expert on every task (finite).
     chosen : array-like of shape (n_tasks,)
-        Column index (0 .. n_experts - 1) of the expert chosen for each task.
+        The expert chosen for each task: its column index (0 .. n_experts - 1), or, with
+        ``experts``, its name (e.g. the ``predict`` of a :class:`Model2VecSelector` fitted
+        with ``experts=names``).
+    experts : array-like of shape (n_experts,) or None, default=None
+        Names of the columns of ``errors``, in order (e.g. ``selector.classes_``). Integer
+        ``chosen`` are still read as column indices unless an expert's name is itself an
+        integer, in which case ``chosen`` must hold names.
 
     Returns
     -------
@@ -139,6 +204,8 @@ def relative_error_increase(errors, chosen):
     0.0
     >>> round(relative_error_increase(errors, [1, 1]), 6)   # (0.2 - 0.1) / 0.1
     1.0
+    >>> relative_error_increase(errors, ["small", "large"], experts=["small", "large"])
+    0.0
     """
     errors = check_array(errors, dtype=np.float64, input_name="errors")
     chosen = np.asarray(chosen)
@@ -146,12 +213,13 @@ def relative_error_increase(errors, chosen):
         raise ValueError(
             f"chosen must be 1-D with one expert per task ({errors.shape[0]}), got shape {chosen.shape}."
         )
-    if not np.issubdtype(chosen.dtype, np.integer):
-        if not (np.issubdtype(chosen.dtype, np.floating) and np.all(np.mod(chosen, 1) == 0)):
-            raise ValueError("chosen must hold integer column indices of errors.")
-        chosen = chosen.astype(np.intp)
-    if np.any((chosen < 0) | (chosen >= errors.shape[1])):
-        raise ValueError(f"chosen has indices outside [0, {errors.shape[1] - 1}].")
+    if experts is not None:
+        experts = _check_expert_names(experts)
+        if len(experts) != errors.shape[1]:
+            raise ValueError(
+                f"experts must name every column of errors ({errors.shape[1]}), got {len(experts)} names."
+            )
+    chosen = _expert_columns(chosen, experts, errors.shape[1], "chosen")
     oracle = errors.min(axis=1).mean()
     if not oracle > 0:
         raise ValueError(
@@ -323,7 +391,10 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         ``F_j = 0``). Training starts an unknown expert at the mean embedding of its training
         tasks (weighted by the soft labels when ``errors`` is given; the mean of all training
         tasks when it is never the best), i.e. from a nearest-centroid selector. Required when
-        ``max_iter=0``.
+        ``max_iter=0``. Experts whose training task is unknown (a generic pre-trained
+        network) need ``max_iter > 0``: with ``max_iter=0`` a zero row stays zero, at the
+        same distance ``1 - alpha`` from every task, a fallback chosen only when every other
+        expert is farther, not an embedding of what the expert is good at.
     trivial_embedding : array-like of shape (n_features,) or None, default=None
         The trivial embedding ``t_0`` (e.g.
         :attr:`FisherTaskEmbedder.trivial_embedding_ <sklearn_task2vec.FisherTaskEmbedder>`),
@@ -352,10 +423,13 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         batch; time and memory grow linearly with ``n_init``. Unused with ``max_iter=0``.
     experts : array-like of shape (n_experts,) or None, default=None
         Names of the experts, in the order of the columns of ``errors`` and of the rows of
-        ``model_embeddings``; they become ``classes_`` (in this order) and the labels of
-        ``y`` must be among them. ``None``: the experts are ``0 .. n_experts - 1`` when
-        ``errors`` or ``model_embeddings`` give their number, else the classes of ``y``
-        (sorted), like any classifier.
+        ``model_embeddings``; they become ``classes_`` (in this order), so that ``predict``
+        returns names. ``y`` may then hold names or column indices (``errors.argmin(axis=1)``)
+        unless a name is itself an integer, in which case integers are names; pass the
+        predictions to :func:`relative_error_increase` with ``experts=selector.classes_``.
+        ``None``: the experts are ``0 .. n_experts - 1`` when ``errors`` or
+        ``model_embeddings`` give their number, else the classes of ``y`` (sorted), like any
+        classifier.
     random_state : int, RandomState instance or None, default=None
         Seeds the restarts' perturbations. Results are deterministic for a fixed value.
 
@@ -472,8 +546,11 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_tasks, n_features)
             Task embeddings, one per row: finite and non-negative.
         y : array-like of shape (n_tasks,)
-            The best expert of each task. With ``experts``, ``errors`` or
-            ``model_embeddings``, every label must be one of the experts.
+            The best expert of each task. With ``experts``, a name from ``experts`` or a
+            column index ``0 .. n_experts - 1`` (e.g. ``errors.argmin(axis=1)``); integers are
+            read as names instead when some expert's name is an integer. With ``errors`` or
+            ``model_embeddings`` and no ``experts``, a column index. Otherwise any labels,
+            which become the experts.
         errors : array-like of shape (n_tasks, n_experts) or None, default=None
             Test error of every expert (column, in the order of ``experts``) on every task.
             When given, training targets the soft labels of these errors (with
@@ -523,16 +600,11 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
                 f"model_embeddings must have one of its rows per expert ({n_experts} experts), "
                 f"got shape {model_embeddings.shape}."
             )
-        index = {label: j for j, label in enumerate(classes.tolist())}
-        unknown = sorted({label for label in y.tolist() if label not in index}, key=str)
-        if unknown:
-            raise ValueError(
-                f"y has labels that are not experts: {unknown[:10]}. The experts are {classes.tolist()[:20]}."
-            )
+        best = _expert_columns(y, classes, n_experts, "y", named=self.experts is not None)
         if errors is not None:
             targets = soft_labels(errors, temperature=self.label_temperature)
         else:
-            targets = np.eye(n_experts)[[index[label] for label in y.tolist()]]
+            targets = np.eye(n_experts)[best]
 
         tasks = X / trivial
         known = None if model_embeddings is None else model_embeddings / trivial
@@ -576,12 +648,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
 
     def _experts(self, y, errors, model_embeddings):
         if self.experts is not None:
-            experts = np.asarray(self.experts)
-            if experts.ndim != 1:
-                raise ValueError(f"experts must be 1-D (one name per expert), got shape {experts.shape}.")
-            if len(set(experts.tolist())) != len(experts):
-                raise ValueError("experts must not repeat a name.")
-            return experts
+            return _check_expert_names(self.experts)
         if errors is not None:
             return np.arange(errors.shape[1])
         if model_embeddings is not None:

@@ -265,6 +265,41 @@ def test_expert_names():
     np.testing.assert_array_equal(by_column.classes_, np.arange(4))
 
 
+def test_expert_names_or_column_indices_in_fit_and_metric():
+    """With experts=names, y and the metric take names or column indices alike (issue 15)."""
+    X, groups = group_tasks(30, seed=0)
+    names = np.array(["resnet-birds", "resnet-cars", "resnet-fungi", "resnet-food"])
+    errors = errors_for(groups, seed=1)
+    params = {"experts": names, "max_iter": 10, "n_init": 2, "random_state": 0}
+    by_index = Model2VecSelector(**params).fit(X, errors.argmin(axis=1), errors=errors)
+    by_name = Model2VecSelector(**params).fit(X, names[errors.argmin(axis=1)], errors=errors)
+    np.testing.assert_array_equal(by_index.model_embeddings_, by_name.model_embeddings_)
+    chosen = by_index.predict(X)
+    assert set(chosen) <= set(names)
+    increase = relative_error_increase(errors, chosen, experts=by_index.classes_)
+    columns = np.array([names.tolist().index(name) for name in chosen])
+    assert increase == relative_error_increase(errors, columns)
+    assert increase == -model_selection_scorer(by_index, X, errors=errors)
+    # One-hot training (no errors) maps indices to names the same way.
+    one_hot = Model2VecSelector(**params).fit(X, groups)
+    np.testing.assert_array_equal(
+        one_hot.model_embeddings_, Model2VecSelector(**params).fit(X, names[groups]).model_embeddings_
+    )
+    with pytest.raises(ValueError, match=r"pass experts=\.\.\. .*experts=selector.classes_"):
+        relative_error_increase(errors, chosen)
+    with pytest.raises(ValueError, match="not experts"):
+        relative_error_increase(errors, np.full(len(X), "resnet-dogs"), experts=names)
+    with pytest.raises(ValueError, match="name every column"):
+        relative_error_increase(errors, chosen, experts=names[:3])
+    # Integer names are names: their positions would be ambiguous.
+    integers = [10, 20, 30, 40]
+    assert relative_error_increase(errors, np.full(len(X), 20), experts=integers) == pytest.approx(
+        relative_error_increase(errors, np.full(len(X), 1))
+    )
+    with pytest.raises(ValueError, match="read as names"):
+        relative_error_increase(errors, np.full(len(X), 1), experts=integers)
+
+
 # ------------------------------------------------------------------------------------------
 # Metric, scorer, metadata routing
 # ------------------------------------------------------------------------------------------
@@ -360,7 +395,9 @@ def with_entry(value, at=(0, 0)):
             None,
             "strictly positive",
         ),
-        ({"experts": ["a", "b", "c", "d"]}, X_OK, Y_OK, None, "not experts"),
+        ({"experts": ["a", "b", "c", "d"]}, X_OK, np.array(list("abcx"))[Y_OK], None, "not experts"),
+        ({"experts": ["a", "b", "c"]}, X_OK, Y_OK, None, "column indices outside \\[0, 2\\]"),
+        ({"experts": [10, 20, 30, 40]}, X_OK, Y_OK, None, "integer labels are read as names"),
         ({"experts": ["a", "b", "a", "d"]}, X_OK, Y_OK, None, "repeat"),
         ({"max_iter": 0}, X_OK, Y_OK, None, "needs model_embeddings"),
         ({"gamma": 0.0}, X_OK, Y_OK, None, "gamma"),
