@@ -74,7 +74,9 @@ def main():
     batched = timed_search(X, args.n_candidates, args.budget_batched, args)
     print(f"\n{'search':<28}{'evaluations/s':>15}{'trainings/s':>13}{'seconds':>9}")
     print(f"{'one at a time':<28}{one[0]:>15.1f}{one[1]:>13.1f}{one[2]:>9.1f}")
-    print(f"{f'n_candidates={args.n_candidates}':<28}{batched[0]:>15.1f}{batched[1]:>13.1f}{batched[2]:>9.1f}")
+    print(
+        f"{f'n_candidates={args.n_candidates}':<28}{batched[0]:>15.1f}{batched[1]:>13.1f}{batched[2]:>9.1f}"
+    )
     print(f"{'ratio':<28}{batched[0] / one[0]:>14.1f}x{batched[1] / one[1]:>12.1f}x")
 
     rng = np.random.RandomState(0)

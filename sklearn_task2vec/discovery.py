@@ -189,7 +189,7 @@ def _check_labellings(y, n_samples, where="y"):
         counts = np.bincount(codes, minlength=2)
         if counts.min() < 2:
             raise ValueError(
-                f"{name} has {counts.min()} example(s) of class {values[counts.argmin()]!r}: each class "
+                f"{name} has {counts.min()} example(s) of class {python_scalar(values[counts.argmin()])!r}: each class "
                 f"needs at least 2 (one to train on, one to validate on)."
             )
         flip = counts[1] > counts[0] or (counts[1] == counts[0] and codes[0] == 1)
