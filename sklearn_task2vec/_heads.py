@@ -17,15 +17,30 @@ from torch import nn
 from ._utils import autocast_context, module_dtype, to_device
 
 
+def channel_fix(channels, probe_channels):
+    """What to do with images of ``channels`` channels for a probe that takes ``probe_channels``."""
+    if channels == 1 and probe_channels == 3:
+        return (
+            "repeat the gray channel with sklearn_task2vec.datasets.to_rgb(images) (images.repeat(1, 3, 1, 1) "
+            "for a tensor, np.repeat(images, 3, axis=1) for an array); for a torchvision Dataset, add "
+            "transforms.Grayscale(num_output_channels=3) to its transform"
+        )
+    return f"give it images with {probe_channels} channels, or pass a probe module that takes {channels}"
+
+
 def run_without_gradient(module, inputs, where):
     """``module(inputs)`` without gradients; a failure is a ValueError naming the task."""
     try:
         with torch.no_grad():
             return module(inputs)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = next((layer for layer in module.modules() if isinstance(layer, nn.Conv2d)), None)
+        fix = ""
+        if first is not None and inputs.dim() == 4 and inputs.shape[1] != first.in_channels:
+            fix = f" The probe takes {first.in_channels}-channel images: {channel_fix(inputs.shape[1], first.in_channels)}."
         raise ValueError(
             f"{where}: the probe cannot take inputs of shape {tuple(inputs.shape)} "
-            f"(dtype {inputs.dtype}): {exc}"
+            f"(dtype {inputs.dtype}): {exc}{fix}"
         ) from exc
 
 

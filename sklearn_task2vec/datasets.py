@@ -11,6 +11,7 @@
 * :func:`load_image_folder`: a folder of images with one subfolder per class, as torchvision's
   ``ImageFolder``, after refusing directory links that loop.
 * :func:`read_idx`: the IDX file format of MNIST and its kin.
+* :func:`to_rgb`: one-channel images as three-channel ones, for the ImageNet probes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ FASHION_MNIST_CLASSES = (
 #: Fashion-MNIST's natural grouping of its labels, for :func:`~sklearn_task2vec.task_library.hierarchy_tasks`:
 #: tops (T-shirt/top, Pullover, Coat, Shirt), bottoms (Trouser), dresses (Dress), footwear
 #: (Sandal, Sneaker, Ankle boot) and bags (Bag). Leaves are the integer labels. It gives three
-#: tasks: the 10 classes, the 4 tops and the 3 kinds of footwear (the other groups have one class).
+#: tasks: the 10 classes, the 4 tops and the 3 kinds of footwear (the other groups have one class,
+#: and a one-class node is no classification task). For a larger library cut from Fashion-MNIST,
+#: use :func:`~sklearn_task2vec.task_library.one_vs_rest_tasks` (ten binary tasks, named by class
+#: with ``class_names=fashion.target_names``) or :func:`~sklearn_task2vec.task_library.attribute_tasks`.
 FASHION_MNIST_HIERARCHY = {
     "fashion": ["tops", "bottoms", "dresses", "footwear", "bags"],
     "tops": [0, 2, 4, 6],
@@ -227,6 +231,15 @@ def load_fashion_mnist(path=None, *, split="train"):
     >>> library = hierarchy_tasks(fashion.images, fashion.target, fashion.hierarchy)  # doctest: +SKIP
     >>> library.names  # doctest: +SKIP
     ['fashion', 'tops', 'footwear']
+
+    Only three nodes of :data:`FASHION_MNIST_HIERARCHY` hold two classes or more; one binary
+    task per class gives ten, named by class:
+
+    >>> from sklearn_task2vec.task_library import one_vs_rest_tasks
+    >>> one_vs_rest_tasks(fashion.images, fashion.target, class_names=fashion.target_names).names[:3]  # doctest: +SKIP
+    ['T-shirt/top', 'Trouser', 'Pullover']
+
+    The images have one channel; the ImageNet probes take three (:func:`to_rgb`).
     """
     if split not in _FASHION_MNIST_PREFIX:
         raise ValueError(f"load_fashion_mnist: split must be 'train' or 'test', got {split!r}.")
@@ -292,6 +305,43 @@ def load_digits_images():
         target_names=np.arange(10),
         hierarchy=_copy_hierarchy(DIGITS_HIERARCHY),
     )
+
+
+def to_rgb(images):
+    """Gray images (N x 1 x H x W) as RGB ones (N x 3 x H x W), for torchvision's probes.
+
+    The ImageNet probes (``probe="auto"``, ``"resnet34"``, ...) take three-channel images;
+    Fashion-MNIST (:func:`load_fashion_mnist`) and the digits (:func:`load_digits_images`) have
+    one. Repeating the gray level in the three channels is what torchvision's
+    ``transforms.Grayscale(num_output_channels=3)`` does for a Dataset.
+
+    Parameters
+    ----------
+    images : ndarray or torch.Tensor of shape (n_images, 1, height, width)
+        One-channel images.
+
+    Returns
+    -------
+    rgb : ndarray or torch.Tensor of shape (n_images, 3, height, width)
+        The same type as ``images``, each gray level in the three channels (a copy).
+
+    Raises
+    ------
+    ValueError
+        When ``images`` is not N x 1 x H x W.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.datasets import load_digits_images, to_rgb
+    >>> to_rgb(load_digits_images().images).shape
+    (1797, 3, 8, 8)
+    """
+    shape = tuple(images.shape) if hasattr(images, "shape") else np.shape(images)
+    if len(shape) != 4 or shape[1] != 1:
+        raise ValueError(f"to_rgb takes one-channel images of shape (N, 1, H, W), got shape {shape}.")
+    if hasattr(images, "repeat") and not isinstance(images, np.ndarray):  # a torch.Tensor
+        return images.repeat(1, 3, 1, 1)
+    return np.repeat(np.asarray(images), 3, axis=1)
 
 
 def _copy_hierarchy(hierarchy):

@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
 from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
+from ._heads import channel_fix
 from ._pipeline import (
     EmbeddingSettings,
     Seeds,
@@ -54,6 +55,22 @@ from .tasks import (
     example_shape,
     is_task_sequence,
 )
+
+
+def _check_image_channels(probe, probe_name, input_shape, where):
+    """Images against a named probe's first convolution, which would otherwise fail deep in the
+    first pass with torch's "expected input to have 3 channels"."""
+    if len(input_shape) != 3:
+        return
+    first = next((module for module in probe.modules() if isinstance(module, torch.nn.Conv2d)), None)
+    if first is None or first.in_channels == input_shape[0]:
+        return
+    channels = input_shape[0]
+    raise ValueError(
+        f"{where}: probe {probe_name!r} takes {first.in_channels}-channel images, but the examples have "
+        f"{channels} channel{'s' if channels > 1 else ''} (shape {tuple(input_shape)}): "
+        f"{channel_fix(channels, first.in_channels)}."
+    )
 
 
 class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
@@ -347,11 +364,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         seeds = embedding_seeds(self.random_state)
         if is_task_sequence(X):
-            self._fit_probe(self._first_example_shape(X), seeds)
+            self._fit_probe(*self._first_example_shape(X), seeds)
             return self
         check_fit_labels(X, y)
         X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float64, np.float32))
-        self._fit_probe(X.shape[1:], seeds)
+        self._fit_probe(X.shape[1:], "X", seeds)
         task = self._array_task(X, check_labels(y, "y"))
         self.classes_, _ = encode_labels(task.labels, "y")
         self.method_ = fisher_method(self.method, len(self.classes_), self.batch_size, "y")
@@ -379,23 +396,27 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def _first_example_shape(self, tasks):
-        """The shape of task 0's examples, to choose the probe; with ``on_error="warn"``, of the
-        first task whose first example can be read (the others fail again in transform, into
-        ``errors_``)."""
+        """The shape of task 0's examples, to choose the probe, and where it was read; with
+        ``on_error="warn"``, of the first task whose first example can be read (the others fail
+        again in transform, into ``errors_``)."""
         first_error = None
         for index, task in enumerate(tasks):
             try:
-                return example_shape(task, index)
+                return example_shape(task, index), f"task {index}"
             except Exception as error:
                 if self.on_error == "raise":
                     raise
                 first_error = first_error or error
         raise first_error
 
-    def _fit_probe(self, input_shape, seeds):
-        """``probe_`` for examples of shape ``input_shape`` (without the batch axis), and what
-        depends on it alone."""
+    def _fit_probe(self, input_shape, where, seeds):
+        """``probe_`` for examples of shape ``input_shape`` (without the batch axis, read from
+        ``where``), and what depends on it alone."""
         self.probe_ = self._make_probe(input_shape, seeds.probe)
+        if isinstance(self.probe, str):
+            _check_image_channels(
+                self.probe_, "resnet34" if self.probe == "auto" else self.probe, input_shape, where
+            )
         self.trivial_embedding_ = trivial_embedding(embedded_filters(self.probe_, self.skip_layers))
         # Names this fitted probe for the workers that copy it once (_worker_probe).
         self._probe_token = uuid.uuid4().hex

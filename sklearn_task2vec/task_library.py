@@ -487,12 +487,15 @@ def _listed(values, limit=5):
         "inputs": _INPUTS,
         "labels": ["array-like"],
         "classes": ["array-like", None],
+        "class_names": ["array-like", None],
         "max_examples": _MAX_EXAMPLES,
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
-def one_vs_rest_tasks(inputs, labels, *, classes=None, max_examples=None, random_state=None):
+def one_vs_rest_tasks(
+    inputs, labels, *, classes=None, class_names=None, max_examples=None, random_state=None
+):
     """One binary task per class: tell the examples of that class from all the others.
 
     Parameters
@@ -503,6 +506,10 @@ def one_vs_rest_tasks(inputs, labels, *, classes=None, max_examples=None, random
         The class label of each example; two classes at least.
     classes : sequence of labels or None, default=None
         The classes that get a task, in this order. ``None``: every class, sorted.
+    class_names : sequence of str or None, default=None
+        The dataset's names of its integer labels, ``class_names[label]`` (e.g. the
+        ``target_names`` of :func:`~sklearn_task2vec.datasets.load_fashion_mnist`), to name
+        the tasks. ``None``: the tasks are named by their labels.
     max_examples : int or None, default=None
         Cap on each task's examples, stratified between the class and the rest (see
         :func:`hierarchy_tasks`). ``None``: every task has every example.
@@ -512,8 +519,9 @@ def one_vs_rest_tasks(inputs, labels, *, classes=None, max_examples=None, random
     Returns
     -------
     TaskLibrary
-        One task per class, named by the class; its labels are 1 for the class and 0 for the
-        rest. Each ``info`` dict holds ``"positive"``, the class.
+        One task per class, named by the class (by its name, with ``class_names``); its labels
+        are 1 for the class and 0 for the rest. Each ``info`` dict holds ``"positive"``, the
+        class label.
 
     Examples
     --------
@@ -524,6 +532,8 @@ def one_vs_rest_tasks(inputs, labels, *, classes=None, max_examples=None, random
     ['cat', 'dog', 'eel']
     >>> library[0][1]
     array([1, 0, 1, 0])
+    >>> one_vs_rest_tasks(np.zeros((3, 2)), [0, 1, 0], class_names=["cat", "dog"]).names
+    ['cat', 'dog']
     """
     where = "one_vs_rest_tasks"
     inputs, n_examples = _check_builder_inputs(inputs, where)
@@ -544,7 +554,22 @@ def one_vs_rest_tasks(inputs, labels, *, classes=None, max_examples=None, random
         binary = (codes == class_index[label]).astype(np.int64)
         kept = _capped(np.arange(n_examples), binary, max_examples, rng, f"{where}, class {label!r}")
         tasks.append(_take(inputs, kept, binary[kept]))
-    return TaskLibrary(tasks, chosen, [{"positive": label} for label in chosen])
+    names = chosen if class_names is None else _class_names(class_names, chosen, where)
+    return TaskLibrary(tasks, names, [{"positive": label} for label in chosen])
+
+
+def _class_names(class_names, labels, where):
+    """``class_names[label]`` for each label, refused where a label is no position of the list."""
+    class_names = [str(name) for name in np.asarray(class_names).ravel().tolist()]
+    unnamed = [
+        label for label in labels if not (isinstance(label, Integral) and 0 <= label < len(class_names))
+    ]
+    if unnamed:
+        raise ValueError(
+            f"{where}: class_names names the labels 0 .. {len(class_names) - 1} by position, but labels "
+            f"{_listed(unnamed)} are not among them."
+        )
+    return [class_names[label] for label in labels]
 
 
 @validate_params(

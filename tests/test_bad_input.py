@@ -269,12 +269,14 @@ def test_a_task_with_another_number_of_features_than_the_random_probe_was_built_
 
 def test_images_with_the_wrong_number_of_channels():
     one_channel = images(channels=1)
-    message = "the probe cannot take inputs of shape \\(8, 1, 32, 32\\).*3 channels"
+    message = "the probe cannot take inputs of shape \\(8, 1, 32, 32\\).*3 channels.*to_rgb"
     with pytest.raises(ValueError, match=f"^task 1: {message}"):
         image_embedder().fit_transform([images(), one_channel])
-    with pytest.raises(ValueError, match=f"^task 0: {message}"):
+    # Checked in fit, against the probe's first convolution, before any pass (issue 15).
+    at_fit = "probe 'resnet18' takes 3-channel images, but the examples have 1 channel .*to_rgb\\(images\\)"
+    with pytest.raises(ValueError, match=f"^task 0: {at_fit}"):
         image_embedder().fit_transform([dataset(*one_channel)])
-    with pytest.raises(ValueError, match=f"^X: {message}"):
+    with pytest.raises(ValueError, match=f"^X: {at_fit}"):
         image_embedder().fit(*one_channel)
     fitted = image_embedder().fit(*images())
     with pytest.raises(ValueError, match="X has 1 features, but FisherTaskEmbedder is expecting 3 features"):

@@ -304,6 +304,19 @@ def test_one_vs_rest_gives_a_binary_task_per_class():
     np.testing.assert_array_equal(chosen[0][1], library[3][1])
 
 
+def test_one_vs_rest_names_tasks_by_the_datasets_class_names():
+    inputs, labels = indexed_data(n_classes=3)
+    names = np.array(["T-shirt/top", "Trouser", "Pullover"])  # a Bunch's target_names
+    library = one_vs_rest_tasks(inputs, labels, class_names=names)
+    assert library.names == ["T-shirt/top", "Trouser", "Pullover"]
+    assert library.info[1] == {"positive": 1}  # the label itself stays in info
+    np.testing.assert_array_equal(library[1][1], (labels == 1).astype(int))
+    picked = one_vs_rest_tasks(inputs, labels, classes=[2, 0], class_names=names)
+    assert picked.names == ["Pullover", "T-shirt/top"]
+    with pytest.raises(ValueError, match="class_names names the labels 0 .. 1 by position, but labels 2"):
+        one_vs_rest_tasks(inputs, labels, class_names=names[:2])
+
+
 def test_one_vs_rest_cap_keeps_positives_in_proportion():
     inputs, labels = indexed_data(n_per_class=10, n_classes=5)
     library = one_vs_rest_tasks(inputs, labels, max_examples=20, random_state=0)
