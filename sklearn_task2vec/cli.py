@@ -41,6 +41,12 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _PROG = "task2vec"
 _ZIP_MAGIC = b"PK\x03\x04"  # how every .npz file starts
+# First header cell of a CSV file of embeddings: it records whether its rows were divided by the
+# trivial embedding, which the CSV (unlike the NPZ file) does not hold and d_asym needs.
+_CSV_TASK = "task"
+_CSV_TASK_NORMALISED = "task (normalize=trivial)"
+# Upscaling small images more than this with --image-size earns a hint on stderr.
+_UPSCALE_HINT = 4.0
 
 
 class UsageError(Exception):
@@ -107,7 +113,7 @@ def _write_file(path, write, mode="w"):
     write_atomically(path, write_text)
 
 
-def _write_embeddings(path, names, filters, embeddings, trivial):
+def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised):
     import numpy as np
 
     if path.suffix.lower() == ".npz":
@@ -122,7 +128,7 @@ def _write_embeddings(path, names, filters, embeddings, trivial):
 
     def write(file):
         writer = csv.writer(file)
-        writer.writerow(["task", *filters])
+        writer.writerow([_CSV_TASK_NORMALISED if normalised else _CSV_TASK, *filters])
         for name, row in zip(names, embeddings):
             writer.writerow([name, *(repr(float(value)) for value in row)])  # repr: exact round trip
 
@@ -153,7 +159,10 @@ def _npz_arrays(path, required, hint):
 
 
 def _read_embeddings(path):
-    """``(names, filters, embeddings, trivial or None)`` from a file written by ``task2vec embed``."""
+    """``(names, filters, embeddings, trivial or None)`` from a file written by ``task2vec embed``.
+
+    ``trivial`` is the trivial embedding in the file's space: the NPZ file's array, all ones for a
+    CSV file of trivial-normalised rows, None for a CSV file of raw rows (it does not hold it)."""
     import numpy as np
 
     path = Path(path)
@@ -172,9 +181,10 @@ def _read_embeddings(path):
                 rows = [row for row in csv.reader(file) if row]
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
-        if len(rows) < 2 or rows[0][0] != "task":
+        if len(rows) < 2 or rows[0][0] not in (_CSV_TASK, _CSV_TASK_NORMALISED):
             raise DataError(f"{path}: expected a header `task,<filter>,...` and one row per task.")
-        filters, names, trivial = rows[0][1:], [row[0] for row in rows[1:]], None
+        filters, names = rows[0][1:], [row[0] for row in rows[1:]]
+        trivial = np.ones(len(filters)) if rows[0][0] == _CSV_TASK_NORMALISED else None
         if any(len(row) != len(rows[0]) for row in rows[1:]):
             raise DataError(
                 f"{path}: every row must have a task name and one value per filter ({len(filters)})."
@@ -210,11 +220,14 @@ def _load_task(path, image_size):
             ]
         )
         try:
-            return path.resolve().name, load_image_folder(path, transform=transform)
+            dataset = load_image_folder(path, transform=transform)
         except OSError as exc:  # no class folder, or no image in them (FileNotFoundError)
             raise DataError(f"{path}: not an image folder with one subfolder per class ({exc}).") from exc
         except ValueError as exc:  # a directory link that loops
             raise DataError(f"{path}: {exc}") from exc
+        _note_skipped_files(path, dataset)
+        _note_upscaling(path, dataset, image_size)
+        return path.resolve().name, dataset
     if path.suffix.lower() != ".npz":
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder.")
@@ -226,6 +239,71 @@ def _load_task(path, image_size):
     )
     inputs, labels = arrays["X"], arrays["y"]
     return path.stem, (inputs, labels)
+
+
+def _note(message):
+    print(f"{_PROG} embed: {message}", file=sys.stderr)
+
+
+def _note_skipped_files(path, dataset):
+    """Count, on stderr, the files of an image folder that ImageFolder leaves out: those outside
+    the class folders and those whose extension is not an image's."""
+    read = {os.path.realpath(sample) for sample, _ in dataset.samples}
+    skipped = []
+    for folder, _, file_names in os.walk(path, followlinks=True):
+        for file_name in file_names:
+            if (
+                not file_name.startswith(".")
+                and os.path.realpath(os.path.join(folder, file_name)) not in read
+            ):
+                skipped.append(os.path.relpath(os.path.join(folder, file_name), path))
+    if skipped:
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        shown = ", ".join(sorted(skipped)[:3]) + (", ..." if len(skipped) > 3 else "")
+        _note(
+            f"{path}: skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that ImageFolder does "
+            f"not read ({shown}): only files in a class subfolder with an image extension "
+            f"({' '.join(IMG_EXTENSIONS)}) are examples."
+        )
+
+
+def _note_upscaling(path, dataset, image_size):
+    """A hint on stderr when --image-size blows the folder's (first) images up many times."""
+    from PIL import Image
+
+    try:
+        with Image.open(dataset.samples[0][0]) as image:
+            width, height = image.size
+    except (OSError, ValueError):  # an unreadable image fails later, named with its task and file
+        return
+    if image_size > _UPSCALE_HINT * min(width, height):
+        _note(
+            f"{path}: its images are {width} x {height} pixels, upscaled {image_size / min(width, height):.0f}x "
+            f"to --image-size {image_size}. That adds no information and costs about "
+            f"({image_size}/S)^2 times the time of size S; for small images a size such as "
+            f"--image-size {max(32, 2 * min(width, height))} is much faster (the embedding changes with "
+            f"the size: embed the tasks you compare at one size)."
+        )
+
+
+def _imagenet_checkpoint(probe, loaded):
+    """``(name, url, cached file)`` of the torchvision ImageNet weights the embedder will fetch, or
+    None (random probe for 2-D features, a timm probe, an unknown name)."""
+    if probe == "auto":
+        _, first = loaded[0]
+        is_images = not isinstance(first, tuple) or getattr(first[0], "ndim", 0) == 4
+        if not is_images:
+            return None
+        probe = "resnet34"
+    try:
+        import torch
+        import torchvision
+
+        url = torchvision.models.get_model_weights(probe).DEFAULT.url
+    except (ValueError, KeyError, AttributeError):
+        return None
+    return probe, url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def _embed(args):
@@ -267,10 +345,38 @@ def _embed(args):
         random_state=args.random_state,
         verbose=int(args.verbose),
     )
-    with warnings.catch_warnings():
-        # Failed tasks are reported below, by name; the embedder's own warning names their index.
-        warnings.filterwarnings("ignore", message=r"Task \d+ failed")
-        embeddings = embedder.fit_transform([task for _, task in loaded])
+    checkpoint = _imagenet_checkpoint(args.probe, loaded) if weights == "imagenet" else None
+    if checkpoint is not None and not checkpoint[2].is_file():
+        _note(
+            f"the ImageNet weights of probe {checkpoint[0]} are not in {checkpoint[2].parent}: downloading "
+            f"them once (torch prints the address). Offline, pass --probe-weights PATH (a local "
+            f"state_dict) or --probe-weights none (a random probe)."
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            embeddings = embedder.fit_transform([task for _, task in loaded])
+        except RuntimeError as exc:
+            if checkpoint is None or not str(exc).startswith("Could not get the ImageNet weights"):
+                raise
+            cause = exc.__cause__
+            raise DataError(
+                f"could not get the ImageNet weights of probe {checkpoint[0]} ({type(cause).__name__}: "
+                f"{cause}). Run once with internet access (they are then cached in "
+                f"{checkpoint[2].parent}), or download {checkpoint[1]} to {checkpoint[2]}, or pass "
+                f"--probe-weights PATH (a local state_dict of the model), or --probe-weights none for a "
+                f"randomly initialised probe."
+            ) from exc
+    for warning in caught:
+        message = str(warning.message)
+        # Failed tasks are reported below, by name; other warnings name tasks by their folder or file.
+        if re.match(r"Task \d+ failed", message):
+            continue
+        named = re.match(r"Task (\d+) ", message)
+        if named and int(named.group(1)) < len(names):
+            index = int(named.group(1))
+            message = f"{names[index]} ({paths[index]}) {message[named.end() :]}"
+        warnings.warn(message, warning.category, stacklevel=1)
     failures = "; ".join(
         # The embedder's messages start with "task <index>:"; the name and path say more.
         f"{names[index]} ({paths[index]}): {re.sub(rf'^task {index}:? ?', '', str(error))}"
@@ -287,6 +393,7 @@ def _embed(args):
         embedder.get_feature_names_out().tolist(),
         embeddings[kept],
         trivial,
+        normalised=embedder.normalize is not None,
     )
     print(f"Wrote the embeddings of {len(kept)} tasks ({embeddings.shape[1]} filters each) to {output}.")
     if embedder.errors_:
@@ -321,6 +428,13 @@ def _distances(args):
 
     from .distances import pairwise_task_distances
 
+    if args.kind == "asymmetric" and trivial is None:
+        raise DataError(
+            f"{args.embeddings}: the asymmetric distance needs the trivial embedding, which a .csv file "
+            f"embedded without --normalize trivial does not hold (its header starts with "
+            f"{_CSV_TASK!r}, not {_CSV_TASK_NORMALISED!r}). Embed again with --normalize trivial, or "
+            f"to an .npz file (--output embeddings.npz), which stores it."
+        )
     try:
         distances = pairwise_task_distances(
             embeddings,
@@ -471,8 +585,9 @@ def _parser():
         "-o",
         "--output",
         required=True,
-        help="where to write: .csv (a `task` column, then one column per filter) or .npz (arrays "
-        "embeddings, tasks, filters, and trivial, the trivial embedding in the file's space)",
+        help="where to write: .csv (a `task` column, headed `task (normalize=trivial)` with --normalize "
+        "trivial, then one column per filter) or .npz (arrays embeddings, tasks, filters, and "
+        "trivial, the trivial embedding in the file's space)",
     )
     embed.add_argument(
         "--probe",
@@ -503,7 +618,10 @@ def _parser():
         type=_positive_int,
         default=224,
         metavar="PIXELS",
-        help="side of the square images cut from image folders (default: 224)",
+        help="side of the square images cut from image folders (default: 224, the ImageNet probes' "
+        "size). The time grows with its square: for small images (28-pixel Fashion-MNIST, 32-pixel "
+        "CIFAR) a size such as 32 or 64 is many times faster than upscaling them to 224; embed the "
+        "tasks you compare at one size",
     )
     embed.add_argument(
         "--random-state",
@@ -539,8 +657,9 @@ def _parser():
         help="print the distance matrix between embedded tasks",
         description="Print the TASK2VEC distance between every pair of tasks of an embeddings file "
         "written by `task2vec embed`. The asymmetric distance d(a -> b) = d_sym(a, b) - alpha * "
-        "d_sym(a, trivial) needs the trivial embedding: .npz files carry it; a .csv file is assumed "
-        "to be in the trivial-normalised space (embed with --normalize trivial).",
+        "d_sym(a, trivial) needs the trivial embedding: .npz files carry it, and a .csv file embedded "
+        "with --normalize trivial is in the space where it is all ones; a .csv file of raw rows is "
+        "refused for it.",
     )
     distances.add_argument(
         "embeddings", metavar="EMBEDDINGS", help="a .csv or .npz file from `task2vec embed`"

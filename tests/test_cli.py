@@ -108,7 +108,7 @@ def test_embed_to_csv_round_trips_the_numbers(files, tmp_path, capsys):
         rows = list(csv.reader(file))
     embedder = FisherTaskEmbedder(normalize="trivial", random_state=0)
     expected = embedder.fit_transform(list(arrays.values()))
-    assert rows[0] == ["task", *embedder.get_feature_names_out()]
+    assert rows[0] == ["task (normalize=trivial)", *embedder.get_feature_names_out()]
     assert [row[0] for row in rows[1:]] == ["signs", "updown"]
     np.testing.assert_array_equal(np.array([row[1:] for row in rows[1:]], dtype=float), expected)
 
@@ -313,8 +313,10 @@ def test_a_single_class_task_is_a_warning_line_not_an_error(tmp_path, capsys):
     status, _, err = run(capsys, "embed", tmp_path / "flat.npz", "-o", tmp_path / "e.npz")
     assert status == 0
     assert err.strip().startswith("task2vec: warning:") and "single class" in err
+    assert f"flat ({tmp_path / 'flat.npz'}) has a single class" in err and "Task 0" not in err
     with np.load(tmp_path / "e.npz") as stored:
-        np.testing.assert_array_equal(stored["embeddings"][0], stored["trivial"])
+        # The trivial embedding on the point estimate's scale: no Fisher information (0).
+        np.testing.assert_array_equal(stored["embeddings"][0], np.zeros_like(stored["trivial"]))
 
 
 # --------------------------------------------------------------------------------------
@@ -429,3 +431,88 @@ def test_an_image_folder_with_a_looping_link_is_refused_naming_it(files, tmp_pat
     status, _, err = run(capsys, "embed", task, "-o", tmp_path / "e.csv")
     assert status == 1 and not (tmp_path / "e.csv").exists()
     assert_one_line_error(err, "one/loop is a directory link back to")
+
+
+# --------------------------------------------------------------------------------------
+# A new user's first hour (issue 15): messages in the command line's own terms
+# --------------------------------------------------------------------------------------
+
+
+def test_offline_imagenet_weights_give_command_line_advice(tmp_path, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights, "get_state_dict", offline)
+    np.savez(tmp_path / "pictures.npz", X=np.zeros((4, 3, 8, 8), np.float32), y=[0, 1, 0, 1])
+    status, _, err = run(
+        capsys, "embed", tmp_path / "pictures.npz", "--probe", "resnet18", "-o", tmp_path / "e.npz"
+    )
+    assert status == 1 and not (tmp_path / "e.npz").exists()
+    note, error = err.strip().splitlines()
+    # Said before torch's own "Downloading: ..." line would be: why, where, and the offline options.
+    assert note.startswith("task2vec embed: the ImageNet weights of probe resnet18 are not in")
+    assert "--probe-weights none" in note
+    assert error.startswith("task2vec embed: error: could not get the ImageNet weights of probe resnet18")
+    assert "network is unreachable" in error
+    assert "--probe-weights PATH" in error and "--probe-weights none" in error
+    assert "probe_weights" not in err
+
+
+def test_image_folder_notes_name_the_folder_skipped_files_and_upscaling(files, tmp_path, capsys):
+    root, _ = files
+    folder = tmp_path / "only-cats"
+    (folder / "cat").mkdir(parents=True)
+    for index in range(3):
+        Image.fromarray(np.full((6, 6, 3), 40 * index, np.uint8)).save(folder / "cat" / f"{index}.png")
+    (folder / "cat" / "notes.txt").write_text("not an image")
+    (folder / "README.md").write_text("outside any class folder")
+    argv = [
+        "embed",
+        folder,
+        "--probe",
+        "resnet18",
+        "--probe-weights",
+        root / "resnet18.pt",
+        "-o",
+        tmp_path / "e.npz",
+    ]
+    status, _, err = run(capsys, *argv, "--image-size", 32)
+    assert status == 0, err
+    lines = err.strip().splitlines()
+    assert any(
+        f"{folder}: skipped 2 files that ImageFolder does not read (README.md, cat/notes.txt)" in line
+        for line in lines
+    )
+    assert any(
+        f"{folder}: its images are 6 x 6 pixels, upscaled 5x to --image-size 32" in line for line in lines
+    )
+    warning = [line for line in lines if line.startswith("task2vec: warning:")]
+    assert len(warning) == 1 and f"only-cats ({folder}) has a single class" in warning[0]
+    status, _, err = run(capsys, *argv, "--image-size", 24, "--overwrite")
+    assert status == 0 and "upscaled" not in err  # 4x: no hint
+
+
+def test_asymmetric_distances_need_the_trivial_embedding_which_a_raw_csv_lacks(files, tmp_path, capsys):
+    root, _ = files
+    tasks = [root / "signs.npz", root / "updown.npz"]
+    assert run(capsys, "embed", *tasks, "-o", tmp_path / "raw.csv")[0] == 0
+    assert run(capsys, "embed", *tasks, "-o", tmp_path / "raw.npz")[0] == 0
+    assert run(capsys, "embed", *tasks, "--normalize", "trivial", "-o", tmp_path / "normalised.csv")[0] == 0
+    status, _, err = run(capsys, "distances", tmp_path / "raw.csv", "--kind", "asymmetric")
+    assert status == 1
+    assert_one_line_error(
+        err, "raw.csv: the asymmetric distance needs the trivial embedding", "--normalize trivial"
+    )
+    # d_sym is unchanged by dividing by the trivial embedding: both files give the same matrix.
+    _, from_npz, _ = run(capsys, "distances", tmp_path / "raw.npz", "--kind", "asymmetric")
+    status, from_csv, _ = run(capsys, "distances", tmp_path / "normalised.csv", "--kind", "asymmetric")
+    assert status == 0 and from_csv == from_npz
+    assert float(from_csv.splitlines()[2].split()[1]) < 0  # d_asym(t -> t) = -alpha * d_sym(t, t0)
+    assert run(capsys, "distances", tmp_path / "raw.csv")[0] == 0  # symmetric needs no trivial embedding
+
+
+def test_image_size_help_guides_small_images(capsys):
+    status, out, _ = run(capsys, "embed", "--help")
+    assert status == 0
+    assert "for small images" in " ".join(out.split()) and "32 or 64" in " ".join(out.split())
