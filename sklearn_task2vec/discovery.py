@@ -70,6 +70,8 @@ __all__ = [
 
 #: Window of the rolling median that smooths the validation-loss curve (seed 002).
 SMOOTHING_WINDOW = 5
+#: Most networks trained together in one batched training (labellings times seeds).
+MAX_STACKED_MODELS = 256
 BASELINES = ("prior", "blind", "mean")
 STUDIES = ("ablation", "class_ratio", "n_positives", "real_vs_random")
 
@@ -415,7 +417,11 @@ def _network_scores(X, labels, kind, scoring, split_seed, seeds):
     groups = {}
     for row, (train, val) in enumerate(splits):
         groups.setdefault((len(train), len(val)), []).append(row)
-    for rows in groups.values():
+    # Chunks bound the memory of one batched training; the models are independent, so chunking
+    # changes no score.
+    chunk = max(1, MAX_STACKED_MODELS // len(seeds))
+    chunks = [rows[start : start + chunk] for rows in groups.values() for start in range(0, len(rows), chunk)]
+    for rows in chunks:
         val_losses, predictions = _train_population(
             template, X, labels[rows], [splits[row] for row in rows], seeds, scoring
         )

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec import FisherTaskEmbedder, discovery
 from sklearn_task2vec._utils import draw_seeds
 from sklearn_task2vec.discovery import (
     TaskDiscovery,
@@ -52,6 +52,14 @@ def test_taskness_is_repeatable_and_a_stack_scores_as_each_alone():
     assert batched.shape == (4,)
     np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
     assert taskness_score(X, y, random_state=0, **FAST) == alone[0]
+
+
+def test_chunked_stacks_score_the_same(monkeypatch):
+    X = features(n=40)
+    stack = random_labellings((np.arange(40) < 8).astype(int), 5)
+    whole = taskness_score(X, stack, random_state=0, n_steps=10)
+    monkeypatch.setattr(discovery, "MAX_STACKED_MODELS", 2)
+    np.testing.assert_allclose(taskness_score(X, stack, random_state=0, n_steps=10), whole, atol=1e-6)
 
 
 def test_a_real_task_scores_above_random_labellings():
