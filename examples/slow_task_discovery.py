@@ -83,8 +83,8 @@ def plot_tasks(plt, images, labellings, titles, distances, names):
                 axis = figure.add_subplot(sub[line, column])
                 axis.imshow(images[index, 0], cmap="gray_r")
                 axis.axis("off")
-        figure.add_subplot(sub[0, n_cols - 1]).axis("off")
-        figure.text(0.01, 1 - (row + 0.15) / n_rows, title, fontsize=9, va="top")
+                if line == 0 and column == 0:
+                    axis.set_title(title, loc="left", fontsize=9)
     axis = figure.add_subplot(grid[:, 1])
     shown = axis.imshow(distances, cmap="viridis")
     axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
