@@ -228,12 +228,12 @@ def _generic_squared_gradients(module, activation, output_grad):
     return gradients.square().flatten(2).sum(2)
 
 
-def _computes_plain_layer(module):
-    """Whether ``module`` computes exactly its base class's ``x -> w * x + b`` (Linear, Conv1d,
-    Conv2d), the function the closed forms below differentiate. A subclass that overrides
-    ``forward`` (a standardised or dynamically padded convolution) is differentiated through
-    its own code instead (:func:`_generic_squared_gradients`)."""
-    for base in (nn.Linear, nn.Conv1d, nn.Conv2d):
+def computes_plain_layer(module):
+    """Whether ``module`` computes exactly its base class's ``x -> w * x + b`` (Linear or
+    Conv1d/2d/3d): the function that the closed forms of the per-example gradients and the
+    variational output noise assume. A subclass that overrides ``forward`` (a standardised or
+    dynamically padded convolution) computes something else of its weight."""
+    for base in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d):
         if isinstance(module, base):
             kind = type(module)
             same_forward = kind.forward is base.forward
@@ -245,11 +245,12 @@ def _computes_plain_layer(module):
 
 def squared_filter_gradients(module, activation, output_grad):
     """Sum over each filter's weights of the per-example squared weight gradient, (n, n_filters)."""
-    if not _computes_plain_layer(module):
-        return _generic_squared_gradients(module, activation, output_grad)
-    if isinstance(module, nn.Linear):
+    if computes_plain_layer(module) and isinstance(module, nn.Linear):
         return _linear_squared_gradients(activation, output_grad)
-    return _conv_squared_gradients(module, activation, output_grad)
+    if computes_plain_layer(module) and isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return _conv_squared_gradients(module, activation, output_grad)
+    # Conv3d, and subclasses differentiated through their own forward.
+    return _generic_squared_gradients(module, activation, output_grad)
 
 
 def _full_precision(tensor):
@@ -567,12 +568,11 @@ class VariationalFilterNoise:
         if noise not in VARIATIONAL_NOISES:
             raise ValueError(f"noise must be one of {VARIATIONAL_NOISES}, got {noise!r}.")
         for path, module in filters:
-            if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) or getattr(
-                module, "transposed", False
-            ):
+            if not computes_plain_layer(module):
                 raise ValueError(
-                    f"method='variational' perturbs Conv and Linear layers; probe layer "
-                    f"{path!r} is a {type(module).__name__}."
+                    f"method='variational' perturbs the outputs of plain Conv and Linear layers; "
+                    f"probe layer {path!r} is a {type(module).__name__}, which computes its output "
+                    f"otherwise (its own forward). Use method='exact' or 'montecarlo'."
                 )
         self.filters = filters
         self.generator = generator

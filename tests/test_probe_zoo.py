@@ -550,3 +550,10 @@ def test_timm_offline_unknown_and_missing_are_clear_errors(fake_timm, monkeypatc
     monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
     with pytest.raises(ValueError, match=r"needs timm: pip install"):
         build_named_probe("timm:fake_net", None)
+
+
+def test_variational_refuses_layers_with_their_own_forward(one_thread):
+    X = np.random.RandomState(0).normal(size=(8, 2, 7, 7))
+    embedder = FisherTaskEmbedder(probe=SubclassedLayers(), method="variational", variational_steps=2)
+    with pytest.raises(ValueError, match=r"'std' is a StandardisedConv.*method='exact'"):
+        embedder.fit(X, np.arange(8) % 2)
