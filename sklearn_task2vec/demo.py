@@ -313,8 +313,8 @@ def hub_notes(names, nearest_of):
         )
         lines.append(
             f"  {names[hub]} is the nearest task of {count} of the {len(names)}: {why}. A task drawn from "
-            f"the union of others is near each of them (a hub); the second column compares the others "
-            f"among themselves."
+            f"the union of others is near each of them (a hub); the next entries of each row compare the "
+            f"others among themselves."
         )
     return lines
 
