@@ -395,7 +395,8 @@ def _embed(args):
         trivial,
         normalised=embedder.normalize is not None,
     )
-    print(f"Wrote the embeddings of {len(kept)} tasks ({embeddings.shape[1]} filters each) to {output}.")
+    tasks = f"{len(kept)} task{'s' if len(kept) != 1 else ''}"
+    print(f"Wrote the embeddings of {tasks} ({embeddings.shape[1]} filters each) to {output}.")
     if embedder.errors_:
         raise DataError(f"{failed}. The other tasks' rows were written to {output}.")
 

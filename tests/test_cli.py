@@ -489,8 +489,9 @@ def test_image_folder_notes_name_the_folder_skipped_files_and_upscaling(files, t
     )
     warning = [line for line in lines if line.startswith("task2vec: warning:")]
     assert len(warning) == 1 and f"only-cats ({folder}) has a single class" in warning[0]
-    status, _, err = run(capsys, *argv, "--image-size", 24, "--overwrite")
+    status, out, err = run(capsys, *argv, "--image-size", 24, "--overwrite")
     assert status == 0 and "upscaled" not in err  # 4x: no hint
+    assert out.startswith("Wrote the embeddings of 1 task (")
 
 
 def test_asymmetric_distances_need_the_trivial_embedding_which_a_raw_csv_lacks(files, tmp_path, capsys):
