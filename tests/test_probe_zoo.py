@@ -468,10 +468,13 @@ def test_named_torchvision_probe_is_embedded(name):
         for module in probe.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = None
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # train mode drops blocks at random (stochastic depth)
             probe.train()(torch.as_tensor(X))
+    # Two or three examples are separable by any head: weight decay keeps its probabilities off
+    # 0 and 1 (a saturated head has an all-zero Fisher, which is refused).
     embedder = FisherTaskEmbedder(
-        probe=probe, probe_weights=None, method="exact", batch_size=3, random_state=0
+        probe=probe, probe_weights=None, method="exact", batch_size=3, head_weight_decay=0.1, random_state=0
     )
     rows = embedder.fit_transform([(X, np.arange(n_examples) % 2)])
     names = embedder.get_feature_names_out()
