@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 
 from ._attention import ProjectedMultiheadAttention, ProjectedWindowAttention, explicit_attention
-from ._utils import on_device, runs_channels_last
+from ._utils import load_tensors, on_device, runs_channels_last
 
 #: Modules whose weights are filters: one embedding coordinate per output channel/unit.
 FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -198,13 +198,7 @@ def load_state_dict_file(path):
     """Load a ``state_dict`` from a local file, refusing anything but tensors (``weights_only``)."""
     if not os.path.isfile(path):
         raise ValueError(f"probe_weights file not found: {os.fspath(path)!r}.")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"probe_weights file {os.fspath(path)!r} is not a loadable state_dict "
-            f"({type(exc).__name__}: {exc})."
-        ) from exc
+    state_dict = load_tensors(path, f"probe_weights file {os.fspath(path)!r}")
     if not isinstance(state_dict, dict):
         raise ValueError(
             f"probe_weights file {os.fspath(path)!r} holds a {type(state_dict).__name__}, "

@@ -112,3 +112,18 @@ def module_dtype(module):
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.get_default_dtype()
+
+
+def load_tensors(file, what):
+    """``torch.load`` of ``file`` with ``weights_only=True`` (tensors and plain containers only,
+    so that a file cannot run code), with errors that name ``what`` and never advise the unsafe
+    ``weights_only=False`` that torch's own message suggests."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged archive fails in many ways (zip, pickle opcodes, storage)
+        if "weights only load failed" in str(exc).lower():
+            raise ValueError(
+                f"{what} holds Python objects besides tensors, which are never loaded: only tensors "
+                f"are read, so that a file cannot run code. Save a state_dict() with torch.save."
+            ) from None
+        raise ValueError(f"{what} is not a loadable state_dict ({type(exc).__name__}: {exc}).") from exc

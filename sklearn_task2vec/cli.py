@@ -45,6 +45,12 @@ _ZIP_MAGIC = b"PK\x03\x04"  # how every .npz file starts
 # trivial embedding, which the CSV (unlike the NPZ file) does not hold and d_asym needs.
 _CSV_TASK = "task"
 _CSV_TASK_NORMALISED = "task (normalize=trivial)"
+# Spreadsheets run a cell that starts with one of these as a formula: such task names are written
+# with a leading apostrophe (OWASP's advice against CSV injection), removed again on reading.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# An .npz file whose arrays would take more than this share of the physical memory is refused
+# before it is decompressed (a small compressed file can expand to gigabytes).
+_NPZ_MEMORY_SHARE = 0.5
 # Upscaling small images more than this with --image-size earns a hint on stderr.
 _UPSCALE_HINT = 4.0
 
@@ -130,18 +136,41 @@ def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised):
         writer = csv.writer(file)
         writer.writerow([_CSV_TASK_NORMALISED if normalised else _CSV_TASK, *filters])
         for name, row in zip(names, embeddings):
-            writer.writerow([name, *(repr(float(value)) for value in row)])  # repr: exact round trip
+            writer.writerow([_csv_name(name), *(repr(float(value)) for value in row)])  # repr: exact
 
     _write_file(path, write)
 
 
+def _csv_name(name):
+    """A task name as a CSV cell that no spreadsheet runs as a formula."""
+    return f"'{name}" if str(name).startswith(_FORMULA_STARTS) else str(name)
+
+
+def _name_from_csv(cell):
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS) else cell
+
+
 def _npz_arrays(path, required, hint):
     """The arrays of an ``.npz`` file, read without pickle, checked to hold those ``required``."""
+    import zipfile
+
     import numpy as np
 
     with open(path, "rb") as file:
         if file.read(4) != _ZIP_MAGIC:
             raise DataError(f"{path}: not an .npz file (numpy.savez writes a zip archive of arrays).")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}).") from exc
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if expanded > _NPZ_MEMORY_SHARE * memory:
+        raise DataError(
+            f"{path}: its arrays would take {expanded / 2**30:.1f} GiB once decompressed, more than "
+            f"{_NPZ_MEMORY_SHARE:.0%} of this machine's {memory / 2**30:.1f} GiB of memory; refused "
+            f"before decompressing. Split the task, or embed it from Python with a DataLoader."
+        )
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
@@ -183,7 +212,7 @@ def _read_embeddings(path):
             raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
         if len(rows) < 2 or rows[0][0] not in (_CSV_TASK, _CSV_TASK_NORMALISED):
             raise DataError(f"{path}: expected a header `task,<filter>,...` and one row per task.")
-        filters, names = rows[0][1:], [row[0] for row in rows[1:]]
+        filters, names = rows[0][1:], [_name_from_csv(row[0]) for row in rows[1:]]
         trivial = np.ones(len(filters)) if rows[0][0] == _CSV_TASK_NORMALISED else None
         if any(len(row) != len(rows[0]) for row in rows[1:]):
             raise DataError(
@@ -456,9 +485,9 @@ def _distances(args):
 
         def write(file):
             writer = csv.writer(file)
-            writer.writerow(["task", *names])
+            writer.writerow(["task", *map(_csv_name, names)])
             for name, row in zip(names, distances):
-                writer.writerow([name, *(repr(float(value)) for value in row)])
+                writer.writerow([_csv_name(name), *(repr(float(value)) for value in row)])
 
         _write_file(output, write)
         print(f"Wrote the distances to {output}.")

@@ -370,3 +370,49 @@ def test_max_samples_on_a_sorted_loader_embeds_both_classes():
     assert np.isfinite(rows).all() and rows.any()
     again = embedder(max_samples=20).fit_transform([sorted_loader()])
     np.testing.assert_array_equal(rows, again)
+
+
+# ----------------------------------------------------------------------------- files from elsewhere
+
+
+class _Payload:
+    """Any Python object in a weights file: loading it would need pickle, which can run code."""
+
+
+def test_weights_file_with_objects_is_refused_without_unsafe_advice(tmp_path):
+    from sklearn_task2vec.probes import build_named_probe
+
+    path = tmp_path / "weights.pt"
+    torch.save({"conv1.weight": torch.zeros(1), "payload": _Payload()}, path)
+    with pytest.raises(ValueError) as raised:
+        build_named_probe("resnet18", path)
+    message = str(raised.value)
+    assert "weights.pt" in message and "never loaded" in message
+    assert "weights_only=False" not in message and raised.value.__cause__ is None
+
+
+def test_task_names_that_spreadsheets_would_run_are_quoted_and_read_back(tmp_path, capsys):
+    from sklearn_task2vec.cli import main
+
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    task = tmp_path / "=HYPERLINK(1).npz"
+    np.savez(task, X=X, y=X[:, 0] > 0)
+    output = tmp_path / "embeddings.csv"
+    assert main(["embed", str(task), "-o", str(output)]) == 0
+    cell = output.read_text().splitlines()[1].split(",")[0]
+    assert cell.startswith("'=HYPERLINK")
+    assert main(["distances", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "=HYPERLINK(1)" in printed and "'=HYPERLINK" not in printed
+
+
+def test_npz_that_would_expand_beyond_memory_is_refused_before_decompressing(tmp_path, capsys, monkeypatch):
+    from sklearn_task2vec import cli
+
+    task = tmp_path / "bomb.npz"
+    np.savez_compressed(task, X=np.zeros((2000, 500)), y=np.zeros(2000))  # 8 MB of zeros, 20 kB on disk
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(cli, "_NPZ_MEMORY_SHARE", 4e6 / memory)  # as if the machine had 8 MB
+    assert cli.main(["embed", str(task), "-o", str(tmp_path / "out.csv")]) != 0
+    err = capsys.readouterr().err
+    assert "bomb.npz" in err and "refused before decompressing" in err

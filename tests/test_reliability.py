@@ -275,13 +275,16 @@ def test_dask_distributed_cluster_gives_the_sequential_rows():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["loky", "threading"])
-def test_other_joblib_backends_give_the_sequential_rows(backend):
+@pytest.mark.parametrize("backend, repeats", [("loky", 1), ("threading", 20)])
+def test_other_joblib_backends_give_the_sequential_rows(backend, repeats):
+    """Threads share the process: the probe is traced once before dispatch and each thread
+    hooks its own copy. Twenty runs, since a race would show only now and then."""
     tasks = make_tasks(4)
     expected = FisherTaskEmbedder(random_state=0).fit_transform(tasks)
-    with joblib.parallel_config(backend=backend):
-        rows = FisherTaskEmbedder(random_state=0, n_jobs=2).fit_transform(tasks)
-    np.testing.assert_allclose(rows, expected, rtol=1e-10)
+    for _ in range(repeats):
+        with joblib.parallel_config(backend=backend):
+            rows = FisherTaskEmbedder(random_state=0, n_jobs=2).fit_transform(tasks)
+        np.testing.assert_allclose(rows, expected, rtol=1e-10)
 
 
 @pytest.mark.slow

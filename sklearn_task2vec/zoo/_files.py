@@ -16,6 +16,7 @@ from torch import nn
 from .. import __version__
 from .._cache import write_atomically
 from .._probes import build_named_probe
+from .._utils import load_tensors
 from ._expert import Expert
 
 _WEIGHTS_FILE = "weights.pt"
@@ -269,10 +270,7 @@ def _save_state_dict(module, file):
 
 
 def _load_state_dict(file, where):
-    try:
-        state_dict = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged archive fails in many ways (zip, pickle opcodes, storage)
-        raise ValueError(f"{where}: {file.name} is not a loadable state_dict: {exc}") from exc
+    state_dict = load_tensors(file, f"{where}: {file.name}")
     if not isinstance(state_dict, dict):
         # A damaged file, not a wrong argument: a ValueError, like the other damaged files.
         raise ValueError(  # noqa: TRY004
