@@ -127,3 +127,13 @@ def load_tensors(file, what):
                 f"are read, so that a file cannot run code. Save a state_dict() with torch.save."
             ) from None
         raise ValueError(f"{what} is not a loadable state_dict ({type(exc).__name__}: {exc}).") from exc
+
+
+def check_expert_names(experts):
+    """``experts`` as a 1-D array of distinct names, one per expert (a selector's classes)."""
+    experts = np.asarray(experts)
+    if experts.ndim != 1:
+        raise ValueError(f"experts must be 1-D (one name per expert), got shape {experts.shape}.")
+    if len(set(experts.tolist())) != len(experts):
+        raise ValueError("experts must not repeat a name.")
+    return experts

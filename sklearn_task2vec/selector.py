@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from ._kernels import symmetric_distances
-from ._utils import StrictInterval
+from ._utils import StrictInterval, check_expert_names
 
 __all__ = [
     "Model2VecSelector",
@@ -104,15 +104,6 @@ def soft_labels(errors, *, temperature=20.0):
     logits -= logits.max(axis=1, keepdims=True)
     labels = np.exp(logits)
     return labels / labels.sum(axis=1, keepdims=True)
-
-
-def _check_expert_names(experts):
-    experts = np.asarray(experts)
-    if experts.ndim != 1:
-        raise ValueError(f"experts must be 1-D (one name per expert), got shape {experts.shape}.")
-    if len(set(experts.tolist())) != len(experts):
-        raise ValueError("experts must not repeat a name.")
-    return experts
 
 
 def _names_are_integers(experts):
@@ -214,7 +205,7 @@ def relative_error_increase(errors, chosen, *, experts=None):
             f"chosen must be 1-D with one expert per task ({errors.shape[0]}), got shape {chosen.shape}."
         )
     if experts is not None:
-        experts = _check_expert_names(experts)
+        experts = check_expert_names(experts)
         if len(experts) != errors.shape[1]:
             raise ValueError(
                 f"experts must name every column of errors ({errors.shape[1]}), got {len(experts)} names."
@@ -648,7 +639,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
 
     def _experts(self, y, errors, model_embeddings):
         if self.experts is not None:
-            return _check_expert_names(self.experts)
+            return check_expert_names(self.experts)
         if errors is not None:
             return np.arange(errors.shape[1])
         if model_embeddings is not None:

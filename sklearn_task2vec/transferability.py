@@ -36,7 +36,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import validate_params
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import StrictInterval
+from ._utils import StrictInterval, check_expert_names
 from .tasks import encode_labels
 
 __all__ = ["TransferabilitySelector", "h_score", "leep_score", "logme_score", "nce_score"]
@@ -534,14 +534,12 @@ class TransferabilitySelector(BaseEstimator):
         if self.experts is None:
             self.classes_ = np.arange(X.shape[1])
             return self
-        experts = np.asarray(self.experts)
-        if experts.ndim != 1 or len(experts) != X.shape[1]:
+        experts = check_expert_names(self.experts)
+        if len(experts) != X.shape[1]:
             raise ValueError(
-                f"experts must name each of the {X.shape[1]} columns of X (the experts), got shape "
-                f"{experts.shape}."
+                f"experts must name each of the {X.shape[1]} columns of X (the experts), got "
+                f"{len(experts)} names."
             )
-        if len(set(experts.tolist())) != len(experts):
-            raise ValueError("experts must not repeat a name.")
         self.classes_ = experts
         return self
 
