@@ -363,7 +363,7 @@ def check_per_example_gradients(module, filters, inputs):
 
     On ``inputs`` (a few examples) and a random direction ``r`` on the features, compares
     the squared filter gradients of ``(features * r).sum()`` that :class:`FilterFisherRecorder`
-    computes for the batch with those of autograd on each example run alone. They agree for
+    computes for the batch with those of autograd on its first example run alone. They agree for
     every probe the hooks handle. They differ when a weight is read outside its module's call
     (``F.linear(x, self.fc.weight)``, or a fused kernel bypassing the module), which the hooks
     miss, or when a layer mixes examples (a first axis that is not the batch, as in a
@@ -394,24 +394,22 @@ def _compare_per_example_gradients(module, filters, inputs):
         if features.requires_grad:
             (features * direction).sum().backward()
         hooked = recorder.rows
-    alone = []
     for weight in weights:
         weight.requires_grad_(True)  # on the copy: autograd's reference gradients
+    # The first example alone is enough: a missed use of a weight changes its row, and so does
+    # mixing it with the second example of the batch.
     with torch.enable_grad():
-        for example, example_direction in zip(inputs, direction):
-            output = (module(example.unsqueeze(0))[0] * example_direction).sum()
-            gradients = torch.autograd.grad(output, weights, allow_unused=True)
-            alone.append(
-                torch.cat(
-                    [
-                        torch.zeros(len(weight), dtype=torch.float64)
-                        if gradient is None
-                        else gradient.square().flatten(1).mean(1)
-                        for weight, gradient in zip(weights, gradients)
-                    ]
-                )
-            )
-    alone = torch.stack(alone)
+        output = (module(inputs[:1])[0] * direction[0]).sum()
+        gradients = torch.autograd.grad(output, weights, allow_unused=True)
+    alone = torch.cat(
+        [
+            torch.zeros(len(weight), dtype=torch.float64)
+            if gradient is None
+            else gradient.square().flatten(1).mean(1)
+            for weight, gradient in zip(weights, gradients)
+        ]
+    ).unsqueeze(0)
+    hooked = hooked[:1]
     if not (torch.isfinite(alone).all() and torch.isfinite(hooked).all()):
         raise ValueError(
             "The probe's gradients overflow on this task's first examples (non-finite values): "
