@@ -35,6 +35,7 @@ the backward pass computes input gradients only.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import itertools
 import weakref
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import forward_ad
 
 from ._utils import autocast_context, to_device
 
@@ -509,12 +511,6 @@ VARIATIONAL_HEAD_LEARNING_RATE = 1e-4
 #: :class:`VariationalFilterNoise`.
 VARIATIONAL_NOISES = ("per_example", "per_position")
 
-# Bounds on the window of variational_fisher's stopping rule, in steps.
-_MIN_WINDOW, _MAX_WINDOW = 8, 50
-
-# Adam's moments of the precisions restart every this many steps (see variational_fisher).
-_ADAM_RESTART = 100
-
 
 class VariationalFilterNoise:
     """Gaussian perturbation ``w ~ N(w_hat, Lambda^-1)`` of a probe's filters, one precision per filter.
@@ -554,15 +550,14 @@ class VariationalFilterNoise:
     exactly the perturbation's distribution).
 
     Used as a context manager: while entered, forward hooks add the noise to every filter
-    module's output. Parameters: ``log_precisions`` (one tensor per filter module, ``log
-    Lambda_k`` of the probe's original filters) and ``log_priors`` (one ``log lambda_l^2`` per
-    module), both trained. A folded BatchNorm (``scales``) multiplies a filter's weights by
-    ``gamma / sigma``, so the folded layer's noise variance is ``(gamma / sigma)^2 / Lambda_k``.
+    module's output. ``log_precisions`` holds one tensor per filter module, ``log Lambda_k`` of
+    the probe's original filters; they require gradients, so that a backward pass gives the
+    loss's derivative in the noise variance (:meth:`curvatures`), and :meth:`set_precisions`
+    moves them. A folded BatchNorm (``scales``) multiplies a filter's weights by ``gamma /
+    sigma``, so the folded layer's noise variance is ``(gamma / sigma)^2 / Lambda_k``.
     """
 
-    def __init__(
-        self, filters, scales, prior, initial_precision, generator, noise="per_example", antithetic=False
-    ):
+    def __init__(self, filters, scales, initial_precision, generator, noise="per_example", antithetic=False):
         if noise not in VARIATIONAL_NOISES:
             raise ValueError(f"noise must be one of {VARIATIONAL_NOISES}, got {noise!r}.")
         for path, module in filters:
@@ -576,29 +571,22 @@ class VariationalFilterNoise:
         self.generator = generator
         self.noise = noise
         self.antithetic = antithetic
-        self.weight_scales, self.log_precisions, self.log_priors = [], [], []
-        self.squared_weight_sums, self.weights_per_filter = [], []
+        self.weight_scales, self.log_precisions, weights_per_filter = [], [], []
         offset = 0
         for (_, module), scale in zip(filters, scales):
             weight = module.weight.detach()
             n_out = weight.shape[0]
             factor = torch.ones(n_out, dtype=weight.dtype, device=weight.device) if scale is None else scale
-            factor = factor.to(weight.dtype)
-            original = weight.reshape(n_out, -1) / factor.unsqueeze(1)  # the probe's weights before folding
-            log_prior = torch.tensor(float(np.log(prior[offset])), dtype=weight.dtype, device=weight.device)
             initial = torch.from_numpy(np.log(initial_precision[offset : offset + n_out]))
-            self.weight_scales.append(factor.square())
-            self.log_precisions.append(initial.to(dtype=weight.dtype, device=weight.device))
-            self.log_priors.append(log_prior)
-            self.squared_weight_sums.append(original.pow(2).sum())
-            self.weights_per_filter.append(original.shape[1])
+            self.weight_scales.append(factor.to(weight.dtype).square())
+            self.log_precisions.append(initial.to(dtype=weight.dtype, device=weight.device).requires_grad_())
+            weights_per_filter.append(np.full(n_out, weight[0].numel(), dtype=np.float64))
             offset += n_out
-        for tensor in (*self.log_precisions, *self.log_priors):
-            tensor.requires_grad_()
+        #: ``n_k``, the weights of each filter, float64 numpy of shape (n_filters,).
+        self.weights_per_filter = np.concatenate(weights_per_filter) if weights_per_filter else np.zeros(0)
         self._handles = []
-
-    def parameters(self):
-        return [*self.log_precisions, *self.log_priors]
+        self._last_draws = [None] * len(filters)
+        self._replayed = None
 
     def __enter__(self):
         for index, (_, module) in enumerate(self.filters):
@@ -612,96 +600,148 @@ class VariationalFilterNoise:
 
     def _perturb(self, index):
         def on_forward(module, inputs, output):
-            variances = self.weight_scales[index] * torch.exp(-self.log_precisions[index])
             activation = inputs[0]
-            if self.noise == "per_example" and _positions_per_example(module, activation, output) > 1:
-                return output + self._shared_weight_noise(module, activation, variances.sqrt())
-            return output + self._independent_output_noise(module, activation, output, variances)
+            if self._replayed is None:
+                draws = self._draw(module, activation, output)
+                self._last_draws[index] = draws
+                coefficient = (self.weight_scales[index] * torch.exp(-self.log_precisions[index])).sqrt()
+                twins = self.antithetic
+            else:
+                draws, coefficient, twins = self._last_draws[index], self._replayed[index], False
+            if not isinstance(module, nn.Linear):
+                coefficient = coefficient.view(1, -1, *(1,) * (output.dim() - 2))
+            return output + coefficient * self._unit_noise(module, activation, draws, twins)
 
         return on_forward
 
-    def _per_example(self, draw, shape, flip):
-        """``draw(shape)`` for a batch of ``shape[0]`` examples. In antithetic pairs the second
-        half of the batch repeats the first (negated when ``flip``)."""
-        if not self.antithetic:
-            return draw(shape)
-        first = draw((shape[0] // 2, *shape[1:]))
-        return torch.cat([first, -first if flip else first])
-
-    def _signs(self, shape, like, flip):
-        def draw(size):
-            signs = torch.randint(0, 2, size, generator=self.generator, device=like.device)
-            return (2 * signs - 1).to(like.dtype)
-
-        return self._per_example(draw, shape, flip)
-
-    def _shared_weight_noise(self, module, activation, deviations):
-        """Flipout: ``s_n * layer(x_n * r_n, sigma * epsilon)``, one ``epsilon`` per batch."""
-        weight = module.weight
-        epsilon = torch.randn(
-            weight.shape, generator=self.generator, device=weight.device, dtype=weight.dtype
+    def _draw(self, module, activation, output):
+        """The random draws of one forward through ``module``, for the first half of the batch in
+        antithetic pairs (the twins reuse them): Flipout's ``epsilon`` and signs where the layer
+        applies its weights at several positions of an example, else the outputs' Gaussians."""
+        n = activation.shape[0] // 2 if self.antithetic else activation.shape[0]
+        device, dtype = activation.device, activation.dtype
+        if self.noise == "per_example" and _positions_per_example(module, activation, output) > 1:
+            weight = module.weight
+            epsilon = torch.randn(weight.shape, generator=self.generator, device=device, dtype=weight.dtype)
+            if isinstance(module, nn.Linear):
+                between = (1,) * (activation.dim() - 2)
+                in_shape, out_shape = (n, *between, activation.shape[-1]), (n, *between, weight.shape[0])
+            else:
+                spatial = (1,) * (activation.dim() - 2)
+                in_shape, out_shape = (n, activation.shape[1], *spatial), (n, weight.shape[0], *spatial)
+            signs = [
+                (2 * torch.randint(0, 2, shape, generator=self.generator, device=device) - 1).to(dtype)
+                for shape in (in_shape, out_shape)
+            ]
+            return ("flipout", epsilon, *signs)
+        gaussians = torch.randn(
+            (n, *output.shape[1:]), generator=self.generator, device=device, dtype=output.dtype
         )
-        n = activation.shape[0]
-        if isinstance(module, nn.Linear):
-            between = (1,) * (activation.dim() - 2)
-            in_signs = self._signs((n, *between, activation.shape[-1]), activation, flip=False)
-            out_signs = self._signs((n, *between, weight.shape[0]), activation, flip=True)
-            return out_signs * deviations * F.linear(activation * in_signs, epsilon)
-        spatial = (1,) * (activation.dim() - 2)
-        in_signs = self._signs((n, activation.shape[1], *spatial), activation, flip=False)
-        out_signs = self._signs((n, weight.shape[0], *spatial), activation, flip=True)
-        perturbation = module._conv_forward(activation * in_signs, epsilon, None)
-        return out_signs * deviations.view(1, -1, *spatial) * perturbation
+        return ("outputs", gaussians)
 
-    def _independent_output_noise(self, module, activation, output, variances):
-        """Local reparametrisation: Gaussian outputs, independent across output positions."""
+    def _unit_noise(self, module, activation, draws, twins):
+        """The perturbation of ``module``'s output for a unit deviation of every filter (the hook
+        scales it per filter). ``twins``: the batch is the draws' examples then their twins,
+        whose perturbation is negated."""
+
+        def per_example(first, flip):
+            if not twins:
+                return first
+            return torch.cat([first, -first if flip else first])
+
+        kind, *tensors = draws
+        if kind == "flipout":
+            # Flipout: s_n * layer(x_n * r_n, epsilon), one epsilon per batch.
+            epsilon, in_signs, out_signs = tensors
+            in_signs, out_signs = per_example(in_signs, False), per_example(out_signs, True)
+            if isinstance(module, nn.Linear):
+                return out_signs * F.linear(activation * in_signs, epsilon)
+            return out_signs * module._conv_forward(activation * in_signs, epsilon, None)
+        # Local reparametrisation: Gaussian outputs of standard deviation ||receptive field||,
+        # independent across output positions.
         squares = activation.pow(2)
         if isinstance(module, nn.Linear):
-            spread = squares.sum(-1, keepdim=True) * variances
+            spread = squares.sum(-1, keepdim=True)
         else:
             ones = squares.new_ones((module.groups, module.in_channels // module.groups, *module.kernel_size))
-            per_group = module._conv_forward(squares, ones, None)
-            spatial = (1,) * (per_group.dim() - 2)
-            spread = per_group.repeat_interleave(module.out_channels // module.groups, dim=1)
-            spread = spread * variances.view(1, -1, *spatial)
-        noise = self._per_example(
-            lambda size: torch.randn(
-                size, generator=self.generator, device=output.device, dtype=output.dtype
-            ),
-            output.shape,
-            flip=True,
-        )
+            spread = module._conv_forward(squares, ones, None).repeat_interleave(
+                module.out_channels // module.groups, dim=1
+            )
         # The clamp keeps sqrt differentiable where a receptive field is all zeros.
-        return torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * noise
+        return torch.sqrt(spread.clamp_min(torch.finfo(spread.dtype).tiny)) * per_example(tensors[0], True)
 
-    def kl_divergence(self):
-        """``KL(N(w_hat, Lambda^-1) || N(0, lambda^-2 I))``, summed over the filters' weights.
-
-        Per layer (supplementary sec. 6): ``1/2 sum_k n_k (lambda^2 / Lambda_k - log(lambda^2 /
-        Lambda_k) - 1) + 1/2 lambda^2 ||w_hat||^2``, with ``n_k`` the weights per filter.
-        """
-        total = 0.0
-        for log_precision, log_prior, n_weights, squared_sum in zip(
-            self.log_precisions, self.log_priors, self.weights_per_filter, self.squared_weight_sums
-        ):
-            ratio = log_prior - log_precision
-            total = total + 0.5 * n_weights * (torch.exp(ratio) - ratio - 1.0).sum()
-            total = total + 0.5 * torch.exp(log_prior) * squared_sum
-        return total
-
-    def state(self):
-        """The trained values, ``log Lambda`` then ``log lambda^2`` per filter, one float64 vector."""
-        per_filter = [
-            prior.detach().double().expand(len(precision))
-            for prior, precision in zip(self.log_priors, self.log_precisions)
+    def deviations(self):
+        """The current deviations of the folded filters' noise, one detached tensor per module."""
+        return [
+            (scale * torch.exp(-log_precision.detach())).sqrt()
+            for scale, log_precision in zip(self.weight_scales, self.log_precisions)
         ]
-        return torch.cat([value.detach().double() for value in self.log_precisions] + per_filter)
 
-    def precisions(self, state=None):
-        """``(Lambda, lambda^2)`` of ``state`` (default: the current one), per filter, float64 numpy."""
-        values = (self.state() if state is None else state).exp().cpu().numpy()
-        n_filters = len(values) // 2
-        return values[:n_filters], values[n_filters:]
+    @contextlib.contextmanager
+    def replaying(self, coefficients):
+        """Within: forwards reuse the last draws' first half, on the clean activations, scaled
+        per filter by ``coefficients`` (one tensor per module) instead of the deviations."""
+        self._replayed = coefficients
+        try:
+            yield
+        finally:
+            self._replayed = None
+
+    def quadratic_curvatures(self, model, inputs):
+        """``dQ / d sigma_k^2`` of the last draws, ``Q`` the loss's second-order model.
+
+        ``model`` maps ``inputs`` (the first half of the last batch) to logits. With ``u_n = J_n
+        delta_n`` the first-order change of example ``n``'s logits under its perturbation
+        ``delta_n`` and ``H_n = diag p_n - p_n p_n^T``, ``Q = mean_n u_n^T H_n u_n / 2``, whose
+        expectation over the draws is ``sum_k sigma_k^2 n_k F_k / 2``: its derivative, of
+        known mean ``n_k F_k / 2``, is a control variate of :meth:`curvatures` that carries the
+        same noise from the draws where the loss is quadratic. ``u`` comes from one forward-mode
+        pass (the deviations as tangents), ``dQ / d sigma_k`` from one reverse pass with the
+        cotangent ``H u / N`` at zero noise.
+        """
+        deviations = self.deviations()
+        with torch.no_grad(), forward_ad.dual_level():
+            tangents = [forward_ad.make_dual(torch.zeros_like(d), d) for d in deviations]
+            with self.replaying(tangents):
+                logits, change = forward_ad.unpack_dual(model(inputs))
+        probs = torch.softmax(logits.float(), dim=-1)
+        change = change.float()
+        cotangent = (probs * change - probs * (probs * change).sum(-1, keepdim=True)) / len(inputs)
+        scales = [torch.zeros_like(d, requires_grad=True) for d in deviations]
+        with torch.enable_grad(), self.replaying(scales):
+            slopes = torch.autograd.grad(model(inputs), scales, cotangent.to(logits.dtype), allow_unused=True)
+        # dQ / d sigma_k^2 = dQ / d s_k * s_k / (2 sigma_k^2), s_k the folded filter's deviation.
+        return torch.cat(
+            [
+                (
+                    torch.zeros_like(d) if slope is None else slope * d * log_precision.detach().exp() / 2
+                ).double()
+                for slope, d, log_precision in zip(slopes, deviations, self.log_precisions)
+            ]
+        )
+
+    def curvatures(self):
+        """``dL / d sigma_k^2`` per filter after a backward pass of ``L``, float64 on the device.
+
+        ``sigma_k^2 = 1 / Lambda_k``, so ``dL / d sigma_k^2 = -Lambda_k dL / d log Lambda_k``.
+        To second order in the perturbation it is ``n_k F_k / 2`` (the loss's Hessian summed
+        over filter ``k``'s weights, halved), whatever ``Lambda``.
+        """
+        return torch.cat(
+            [
+                -(log_precision.detach().exp() * log_precision.grad).double()
+                for log_precision in self.log_precisions
+            ]
+        )
+
+    def set_precisions(self, precisions):
+        """Perturb with ``precisions`` (a tensor of shape (n_filters,)) from now on."""
+        offset = 0
+        with torch.no_grad():
+            for log_precision in self.log_precisions:
+                n_out = len(log_precision)
+                log_precision.copy_(precisions[offset : offset + n_out].log())
+                offset += n_out
 
 
 def _positions_per_example(module, activation, output):
@@ -716,13 +756,15 @@ class VariationalResult(NamedTuple):
 
     ``estimate`` and ``prior_term``: ``(beta / N) Lambda`` and ``(beta / N) lambda^2``, float64
     arrays of shape (n_filters,); ``n_steps``: the steps taken; ``converged``: whether the
-    stopping rule ended the run (else ``max_steps`` did).
+    stopping rule ended the run (else ``max_steps`` did); ``relative_error``: the estimated
+    standard error of ``estimate`` at the end, relative to it (L2 norms over the filters).
     """
 
     estimate: np.ndarray
     prior_term: np.ndarray
     n_steps: int
     converged: bool
+    relative_error: float
 
 
 def variational_fisher(
@@ -736,51 +778,55 @@ def variational_fisher(
     beta,
     max_steps,
     tol,
-    learning_rate,
     head_weight_decay,
     generator,
     noise="per_example",
+    fisher=None,
 ):
     """The paper's robust Fisher estimate of the probe's filters (sec. 3.1, supplementary sec. 6).
 
-    Minimises over the per-filter precisions ``Lambda`` (and the per-layer prior precisions
-    ``lambda^2``), by stochastic gradient variational Bayes,
+    The precisions ``Lambda`` (one per filter) minimise
 
         L(w_hat; Lambda) = E_{w ~ N(w_hat, Lambda^-1)} [ H_{p_w, p_hat}(y|x) ] + beta KL(N(w_hat, Lambda^-1) || N(0, lambda^-2 I))
 
-    with ``H`` the cross-entropy on the task's labels summed over its ``N`` examples (here
-    the mean over a batch plus ``beta / N`` times the KL). To second order its minimum is at
-    ``Lambda_k = lambda^2 + (N / beta) F_k``, with ``F_k`` the Fisher averaged over filter
-    ``k``'s weights (the embedding of the point estimators), hence the estimate
+    with ``H`` the cross-entropy on the task's labels summed over its ``N`` examples and
+    ``lambda^2`` the prior precision of the filter's layer. Per filter ``k`` of ``n_k``
+    weights, with ``sigma_k^2 = 1 / Lambda_k``, the KL is ``n_k / 2 (lambda^2 sigma_k^2 -
+    log(lambda^2 sigma_k^2) - 1)`` plus a term free of ``Lambda``, so ``dL / d sigma_k^2 = 0``
+    reads
 
-        (beta / N) Lambda = F + (beta / N) lambda^2,
+        Lambda_k = lambda^2 + (2 N / (beta n_k)) g_k,      g_k = d E[H / N] / d sigma_k^2,
 
-    biased towards the prior term ``(beta / N) lambda^2`` (the trivial embedding) when the
-    task is small or its loss flat, instead of being degenerate. (The paper writes ``beta /
-    2N``; the constant only rescales the embedding.) That optimum needs the perturbation of
-    a weight shared across the positions where the layer applies it, ``noise="per_example"``;
+    and the row is ``(beta / N) Lambda_k = (beta / N) lambda^2 + 2 g_k / n_k``. To second
+    order ``g_k = n_k F_k / 2`` whatever ``Lambda``: the paper's ``(beta / N) Lambda = F +
+    (beta / N) lambda^2`` (it writes ``beta / 2N``; the constant only rescales the row);
+    beyond it, ``g_k`` is the loss's response to noise of the size ``Lambda^-1`` the task
+    tolerates, the estimator's robustness. That needs the perturbation of a weight shared
+    across the positions where the layer applies it, ``noise="per_example"``;
     ``"per_position"`` is the paper's cheaper approximation, whose optimum is the
-    position-diagonal part of the Fisher (:class:`VariationalFilterNoise`). The head is
-    trained jointly at the paper's low learning rate (:data:`VARIATIONAL_HEAD_LEARNING_RATE`),
-    the precisions and priors at ``learning_rate`` (Adam), with ``Lambda = exp(log Lambda)``
-    kept positive. Far below its optimum the gradient of ``log Lambda`` is larger by the
-    ratio ``Lambda* / Lambda`` (thousands, from the prior), and Adam's second moment, which
-    remembers about 1,000 steps, would then shrink the later steps to nothing: the
-    precisions' Adam moments restart every 100 steps. The head's loss keeps the L2 penalty
-    it was trained with. Each batch is evaluated in antithetic pairs, at ``w_hat + delta_n``
-    and ``w_hat - delta_n`` for each example: the loss's term linear in ``delta`` has mean
-    zero but the largest variance (only the head, not the probe, is at a minimum of the
-    task's loss), and it cancels within each pair, leaving the second-order term that
-    carries the Fisher. A step therefore costs a forward and backward pass of twice the
-    batch.
+    position-diagonal part of the Fisher (:class:`VariationalFilterNoise`).
 
-    Stopping rule: the steps are cut into windows of half an epoch (at least 8 steps, at
-    most 50), so that the first two windows cover the first epoch: the earliest stop sees
-    every example once. At the end of each window from the second on, the run stops when the
-    window's mean objective is not below the previous window's by more than ``tol`` times its
-    magnitude, ``mean_previous - mean_last <= tol * |mean_last|``, or after ``max_steps``
-    steps. The result is the geometric mean of ``Lambda`` (and ``lambda^2``) over the last
-    window's steps, which averages out the steps' jitter.
+    The stationarity condition is solved by stochastic fixed-point iteration (Robbins-Monro)
+    rather than by descending ``L``: ``L`` is nearly flat in ``Lambda`` (the cross-entropy
+    dominates it) and its stochastic gradients in ``log Lambda`` are weak and noisy, so
+    gradient steps take thousands of steps to settle. Each step draws a batch in antithetic
+    pairs (``w_hat + delta_n`` and ``w_hat - delta_n``: the loss's term linear in ``delta``,
+    which has mean zero but the largest variance, cancels within each pair), and one backward
+    pass gives the reparametrisation estimate of ``g`` (:meth:`VariationalFilterNoise.curvatures`)
+    and the head's gradient. ``Lambda`` after ``t`` steps is the fixed point's right-hand side
+    at the mean of the ``t`` estimates and of the start's own ``g`` (counted as one), so the
+    noise of the next step has the size the estimate so far says; a filter whose mean ``g`` is
+    not positive (its loss does not rise under noise) is held at its prior, ``Lambda_k =
+    lambda^2``. ``lambda^2`` stays at its given value, the layer's weight scale (training it
+    jointly, as the paper does, has no finite optimum on a task the data do not determine:
+    with this KL it falls to 0). The head is trained jointly at the paper's low learning rate
+    (:data:`VARIATIONAL_HEAD_LEARNING_RATE`, Adam), with the L2 penalty it was trained with.
+    A step costs a forward and backward pass of twice the batch.
+
+    Stopping rule: the standard error of the mean ``g`` per filter, from the spread of the
+    steps' estimates, gives that of the row; the run stops at the first step, from the end of
+    the first epoch on (every example seen once), where that standard error is at most
+    ``tol`` times the row (L2 norms over the filters), or after ``max_steps`` steps.
 
     Parameters
     ----------
@@ -793,21 +839,18 @@ def variational_fisher(
     n_examples : int
         ``N``, the examples in the task.
     prior : ndarray of shape (n_filters,)
-        Initial prior precision per filter (``lambda^2``, the probe's ``trivial_embedding_``).
+        The prior precision ``lambda^2`` of each filter's layer (the probe's
+        ``trivial_embedding_``).
     initial_precision : ndarray of shape (n_filters,)
-        Where the optimisation of ``Lambda`` starts. Stochastic gradients of ``log Lambda``
-        are weak and noisy where the perturbation is small, so a start far from the optimum
-        costs thousands of steps; the second-order solution ``prior + (N / beta) F`` from a
-        point estimate of ``F`` is a start the objective then corrects.
+        Where the iteration starts: the second-order solution ``prior + (N / beta) F`` from a
+        point estimate of ``F`` puts the first steps' noise at about its final size.
     beta : float
         Weight of the KL term against the summed cross-entropy (1 is the evidence lower bound).
     max_steps : int
-        Most optimisation steps (batches), cycling over epochs.
+        Most steps (batches), cycling over epochs.
     tol : float
-        Relative decrease of the windowed objective below which the run stops; 0 turns the
-        rule off (``max_steps`` steps).
-    learning_rate : float
-        Adam learning rate of ``log Lambda`` and ``log lambda^2``.
+        Relative standard error of the row at which the run stops; 0 turns the rule off
+        (``max_steps`` steps).
     head_weight_decay : float
         The head's L2 penalty ``head_weight_decay / 2 * ||W||^2``, as in its training
         (:func:`~sklearn_task2vec._heads.train_head`): the head stays at the optimum it was
@@ -816,6 +859,11 @@ def variational_fisher(
         Source of the perturbations, on the probe's device.
     noise : {"per_example", "per_position"}, default="per_example"
         How layers applied at several positions are perturbed (:class:`VariationalFilterNoise`).
+    fisher : ndarray of shape (n_filters,) or None, default=None
+        A point estimate of ``F`` (per example, averaged over each filter's weights), the mean
+        of the control variate (:meth:`VariationalFilterNoise.quadratic_curvatures`) with
+        ``noise="per_example"``; ``None``, or ``"per_position"`` (whose second-order term is
+        not ``F``): no control variate.
 
     Returns
     -------
@@ -823,55 +871,119 @@ def variational_fisher(
     """
     head = copy.deepcopy(head).requires_grad_()
     perturbation = VariationalFilterNoise(
-        probe.filters, probe.scales, prior, initial_precision, generator, noise, antithetic=True
+        probe.filters, probe.scales, initial_precision, generator, noise, antithetic=True
     )
-    optimizer = torch.optim.Adam(
-        [
-            {"params": perturbation.parameters(), "lr": learning_rate},
-            {"params": head.parameters(), "lr": VARIATIONAL_HEAD_LEARNING_RATE},
-        ]
-    )
-    kl_weight = beta / n_examples
-    objectives, states = [], collections.deque(maxlen=_MAX_WINDOW)
-    window, converged = None, False
+    optimizer = torch.optim.Adam(head.parameters(), lr=VARIATIONAL_HEAD_LEARNING_RATE)
+    device = perturbation.log_precisions[0].device if perturbation.log_precisions else torch.device("cpu")
+    weights = torch.from_numpy(perturbation.weights_per_filter).to(device)
+    prior_precision = torch.as_tensor(np.asarray(prior, dtype=np.float64), device=device)
+    to_precision = 2.0 * n_examples / (beta * weights)
+    start = torch.as_tensor(np.asarray(initial_precision, dtype=np.float64), device=device)
+    start_curvature = (start - prior_precision) / to_precision
+    quadratic_mean = None
+    if fisher is not None and noise == "per_example":
+        quadratic_mean = 0.5 * weights * torch.as_tensor(np.asarray(fisher, dtype=np.float64), device=device)
+
+    def model(inputs):
+        return head(probe.module(inputs))
+
+    curvature = _CurvatureMean(start_curvature, quadratic_mean)
+    n_steps, epochs, converged = 0, 0, False
+    precision = start
+
+    def relative_error():
+        # Lambda_k moves by to_precision_k per unit of the mean g_k (the common beta / N cancels).
+        return float((to_precision * curvature.standard_error()).norm() / precision.norm())
+
     with perturbation, torch.enable_grad():
-        while not converged and len(objectives) < max_steps:
-            epoch_start = len(objectives)
+        while not converged and n_steps < max_steps:
             for inputs, codes in batches():
-                optimizer.zero_grad(set_to_none=True)
                 twins, twin_codes = torch.cat([inputs, inputs]), torch.cat([codes, codes])
-                loss = (
-                    F.cross_entropy(head(probe.module(twins)), twin_codes)
-                    + kl_weight * perturbation.kl_divergence()
-                    + 0.5 * head_weight_decay * head.weight.pow(2).sum()
-                )
+                loss = F.cross_entropy(head(probe.module(twins)), twin_codes)
+                loss = loss + 0.5 * head_weight_decay * head.weight.pow(2).sum()
+                optimizer.zero_grad(set_to_none=True)
+                for log_precision in perturbation.log_precisions:
+                    log_precision.grad = None
                 loss.backward()
                 optimizer.step()
-                if len(objectives) % _ADAM_RESTART == _ADAM_RESTART - 1:
-                    for parameter in perturbation.parameters():
-                        optimizer.state.pop(parameter, None)  # Adam starts afresh at the next step
-                objectives.append(loss.detach())
-                states.append(perturbation.state())
-                if window is None and len(objectives) == 2 * _MAX_WINDOW:
-                    window = _MAX_WINDOW  # an epoch longer than two windows
-                converged = _objective_has_converged(objectives, window, tol)
-                if converged or len(objectives) == max_steps:
+                quadratic = (
+                    None if quadratic_mean is None else perturbation.quadratic_curvatures(model, inputs)
+                )
+                curvature.add(perturbation.curvatures(), quadratic)
+                n_steps += 1
+                precision = torch.maximum(prior_precision + to_precision * curvature.mean(), prior_precision)
+                perturbation.set_precisions(precision)
+                converged = bool(epochs and tol > 0 and relative_error() <= tol)
+                if converged or n_steps == max_steps:
                     break
-            if len(objectives) == epoch_start:
+            if n_steps == 0:
                 raise ValueError("method='variational' got a task with no batches to train on.")
-            if window is None:
-                half_epoch = -(-len(objectives) // 2)
-                window = min(_MAX_WINDOW, max(_MIN_WINDOW, half_epoch))
-                converged = _objective_has_converged(objectives, window, tol)
-    last_steps = list(states)[-(window or len(states)) :]
-    precisions, priors = perturbation.precisions(torch.stack(last_steps).mean(0))
-    return VariationalResult(kl_weight * precisions, kl_weight * priors, len(objectives), converged)
+            epochs += 1
+            converged = converged or bool(tol > 0 and relative_error() <= tol)
+    kl_weight = beta / n_examples
+    estimate = (kl_weight * precision).cpu().numpy()
+    return VariationalResult(
+        estimate, kl_weight * np.asarray(prior, dtype=np.float64), n_steps, converged, relative_error()
+    )
 
 
-def _objective_has_converged(objectives, window, tol):
-    """The stopping rule of :func:`variational_fisher`, checked at the end of each window."""
-    steps = len(objectives)
-    if window is None or tol <= 0 or steps < 2 * window or steps % window:
-        return False
-    previous, last = torch.stack(objectives[-2 * window :]).double().view(2, window).mean(1)
-    return bool(previous - last <= tol * last.abs())
+class _CurvatureMean:
+    """The running estimate of ``g = d E[H / N] / d sigma^2`` per filter of :func:`variational_fisher`.
+
+    The mean of the steps' estimates ``g_t`` and of the start's own ``g`` (counted as one
+    step). With the control variate ``q_t`` of known mean ``q_mean`` (the second-order
+    model's, :meth:`VariationalFilterNoise.quadratic_curvatures`), the steps' mean is the
+    regression estimate ``mean(g) - c (mean(q) - q_mean)``, ``c = cov(g, q) / var(q)`` per
+    filter from the steps so far (1 before there are three; clipped to [0, 2]): where the loss
+    is quadratic in the noise ``c = 1`` and the draws' noise cancels, and where it is not (the
+    kinks of ReLU networks) ``c`` falls to what the correlation supports. Its standard error
+    is that of the steps' mean, from their spread (``var(g) - c cov(g, q)`` with the control
+    variate).
+    """
+
+    def __init__(self, start, quadratic_mean=None):
+        self.start, self.quadratic_mean = start, quadratic_mean
+        self.count = 0
+        self.sums = collections.defaultdict(lambda: torch.zeros_like(start))
+
+    def add(self, curvature, quadratic=None):
+        self.count += 1
+        self.sums["g"] += curvature
+        self.sums["gg"] += curvature.square()
+        if quadratic is not None:
+            self.sums["q"] += quadratic
+            self.sums["qq"] += quadratic.square()
+            self.sums["gq"] += curvature * quadratic
+
+    def _moments(self):
+        n = self.count
+        mean_g = self.sums["g"] / n
+        variance_g = (self.sums["gg"] / n - mean_g.square()).clamp_min(0.0)
+        if self.quadratic_mean is None:
+            return mean_g, variance_g
+        mean_q = self.sums["q"] / n
+        variance_q = (self.sums["qq"] / n - mean_q.square()).clamp_min(0.0)
+        covariance = self.sums["gq"] / n - mean_g * mean_q
+        if n < 3:
+            slope = torch.ones_like(mean_g)
+        else:
+            slope = (covariance / variance_q.clamp_min(torch.finfo(variance_q.dtype).tiny)).clamp(0.0, 2.0)
+        mean = mean_g - slope * (mean_q - self.quadratic_mean)
+        variance = (variance_g - 2 * slope * covariance + slope.square() * variance_q).clamp_min(0.0)
+        return mean, variance
+
+    def mean(self):
+        mean, _ = self._moments()
+        return (self.start + self.count * mean) / (self.count + 1)
+
+    def standard_error(self):
+        """Of :meth:`mean` per filter; infinite before there are two steps."""
+        if self.count < 2:
+            return torch.full_like(self.start, float("inf"))
+        _, variance = self._moments()
+        return (
+            (variance * self.count / (self.count - 1)).sqrt()
+            * self.count
+            / (self.count + 1)
+            / self.count**0.5
+        )

@@ -41,7 +41,6 @@ class EmbeddingSettings:
     variational_steps: int
     variational_tol: float
     variational_noise: str
-    variational_learning_rate: float
     skip_layers: str | None
     autocast: str | None
 
@@ -325,9 +324,9 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
             beta=settings.variational_beta,
             max_steps=settings.variational_steps,
             tol=settings.variational_tol,
-            learning_rate=settings.variational_learning_rate,
             head_weight_decay=settings.head_weight_decay,
             generator=fisher_generator(seeds, device),
             noise=settings.variational_noise,
+            fisher=point,
         )
     return result.estimate, result.prior_term

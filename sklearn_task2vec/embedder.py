@@ -114,8 +114,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         (``n_classes - 1`` backward passes, one for binary tasks). ``"auto"``: ``"exact"`` for
         tasks with at most 3 classes, ``"montecarlo"`` above. ``"variational"``: the paper's
         robust estimator (sec. 3.1): the per-filter precision ``Lambda`` of the largest
-        Gaussian perturbation of the probe's weights the task's loss tolerates, trained with
-        the head by stochastic variational Bayes (``variational_*`` parameters); the row is
+        Gaussian perturbation of the probe's weights the task's loss tolerates, the stationary
+        point of its variational objective, found by a stochastic fixed-point iteration with
+        the head trained jointly (``variational_*`` parameters); the row is
         ``(beta / N) Lambda = F + (beta / N) lambda^2``, which tends to the prior term (the
         trivial embedding) when the task has few examples. It costs one point-estimate pass
         plus the steps to convergence (each a forward and backward pass of twice a batch, at
@@ -159,15 +160,15 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     variational_steps : int, default=300
         Most optimisation steps (batches of ``batch_size``) of ``method="variational"``, cycling
         over the task (about the reference implementation's two epochs of 10,000 samples).
-    variational_tol : float, default=1e-3
-        Stopping rule of ``method="variational"``: the steps are grouped in windows of half an
-        epoch (at least 8 steps, at most 50), and the run stops when a window's mean objective
-        is not below the previous window's by more than ``variational_tol`` times its
-        magnitude, at the earliest after one epoch. ``0`` runs ``variational_steps`` steps.
-        The objective is flat in ``Lambda`` near its optimum, so the rule stops once the
-        objective no longer falls measurably, which can be well before ``Lambda`` settles: on
-        the tests' digits task the rows' Fisher part still moves by about 30% over 600 more
-        steps. For a settled ``Lambda`` use ``variational_tol=0`` and more steps.
+    variational_tol : float, default=0.1
+        Stopping rule of ``method="variational"``: the run stops, at the earliest after one
+        epoch, once the row's standard error (estimated from the spread of the steps'
+        estimates) is at most ``variational_tol`` of the row (L2 norms), else after
+        ``variational_steps`` steps. ``0`` runs ``variational_steps`` steps. How many steps
+        that takes depends on the probe: a few dozen where the loss is nearly quadratic in the
+        filters' noise (probes linear in their filters, the random ReLU probe), hundreds or
+        more on deep ReLU networks, whose kinks make each step's estimate noisy (see the
+        README's performance section).
     variational_noise : {"per_example", "per_position"}, default="per_example"
         How ``method="variational"`` perturbs a layer that applies its weights at several
         positions (a convolution). ``"per_example"``: one weight perturbation per example,
@@ -176,12 +177,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         reparametrisation, independent at every output position: cheaper per step, but its
         optimum is the position-diagonal part of the Fisher, below ``F`` where the probe pools
         over positions (14-27x on a convolution followed by average pooling).
-    variational_learning_rate : float, default=1e-2
-        Adam learning rate of the log-precisions of ``method="variational"`` (the paper's
-        1e-2); the head is trained jointly at the paper's 1e-4. The precisions start from the
-        second-order solution of a point estimate (``exact`` up to 3 classes, ``montecarlo``
-        above), which the variational objective then corrects: started from the prior, they
-        take thousands of steps to converge.
     device : str or torch.device, default="auto"
         Where to compute; ``"auto"`` is CUDA when available, else CPU. Results come back as
         float64 numpy arrays in any case.
@@ -200,7 +195,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     memory : str, path-like, joblib.Memory or None, default=None
         A folder (or a ``joblib.Memory``'s location) where each task's row is stored as soon as
         it is computed, keyed by the task's content and by the probe's weights, the settings,
-        the seeds and the versions (:mod:`sklearn_task2vec.cache`). A rerun after a crash or
+        the seeds and the versions (:mod:`sklearn_task2vec._cache`). A rerun after a crash or
         an interruption loads the finished tasks and computes only the missing ones; several
         processes may share the folder; a damaged file is detected by its checksum, reported
         and recomputed; a file copied from another settings folder fails the same check. A
@@ -282,7 +277,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         "variational_steps": [StrictInterval(Integral, 1, None, closed="left")],
         "variational_tol": [StrictInterval(Real, 0, None, closed="left")],
         "variational_noise": [StrOptions(set(VARIATIONAL_NOISES))],
-        "variational_learning_rate": [StrictInterval(Real, 0, None, closed="neither")],
         "device": [str, torch.device],
         "autocast": [StrOptions({"bfloat16", "float16"}), None],
         "n_jobs": [Integral, None],
@@ -307,9 +301,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         head_weight_decay=5e-4,
         variational_beta=1e-3,
         variational_steps=300,
-        variational_tol=1e-3,
+        variational_tol=0.1,
         variational_noise="per_example",
-        variational_learning_rate=1e-2,
         device="auto",
         autocast=None,
         n_jobs=None,
@@ -332,7 +325,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.variational_steps = variational_steps
         self.variational_tol = variational_tol
         self.variational_noise = variational_noise
-        self.variational_learning_rate = variational_learning_rate
         self.device = device
         self.autocast = autocast
         self.n_jobs = n_jobs
@@ -459,7 +451,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             variational_steps=self.variational_steps,
             variational_tol=self.variational_tol,
             variational_noise=self.variational_noise,
-            variational_learning_rate=self.variational_learning_rate,
             skip_layers=self.skip_layers,
             autocast=self.autocast,
         )
