@@ -19,7 +19,24 @@ The task-discovery study of the seeds (002) at laptop scale, on scikit-learn's 8
    50 images and the best random labellings (random ReLU probe on the pixels).
 
 Run: ``python examples/slow_task_discovery.py [--dataset digits|fashion] [--budget 600]``.
+
+Not run by the documentation build (the file name starts with ``slow_``): the figures below are
+the ones stored in ``docs/images/``, from the run described on the task discovery page
+(:doc:`/discovery`: digits, three tasks of 500 candidates each); the script writes its own into
+``<output-dir>``.
+
+Run time: the search of that run took 802 s for 1,413 trainings on a shared 2-core CPU
+machine (:doc:`/discovery`); no time of the studies before it, nor of the whole script,
+is stored.
+
+.. image:: /images/discovery_learnability.png
+   :alt: Task-ness against the fraction of shuffled labels and against the class ratio
+
+.. image:: /images/discovery_tasks.png
+   :alt: The tasks found and the best random labellings, with the TASK2VEC distances between them
 """
+
+# sphinx_gallery_thumbnail_path = "images/discovery_tasks.png"
 
 import time
 

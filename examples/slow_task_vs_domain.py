@@ -13,7 +13,18 @@ nearest-neighbour accuracy of the task's family and of its domain (TASK2VEC: the
 distance; domain embedding: Euclidean). Uses the small CNN probe of ``slow_pretrain_probe.py``.
 
 Run: ``python examples/slow_task_vs_domain.py [--draws 5] [--task-examples 300]``.
+
+Not run by the documentation build (the file name starts with ``slow_``): the figure below is
+the one stored in ``docs/images/``, from an earlier run of the script; the script writes its
+own into ``<output-dir>``.
+
+Run time: none is stored (the script prints its own total).
+
+.. image:: /images/task_vs_domain.png
+   :alt: t-SNE of the task embeddings and of the domain embeddings, coloured by family
 """
+
+# sphinx_gallery_thumbnail_path = "images/task_vs_domain.png"
 
 import time
 

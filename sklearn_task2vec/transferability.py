@@ -281,8 +281,8 @@ def leep_score(source_probabilities, labels):
     ----------
     source_probabilities : array-like of shape (n_examples, n_source_classes)
         The source model's predicted class probabilities on the target examples (e.g. the
-        softmax of its source head's logits): non-negative rows that sum to 1 (within
-        :data:`PROBABILITY_SUM_TOLERANCE`).
+        softmax of its source head's logits): non-negative rows that sum to 1 (within 1e-4,
+        the module's ``PROBABILITY_SUM_TOLERANCE``).
     labels : array-like of shape (n_examples,)
         The target labels: any hashable values, two classes at least.
 

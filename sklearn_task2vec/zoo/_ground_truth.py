@@ -80,7 +80,7 @@ def error_matrix(
     tasks : list of tasks
         The tasks (rows): ``(inputs, labels)`` pairs, torch Datasets or DataLoaders (a
         DataLoader must yield its examples in the same order each time), e.g. a
-        :class:`~sklearn_task2vec.tasks.TaskLibrary`.
+        :class:`~sklearn_task2vec.task_library.TaskLibrary`.
     test_size : float, default=0.3
         Fraction of each task's examples in its test split, in (0, 1). Every class needs two
         examples at least, and each split one per class.
@@ -195,8 +195,8 @@ def transferability_scores(
     per-(expert, task) features as :func:`error_matrix`: with the same ``test_size`` and
     ``random_state`` the splits are the same, so a score is judged against errors on examples
     it never saw, and with the same ``cache`` the features are read back, not recomputed.
-    LEEP and NCE read the expert's source head (:attr:`Expert.head`) applied to those
-    features: its softmax is LEEP's ``theta(x)``, its arg-max NCE's source label.
+    LEEP and NCE read the expert's source head (the ``head`` of its :class:`Expert`) applied
+    to those features: its softmax is LEEP's ``theta(x)``, its arg-max NCE's source label.
 
     Parameters
     ----------
