@@ -26,7 +26,9 @@ curves (label ablation, class ratio, number of positives, real against random).
 
 Speed: a search scores thousands of labellings, each a small training. The scores take a
 whole stack of labellings ``(n_labellings, n_samples)`` at once and train all their networks
-in one batched training (``torch.func.vmap`` over stacked weights), each labelling from the
+in one batched training (weights stacked along a model axis; a plain Sequential such as the
+seed's CNN runs as grouped channels-last convolutions and batched matrix products, any other
+network through ``torch.func.vmap``), each labelling from the
 same initialisations and data orders as when scored alone; :class:`TaskDiscovery` asks the
 optimiser for ``n_candidates`` labellings at a time and scores them together.
 """
@@ -51,8 +53,9 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_params
 from sklearn.utils.validation import check_array, validate_data
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state
 
+from ._population import population_forward
 from ._utils import StrictInterval, draw_seeds, python_scalar, resolve_device
 from .distances import pairwise_task_distances
 from .embedder import FisherTaskEmbedder
@@ -322,14 +325,6 @@ def _check_network(module, X):
     )
 
 
-def _two_logits(out):
-    """(batch, 2) logits; one positive-class logit ``z`` becomes ``(0, z)`` (softmax = sigmoid of z)."""
-    if out.dim() == 2 and out.shape[1] == 2:
-        return out
-    z = out.reshape(out.shape[0])
-    return torch.stack((torch.zeros_like(z), z), dim=-1)
-
-
 def _batch_positions(seed, n_train, batch_size, n_steps):
     """The training positions of each step: successive shuffles of the training split (``seed``)."""
     rng = np.random.RandomState(seed)
@@ -368,12 +363,7 @@ def _train_population(template, X, labels, splits, seeds, scoring):
         name: tensor.repeat(n_labellings, *([1] * (tensor.dim() - 1))).detach().requires_grad_()
         for name, tensor in stacked.items()
     }
-    skeleton = copy.deepcopy(networks[0]).to("meta")
-
-    def logits(params, x):
-        return _two_logits(functional_call(skeleton, params, (x,)))
-
-    population = vmap(logits, in_dims=(0, 0), randomness="different")
+    population = population_forward(template, inputs.shape[1:])
     optimizer = torch.optim.Adam(list(weights.values()), lr=scoring.learning_rate, fused=True)
 
     n_train = train_index.shape[1]
