@@ -38,6 +38,7 @@ import collections
 import contextlib
 import copy
 import itertools
+import warnings
 import weakref
 from typing import NamedTuple
 
@@ -700,7 +701,11 @@ class VariationalFilterNoise:
         cotangent ``H u / N`` at zero noise.
         """
         deviations = self.deviations()
-        with torch.no_grad(), forward_ad.dual_level():
+        with torch.no_grad(), forward_ad.dual_level(), warnings.catch_warnings():
+            # torch's first make_dual loads its forward-mode decompositions through
+            # torch.jit.script, which warns of its own deprecation once per decomposition:
+            # torch's internals, nothing a user of this package can act on.
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
             tangents = [forward_ad.make_dual(torch.zeros_like(d), d) for d in deviations]
             with self.replaying(tangents):
                 logits, change = forward_ad.unpack_dual(model(inputs))

@@ -89,12 +89,15 @@ class TaskEmbedding(NamedTuple):
     ``row``: the embedding, before any normalisation; ``prior``: the row that
     ``normalize="trivial"`` divides it by (the prior precision ``lambda^2``, or the
     variational prior term ``(beta / N) lambda^2``); ``n_classes``: the task's classes (1: the
-    row is the trivial embedding, :func:`single_class_embedding`).
+    row is the trivial embedding, :func:`single_class_embedding`); ``unconverged_error``: for a
+    variational row whose stopping rule did not end its run, the row's estimated relative
+    standard error, else None (not stored in the cache).
     """
 
     row: np.ndarray
     prior: np.ndarray
     n_classes: int
+    unconverged_error: float | None = None
 
 
 #: ``method="exact"`` is refused on tasks with more classes than this: it takes ``C - 1``
@@ -240,8 +243,10 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
         return single_class_embedding(settings, trivial, fitted.n_examples)
     method = fisher_method(settings.method, n_classes, settings.batch_size, task.where)
     if method == "variational":
-        row, prior = variational_embedding(probe, fitted, settings, seeds, device=device, trivial=trivial)
-        return TaskEmbedding(check_fisher_row(row, task.where), prior, n_classes)
+        row, prior, unconverged_error = variational_embedding(
+            probe, fitted, settings, seeds, device=device, trivial=trivial
+        )
+        return TaskEmbedding(check_fisher_row(row, task.where), prior, n_classes, unconverged_error)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -287,7 +292,10 @@ def single_class_embedding(settings, trivial, n_examples):
 
 
 def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
-    """``method="variational"`` on a task with its head fitted: ``(row, prior term)``.
+    """``method="variational"`` on a task with its head fitted: ``(row, prior term, error)``.
+
+    ``error``: the row's estimated relative standard error when ``variational_steps`` ended
+    the run before the stopping rule did (``variational_tol > 0``), else None.
 
     Starts the precisions at the second-order optimum of a point estimate
     (:func:`~sklearn_task2vec._fisher.variational_fisher` says why). ``fitted`` is the task's
@@ -329,4 +337,5 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
             noise=settings.variational_noise,
             fisher=point,
         )
-    return result.estimate, result.prior_term
+    stopped_early = settings.variational_tol > 0 and not result.converged
+    return result.estimate, result.prior_term, result.relative_error if stopped_early else None

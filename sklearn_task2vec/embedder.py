@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
@@ -164,7 +165,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         Stopping rule of ``method="variational"``: the run stops, at the earliest after one
         epoch, once the row's standard error (estimated from the spread of the steps'
         estimates) is at most ``variational_tol`` of the row (L2 norms), else after
-        ``variational_steps`` steps. ``0`` runs ``variational_steps`` steps. How many steps
+        ``variational_steps`` steps with a ``ConvergenceWarning`` that names the task and
+        gives that standard error (not repeated for a row read back from ``memory``). ``0``
+        runs ``variational_steps`` steps. How many steps
         that takes depends on the probe: a few dozen where the loss is nearly quadratic in the
         filters' noise (probes linear in their filters, the random ReLU probe), hundreds or
         more on deep ReLU networks, whose kinks make each step's estimate noisy (see the
@@ -380,9 +383,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         settings = self._settings()
         fitted = task_head(probe, task, settings, device)
         if self.method_ == "variational":
-            embedding, self.prior_embedding_ = variational_embedding(
+            embedding, self.prior_embedding_, unconverged_error = variational_embedding(
                 probe, fitted, settings, seeds, device=device, trivial=self.trivial_embedding_
             )
+            if unconverged_error is not None:
+                self._warn_unconverged("The task (X, y)", unconverged_error)
             self.embedding_ = self._normalised(embedding, self.prior_embedding_)
         else:
             rows = self._example_rows(probe, fitted.head, fitted.fisher_task, seeds, device)
@@ -513,6 +518,17 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return filter_names(embedded_filters(self.probe_, self.skip_layers))
 
     # -------------------------------------------------------------- helpers
+    def _warn_unconverged(self, what, relative_error):
+        warnings.warn(
+            f"{what}: method='variational' stopped at variational_steps={self.variational_steps} "
+            f"with the row's estimated relative standard error at {relative_error:.2f}, above "
+            f"variational_tol={self.variational_tol:g}. Raise variational_steps, or use "
+            f"method='montecarlo' or 'exact' (point estimates of the Fisher, at about the cost "
+            f"of one plain forward and backward pass).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
     def _normalised(self, embeddings, priors=None):
         """``embeddings`` divided by their prior rows (default ``trivial_embedding_``) when
         ``normalize="trivial"``."""
@@ -586,6 +602,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 continue
             if embedding.n_classes == 1:
                 _warn_trivial(f"Task {index}")
+            if embedding.unconverged_error is not None:
+                self._warn_unconverged(f"Task {index}", embedding.unconverged_error)
             rows.append(embedding.row)
             priors.append(embedding.prior)
         return self._normalised(np.vstack(rows), np.vstack(priors))

@@ -1,10 +1,14 @@
 """method="variational": the paper's robust Fisher (sec. 3.1, supplementary sec. 6)."""
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -385,6 +389,26 @@ def test_stopping_rule_stops_at_its_standard_error_and_lands_near_a_long_run(dig
     # Within three of the early run's standard errors.
     distance = np.linalg.norm(stopped.estimate - full.estimate) / np.linalg.norm(full.estimate)
     assert distance < 3 * stopped.relative_error
+
+
+def test_a_run_that_its_cap_ends_warns_with_its_standard_error(digits_3_vs_8):
+    """No silent noisy rows: a run that ``variational_steps`` ends before the stopping rule says
+    so, naming the task and giving the row's standard error; a run the rule ends, or one with
+    the rule off (tol=0), does not."""
+    X, y = digits_3_vs_8
+    capped = {"method": "variational", "variational_steps": 3, "variational_tol": 1e-3, "random_state": 0}
+    message = r"stopped at variational_steps=3 with the row's estimated relative standard error at \d.*above variational_tol=0.001"
+    with pytest.warns(ConvergenceWarning) as caught:
+        FisherTaskEmbedder(**capped).fit_transform([(X, y), (X[:150], y[:150])])
+    for task, warning in enumerate(caught):
+        assert re.match(f"Task {task}: method='variational' " + message, str(warning.message))
+    assert len(caught) == 2
+    with pytest.warns(ConvergenceWarning, match=r"The task \(X, y\): method='variational' " + message):
+        FisherTaskEmbedder(**capped).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        FisherTaskEmbedder(**{**capped, "variational_tol": 0}).fit_transform([(X, y)])
+        FisherTaskEmbedder(method="variational", random_state=0).fit_transform([(X, y)])
 
 
 # ------------------------------------------------------------------- the trivial embedding
