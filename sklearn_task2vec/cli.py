@@ -37,6 +37,14 @@ __all__ = ["main"]
 
 # Kept here rather than imported, so that `task2vec --help` answers without importing torch.
 _METHODS = ("auto", "exact", "montecarlo", "variational")
+#: The estimator's names in its warnings, and the command line's for them.
+_OPTIONS_OF_PARAMETERS = (
+    ("variational_steps=", "--variational-steps "),
+    ("variational_tol=", "--variational-tol "),
+    ("variational_steps", "--variational-steps"),
+    ("method='montecarlo' or 'exact'", "--method montecarlo or exact"),
+    ("method='variational'", "--method variational"),
+)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _PROG = "task2vec"
@@ -364,6 +372,8 @@ def _embed(args):
         probe=args.probe,
         probe_weights=weights,
         method=args.method,
+        variational_steps=args.variational_steps,
+        variational_tol=args.variational_tol,
         normalize=None if args.normalize == "none" else args.normalize,
         max_samples=args.max_samples,
         batch_size=args.batch_size,
@@ -405,6 +415,8 @@ def _embed(args):
         if named and int(named.group(1)) < len(names):
             index = int(named.group(1))
             message = f"{names[index]} ({paths[index]}) {message[named.end() :]}"
+        for parameter, option in _OPTIONS_OF_PARAMETERS:
+            message = message.replace(parameter, option)
         warnings.warn(message, warning.category, stacklevel=1)
     failures = "; ".join(
         # The embedder's messages start with "task <index>:"; the name and path say more.
@@ -572,6 +584,16 @@ def _recommend(args):
 # --------------------------------------------------------------------------------------
 
 
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -633,6 +655,21 @@ def _parser():
         "cached), none (random initialisation), or a local state_dict file (loaded as weights only)",
     )
     embed.add_argument("--method", default="auto", choices=_METHODS, help="Fisher estimator (default: auto)")
+    embed.add_argument(
+        "--variational-steps",
+        type=_positive_int,
+        default=300,
+        metavar="N",
+        help="--method variational: most steps (default: 300)",
+    )
+    embed.add_argument(
+        "--variational-tol",
+        type=_non_negative_float,
+        default=0.1,
+        metavar="TOL",
+        help="--method variational: stop once the row's estimated relative standard error is at "
+        "most TOL (default: 0.1; 0 runs all --variational-steps)",
+    )
     embed.add_argument(
         "--normalize",
         default="none",

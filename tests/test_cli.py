@@ -376,6 +376,28 @@ def bad_task(tmp_path):
     return tmp_path / "broken.npz"
 
 
+def test_a_variational_run_its_cap_ends_is_a_warning_in_the_command_lines_terms(files, tmp_path, capsys):
+    root, _ = files
+    argv = ["embed", root / "signs.npz", "--method", "variational", "--variational-steps", 2]
+    status, _, err = run(capsys, *argv, "--variational-tol", 1e-4, "-o", tmp_path / "e.npz")
+    assert status == 0
+    warning = [line for line in err.splitlines() if line.startswith("task2vec: warning:")]
+    assert len(warning) == 1, err
+    assert (
+        f"signs ({root / 'signs.npz'}) ended its run of --method variational at --variational-steps 2"
+        in warning[0]
+    )
+    assert (
+        "above --variational-tol 0.0001. Raise --variational-steps, or use --method montecarlo or exact"
+        in warning[0]
+    )
+    assert "Task 0" not in err and "variational_steps" not in err
+    status, _, err = run(capsys, *argv, "--variational-tol", 0, "-o", tmp_path / "f.npz")
+    assert status == 0 and "warning" not in err
+    status, _, err = run(capsys, *argv, "--variational-tol", "nan", "-o", tmp_path / "g.npz")
+    assert status == 2 and "must be >= 0" in err
+
+
 def test_on_error_warn_writes_the_finished_rows_and_names_the_failed_task(files, tmp_path, capsys):
     root, arrays = files
     broken, output = bad_task(tmp_path), tmp_path / "e.npz"
