@@ -63,6 +63,10 @@ _CHECKED_EXAMPLES = 2
 # The probe modules check_per_example_gradients has accepted.
 _CHECKED_PROBES = weakref.WeakSet()
 
+# Steps (from the end of an epoch) after which method='variational' judges its control
+# variate, and drops it if it barely helps.
+_CONTROL_VARIATE_TRIAL_STEPS = 8
+
 # Bound on the elements of one intermediate of the per-example products (256 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 26
 
@@ -868,7 +872,9 @@ def variational_fisher(
         A point estimate of ``F`` (per example, averaged over each filter's weights), the mean
         of the control variate (:meth:`VariationalFilterNoise.quadratic_curvatures`) with
         ``noise="per_example"``; ``None``, or ``"per_position"`` (whose second-order term is
-        not ``F``): no control variate.
+        not ``F``): no control variate. A control variate that removes less than a fifth of
+        the variance by the end of the first epoch of at least eight steps is dropped
+        (:meth:`_CurvatureMean.control_variate_helps`): its passes cost about a step's.
 
     Returns
     -------
@@ -924,6 +930,15 @@ def variational_fisher(
             if n_steps == 0:
                 raise ValueError("method='variational' got a task with no batches to train on.")
             epochs += 1
+            if (
+                quadratic_mean is not None
+                and curvature.count >= _CONTROL_VARIATE_TRIAL_STEPS
+                and not curvature.control_variate_helps(to_precision)
+            ):
+                # Its passes cost about as much as the step's own; the plain mean of the steps
+                # (kept all along) is then about as precise.
+                quadratic_mean = None
+                curvature.drop_control_variate()
             converged = converged or bool(tol > 0 and relative_error() <= tol)
     kl_weight = beta / n_examples
     estimate = (kl_weight * precision).cpu().numpy()
@@ -976,6 +991,19 @@ class _CurvatureMean:
         mean = mean_g - slope * (mean_q - self.quadratic_mean)
         variance = (variance_g - 2 * slope * covariance + slope.square() * variance_q).clamp_min(0.0)
         return mean, variance
+
+    def control_variate_helps(self, scale):
+        """Whether the control variate removes more than a fifth of the variance of the steps'
+        mean: its standard error below 0.9 of the plain mean's, in the L2 norm over the filters
+        of ``scale`` times it (the stopping rule's norm)."""
+        _, variance = self._moments()
+        plain = (self.sums["gg"] / self.count - (self.sums["g"] / self.count).square()).clamp_min(0.0)
+        weights = scale.square()
+        return bool((weights * variance).sum() < 0.81 * (weights * plain).sum())
+
+    def drop_control_variate(self):
+        """From now on (and for the steps so far) the plain mean of the steps' estimates."""
+        self.quadratic_mean = None
 
     def mean(self):
         mean, _ = self._moments()

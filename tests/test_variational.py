@@ -333,6 +333,47 @@ def test_control_variate_removes_the_draws_noise_where_the_loss_is_quadratic(con
     np.testing.assert_allclose(ratio[data_dominate], 1.0, atol=0.1)
 
 
+def test_the_control_variate_is_judged_by_the_variance_it_removes():
+    generator = torch.Generator().manual_seed(0)
+    ones = torch.ones(3, dtype=torch.float64)
+
+    def filled(own_noise):  # g = q + own noise: q explains 1 / (1 + own_noise^2) of var(g)
+        mean = fisher._CurvatureMean(ones, quadratic_mean=torch.zeros(3, dtype=torch.float64))
+        for _ in range(50):
+            q = torch.randn(3, generator=generator, dtype=torch.float64)
+            mean.add(q + own_noise * torch.randn(3, generator=generator, dtype=torch.float64), q)
+        return mean
+
+    assert filled(0.1).control_variate_helps(ones)
+    assert not filled(10.0).control_variate_helps(ones)
+    dropped = filled(0.1)
+    dropped.drop_control_variate()
+    plain_mean = (ones + dropped.sums["g"]) / (dropped.count + 1)
+    torch.testing.assert_close(dropped.mean(), plain_mean)
+
+
+def test_a_control_variate_that_barely_helps_is_dropped_after_its_first_epoch(conv_pool_task, monkeypatch):
+    """Its passes cost about as much as a step's own: judged at the end of the first epoch of
+    at least eight steps (14 here), one that removes under a fifth of the variance is no longer
+    computed; one that helps (the real judgement here) is kept to the end."""
+    exact = conv_pool_task[-1]
+    start = exact.trivial_embedding_ + len(conv_pool_task[3]) / 1e-3 * exact.embedding_
+    calls = []
+    computed = fisher.VariationalFilterNoise.quadratic_curvatures
+
+    def counted(self, model, inputs):
+        calls.append(len(inputs))
+        return computed(self, model, inputs)
+
+    monkeypatch.setattr(fisher.VariationalFilterNoise, "quadratic_curvatures", counted)
+    kept = run_conv_pool(conv_pool_task, start, "per_example", max_steps=30, point=exact.embedding_)
+    assert kept.n_steps == 30 and len(calls) == 30
+    calls.clear()
+    monkeypatch.setattr(fisher._CurvatureMean, "control_variate_helps", lambda self, scale: False)
+    dropped = run_conv_pool(conv_pool_task, start, "per_example", max_steps=30, point=exact.embedding_)
+    assert dropped.n_steps == 30 and len(calls) == 14 and np.all(np.isfinite(dropped.estimate))
+
+
 def test_per_position_noise_settles_far_below_the_fisher_there(conv_pool_task):
     """The paper's approximation, kept as variational_noise="per_position": its optimum is the
     position-diagonal part of the Fisher, over an order of magnitude below F here."""
