@@ -521,7 +521,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _warn_unconverged(self, what, relative_error):
         warnings.warn(
             f"{what} ended its run of method='variational' at variational_steps={self.variational_steps} "
-            f"with the row's estimated relative standard error at {relative_error:.2f}, above "
+            f"with the row's estimated relative standard error at {relative_error:.4g}, above "
             f"variational_tol={self.variational_tol:g}. Raise variational_steps, or use "
             f"method='montecarlo' or 'exact' (point estimates of the Fisher, at about the cost "
             f"of one plain forward and backward pass).",
