@@ -515,7 +515,7 @@ def taskness_score(
     n_seeds=1,
     baseline="prior",
     cv=5,
-    device="cpu",
+    device="auto",
     random_state=None,
 ):
     """Task-ness of a binary labelling: how much better than a baseline a network generalises on it.
@@ -559,8 +559,10 @@ def taskness_score(
         averages their losses.
     cv : int, default=5
         Folds for a scikit-learn classifier; unused for networks.
-    device : str or torch.device, default="cpu"
-        Where networks train (``"auto"``: CUDA when available).
+    device : str or torch.device, default="auto"
+        Where networks train: ``"auto"`` is CUDA when available, else the CPU. The
+        initialisations and data orders do not depend on it: the scores differ between devices
+        only through float rounding.
     random_state : int, RandomState instance or None, default=None
         Draws the split, the initialisations and the data orders; fix it for repeatable scores.
 
@@ -599,7 +601,7 @@ def agreement_score(
     batch_size=32,
     learning_rate=1e-3,
     n_seeds=2,
-    device="cpu",
+    device="auto",
     random_state=None,
 ):
     """Agreement score of a binary labelling (Atanov et al., NeurIPS 2022, eq. 1).
