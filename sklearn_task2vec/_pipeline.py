@@ -321,6 +321,10 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
         autocast=settings.autocast,
     )
     point = point / fitted.n_examples
+    prior_term = settings.variational_beta / fitted.n_examples * trivial
+    if settings.variational_steps == 0:
+        # The start itself, the optimum of the objective's second-order model.
+        return prior_term + point, prior_term, None
     with autocast_context(settings.autocast, device):
         result = variational_fisher(
             probe,

@@ -594,14 +594,20 @@ def _non_negative_float(text):
     return value
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
+def _int_from(smallest):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {smallest}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_from(1)
 
 
 def _add_overwrite(command):
@@ -657,10 +663,11 @@ def _parser():
     embed.add_argument("--method", default="auto", choices=_METHODS, help="Fisher estimator (default: auto)")
     embed.add_argument(
         "--variational-steps",
-        type=_positive_int,
+        type=_int_from(0),
         default=300,
         metavar="N",
-        help="--method variational: most steps (default: 300)",
+        help="--method variational: most steps (default: 300); 0: none, the optimum of the "
+        "objective's second-order model, at the cost of a point estimate",
     )
     embed.add_argument(
         "--variational-tol",

@@ -396,6 +396,8 @@ def test_a_variational_run_its_cap_ends_is_a_warning_in_the_command_lines_terms(
     assert status == 0 and "warning" not in err
     status, _, err = run(capsys, *argv, "--variational-tol", "nan", "-o", tmp_path / "g.npz")
     assert status == 2 and "must be >= 0" in err
+    status, _, err = run(capsys, *argv[:-1], 0, "-o", tmp_path / "h.npz")  # no step: the start
+    assert status == 0 and "warning" not in err
 
 
 def test_on_error_warn_writes_the_finished_rows_and_names_the_failed_task(files, tmp_path, capsys):

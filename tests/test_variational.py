@@ -194,8 +194,8 @@ def test_normalised_rows_are_divided_by_their_own_prior(digits_3_vs_8):
             "'variational_beta' parameter .* must be a float in the range \\(0.0, inf\\). Got inf",
         ),
         (
-            {"variational_steps": 0},
-            "'variational_steps' parameter .* must be an int in the range \\[1, inf\\). Got 0",
+            {"variational_steps": -1},
+            "'variational_steps' parameter .* must be an int in the range \\[0, inf\\). Got -1",
         ),
         (
             {"variational_tol": -1e-3},
@@ -430,6 +430,28 @@ def test_stopping_rule_stops_at_its_standard_error_and_lands_near_a_long_run(dig
     # Within three of the early run's standard errors.
     distance = np.linalg.norm(stopped.estimate - full.estimate) / np.linalg.norm(full.estimate)
     assert distance < 3 * stopped.relative_error
+
+
+def test_no_steps_is_the_second_order_optimum_of_the_point_estimate(digits_3_vs_8):
+    """variational_steps=0: the start, F + (beta / N) lambda^2 with F the point estimate of
+    method="auto" (same head, same seeds), in the same space as the iterated rows."""
+    X, y = digits_3_vs_8
+    tasks = [(X, y), (X[:120], y[:120])]
+    point = FisherTaskEmbedder(random_state=0).fit(tasks)
+    start = FisherTaskEmbedder(
+        method="variational", variational_steps=0, random_state=0, variational_beta=0.5
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        rows = start.fit_transform(tasks)
+    for row, task, fisher_row in zip(rows, tasks, point.transform(tasks)):
+        np.testing.assert_allclose(
+            row, fisher_row + 0.5 / len(task[1]) * point.trivial_embedding_, rtol=1e-12
+        )
+    iterated = FisherTaskEmbedder(method="variational", random_state=0, variational_beta=0.5).fit_transform(
+        tasks
+    )
+    assert np.all(np.abs(np.log(iterated / rows)) < np.log(3))
 
 
 def test_a_run_that_its_cap_ends_warns_with_its_standard_error(digits_3_vs_8):
