@@ -526,9 +526,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         warnings.warn(
             f"{what} ended its run of method='variational' at variational_steps={self.variational_steps} "
             f"with the row's estimated relative standard error at {relative_error:.4g}, above "
-            f"variational_tol={self.variational_tol:g}. Raise variational_steps, or use "
-            f"method='montecarlo' or 'exact' (point estimates of the Fisher, at about the cost "
-            f"of one plain forward and backward pass).",
+            f"variational_tol={self.variational_tol:g}. Raise variational_steps, or set "
+            f"variational_steps=0 (no step: F + (beta / N) lambda^2 from a point estimate of F, "
+            f"at about the cost of one plain forward and backward pass), or use "
+            f"method='montecarlo' or 'exact' (that point estimate alone).",
             ConvergenceWarning,
             stacklevel=3,
         )

@@ -388,7 +388,7 @@ def test_a_variational_run_its_cap_ends_is_a_warning_in_the_command_lines_terms(
         in warning[0]
     )
     assert (
-        "above --variational-tol 0.0001. Raise --variational-steps, or use --method montecarlo or exact"
+        "above --variational-tol 0.0001. Raise --variational-steps, or set --variational-steps 0 (no step"
         in warning[0]
     )
     assert "Task 0" not in err and "variational_steps" not in err
