@@ -36,6 +36,14 @@ the studies, 474 s for the search's 384 trainings.
 
 .. image:: /images/discovery_tasks.png
    :alt: The tasks found and the best random labellings, with the TASK2VEC distances between them
+
+With ``--dataset fashion --budget 200 --n-tasks 2``:
+
+.. image:: /images/discovery_fashion_learnability.png
+   :alt: Fashion-MNIST: task-ness against the fraction of shuffled labels and against the class ratio
+
+.. image:: /images/discovery_fashion_tasks.png
+   :alt: Fashion-MNIST: the tasks found and the best random labellings, with their TASK2VEC distances
 """
 
 # sphinx_gallery_thumbnail_path = "images/discovery_tasks.png"
