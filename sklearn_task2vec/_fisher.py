@@ -63,8 +63,8 @@ _CHECKED_EXAMPLES = 2
 # The probe modules check_per_example_gradients has accepted.
 _CHECKED_PROBES = weakref.WeakSet()
 
-# Steps (from the end of an epoch) after which method='variational' judges its control
-# variate, and drops it if it barely helps.
+# Steps after which method='variational' judges its control variate, once, at the end of an
+# epoch, and drops it if it barely helps.
 _CONTROL_VARIATE_TRIAL_STEPS = 8
 
 # Bound on the elements of one intermediate of the per-example products (256 MiB in float32).
@@ -899,7 +899,7 @@ def variational_fisher(
         return head(probe.module(inputs))
 
     curvature = _CurvatureMean(start_curvature, quadratic_mean)
-    n_steps, epochs, converged = 0, 0, False
+    n_steps, epochs, converged, judged = 0, 0, False, False
     precision = start
 
     def relative_error():
@@ -930,15 +930,13 @@ def variational_fisher(
             if n_steps == 0:
                 raise ValueError("method='variational' got a task with no batches to train on.")
             epochs += 1
-            if (
-                quadratic_mean is not None
-                and curvature.count >= _CONTROL_VARIATE_TRIAL_STEPS
-                and not curvature.control_variate_helps(to_precision)
-            ):
-                # Its passes cost about as much as the step's own; the plain mean of the steps
-                # (kept all along) is then about as precise.
-                quadratic_mean = None
-                curvature.drop_control_variate()
+            if quadratic_mean is not None and not judged and curvature.count >= _CONTROL_VARIATE_TRIAL_STEPS:
+                judged = True
+                if not curvature.control_variate_helps(to_precision):
+                    # Its passes cost about as much as the step's own; the plain mean of the
+                    # steps (kept all along) is then about as precise.
+                    quadratic_mean = None
+                    curvature.drop_control_variate()
             converged = converged or bool(tol > 0 and relative_error() <= tol)
     kl_weight = beta / n_examples
     estimate = (kl_weight * precision).cpu().numpy()

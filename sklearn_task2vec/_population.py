@@ -43,11 +43,11 @@ CHANNELWISE_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Adapti
 
 
 def two_logits(out):
-    """(..., batch, 2) logits; one positive-class logit ``z`` becomes ``(0, z)`` (softmax = sigmoid of z)."""
+    """``(..., 2)`` logits from ``(..., 2)`` or ``(..., 1)``: one positive-class logit ``z``
+    becomes ``(0, z)`` (softmax = sigmoid of z)."""
     if out.shape[-1] == 2:
         return out
-    z = out.squeeze(-1) if out.shape[-1] == 1 else out
-    return torch.stack((torch.zeros_like(z), z), dim=-1)
+    return torch.cat((torch.zeros_like(out), out), dim=-1)
 
 
 def population_forward(template, example_shape):
