@@ -15,6 +15,5 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     "$python" -c "import torch, sklearn; print('torch', torch.__version__, 'scikit-learn', sklearn.__version__)"
     timeout 150 "$python" -W ignore benchmarks/gpu_check.py
     timeout 150 "$python" benchmarks/bench_fisher_speed.py --device cuda --repeats 3
-    timeout 120 "$python" benchmarks/bench_discovery.py --device cuda --n-candidates 256 --budget-one 24 --budget-batched 1024
-    timeout 90 "$python" benchmarks/bench_discovery.py --device cuda --features --n-candidates 256 --budget-one 24 --budget-batched 1024
+    timeout 210 "$python" benchmarks/bench_discovery.py --device cuda --n-candidates 256 --budget-one 24 --budget-batched 1024
 } 2>&1 | tee "$out/gpu_check.txt"

@@ -3,7 +3,8 @@
 The task scores train one network per labelling and seed together, their weights stacked along
 a leading model axis (``torch.func.stack_module_state``). Any network runs through
 ``torch.func.vmap`` over ``functional_call``. A plain ``nn.Sequential`` of convolutions, linear
-layers, pools and elementwise activations (the seed's small CNN and MLP) runs through
+layers, pools and elementwise activations (the seed's small CNN and MLP), or one such layer
+alone (``nn.Linear(n_features, 2)``, a linear head on fixed features), runs through
 :func:`sequential_population` instead, which computes the same numbers in layouts that the CPU
 kernels are fast on: vmap turns a convolution over stacked weights into a grouped convolution
 in the NCHW layout, where oneDNN is 2-3x slower than in channels-last; here the activations of
@@ -69,9 +70,10 @@ def population_forward(template, example_shape):
 
 
 def _sequential_layers(template):
-    """``(parameter prefix, layer)`` in call order when ``template`` is nested plain Sequentials."""
+    """``(parameter prefix, layer)`` in call order when ``template`` is nested plain Sequentials
+    or one layer alone (a linear head on fixed features)."""
     if type(template) is not nn.Sequential:
-        return None
+        return None if any(True for _ in template.children()) else [("", template)]
     layers = []
     for name, module in template.named_modules():
         if type(module) is nn.Sequential:

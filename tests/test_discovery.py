@@ -133,6 +133,18 @@ def test_torch_modules_as_estimators():
     before = [p.detach().clone() for p in one_logit.parameters()]
     taskness_score(X, y, estimator=one_logit, random_state=0, **FAST)
     assert all(torch.equal(a, b) for a, b in zip(before, one_logit.parameters()))
+    # A linear head alone, the cheap scorer on fixed features, tells a linear task from noise.
+    head = nn.Linear(4, 2)
+    linear_task = (X[:, 0] - X[:, 2] > 0.5).astype(int)
+    scores = taskness_score(
+        X,
+        np.vstack([linear_task, random_labellings(linear_task, 4)]),
+        estimator=head,
+        learning_rate=1e-2,
+        random_state=0,
+        n_steps=60,
+    )
+    assert scores[0] > 0.2 and scores[0] > scores[1:].max() + 0.2, scores
     with pytest.raises(ValueError, match="buffers"):
         taskness_score(X, y, estimator=nn.Sequential(nn.Linear(4, 2), nn.BatchNorm1d(2)), **FAST)
     with pytest.raises(ValueError, match="logits"):

@@ -35,6 +35,8 @@ def stacked(make, n_models):
 NETWORKS = {
     "seed CNN": (lambda: small_cnn((1, 8, 8)), (1, 8, 8)),
     "seed MLP": (lambda: small_mlp(5), (5,)),
+    "linear head alone": (lambda: nn.Linear(6, 2), (6,)),
+    "one positive-class logit alone": (lambda: nn.Linear(6, 1, bias=False), (6,)),
     "strided grouped conv, avg pool, one logit": (
         lambda: nn.Sequential(
             nn.Conv2d(2, 4, 3, stride=2, padding=1),
