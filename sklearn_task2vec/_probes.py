@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import itertools
 import os
 import urllib.error
 from typing import NamedTuple
@@ -18,10 +19,17 @@ import torch
 from torch import fx, nn
 
 from ._attention import ProjectedMultiheadAttention, ProjectedWindowAttention, explicit_attention
+from ._probe_layers import (
+    FILTER_TYPES,
+    check_examples_independent,
+    check_untied,
+    deepcopy_memo,
+    filter_layers,
+    plain_layers,
+    refuse_scripted,
+    uncompiled,
+)
 from ._utils import load_tensors, on_device, runs_channels_last
-
-#: Modules whose weights are filters: one embedding coordinate per output channel/unit.
-FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
 class RandomReLUProbe(nn.Module):
@@ -230,16 +238,51 @@ def _drop_classifier(model, name):
     setattr(parent, attribute, nn.Identity())
 
 
+def is_transformers_model(module):
+    """Whether ``module`` is a Hugging Face ``transformers`` model (without importing it)."""
+    return any(
+        kind.__name__ == "PreTrainedModel" and kind.__module__.startswith("transformers")
+        for kind in type(module).__mro__
+    )
+
+
+class TransformersBody(nn.Module):
+    """A Hugging Face ``transformers`` model as a probe of token ids.
+
+    Its body (``base_model``; a language-modelling or classification head is dropped, as a
+    named torchvision probe's classifier is), and as the features the mean of the last hidden
+    states over the sequence. The body is the given model's own module (copy the wrapper).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.body = model.base_model
+
+    def forward(self, input_ids):
+        return self.body(input_ids=input_ids).last_hidden_state.mean(1)
+
+
 def frozen_copy(probe):
     """A deep copy of ``probe`` ready to be probed: eval mode, no weight gradients, no in-place
-    ops, attention projections as modules.
+    ops, attention projections as modules, every weight in a plain layer.
 
     In-place activations are switched off because they overwrite the filter outputs
     whose gradients the Fisher hooks read. Every ``nn.MultiheadAttention`` is replaced by
     the same function with its projections called as Linear modules
-    (:func:`~sklearn_task2vec._attention.explicit_attention`), so that they can be embedded.
+    (:func:`~sklearn_task2vec._attention.explicit_attention`), so that they can be embedded;
+    ``torch.compile`` wrappers, Hugging Face ``Conv1D`` layers and reparametrised weights
+    become the plain layers they compute (:func:`~sklearn_task2vec._probe_layers.plain_layers`).
+    A Hugging Face ``transformers`` model is probed through its body (:class:`TransformersBody`).
     """
-    frozen = explicit_attention(copy.deepcopy(probe)).eval()
+    original = uncompiled(probe)
+    refuse_scripted(original)
+    if is_transformers_model(original):
+        original = TransformersBody(original)
+    frozen = plain_layers(explicit_attention(copy.deepcopy(original, deepcopy_memo(original))).eval())
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
     for module in frozen.modules():
@@ -248,60 +291,30 @@ def frozen_copy(probe):
     return frozen
 
 
-def probe_filters(probe):
-    """``[(path, module), ...]`` for every Conv and Linear module of ``probe`` with a weight.
+def probe_filters(probe, layers=None):
+    """``[(path, module), ...]``: the filter layers of ``probe`` that the embedding covers.
 
-    Refuses, with a ``ValueError`` naming the module, what the per-filter Fisher cannot get
-    right: transposed convolutions, weights shared between modules (tied weights) and
-    BatchNorm that normalises with batch statistics (:func:`check_examples_independent`).
+    ``layers``: the probe's :class:`~sklearn_task2vec._probe_layers.ProbeLayers`, whose
+    ``embedded`` layers these are; None: every Conv and Linear module with a weight, after
+    refusing transposed convolutions and tied weights (for probes known to call each once).
+    Either way, BatchNorm that normalises with batch statistics is refused
+    (:func:`check_examples_independent`).
     """
-    filters = [
-        (path, module)
-        for path, module in probe.named_modules()
-        if isinstance(module, FILTER_TYPES) and getattr(module, "weight", None) is not None
-    ]
-    for path, module in filters:
-        if isinstance(module, nn.modules.conv._ConvTransposeNd):
-            raise ValueError(
-                f"Probe layer {path!r} is a transposed convolution; its filters are not output "
-                f"channels of its weight, so it cannot be embedded. Use a probe without it."
-            )
-    if not filters:
-        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
-    _check_untied(probe, filters)
+    if layers is not None:
+        filters = [(path, probe.get_submodule(path)) for path in layers.embedded]
+    else:
+        filters = list(filter_layers(probe).items())
+        for path, module in filters:
+            if isinstance(module, nn.modules.conv._ConvTransposeNd):
+                raise ValueError(
+                    f"Probe layer {path!r} is a transposed convolution; its filters are not output "
+                    f"channels of its weight, so it cannot be embedded. Use a probe without it."
+                )
+        if not filters:
+            raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+        check_untied(probe, filters)
     check_examples_independent(probe)
     return filters
-
-
-def _check_untied(probe, filters):
-    """Refuse a filter weight that more than one module holds: its per-example gradient is the
-    sum over its uses, which per-module hooks square separately."""
-    holders = collections.defaultdict(list)
-    for path, module in probe.named_modules(remove_duplicate=False):
-        for name, parameter in module.named_parameters(recurse=False, remove_duplicate=False):
-            holders[id(parameter)].append(f"{path}.{name}" if path else name)
-    for path, module in filters:
-        shared = holders[id(module.weight)]
-        if len(set(shared)) > 1:
-            raise ValueError(
-                f"Probe layer {path!r} shares its weight with {sorted(set(shared) - {path + '.weight'})} "
-                f"(tied weights): its per-example gradient is the sum over both uses, which the "
-                f"per-filter Fisher does not compute. Untie them in a copy of the probe "
-                f"(e.g. module.weight = torch.nn.Parameter(module.weight.detach().clone()))."
-            )
-
-
-def check_examples_independent(probe):
-    """Refuse modules whose eval-mode output for one example depends on the others in its batch."""
-    for path, module in probe.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is None:
-            raise ValueError(
-                f"Probe layer {path!r} is a {type(module).__name__} without running statistics "
-                f"(track_running_stats=False): even in eval mode it normalises with the batch's "
-                f"statistics, so each example's Fisher depends on the others in its batch and the "
-                f"rows change with batch_size. Give it running statistics (track_running_stats=True, "
-                f"then estimate them in train mode over some data), or use GroupNorm or LayerNorm."
-            )
 
 
 class FilterLeafTracer(fx.Tracer):
@@ -325,27 +338,6 @@ def symbolic_trace(probe):
     return fx.GraphModule(probe, graph, probe.__class__.__name__)
 
 
-def check_filter_calls(traced, filters):
-    """Refuse a traced probe that reads a filter's weight outside the filter module's call, or
-    calls a filter module more than once: both give it gradients the per-call hooks miss."""
-    calls = collections.Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
-    weights = {f"{path}.weight": path for path, _ in filters}
-    for node in traced.graph.nodes:
-        if node.op == "get_attr" and node.target in weights:
-            raise ValueError(
-                f"The probe reads the weight of layer {weights[node.target]!r} outside the layer's "
-                f"own call (e.g. F.linear(x, self.layer.weight)): the per-filter Fisher only sees "
-                f"the layer's calls. Call the layer as a module instead."
-            )
-    for path, _ in filters:
-        if calls[path] > 1:
-            raise ValueError(
-                f"Probe layer {path!r} is called more than once per forward pass ({calls[path]} "
-                f"times); the "
-                f"per-filter Fisher needs each filter layer to be used once."
-            )
-
-
 _BATCHNORM_AFTER = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
 
 
@@ -366,7 +358,6 @@ def fold_batchnorm(probe):
         traced = symbolic_trace(probe)
     except Exception:  # control flow fx cannot follow: folding is only an optimisation
         return probe, {}
-    check_filter_calls(traced, probe_filters(probe))
     modules = dict(traced.named_modules())
     calls = collections.Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
     scales = {}
@@ -384,6 +375,8 @@ def fold_batchnorm(probe):
             and batchnorm.num_features == layer.out_channels
             and len(layer_node.users) == 1
             and calls[layer_node.target] == 1
+            and not _has_hooks(layer)
+            and not _has_hooks(batchnorm)
         )
         if not foldable:
             continue
@@ -398,6 +391,11 @@ def fold_batchnorm(probe):
     traced.delete_all_unused_submodules()
     traced.recompile()
     return traced, scales
+
+
+def _has_hooks(module):
+    """Whether ``module`` has hooks of the user's that a fused replacement would not keep."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 class RunnableProbe(NamedTuple):
@@ -484,9 +482,10 @@ def split_probe(probe, start):
     return fx.GraphModule(traced, stem_graph), fx.GraphModule(traced, tail_graph)
 
 
-def embedded_filters(probe, start=None):
-    """The filters the embedding covers: :func:`probe_filters`, from layer ``start`` on."""
-    filters = probe_filters(probe)
+def embedded_filters(probe, start=None, layers=None):
+    """The filters the embedding covers: :func:`probe_filters` (of ``layers``), from layer
+    ``start`` on."""
+    filters = probe_filters(probe, layers)
     if start is None:
         return filters
     _, tail = split_probe(probe, start)
@@ -500,33 +499,31 @@ def _calls(graph_module, path):
     return any(node.op == "call_module" and node.target == path for node in graph_module.graph.nodes)
 
 
-def folded_filters(probe, start=None):
+def folded_filters(probe, start=None, layers=None):
     """The probe to run, with BatchNorm folded, and its filters in ``probe``'s order.
 
     Returns a :class:`RunnableProbe`: ``filters`` pairs each filter path of ``probe`` (from
-    layer ``start`` on, see :func:`embedded_filters`) with the module that computes it in
-    the folded probe; ``scales`` holds, per filter module, the factor its gradients carry
-    (see :func:`fold_batchnorm`), or None where it is unfolded. With ``start``, ``stem`` is
-    the folded probe before ``start`` and ``module`` the rest (:func:`split_probe`).
+    layer ``start`` on, of ``layers``, see :func:`embedded_filters`) with the module that
+    computes it in the folded probe; ``scales`` holds, per filter module, the factor its
+    gradients carry (see :func:`fold_batchnorm`), or None where it is unfolded. With
+    ``start``, ``stem`` is the folded probe before ``start`` and ``module`` the rest
+    (:func:`split_probe`).
     """
     folded, scales = fold_batchnorm(probe)
     stem = None
     if start is not None:
         stem, folded = split_probe(folded, start)
-    filters = []
-    for path, module in embedded_filters(probe, start):
-        try:
-            filters.append((path, folded.get_submodule(path)))
-        except AttributeError:  # not used by the traced forward: its hooks never fire
-            filters.append((path, module))
+    filters = [(path, folded.get_submodule(path)) for path, _ in embedded_filters(probe, start, layers)]
     return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters], stem)
 
 
-def prepare_probe(probe, start, device):
+def prepare_probe(probe, start, device, layers=None):
     """The frozen ``probe`` ready for the Fisher pass on ``device``: a :class:`RunnableProbe`
     (BatchNorm folded, cut at layer ``start`` if given, see :func:`folded_filters`), in
-    channels-last memory format where that is faster. ``probe`` itself is not modified."""
-    return _placed(folded_filters(on_device(probe, device), start), device)
+    channels-last memory format where that is faster. ``layers``: the probe's
+    :class:`~sklearn_task2vec._probe_layers.ProbeLayers` (None: every filter module).
+    ``probe`` itself is not modified."""
+    return _placed(folded_filters(on_device(probe, device), start, layers), device)
 
 
 def copy_probe(runnable, device):
@@ -548,8 +545,19 @@ def _placed(runnable, device):
     if runs_channels_last(device):
         for module in (runnable.stem, runnable.module):
             if module is not None:
-                module.to(memory_format=torch.channels_last)
+                channels_last(module)
     return runnable
+
+
+def channels_last(module):
+    """``module``'s 4-D parameters and buffers (2-D convolution weights) in channels-last memory
+    format, in place. Others keep theirs: torch has no channels-last layout for 5-D weights
+    (``Conv3d``), which ``module.to(memory_format=...)`` would try to give them."""
+    with torch.no_grad():
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module
 
 
 def trivial_embedding(filters):

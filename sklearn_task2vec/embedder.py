@@ -35,6 +35,7 @@ from ._pipeline import (
     task_head,
     variational_embedding,
 )
+from ._probe_layers import inspect_probe
 from ._probes import (
     RandomReLUProbe,
     build_named_probe,
@@ -53,7 +54,7 @@ from .tasks import (
     check_labels,
     coerce_task,
     encode_labels,
-    example_shape,
+    first_example,
     is_task_sequence,
 )
 
@@ -72,6 +73,21 @@ def _check_image_channels(probe, probe_name, input_shape, where):
         f"{channels} channel{'s' if channels > 1 else ''} (shape {tuple(input_shape)}): "
         f"{channel_fix(channels, first.in_channels)}."
     )
+
+
+#: Dtypes an array ``X`` keeps (others become float64): integers stay integers for probes that
+#: take them (token ids), see :func:`~sklearn_task2vec._probe_layers.inspect_probe`.
+_ARRAY_DTYPES = (
+    np.float64,
+    np.float32,
+    np.int64,
+    np.int32,
+    np.int16,
+    np.int8,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+)
 
 
 class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
@@ -227,6 +243,16 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     ----------
     probe_ : torch.nn.Module
         The frozen probe (a copy; eval mode, BatchNorm statistics fixed).
+    embedded_layers_ : list of str
+        The probe's filter layers that the embedding covers, in module order (a filter layer is
+        found by what its weight does: see the user guide's probe contract).
+    left_out_layers_ : dict of str to str
+        Every other layer of the probe with a weight of two or more dimensions, and why it is
+        not embedded: never called by the forward, not applied as a filter (an embedding
+        table), or before ``skip_layers``.
+    probe_layers_ : ProbeLayers
+        What the inspection of the probe on the first example found, the input dtype included
+        (``torch.int64`` for a probe that takes integer token ids).
     trivial_embedding_ : ndarray of shape (n_filters,)
         The prior precision ``lambda^2`` of the paper's trivial embedding: a per-layer
         isotropic Gaussian prior matched to the scale of the layer's weights, ``1 /
@@ -367,11 +393,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         seeds = embedding_seeds(self.random_state)
         if is_task_sequence(X):
-            self._fit_probe(*self._first_example_shape(X), seeds)
+            self._fit_probe(*self._first_example(X), seeds)
             return self
         check_fit_labels(X, y)
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=(np.float64, np.float32))
-        self._fit_probe(X.shape[1:], "X", seeds)
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=_ARRAY_DTYPES)
+        self._fit_probe(X[:1], "X", seeds)
         task = self._array_task(X, check_labels(y, "y"))
         self.classes_, _ = encode_labels(task.labels, "y")
         self.method_ = fisher_method(self.method, len(self.classes_), self.batch_size, "y")
@@ -383,7 +409,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             self.prior_embedding_ = trivial.prior
             self.embedding_ = self._normalised(trivial.row, trivial.prior)
             return self
-        probe = prepare_probe(self.probe_, self.skip_layers, device)
+        probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_)
         settings = self._settings()
         fitted = task_head(probe, task, settings, device)
         if self.method_ == "variational":
@@ -400,29 +426,49 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.head_ = fitted.head.cpu()
         return self
 
-    def _first_example_shape(self, tasks):
-        """The shape of task 0's examples, to choose the probe, and where it was read; with
+    def _first_example(self, tasks):
+        """Task 0's first example, to choose and inspect the probe, and where it was read; with
         ``on_error="warn"``, of the first task whose first example can be read (the others fail
         again in transform, into ``errors_``)."""
         first_error = None
         for index, task in enumerate(tasks):
             try:
-                return example_shape(task, index), f"task {index}"
+                return first_example(task, index), f"task {index}"
             except Exception as error:
                 if self.on_error == "raise":
                     raise
                 first_error = first_error or error
         raise first_error
 
-    def _fit_probe(self, input_shape, where, seeds):
-        """``probe_`` for examples of shape ``input_shape`` (without the batch axis, read from
-        ``where``), and what depends on it alone."""
+    def _fit_probe(self, example, where, seeds):
+        """``probe_`` for examples like ``example`` (one, with its batch axis, read from
+        ``where``), and what depends on it alone: which of its layers are embedded."""
+        input_shape = tuple(example.shape[1:])
         self.probe_ = self._make_probe(input_shape, seeds.probe)
         if isinstance(self.probe, str):
             _check_image_channels(
                 self.probe_, "resnet34" if self.probe == "auto" else self.probe, input_shape, where
             )
-        self.trivial_embedding_ = trivial_embedding(embedded_filters(self.probe_, self.skip_layers))
+        try:
+            self.probe_layers_ = inspect_probe(self.probe_, example, module_dtype(self.probe_))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+        filters = embedded_filters(self.probe_, self.skip_layers, self.probe_layers_)
+        self.embedded_layers_ = [path for path, _ in filters]
+        self.left_out_layers_ = dict(self.probe_layers_.left_out)
+        skipped = [path for path in self.probe_layers_.embedded if path not in self.embedded_layers_]
+        if skipped:
+            self.left_out_layers_.update(
+                {path: f"before skip_layers={self.skip_layers!r}" for path in skipped}
+            )
+            warnings.warn(
+                f"skip_layers={self.skip_layers!r} leaves {len(skipped)} filter layers out of the "
+                f"embedding ({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}); "
+                f"left_out_layers_ lists them.",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.trivial_embedding_ = trivial_embedding(filters)
         # Names this fitted probe for the workers that copy it once (_worker_probe).
         self._probe_token = uuid.uuid4().hex
 
@@ -485,7 +531,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 "This FisherTaskEmbedder was fitted on a sequence of tasks; transform takes a "
                 "sequence of tasks too (an array X is one task, fitted with its labels y)."
             )
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=(np.float64, np.float32))
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=_ARRAY_DTYPES)
         if self.method_ == "variational":
             raise ValueError(
                 "method='variational' estimates the Fisher of the task as a whole (embedding_); "
@@ -497,7 +543,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             return np.zeros((X.shape[0], len(self.trivial_embedding_)))
         device = resolve_device(self.device)
         task = self._array_task(X, np.zeros(X.shape[0]))
-        probe = prepare_probe(self.probe_, self.skip_layers, device)
+        probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_)
         task = stem_task(probe, task, self._settings(), device)
         rows = self._example_rows(
             probe, on_device(self.head_, device), task, embedding_seeds(self.random_state), device
@@ -519,7 +565,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if hasattr(self, "n_features_in_"):
             _check_feature_names_in(self, input_features)
-        return filter_names(embedded_filters(self.probe_, self.skip_layers))
+        return filter_names(embedded_filters(self.probe_, self.skip_layers, self.probe_layers_))
 
     # -------------------------------------------------------------- helpers
     def _warn_unconverged(self, what, relative_error):
@@ -542,7 +588,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         return embeddings
 
     def _array_task(self, X, y):
-        return ArrayTask(check_inputs(X, "X", module_dtype(self.probe_)), np.asarray(y), "X")
+        return ArrayTask(check_inputs(X, "X", self.probe_layers_.input_dtype), np.asarray(y), "X")
 
     def _example_rows(self, probe, head, task, seeds, device):
         """Each example's Fisher row under ``head`` (the array task's per-example rows)."""
@@ -574,13 +620,15 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             on_error=self.on_error,
             progress=self.verbose > 0,
             probe_token=self._probe_token,
+            input_dtype=self.probe_layers_.input_dtype,
         )
         # The probe is traced here, in the calling thread, once: in-process every task shares
         # it; joblib workers copy it once each (see copy_probe).
         if effective_n_jobs(self.n_jobs) == 1:
-            probe, template = prepare_probe(self.probe_, self.skip_layers, device), None
+            probe, template = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_), None
         else:
-            probe, template = None, prepare_probe(self.probe_, self.skip_layers, torch.device("cpu"))
+            cpu = torch.device("cpu")
+            probe, template = None, prepare_probe(self.probe_, self.skip_layers, cpu, self.probe_layers_)
         jobs = (
             delayed(_embed_task_or_error)(task, index, job, probe, template)
             for index, task in enumerate(tasks)
@@ -625,6 +673,7 @@ class _TaskJob(NamedTuple):
     on_error: str
     progress: bool
     probe_token: str
+    input_dtype: torch.dtype
 
 
 def _embed_task_or_error(task, index, job, probe, template):
@@ -647,7 +696,7 @@ def _embed_task(task, index, job, probe):
     task = coerce_task(
         task,
         index,
-        dtype=module_dtype(probe.module),
+        dtype=job.input_dtype,
         batch_size=settings.batch_size,
         max_samples=settings.max_samples,
         rng=np.random.RandomState(job.seeds.sampling),

@@ -6,6 +6,6 @@ paper's toy probe for 2-D features. How probes are frozen, folded, cut and hooke
 Fisher pass is internal (``sklearn_task2vec._probes``).
 """
 
-from ._probes import RandomReLUProbe, build_named_probe
+from ._probes import RandomReLUProbe, TransformersBody, build_named_probe
 
-__all__ = ["RandomReLUProbe", "build_named_probe"]
+__all__ = ["RandomReLUProbe", "TransformersBody", "build_named_probe"]

@@ -192,12 +192,15 @@ def _is_continuous(labels):
 
 
 def check_inputs(inputs, where, dtype):
-    """``inputs`` as a CPU tensor of ``dtype``, after refusing non-real or non-finite values."""
+    """``inputs`` as a CPU tensor of ``dtype``, after refusing non-real or non-finite values.
+
+    An integer ``dtype`` is that of a probe that takes integers (token ids): integers are kept
+    exactly, and floating inputs must hold integers.
+    """
     if isinstance(inputs, torch.Tensor):
         tensor = inputs.detach().cpu()
         if tensor.is_complex():
             raise ValueError(f"{where}: inputs must be real numbers, got dtype {tensor.dtype}.")
-        tensor = tensor.to(dtype)  # booleans become 0 and 1, as numpy's do
     else:
         array = as_numpy(inputs, where, "inputs")
         if array.dtype.kind not in "fiub":
@@ -205,20 +208,24 @@ def check_inputs(inputs, where, dtype):
                 f"{where}: inputs must be real numbers, got dtype {array.dtype}"
                 + (" (complex numbers are not supported)." if array.dtype.kind == "c" else ".")
             )
-        # numpy has no bfloat16: such probes get float32 arrays, converted by torch.
-        numpy_dtype = np.float32 if dtype == torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
-        array = np.asarray(array, dtype=numpy_dtype)
+        if array.dtype.kind == "u" and array.dtype.itemsize > 1:  # torch's unsigned types are partial
+            array = array.astype(np.int64)
         if not array.flags.writeable or not array.flags.c_contiguous:
             array = np.array(array, order="C")
-        tensor = torch.from_numpy(array).to(dtype)
+        tensor = torch.from_numpy(array)  # converted to dtype by torch below
     if tensor.dim() < 2:
         raise ValueError(
             f"{where}: inputs must have one row per example (2-D features or N x C x H x W "
             f"images), got shape {tuple(tensor.shape)}."
         )
-    if not torch.isfinite(tensor).all():
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise ValueError(f"{where}: inputs contain NaN or infinity.")
-    return tensor
+    if not dtype.is_floating_point and tensor.is_floating_point() and not torch.equal(tensor, tensor.round()):
+        raise ValueError(
+            f"{where}: the probe takes integer inputs (e.g. token ids), but these inputs hold "
+            f"numbers that are not integers."
+        )
+    return tensor.to(dtype)  # booleans become 0 and 1, as numpy's do
 
 
 class ArrayTask:
@@ -236,7 +243,10 @@ class ArrayTask:
         """``(inputs, labels)`` batches, in a fixed order, or in a random one drawn from ``rng``."""
         if rng is None:
             for start in range(0, len(self), batch_size):
-                yield self.inputs[start : start + batch_size], self.labels[start : start + batch_size]
+                # A copy: a probe may modify its input in place, which must change neither the
+                # user's array nor the next pass's input.
+                batch = self.inputs[start : start + batch_size].clone()
+                yield batch, self.labels[start : start + batch_size]
             return
         order = rng.permutation(len(self))
         for start in range(0, len(self), batch_size):
@@ -419,15 +429,17 @@ def _stream_seed(rng, max_samples):
     return None if max_samples is None else int(rng.randint(np.iinfo(np.int32).max))
 
 
-def example_shape(task, index):
-    """The shape of one example of a task, without the batch axis (to choose the "auto" probe)."""
+def first_example(task, index):
+    """The first example of a task with its batch axis (to choose and inspect the probe), as it
+    comes: integers stay integers."""
     where = f"task {index}"
     if isinstance(task, DataLoader):
         first = next(iter(_read_batches(task, where)), None)
         if first is None:
             raise ValueError(f"{where} is empty: it has no examples.")
         _check_pair(first, where, "a batch")
-        return _example_shape(first[0], where)
+        _example_shape(first[0], where)
+        return as_numpy(first[0], where, "inputs")[:1]
     if isinstance(task, Dataset):
         if isinstance(task, IterableDataset):
             first = next(iter(task), None)
@@ -438,13 +450,14 @@ def example_shape(task, index):
         if first is None:
             raise ValueError(f"{where} is empty: it has no examples.")
         _check_pair(first, where, "an item")
-        return tuple(np.shape(first[0]))
+        return as_numpy(first[0], where, "inputs")[None]
     if not (isinstance(task, Sequence) and not isinstance(task, str) and len(task) == 2):
         raise TypeError(
             f"{where} is not a task: expected an (inputs, labels) pair, a torch Dataset or "
             f"a DataLoader; got {describe(task)}."
         )
-    return _example_shape(task[0], where)
+    _example_shape(task[0], where)
+    return as_numpy(task[0], where, "inputs")[:1]
 
 
 def _check_pair(item, where, what):

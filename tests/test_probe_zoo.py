@@ -28,17 +28,19 @@ def oracle_fisher(probe, head, X, weights):
     the filter paths of its row blocks: one path, or several for a weight that stacks several
     projections (``in_proj_weight``: query, key, value).
     """
-    model = nn.Sequential(copy.deepcopy(probe).double().eval(), head.double())
+    model = nn.Sequential(copy.deepcopy(probe).double().eval(), copy.deepcopy(head).double())
     params = {f"0.{name}": parameter.detach() for name, parameter in model[0].named_parameters()}
-    inputs = torch.as_tensor(X, dtype=torch.float64)
+    inputs = torch.tensor(np.asarray(X))  # a copy: a probe may change its input in place
+    if inputs.is_floating_point():
+        inputs = inputs.double()
 
     def logits(chosen, x):
         return torch.func.functional_call(model, {**params, **chosen}, (x.unsqueeze(0),))[0]
 
     chosen = {f"0.{name}": params[f"0.{name}"] for name in weights}
-    jacobians = torch.func.vmap(torch.func.jacrev(logits), in_dims=(None, 0))(chosen, inputs)
+    jacobians = torch.func.vmap(torch.func.jacrev(logits), in_dims=(None, 0))(chosen, inputs.clone())
     with torch.no_grad():
-        probs = torch.softmax(model(inputs), dim=1)
+        probs = torch.softmax(model(inputs.clone()), dim=1)
     metric = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)
     columns = {}
     for name, paths in weights.items():
@@ -403,7 +405,7 @@ class UntraceableCalledTwice(CalledTwice):
 REFUSED = {
     "tied-weights": (Tied, r"'a' shares its weight with \['b.weight'\].*tied"),
     "functional-weight": (FunctionalWeight, r"reads the weight of layer 'fc' outside"),
-    "functional-weight-untraceable": (UntraceableFunctionalWeight, r"gradients of probe layer 'fc' differ"),
+    "functional-weight-untraceable": (UntraceableFunctionalWeight, r"reads the weight of layer 'fc' outside"),
     "sequence-first-transformer": (
         lambda: TransformerProbe(batch_first=False),
         r"'encoder.layers.0.linear2' takes inputs whose first axis",
@@ -431,12 +433,20 @@ def test_sequence_first_layers_are_refused_even_when_lengths_equal_the_batch(one
 
 
 def test_refusal_is_recorded_per_task_under_on_error_warn(one_thread):
-    X = np.random.RandomState(0).normal(size=(8, 4))
-    embedder = FisherTaskEmbedder(probe=UntraceableFunctionalWeight(), on_error="warn")
+    """The per-example check runs on each task's data: its refusal is the task's error."""
+    X = np.random.RandomState(0).normal(size=(8, 2, 3))
+    embedder = FisherTaskEmbedder(probe=TransformerProbe(batch_first=False), on_error="warn")
     with pytest.warns(UserWarning, match="Task 0 failed"):
         rows = embedder.fit_transform([(X, np.arange(8) % 2)])
     assert np.isnan(rows).all()
     assert "differ from those of the probe run on one example at a time" in str(embedder.errors_[0])
+
+
+def test_a_probe_refused_on_its_structure_fails_fit_whatever_on_error(one_thread):
+    """Not a task's error: no task could be embedded with that probe."""
+    X = np.random.RandomState(0).normal(size=(8, 4))
+    with pytest.raises(ValueError, match="task 0: The probe reads the weight of layer 'fc'"):
+        FisherTaskEmbedder(probe=UntraceableFunctionalWeight(), on_error="warn").fit([(X, np.arange(8) % 2)])
 
 
 # ----------------------------------------------------------------------------- torchvision families

@@ -1,0 +1,509 @@
+"""Which layers of a probe carry filters, and which of them the embedding covers.
+
+A probe's *filters* are the output channels of its convolutions and the output units of its
+linear layers (paper, sec. 3.1). A filter layer is found by what its weight does, not by its
+class name: :func:`inspect_probe` runs one example through the probe and watches every linear
+operation (``F.linear``, ``F.conv*``, ``addmm``, ``matmul``, ``einsum``, the recurrent kernels,
+...) through a ``torch`` function mode. A parameter applied there to the probe's activations is
+a filter weight; the layer that holds it is embedded if it is a kind whose per-example
+gradients the Fisher pass computes (:data:`FILTER_TYPES`) and is called once, as a module, with
+one input and with gradients on; otherwise the probe is refused with the reason found. Filter
+layers the forward never calls are left out, as are parameters that are not applied as filters
+(embedding tables, position biases); :class:`ProbeLayers` lists both with their reasons.
+
+Before that, :func:`plain_layers` turns the storage forms of a weight into the plain layer
+that computes the same function, on the probe's frozen copy: a ``torch.compile`` wrapper is
+unwrapped, a Hugging Face ``Conv1D`` (``x @ W + b``, its weight stored transposed) becomes the
+``nn.Linear`` it is, and a parametrized, weight-normalised or spectrally normalised weight
+becomes the weight the layer computes with. A pruned weight keeps its mask: pruned entries are
+held at zero, not weights, so their gradients are masked (:data:`PRUNING_MASK`).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize, prune
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+#: Modules whose weights are filters: one embedding coordinate per output channel/unit.
+FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+
+#: Name of the buffer in which a pruned layer of the frozen copy keeps its pruning mask.
+PRUNING_MASK = "fisher_pruning_mask"
+
+# Functions whose tensor operands are multiplied together: a parameter of two or more
+# dimensions among them, beside an activation, is applied as a filter weight.
+_LINEAR_OPERATIONS = frozenset(
+    {
+        "linear",
+        "bilinear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "conv_tbc",
+        "addmm",
+        "addbmm",
+        "baddbmm",
+        "addmv",
+        "mm",
+        "bmm",
+        "mv",
+        "matmul",
+        "__matmul__",
+        "__rmatmul__",
+        "einsum",
+        "tensordot",
+        "inner",
+        "lstm",
+        "gru",
+        "rnn_tanh",
+        "rnn_relu",
+        "lstm_cell",
+        "gru_cell",
+        "rnn_tanh_cell",
+        "rnn_relu_cell",
+    }
+)
+
+
+class ProbeLayers(NamedTuple):
+    """What :func:`inspect_probe` found.
+
+    ``embedded``: the paths of the filter layers the embedding covers, in module order;
+    ``left_out``: path -> why a layer holding a weight of two or more dimensions is not
+    embedded (never called; not applied as a filter); ``input_dtype``: the dtype the probe
+    takes its inputs in (``torch.int64`` for integer inputs it takes as integers, e.g. token
+    ids, else its floating dtype).
+    """
+
+    embedded: tuple
+    left_out: dict
+    input_dtype: torch.dtype
+
+
+# ------------------------------------------------------------------- storage forms -> plain layers
+
+
+def _is_hugging_face_conv1d(module):
+    """``transformers.pytorch_utils.Conv1D``: ``addmm(b, x, W)`` with ``W`` of shape (in, out)."""
+    weight = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and type(module).__module__.startswith("transformers")
+        and isinstance(weight, torch.Tensor)
+        and weight.dim() == 2
+        and weight.shape[1] == getattr(module, "nf", None)
+    )
+
+
+def _as_linear(conv1d):
+    weight = conv1d.weight.detach()
+    linear = nn.Linear(
+        weight.shape[0],
+        weight.shape[1],
+        bias=conv1d.bias is not None,
+        dtype=weight.dtype,
+        device=weight.device,
+    )
+    with torch.no_grad():
+        linear.weight.copy_(weight.t())
+        if conv1d.bias is not None:
+            linear.bias.copy_(conv1d.bias.detach())
+    return linear
+
+
+def _compiled_original(module):
+    """The module a ``torch.compile`` wrapper (``OptimizedModule``) wraps, or None."""
+    if type(module).__name__ == "OptimizedModule" and isinstance(
+        getattr(module, "_orig_mod", None), nn.Module
+    ):
+        return module._orig_mod
+    return None
+
+
+def uncompiled(module):
+    """``module`` without its ``torch.compile`` wrapper, if it has one."""
+    original = _compiled_original(module)
+    return module if original is None else uncompiled(original)
+
+
+def deepcopy_memo(module):
+    """A ``copy.deepcopy`` memo that copies the computed weights of hook-based reparametrisations.
+
+    Legacy ``weight_norm``, ``spectral_norm`` and ``prune`` keep the weight they computed as a
+    plain tensor attribute with a gradient history, which ``deepcopy`` refuses; a detached
+    copy of it is what the copy should hold (it is computed again from the originals anyway).
+    """
+    memo = {}
+    for submodule in module.modules():
+        for value in vars(submodule).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return memo
+
+
+def plain_layers(module):
+    """Turn, in place, every storage form of a weight in ``module`` (a frozen copy, in eval mode)
+    into the plain layer that computes the same function. Returns ``module``.
+
+    * ``torch.compile`` wrappers of submodules: their original module;
+    * Hugging Face ``Conv1D``: the equivalent ``nn.Linear`` (weight transposed);
+    * ``torch.nn.utils.parametrize`` parametrizations (``parametrizations.weight_norm``,
+      ``spectral_norm``, custom ones), legacy ``weight_norm`` and ``spectral_norm``: the weight
+      they compute in eval mode, as a plain parameter;
+    * ``torch.nn.utils.prune``: the pruned weight, with its mask kept in the buffer
+      :data:`PRUNING_MASK` (the Fisher pass masks the pruned entries' gradients).
+    """
+    replacements = {}
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if id(child) not in replacements:
+                replacement = uncompiled(child)
+                if _is_hugging_face_conv1d(replacement):
+                    replacement = _as_linear(replacement)
+                replacements[id(child)] = replacement
+            if replacements[id(child)] is not child:
+                setattr(parent, name, replacements[id(child)])
+    for layer in module.modules():
+        _remove_reparametrisations(layer)
+    return module
+
+
+def _remove_reparametrisations(layer):
+    from torch.nn.utils import remove_spectral_norm, remove_weight_norm
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    for hook in list(layer._forward_pre_hooks.values()):
+        if isinstance(hook, WeightNorm):
+            remove_weight_norm(layer, hook.name)
+        elif isinstance(hook, SpectralNorm):
+            remove_spectral_norm(layer, hook.name)
+        elif isinstance(hook, prune.BasePruningMethod):
+            name = hook._tensor_name
+            mask = getattr(layer, f"{name}_mask").detach().clone()
+            prune.remove(layer, name)
+            if name == "weight":
+                layer.register_buffer(PRUNING_MASK, mask)
+    if parametrize.is_parametrized(layer):
+        # Not parametrize.remove_parametrizations: it deletes the weight's property from the
+        # layer's class, which a deep copy shares with the user's own layer.
+        with torch.no_grad():
+            computed = {name: getattr(layer, name).detach().clone() for name in layer.parametrizations}
+        del layer._modules["parametrizations"]
+        layer.__class__ = type(layer).__bases__[0]
+        for name, value in computed.items():
+            layer.register_parameter(name, nn.Parameter(value, requires_grad=False))
+
+
+# ------------------------------------------------------------------------------- inspection
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+class _WeightUses(TorchFunctionMode):
+    """Records each parameter applied by a linear operation to an activation of the probe.
+
+    Tensors computed from the input are activations; tensors computed from parameters alone
+    (``W.t()``, a standardised weight) carry the parameters they come from, so a weight is
+    recognised through the views and arithmetic its layer applies to it.
+    """
+
+    def __init__(self, parameter_ids, calls):
+        super().__init__()
+        self.parameter_ids = parameter_ids
+        self.calls = calls
+        self.activations = WeakIdKeyDictionary()
+        self.sources = WeakIdKeyDictionary()
+        self.uses = []
+
+    def mark_activation(self, tensor):
+        self.activations[tensor] = True
+
+    def _origins(self, tensor):
+        if id(tensor) in self.parameter_ids:
+            return {id(tensor)}
+        return self.sources.get(tensor, set())
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        operands = list(_tensors((args, kwargs)))
+        on_activation = any(tensor in self.activations for tensor in operands)
+        name = getattr(func, "__name__", "")
+        if on_activation and name in _LINEAR_OPERATIONS:
+            caller = self.calls.stack[-1] if self.calls.stack else None
+            for tensor in operands:
+                if tensor.dim() >= 2 and tensor not in self.activations:
+                    for origin in self._origins(tensor):
+                        self.uses.append((origin, name, caller, tuple(self.calls.stack)))
+        origins = set().union(*(self._origins(tensor) for tensor in operands)) if operands else set()
+        for tensor in _tensors(result):
+            if on_activation:
+                self.activations[tensor] = True
+            elif origins:
+                self.sources[tensor] = origins
+        return result
+
+
+class _ModuleCalls:
+    """Forward hooks on every module: the stack of module calls, each call's arguments, and
+    whether gradients were enabled when it started."""
+
+    def __init__(self, probe):
+        self.paths = {}
+        for path, module in probe.named_modules():
+            self.paths.setdefault(id(module), path)
+        self.modules = dict(probe.named_modules())
+        self.stack = []
+        self.count = collections.Counter()
+        self.arguments = {}
+        self.without_grad = {}
+        self._grad_at_entry = []
+        self._handles = []
+        for module in self.modules.values():
+            self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
+            self._handles.append(module.register_forward_hook(self._leave, always_call=True))
+
+    def _enter(self, module, args, kwargs):
+        path = self.paths[id(module)]
+        self.count[path] += 1
+        self.arguments.setdefault(path, (len(args), sorted(kwargs)))
+        enabled = torch.is_grad_enabled()
+        if not enabled and path not in self.without_grad:
+            # The innermost caller that started with gradients on switched them off.
+            callers = [caller for caller, on in zip(self.stack, self._grad_at_entry) if on]
+            self.without_grad[path] = callers[-1] if callers else None
+        self.stack.append(path)
+        self._grad_at_entry.append(enabled)
+
+    def _leave(self, module, args, output):
+        self.stack.pop()
+        self._grad_at_entry.pop()
+
+    def remove(self):
+        for handle in self._handles:
+            handle.remove()
+
+
+def refuse_scripted(probe):
+    for path, module in probe.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            where = f"layer {path!r}" if path else "The probe"
+            raise ValueError(
+                f"Probe {where} is a TorchScript module ({type(module).__name__}, from torch.jit.script "
+                f"or torch.jit.trace): its layers run inside TorchScript, where the Fisher pass cannot "
+                f"watch them. Use the original torch.nn.Module."
+            )
+
+
+def filter_layers(probe):
+    """``{path: module}`` of the modules of :data:`FILTER_TYPES` with a weight, each once."""
+    return {
+        path: module
+        for path, module in probe.named_modules()
+        if isinstance(module, FILTER_TYPES) and getattr(module, "weight", None) is not None
+    }
+
+
+def _weight_holders(probe):
+    """``{id(parameter): [(path, module, name), ...]}`` over distinct modules: a module kept
+    under two names is one holder."""
+    holders = collections.defaultdict(list)
+    seen = set()
+    for path, module in probe.named_modules(remove_duplicate=False):
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        for name, parameter in module.named_parameters(recurse=False):
+            holders[id(parameter)].append((path, module, name))
+    return holders
+
+
+def check_untied(probe, filters):
+    """Refuse a filter weight that two modules hold (tied weights): its per-example gradient is
+    the sum over both uses, which per-module hooks square separately. The same module kept
+    under two names (``self.first = self.body[0]``) is one layer, not a tie."""
+    holders = _weight_holders(probe)
+    for path, module in filters:
+        shared = holders[id(module.weight)]
+        if len(shared) > 1:
+            others = sorted(
+                f"{other}.{name}" if other else name for other, held, name in shared if held is not module
+            )
+            raise ValueError(
+                f"Probe layer {path!r} shares its weight with {others} (tied weights): its "
+                f"per-example gradient is the sum over both uses, which the per-filter Fisher does "
+                f"not compute. Untie them in a copy of the probe (e.g. module.weight = "
+                f"torch.nn.Parameter(module.weight.detach().clone()))."
+            )
+
+
+def check_examples_independent(probe):
+    """Refuse modules whose eval-mode output for one example depends on the others in its batch."""
+    for path, module in probe.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is None:
+            raise ValueError(
+                f"Probe layer {path!r} is a {type(module).__name__} without running statistics "
+                f"(track_running_stats=False): even in eval mode it normalises with the batch's "
+                f"statistics, so each example's Fisher depends on the others in its batch and the "
+                f"rows change with batch_size. Give it running statistics (track_running_stats=True, "
+                f"then estimate them in train mode over some data), or use GroupNorm or LayerNorm."
+            )
+
+
+def _input_tensor(example, dtype):
+    tensor = torch.as_tensor(example)
+    return tensor.to(dtype) if tensor.dtype != dtype else tensor.clone()
+
+
+def inspect_probe(probe, example, float_dtype):
+    """:class:`ProbeLayers` of a frozen probe (after :func:`plain_layers`), from one forward pass.
+
+    Parameters
+    ----------
+    probe : torch.nn.Module
+        The frozen probe.
+    example : array-like or tensor
+        One example with its batch axis, as the task gives it (integers stay integers when the
+        probe takes them so: token ids).
+    float_dtype : torch.dtype
+        The probe's floating dtype, for inputs it does not take as integers.
+
+    Raises
+    ------
+    ValueError
+        Naming the layer and the reason, for a probe whose filters the Fisher cannot compute.
+    """
+    filters = filter_layers(probe)
+    check_untied(probe, list(filters.items()))
+    check_examples_independent(probe)
+    integer = (
+        not torch.as_tensor(example).is_floating_point() and torch.as_tensor(example).dtype != torch.bool
+    )
+    candidates = [torch.int64, float_dtype] if integer else [float_dtype]
+    for attempt, dtype in enumerate(candidates):
+        try:
+            calls, uses = _watched_forward(probe, _input_tensor(example, dtype))
+            break
+        except Exception as exc:  # a probe fails in many ways; the last dtype's error is reported
+            if attempt + 1 < len(candidates):
+                continue
+            raise ValueError(
+                f"The probe fails on the first example (shape {tuple(torch.as_tensor(example).shape)}, "
+                f"as {dtype}): {type(exc).__name__}: {exc}"
+            ) from exc
+    holders = _weight_holders(probe)
+    applied = collections.defaultdict(list)
+    for origin, operation, caller, stack in uses:
+        for path, _holder, name in holders[origin]:
+            applied[path].append((name, operation, caller, stack))
+    for path, module in probe.named_modules():
+        if path in applied and path not in filters:
+            _refuse_unknown_filter_layer(path, module, applied[path][0])
+    embedded, left_out = [], {}
+    for path, module in filters.items():
+        for _name, operation, caller, stack in applied.get(path, ()):
+            if path not in stack:
+                where = f"in the forward of {caller!r}" if caller else "in the probe's forward"
+                raise ValueError(
+                    f"The probe reads the weight of layer {path!r} outside the layer's own call "
+                    f"({operation} {where}, e.g. F.linear(x, self.layer.weight)): the per-filter "
+                    f"Fisher only sees the layer's calls. Call the layer as a module instead."
+                )
+        if calls.count[path] == 0:
+            left_out[path] = "never called by the probe's forward"
+            continue
+        _check_filter_call(path, module, calls)
+        embedded.append(path)
+    for path, module in probe.named_modules():
+        if path in filters or path in left_out:
+            continue
+        big = [name for name, parameter in module.named_parameters(recurse=False) if parameter.dim() >= 2]
+        if big:
+            left_out[path] = (
+                f"{type(module).__name__}: its parameter {big[0]!r} is not applied as a filter to the "
+                f"probe's activations (a lookup table or a bias term)"
+            )
+    if not embedded:
+        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+    return ProbeLayers(tuple(embedded), left_out, dtype)
+
+
+def _watched_forward(probe, inputs):
+    parameter_ids = {id(parameter) for parameter in probe.parameters()}
+    calls = _ModuleCalls(probe)
+    mode = _WeightUses(parameter_ids, calls)
+    mode.mark_activation(inputs)
+    try:
+        with torch.enable_grad(), mode:
+            probe(inputs)
+    finally:
+        calls.remove()
+    return calls, mode.uses
+
+
+def _check_filter_call(path, module, calls):
+    if calls.count[path] > 1:
+        raise ValueError(
+            f"Probe layer {path!r} is called more than once per forward pass ({calls.count[path]} "
+            f"times); the per-filter Fisher needs each filter layer to be used once."
+        )
+    if path in calls.without_grad:
+        culprit = calls.without_grad[path]
+        where = f"the forward of {culprit!r}" if culprit else "the probe's forward"
+        raise ValueError(
+            f"Probe layer {path!r} runs with gradients disabled ({where} runs under torch.no_grad() "
+            f"or torch.inference_mode()): the Fisher needs its gradients. Remove the decorator or "
+            f"context from that forward."
+        )
+    n_args, keywords = calls.arguments[path]
+    if n_args != 1 or keywords:
+        extra = f"{n_args} positional arguments" + (f" and keywords {keywords}" if keywords else "")
+        raise ValueError(
+            f"Probe layer {path!r} ({type(module).__name__}) is called with {extra}; the per-filter "
+            f"Fisher differentiates each filter layer as a function of its one input. Pass the "
+            f"other arguments another way (e.g. as attributes), or use a layer that takes one input."
+        )
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        raise ValueError(
+            f"Probe layer {path!r} is a transposed convolution; its filters are not output "
+            f"channels of its weight, so it cannot be embedded. Use a probe without it."
+        )
+
+
+def _refuse_unknown_filter_layer(path, module, use):
+    name, operation, _, _ = use
+    what = f"Probe layer {path!r} ({type(module).__name__}) applies its parameter {name!r} as a filter weight ({operation})"
+    if isinstance(module, nn.RNNBase):
+        reason = (
+            "a recurrent layer applies its weights at every step of a sequence, which the "
+            "per-filter Fisher's layer hooks do not see. Start the embedding after it "
+            "(skip_layers), or use a probe without it"
+        )
+    elif isinstance(module, nn.Bilinear):
+        reason = "a bilinear layer has two inputs; the per-filter Fisher takes layers of one input"
+    else:
+        reason = (
+            "but it is not a layer kind whose filters the package knows (Conv1d/2d/3d, Linear and "
+            "their subclasses, Hugging Face Conv1D), so its filters would be left out. Make it a "
+            "subclass of torch.nn.Linear or of a torch.nn.Conv class"
+        )
+    raise ValueError(f"{what}: {reason}.")
