@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import stat
 import warnings
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import torch
 
 from . import __version__
 from ._utils import module_digest, update_digest
+from ._writer import write_file
 
 
 def cache_folder(memory, parameter="memory"):
@@ -77,19 +78,6 @@ def settings_key(settings, seeds, probe, device):
     return digest.hexdigest()
 
 
-def write_atomically(path, write):
-    """``write(file)`` to a temporary file next to ``path``, then rename it to ``path``, so
-    that a reader (another process too) sees the whole file or none."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _checksum(key, arrays):
     digest = hashlib.sha256(key.encode())
     for array in arrays:
@@ -102,14 +90,28 @@ def save_checked(path, key, **arrays):
     contents and of ``key`` (what the file is for)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     checksum = np.array(_checksum(key, arrays.values()))
-    write_atomically(path, lambda file: np.savez(file, **arrays, checksum=checksum))
+    # overwrite: a damaged file is replaced by the recomputed one (and two processes that
+    # computed one task write the same content).
+    write_file(path, lambda file: np.savez(file, **arrays, checksum=checksum), overwrite=True)
 
 
 def load_checked(path, key, names, description):
     """The arrays ``names`` of a file written by :func:`save_checked` for ``key``, or None
     when it is absent or damaged: a damaged file (any failure to read it, or a checksum that
-    does not match) is reported with a warning naming ``description`` and never used."""
-    if not path.exists():
+    does not match) is reported with a warning naming ``description`` and never used, and so
+    is anything in its place that is not a regular file (a FIFO, whose opening would wait for a
+    writer forever, a socket, a folder)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(mode):
+        warnings.warn(
+            f"The cached {description} {path} is not a regular file (a FIFO, a socket or a folder); "
+            f"it is skipped and the {description} recomputed.",
+            UserWarning,
+            stacklevel=3,
+        )
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
@@ -146,10 +148,9 @@ class EmbeddingCache:
         """Store a :class:`~sklearn_task2vec._pipeline.TaskEmbedding` for the task ``key``,
         atomically (write, then rename). A file that cannot be written is a warning, not an
         error: the caller keeps its row."""
-        path = self._path(key)
         try:
             save_checked(
-                path,
+                self._path(key),
                 self._checked_key(key),
                 row=np.asarray(embedding.row, dtype=np.float64),
                 prior=np.asarray(embedding.prior, dtype=np.float64),
@@ -157,8 +158,9 @@ class EmbeddingCache:
             )
         except OSError as exc:
             warnings.warn(
-                f"Could not write the cache file {path} ({type(exc).__name__}: {exc}); the row is "
-                f"kept but not cached.",
+                # The error names the file (the writer's message, or mkdir's).
+                f"Could not write the cache file ({type(exc).__name__}: {exc}); the row is kept but "
+                f"not cached.",
                 UserWarning,
                 stacklevel=3,
             )
