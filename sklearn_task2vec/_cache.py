@@ -12,6 +12,12 @@ embedding file's checksum covers its settings key too, so a file copied or linke
 settings folder fails the check. A row whose file cannot be written (a read-only folder, a full
 disk) is still returned, with a warning: the cache never costs a result.
 
+A task's file name follows the order of its examples, as its row does, except for a DataLoader
+that shuffles them at every pass: its row is one draw over the orders, so it is keyed by its
+examples in any order, and a rerun reuses the row drawn first. A loader that reads other
+examples at every pass (drawing with replacement, ``drop_last`` on a shuffled pass) is not
+cached, with a warning: its key would never be found again.
+
 What the key cannot see: a module probe is keyed by its class, its ``repr`` and its
 ``state_dict`` (parameters and registered buffers), not by the code of its ``forward`` nor by
 plain attributes that ``forward`` reads. After changing those, use a new folder (or delete the
@@ -59,7 +65,32 @@ def cache_folder(memory, parameter="memory"):
 
 
 def task_key(task, batch_size):
-    """A hash of the examples and labels of a coerced task, in order (one pass over its data)."""
+    """A hash of the examples and labels of a coerced task (one pass over its data), or None
+    when the cache cannot key it.
+
+    In order, for a task whose order is fixed: its row depends on it (the Monte Carlo labels
+    and the variational steps follow the examples' order). For a loader that shuffles its
+    examples at every pass (``task.order == "permuted"``) its row is a draw over the orders,
+    different at each run: it is keyed by its examples as a multiset (all of them, before
+    ``max_samples``), so that a rerun finds the row drawn before rather than never hitting. None
+    for a loader that reads other examples at every pass (``"random"``): no key would be found
+    again.
+    """
+    if task.order == "random":
+        return None
+    if task.order == "permuted":
+        examples = []
+        for inputs, labels in task.all_batches():
+            inputs, labels = inputs.cpu().numpy(), np.asarray(labels)
+            for index in range(len(labels)):
+                example = hashlib.sha256()
+                update_digest(example, inputs[index])
+                update_digest(example, labels[index : index + 1])
+                examples.append(example.digest())
+        digest = hashlib.sha256(b"examples in any order\n")
+        for example in sorted(examples):
+            digest.update(example)
+        return digest.hexdigest()
     digest = hashlib.sha256()
     for inputs, labels in task.batches(batch_size):
         update_digest(digest, inputs.cpu().numpy())
@@ -103,7 +134,7 @@ def load_checked(path, key, names, description):
     writer forever, a socket, a folder)."""
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file, or a file where its folder goes
         return None
     if not stat.S_ISREG(mode):
         warnings.warn(

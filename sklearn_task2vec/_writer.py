@@ -195,7 +195,8 @@ def _permission_bits(path, *, folder):
 def _exists():
     return FileExistsError(
         errno.EEXIST,
-        "it exists (it may have appeared after this run started); it is replaced only when asked to",
+        "it exists (it may have appeared after this run started); it is replaced only with "
+        "overwrite=True (--overwrite on the command line)",
     )
 
 

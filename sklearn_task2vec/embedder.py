@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from torch.utils.data import DataLoader
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
 from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
@@ -55,6 +56,7 @@ from .tasks import (
     encode_labels,
     example_shape,
     is_task_sequence,
+    loader_order,
 )
 
 
@@ -565,6 +567,17 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         cache = None
         if folder is not None:
             cache = EmbeddingCache(folder, settings_key(settings, seeds, self.probe_, device))
+            for index, task in enumerate(tasks):
+                # Warned here, in the calling process: task_key then leaves the task uncached.
+                if isinstance(task, DataLoader) and loader_order(task) == "random":
+                    warnings.warn(
+                        f"Task {index} is a DataLoader that reads other examples at every pass "
+                        f"(a sampler drawing with replacement or a number of its own, or drop_last "
+                        f"on a shuffled pass): the cache could never find its row again, so it is "
+                        f"computed and not cached.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
         job = _TaskJob(
             settings=settings,
             seeds=seeds,
