@@ -110,6 +110,10 @@ def _check_output(path, suffixes, *, inputs, overwrite):
             )
     if path.is_dir():
         raise UsageError(f"--output {path}: is a folder, not a file.")
+    if path.exists() and not path.is_file():
+        raise UsageError(
+            f"--output {path}: is not a regular file (a FIFO, a socket or a device); it is never replaced."
+        )
     if path.exists() and not overwrite:
         raise UsageError(f"--output {path}: the file exists; pass --overwrite to replace it.")
     return path
