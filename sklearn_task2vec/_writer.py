@@ -147,9 +147,7 @@ def _publish_file(path, write, *, overwrite, text):
         existing = _permission_bits(path, folder=False)
     handle, temporary = _new_file(path.parent, f".{path.name}.", ".tmp")
     try:
-        if existing is not None:
-            os.fchmod(handle, existing)  # before any content: the old file's readers, no others
-        _write_to(handle, write, text)
+        _write_to(handle, write, text, mode=existing)
         if overwrite:
             os.replace(temporary, path)
         else:
@@ -158,9 +156,12 @@ def _publish_file(path, write, *, overwrite, text):
         Path(temporary).unlink(missing_ok=True)
 
 
-def _write_to(handle, write, text):
-    """``write`` the content to the open file descriptor ``handle``, flush it to disk, close it."""
+def _write_to(handle, write, text, mode=None):
+    """``write`` the content to the open file descriptor ``handle``, flush it to disk, close it;
+    first give the file the permission bits ``mode``, when given."""
     with os.fdopen(handle, "wb") as binary:
+        if mode is not None:
+            os.fchmod(handle, mode)  # before any content: the old file's readers, no others
         if text:
             wrapper = io.TextIOWrapper(binary, encoding="utf-8", newline="")
             write(wrapper)
@@ -252,8 +253,7 @@ def _publish_folder(temporary, path, *, replace):
         if not replace:  # a folder that appeared, and filled, after the call started
             raise _exists() from None
     if _exchange(temporary, path):
-        shutil.rmtree(temporary)  # now the old folder
-        return
+        return  # temporary now holds the old folder, which write_folder removes
     old = _new_folder(path.parent, f".{path.name}.", ".old")
     os.rename(path, old / path.name)
     try:

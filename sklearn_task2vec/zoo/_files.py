@@ -22,6 +22,8 @@ from ._expert import Expert
 _WEIGHTS_FILE = "weights.pt"
 _HEAD_FILE = "head.pt"
 _METADATA_FILE = "expert.json"
+# Everything an expert folder holds: a folder holding anything else is not one.
+_EXPERT_FILES = (_WEIGHTS_FILE, _HEAD_FILE, _METADATA_FILE)
 _FORMAT = "sklearn-task2vec expert"
 # Version 2: expert.json carries its own checksum, and the expert may have a source head.
 _FORMAT_VERSION = 2
@@ -150,9 +152,7 @@ def _check_expert_folder(folder):
     folder may be replaced: any other is a user's, whatever its files are named."""
     where = f"save_expert: {os.fspath(folder)!r}"
     foreign = sorted(
-        entry.name
-        for entry in folder.iterdir()
-        if entry.name not in (_WEIGHTS_FILE, _HEAD_FILE, _METADATA_FILE) or not entry.is_file()
+        entry.name for entry in folder.iterdir() if entry.name not in _EXPERT_FILES or not entry.is_file()
     )
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
