@@ -116,14 +116,29 @@ def _checksum(key, arrays):
     return digest.hexdigest()
 
 
-def save_checked(path, key, **arrays):
+def save_checked(path, key, kept, **arrays):
     """Write ``arrays`` to the ``.npz`` file ``path`` atomically, with a checksum of their
-    contents and of ``key`` (what the file is for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    contents and of ``key`` (what the file is for); True once written.
+
+    A file that cannot be written (a read-only folder, a full disk, something in the way) is a
+    warning naming it and saying what the caller keeps instead (``kept``, e.g. ``"the row is
+    kept"``), not an error: the cache never costs a result. Returns False then.
+    """
     checksum = np.array(_checksum(key, arrays.values()))
-    # overwrite: a damaged file is replaced by the recomputed one (and two processes that
-    # computed one task write the same content).
-    write_file(path, lambda file: np.savez(file, **arrays, checksum=checksum), overwrite=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # overwrite: a damaged file is replaced by the recomputed one (and two processes that
+        # computed one task write the same content).
+        write_file(path, lambda file: np.savez(file, **arrays, checksum=checksum), overwrite=True)
+    except OSError as exc:
+        warnings.warn(
+            # The error names the file (the writer's message, or mkdir's).
+            f"Could not write the cache file ({type(exc).__name__}: {exc}); {kept} but not cached.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return False
+    return True
 
 
 def load_checked(path, key, names, description):
@@ -179,22 +194,14 @@ class EmbeddingCache:
         """Store a :class:`~sklearn_task2vec._pipeline.TaskEmbedding` for the task ``key``,
         atomically (write, then rename). A file that cannot be written is a warning, not an
         error: the caller keeps its row."""
-        try:
-            save_checked(
-                self._path(key),
-                self._checked_key(key),
-                row=np.asarray(embedding.row, dtype=np.float64),
-                prior=np.asarray(embedding.prior, dtype=np.float64),
-                n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
-            )
-        except OSError as exc:
-            warnings.warn(
-                # The error names the file (the writer's message, or mkdir's).
-                f"Could not write the cache file ({type(exc).__name__}: {exc}); the row is kept but "
-                f"not cached.",
-                UserWarning,
-                stacklevel=3,
-            )
+        save_checked(
+            self._path(key),
+            self._checked_key(key),
+            "the row is kept",
+            row=np.asarray(embedding.row, dtype=np.float64),
+            prior=np.asarray(embedding.prior, dtype=np.float64),
+            n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
+        )
 
     def load(self, key):
         """``(row, prior, n_classes)`` stored for the task ``key``, or None if absent or corrupted."""

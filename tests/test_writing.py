@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from sklearn_task2vec import FisherTaskEmbedder, demo
 from sklearn_task2vec import _writer as writer
 from sklearn_task2vec._cache import load_checked, save_checked
 from sklearn_task2vec.cli import main
-from sklearn_task2vec.zoo import Expert, load_expert, save_expert
+from sklearn_task2vec.zoo import Expert, error_matrix, load_expert, save_expert
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,8 +67,12 @@ def produce(kind, folder, inputs, *, overwrite=False):
             status = main(["embed", *tasks, "-o", str(target), *flag])
         elif kind == "distances.csv":
             status = main(["distances", str(inputs / "e.npz"), "-o", str(target), *flag])
-        elif kind == "cache row":
-            save_checked(target, "key", row=np.arange(3.0))
+        elif kind == "cache row":  # a failed write is a warning: the caller keeps the row
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                save_checked(target, "key", "the row is kept", row=np.arange(3.0))
+            if caught:
+                return target, str(caught[0].message)
             status = 0
         elif kind == "expert folder":
             save_expert(Expert(nn.Linear(3, 2), "tiny", head=nn.Linear(2, 2)), target, overwrite=overwrite)
@@ -424,9 +429,24 @@ def test_a_cache_row_that_cannot_be_written_is_still_returned(tmp_path, fail_fsy
     assert not list(tmp_path.rglob("*.npz")) and not list(tmp_path.rglob(".*.tmp"))
 
 
+def test_the_zoos_features_that_cannot_be_cached_are_still_used(tmp_path, fail_fsync):
+    torch.manual_seed(0)
+    experts = [Expert(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), "relu")]
+    X = np.random.RandomState(0).normal(size=(40, 4))
+    tasks = [(X, (X[:, 0] > 0).astype(int))]
+    expected = error_matrix(experts, tasks, random_state=0, device="cpu")
+    fail_fsync(errno.EFBIG, times=10)
+    with pytest.warns(
+        UserWarning, match=r"Could not write the cache file .*File too large.*features are kept"
+    ):
+        errors = error_matrix(experts, tasks, random_state=0, device="cpu", cache=tmp_path)
+    np.testing.assert_array_equal(errors, expected)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
 def test_a_cache_row_is_read_back_only_from_a_regular_file(tmp_path):
     path = tmp_path / "row.npz"
-    save_checked(path, "key", row=np.arange(3.0))
+    save_checked(path, "key", "the row is kept", row=np.arange(3.0))
     (row,) = load_checked(path, "key", ("row",), "row")
     np.testing.assert_array_equal(row, np.arange(3.0))
     assert load_checked(tmp_path / "missing.npz", "key", ("row",), "row") is None
@@ -442,7 +462,7 @@ def test_a_damaged_cache_row_is_replaced_keeping_its_mode(mode, tmp_path, umask)
     path = tmp_path / "row.npz"
     path.write_bytes(b"damaged")
     os.chmod(path, mode)
-    save_checked(path, "key", row=np.arange(3.0))
+    save_checked(path, "key", "the row is kept", row=np.arange(3.0))
     assert stat.S_IMODE(path.stat().st_mode) == mode
     np.testing.assert_array_equal(load_checked(path, "key", ("row",), "row")[0], np.arange(3.0))
 
