@@ -211,7 +211,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         row whose file cannot be written is kept, with a warning; a ``memory`` that is a file
         is refused before any work. Needs an integer ``random_state`` to be reused (``None``
         draws new seeds each time). Streamed tasks (Datasets, DataLoaders) are read once more
-        to hash their content. A module probe is keyed by its class, ``repr`` and
+        to hash their content: in order, as the row depends on it, except for a DataLoader that
+        shuffles at every pass, keyed by its examples in any order (its row is a draw over
+        orders; a rerun reuses the one drawn first). A DataLoader that reads other examples at
+        every pass (drawing with replacement, ``drop_last`` on a shuffled pass) is not cached,
+        with a warning. A module probe is keyed by its class, ``repr`` and
         ``state_dict`` (parameters and buffers), not by its code or by plain attributes its
         ``forward`` reads: after changing those, use a new folder.
     on_error : {"raise", "warn"}, default="raise"
