@@ -39,6 +39,9 @@ from pathlib import Path
 # link() fails with these where the file system has no hard links (FAT, some FUSE and network
 # file systems): the name is then taken by an exclusive create instead.
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+# fsync() fails with these on file systems that cannot flush a file (some FUSE ones): the
+# content is written all the same.
+_NO_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 # Linux's renameat2 flag that swaps two paths in one step (glibc 2.28 or later).
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -171,7 +174,11 @@ def _write_to(handle, write, text, mode=None):
             write(binary)
         binary.flush()
         # On disk before the rename publishes it: a crash must not leave an empty file there.
-        os.fsync(binary.fileno())
+        try:
+            os.fsync(binary.fileno())
+        except OSError as exc:
+            if exc.errno not in _NO_FSYNC:
+                raise
 
 
 def _permission_bits(path, *, folder):

@@ -317,6 +317,13 @@ def test_without_hard_links_the_name_is_still_taken_only_if_free(code, tmp_path,
     assert target.read_bytes() == b"theirs" and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.ENOSYS])
+def test_a_file_system_that_cannot_flush_a_file_still_gets_it(code, tmp_path, fail_fsync):
+    calls = fail_fsync(code)
+    writer.write_file(tmp_path / "x.bin", lambda file: file.write(b"content"))
+    assert len(calls) == 1 and (tmp_path / "x.bin").read_bytes() == b"content"
+
+
 def test_errors_keep_their_type_and_errno(tmp_path, fail_fsync):
     fail_fsync(errno.EACCES)
     with pytest.raises(PermissionError) as caught:
