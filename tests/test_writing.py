@@ -11,6 +11,8 @@ import errno
 import os
 import socket
 import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -250,6 +252,23 @@ def content(path):
         return path.read_text()
     with np.load(path) as stored:
         return {name: stored[name].tolist() for name in stored.files}
+
+
+@pytest.mark.slow
+def test_two_embed_runs_with_one_output_never_both_succeed(tmp_path, inputs):
+    """The review's case, in two real processes started together: without --overwrite, one
+    run writes the output and the other fails (at start-up, or when it publishes: its rows are
+    then rescued), never both exiting 0 with the second silently replacing the first."""
+    command = [sys.executable, "-m", "sklearn_task2vec.cli", "embed", str(inputs / "signs.npz")]
+    processes = [
+        subprocess.Popen([*command, "-o", str(tmp_path / "out.csv")], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(process.wait(timeout=300), process.stderr.read()) for process in processes]
+    assert sorted(status for status, _ in results) in ([0, 1], [0, 2]), results
+    _, error = next(result for result in results if result[0] != 0)
+    assert str(tmp_path / "out.csv") in error
+    assert main(["distances", str(tmp_path / "out.csv")]) == 0
 
 
 def test_the_rows_read_back_from_a_rescued_file(tmp_path, inputs, capsys, fail_fsync):
