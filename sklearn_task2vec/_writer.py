@@ -97,7 +97,7 @@ def write_folder(path, fill, *, overwrite=False, check=None):
     Parameters
     ----------
     path : str or path-like
-        The target folder. Its parent must exist.
+        The target folder. Its parent must exist. A symbolic link to a folder is followed.
     fill : callable
         Called with a new, empty folder (a :class:`pathlib.Path`); writes the files into it,
         with :func:`write_file`.
@@ -122,21 +122,23 @@ def write_folder(path, fill, *, overwrite=False, check=None):
     the two renames leaves the old folder under the hidden name ``.<name>.<token>.old``).
     """
     path = Path(path)
-    if path.is_dir() and any(path.iterdir()):
+    # A link to a folder is followed: the folder it names is replaced, and the link stays.
+    target = path.resolve() if path.is_symlink() else path
+    if target.is_dir() and any(target.iterdir()):
         if check is not None:
             check(path)
         if not overwrite:
             raise _named(_exists(), path, "")
     try:
-        existing = _permission_bits(path, folder=True)
-        temporary = _new_folder(path.parent, f".{path.name}.", ".tmp")
+        existing = _permission_bits(target, folder=True)
+        temporary = _new_folder(target.parent, f".{target.name}.", ".tmp")
     except OSError as exc:
         raise _named(exc, path, "") from exc
     try:
         fill(temporary)
         if existing is not None:
             os.chmod(temporary, existing)
-        _publish_folder(temporary, path, replace=overwrite)
+        _publish_folder(temporary, target, replace=overwrite)
     except (OSError, ValueError) as exc:
         raise _named(exc, path, "") from exc
     finally:

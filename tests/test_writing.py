@@ -434,6 +434,16 @@ def test_a_save_killed_between_its_files_leaves_the_old_expert_loadable(
     assert leftovers(tmp_path) == []
 
 
+def test_an_expert_folder_behind_a_link_is_replaced_and_the_link_kept(tmp_path):
+    real = save_expert(expert("old", seed=1), tmp_path / "real")
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    save_expert(expert("new", seed=2), tmp_path / "link", overwrite=True)
+    assert (tmp_path / "link").is_symlink()
+    same_expert(load_expert(tmp_path / "link", architecture=nn.Linear(3, 2)), expert("new", seed=2))
+    same_expert(load_expert(real, architecture=nn.Linear(3, 2)), expert("new", seed=2))
+    assert leftovers(tmp_path) == []
+
+
 def test_replacing_an_expert_with_a_headless_one_leaves_no_old_head(tmp_path):
     folder = save_expert(expert(), tmp_path / "expert")
     save_expert(Expert(nn.Linear(3, 2), "headless"), folder, overwrite=True)
