@@ -119,8 +119,10 @@ def umask():
 
 @pytest.fixture
 def fail_fsync(monkeypatch):
-    """Make the writer's flush to disk fail ``times`` times with ``code`` (a full disk: the
-    content was being written), then succeed; the calls are counted."""
+    """Make the writer's flush to disk, the last step before a file is published, fail
+    ``times`` times with ``code`` (a full disk: the content was being written), then succeed;
+    or, with ``then``, call ``then()`` (a target appearing meanwhile) and succeed. The calls
+    are counted."""
     original, calls = os.fsync, []
 
     def arm(code=errno.EFBIG, times=1, then=None):
