@@ -12,6 +12,12 @@ embedding file's checksum covers its settings key too, so a file copied or linke
 settings folder fails the check. A row whose file cannot be written (a read-only folder, a full
 disk) is still returned, with a warning: the cache never costs a result.
 
+A task's file name follows the order of its examples, as its row does, except for a DataLoader
+that shuffles them at every pass: its row is one draw over the orders, so it is keyed by its
+examples in any order, and a rerun reuses the row drawn first. A loader that reads other
+examples at every pass (drawing with replacement, ``drop_last`` on a shuffled pass) is not
+cached, with a warning: its key would never be found again.
+
 What the key cannot see: a module probe is keyed by its class, its ``repr`` and its
 ``state_dict`` (parameters and registered buffers), not by the code of its ``forward`` nor by
 plain attributes that ``forward`` reads. After changing those, use a new folder (or delete the
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import stat
 import warnings
 from pathlib import Path
 
@@ -32,6 +38,7 @@ import torch
 
 from . import __version__
 from ._utils import module_digest, update_digest
+from ._writer import write_file
 
 
 def cache_folder(memory, parameter="memory"):
@@ -58,7 +65,32 @@ def cache_folder(memory, parameter="memory"):
 
 
 def task_key(task, batch_size):
-    """A hash of the examples and labels of a coerced task, in order (one pass over its data)."""
+    """A hash of the examples and labels of a coerced task (one pass over its data), or None
+    when the cache cannot key it.
+
+    In order, for a task whose order is fixed: its row depends on it (the Monte Carlo labels
+    and the variational steps follow the examples' order). For a loader that shuffles its
+    examples at every pass (``task.order == "permuted"``) its row is a draw over the orders,
+    different at each run: it is keyed by its examples as a multiset (all of them, before
+    ``max_samples``), so that a rerun finds the row drawn before rather than never hitting. None
+    for a loader that reads other examples at every pass (``"random"``): no key would be found
+    again.
+    """
+    if task.order == "random":
+        return None
+    if task.order == "permuted":
+        examples = []
+        for inputs, labels in task.all_batches():
+            inputs, labels = inputs.cpu().numpy(), np.asarray(labels)
+            for index in range(len(labels)):
+                example = hashlib.sha256()
+                update_digest(example, inputs[index])
+                update_digest(example, labels[index : index + 1])
+                examples.append(example.digest())
+        digest = hashlib.sha256(b"examples in any order\n")
+        for example in sorted(examples):
+            digest.update(example)
+        return digest.hexdigest()
     digest = hashlib.sha256()
     for inputs, labels in task.batches(batch_size):
         update_digest(digest, inputs.cpu().numpy())
@@ -77,19 +109,6 @@ def settings_key(settings, seeds, probe, device):
     return digest.hexdigest()
 
 
-def write_atomically(path, write):
-    """``write(file)`` to a temporary file next to ``path``, then rename it to ``path``, so
-    that a reader (another process too) sees the whole file or none."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _checksum(key, arrays):
     digest = hashlib.sha256(key.encode())
     for array in arrays:
@@ -97,19 +116,48 @@ def _checksum(key, arrays):
     return digest.hexdigest()
 
 
-def save_checked(path, key, **arrays):
+def save_checked(path, key, kept, **arrays):
     """Write ``arrays`` to the ``.npz`` file ``path`` atomically, with a checksum of their
-    contents and of ``key`` (what the file is for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    contents and of ``key`` (what the file is for); True once written.
+
+    A file that cannot be written (a read-only folder, a full disk, something in the way) is a
+    warning naming it and saying what the caller keeps instead (``kept``, e.g. ``"the row is
+    kept"``), not an error: the cache never costs a result. Returns False then.
+    """
     checksum = np.array(_checksum(key, arrays.values()))
-    write_atomically(path, lambda file: np.savez(file, **arrays, checksum=checksum))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # overwrite: a damaged file is replaced by the recomputed one (and two processes that
+        # computed one task write the same content).
+        write_file(path, lambda file: np.savez(file, **arrays, checksum=checksum), overwrite=True)
+    except OSError as exc:
+        warnings.warn(
+            # The error names the file (the writer's message, or mkdir's).
+            f"Could not write the cache file ({type(exc).__name__}: {exc}); {kept} but not cached.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return False
+    return True
 
 
 def load_checked(path, key, names, description):
     """The arrays ``names`` of a file written by :func:`save_checked` for ``key``, or None
     when it is absent or damaged: a damaged file (any failure to read it, or a checksum that
-    does not match) is reported with a warning naming ``description`` and never used."""
-    if not path.exists():
+    does not match) is reported with a warning naming ``description`` and never used, and so
+    is anything in its place that is not a regular file (a FIFO, whose opening would wait for a
+    writer forever, a socket, a folder)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # no file, or a file where its folder goes
+        return None
+    if not stat.S_ISREG(mode):
+        warnings.warn(
+            f"The cached {description} {path} is not a regular file (a FIFO, a socket or a folder); "
+            f"it is skipped and the {description} recomputed.",
+            UserWarning,
+            stacklevel=3,
+        )
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
@@ -146,22 +194,14 @@ class EmbeddingCache:
         """Store a :class:`~sklearn_task2vec._pipeline.TaskEmbedding` for the task ``key``,
         atomically (write, then rename). A file that cannot be written is a warning, not an
         error: the caller keeps its row."""
-        path = self._path(key)
-        try:
-            save_checked(
-                path,
-                self._checked_key(key),
-                row=np.asarray(embedding.row, dtype=np.float64),
-                prior=np.asarray(embedding.prior, dtype=np.float64),
-                n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
-            )
-        except OSError as exc:
-            warnings.warn(
-                f"Could not write the cache file {path} ({type(exc).__name__}: {exc}); the row is "
-                f"kept but not cached.",
-                UserWarning,
-                stacklevel=3,
-            )
+        save_checked(
+            self._path(key),
+            self._checked_key(key),
+            "the row is kept",
+            row=np.asarray(embedding.row, dtype=np.float64),
+            prior=np.asarray(embedding.prior, dtype=np.float64),
+            n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
+        )
 
     def load(self, key):
         """``(row, prior, n_classes)`` stored for the task ``key``, or None if absent or corrupted."""

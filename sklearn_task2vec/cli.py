@@ -12,8 +12,13 @@ file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` 
 sklearn_task2vec.cli``, and :func:`main` runs it from Python.
 
 An existing output file is replaced only with ``--overwrite``, and never when it is one of the
-command's inputs; it is written to a temporary file first and renamed, so it is never left
-half written. ``task2vec embed --on-error warn`` writes the rows of the tasks that could be
+command's inputs; this is checked before any work and again when the file is written, so a
+file that appeared while the command ran is not replaced either. The output is written to a
+temporary file first and renamed, so it is never left half written; it gets the mode the umask
+gives a new file (a replaced file keeps its own). When ``task2vec embed`` cannot write its
+output (a full disk, a file that appeared meanwhile), its rows are saved to a rescue file,
+``<name>.<pid>.<token>.rescued.csv`` (or ``.npz``) beside it or in the temporary folder, which
+the error names. ``task2vec embed --on-error warn`` writes the rows of the tasks that could be
 embedded and names the others; ``--memory DIR`` caches each finished row.
 
 Exit status: 0 on success, 2 for a usage error (a bad option, a missing file, an unknown
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import os
 import re
@@ -56,6 +60,8 @@ _CSV_TASK_NORMALISED = "task (normalize=trivial)"
 # Spreadsheets run a cell that starts with one of these as a formula: such task names are written
 # with a leading apostrophe (OWASP's advice against CSV injection), removed again on reading.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# The escape itself is escaped, so that a name starting with an apostrophe reads back whole.
+_ESCAPED_STARTS = (*_FORMULA_STARTS, "'")
 # An .npz file whose arrays would take more than this share of the physical memory is refused
 # before it is decompressed (a small compressed file can expand to gigabytes).
 _NPZ_MEMORY_SHARE = 0.5
@@ -104,31 +110,22 @@ def _check_output(path, suffixes, *, inputs, overwrite):
             )
     if path.is_dir():
         raise UsageError(f"--output {path}: is a folder, not a file.")
+    if path.exists() and not path.is_file():
+        raise UsageError(
+            f"--output {path}: is not a regular file (a FIFO, a socket or a device); it is never replaced."
+        )
     if path.exists() and not overwrite:
         raise UsageError(f"--output {path}: the file exists; pass --overwrite to replace it.")
     return path
 
 
-def _write_file(path, write, mode="w"):
-    """``write(file)`` to a temporary file next to ``path``, then renamed to it: an existing file is
-    replaced only by a whole new one, never left half written."""
-    from ._cache import write_atomically
-
-    if mode == "wb":
-        write_atomically(path, write)
-        return
-
-    def write_text(binary):
-        text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-        write(text)
-        text.flush()
-        text.detach()  # write_atomically closes the file itself
-
-    write_atomically(path, write_text)
-
-
-def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised):
+def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised, overwrite):
+    """Write the rows to a .csv or .npz file through the package's writer: published whole, never
+    over a file that appeared meanwhile without ``overwrite``, and, when the write fails, the rows
+    are saved to a rescue file that the error names (they took the whole run to compute)."""
     import numpy as np
+
+    from ._writer import write_file
 
     if path.suffix.lower() == ".npz":
         arrays = {
@@ -137,7 +134,7 @@ def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised):
             "filters": np.array(filters, dtype=str),
             "trivial": trivial,
         }
-        _write_file(path, lambda file: np.savez(file, **arrays), mode="wb")
+        write_file(path, lambda file: np.savez(file, **arrays), overwrite=overwrite, rescue=True)
         return
 
     def write(file):
@@ -146,16 +143,23 @@ def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised):
         for name, row in zip(names, embeddings):
             writer.writerow([_csv_name(name), *(repr(float(value)) for value in row)])  # repr: exact
 
-    _write_file(path, write)
+    write_file(path, write, overwrite=overwrite, text=True, rescue=True)
 
 
 def _csv_name(name):
-    """A task name as a CSV cell that no spreadsheet runs as a formula."""
-    return f"'{name}" if str(name).startswith(_FORMULA_STARTS) else str(name)
+    """A task name as a CSV cell that no spreadsheet runs as a formula: a name starting with a
+    formula character, or with the apostrophe that marks the escape, gets one more apostrophe
+    in front (OWASP's advice against CSV injection). :func:`_name_from_csv` removes it: every
+    name reads back as it was."""
+    name = str(name)
+    return f"'{name}" if name.startswith(_ESCAPED_STARTS) else name
 
 
 def _name_from_csv(cell):
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_STARTS) else cell
+    """The task name that :func:`_csv_name` wrote as ``cell``."""
+    # Only an apostrophe that _csv_name adds is removed: one before a formula character or an
+    # apostrophe. A file written before apostrophes were escaped reads as it did then.
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_ESCAPED_STARTS) else cell
 
 
 def _npz_arrays(path, required, hint):
@@ -214,7 +218,8 @@ def _read_embeddings(path):
         trivial = arrays.get("trivial")
     else:
         try:
-            with open(path, newline="", encoding="utf-8") as file:
+            # utf-8-sig: spreadsheets save a CSV file with a byte-order mark, which is not data.
+            with open(path, newline="", encoding="utf-8-sig") as file:
                 rows = [row for row in csv.reader(file) if row]
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
@@ -435,6 +440,7 @@ def _embed(args):
         embeddings[kept],
         trivial,
         normalised=embedder.normalize is not None,
+        overwrite=args.overwrite,
     )
     tasks = f"{len(kept)} task{'s' if len(kept) != 1 else ''}"
     print(f"Wrote the embeddings of {tasks} ({embeddings.shape[1]} filters each) to {output}.")
@@ -494,6 +500,7 @@ def _distances(args):
     print(f"{title}:")
     print(_table(names, names, distances))
     if output is not None:
+        from ._writer import write_file
 
         def write(file):
             writer = csv.writer(file)
@@ -501,7 +508,8 @@ def _distances(args):
             for name, row in zip(names, distances):
                 writer.writerow([_csv_name(name), *(repr(float(value)) for value in row)])
 
-        _write_file(output, write)
+        # Not rescued: the distances are recomputed from the embeddings file in a moment.
+        write_file(output, write, overwrite=args.overwrite, text=True)
         print(f"Wrote the distances to {output}.")
 
 

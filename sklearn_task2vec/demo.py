@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
+from ._writer import write_file
 from .distances import pairwise_task_distances
 from .embedder import FisherTaskEmbedder
 from .selector import Model2VecSelector, relative_error_increase
@@ -269,7 +270,8 @@ def write_plots(folder, **panels):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "digits_study.png"
     figure = _figure(plt, **panels)
-    figure.savefig(path, dpi=80)
+    # The demo's own figure, under the name it gives it: a rerun replaces it.
+    write_file(path, lambda file: figure.savefig(file, format="png", dpi=80), overwrite=True)
     plt.close(figure)
     print(f"\nWrote {path}")
     return path

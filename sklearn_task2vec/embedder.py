@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from torch.utils.data import DataLoader
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
 from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
@@ -56,6 +57,7 @@ from .tasks import (
     encode_labels,
     first_example,
     is_task_sequence,
+    loader_order,
 )
 
 
@@ -225,7 +227,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         row whose file cannot be written is kept, with a warning; a ``memory`` that is a file
         is refused before any work. Needs an integer ``random_state`` to be reused (``None``
         draws new seeds each time). Streamed tasks (Datasets, DataLoaders) are read once more
-        to hash their content. A module probe is keyed by its class, ``repr`` and
+        to hash their content: in order, as the row depends on it, except for a DataLoader that
+        shuffles at every pass, keyed by its examples in any order (its row is a draw over
+        orders; a rerun reuses the one drawn first). A DataLoader that reads other examples at
+        every pass (drawing with replacement, ``drop_last`` on a shuffled pass) is not cached,
+        with a warning. A module probe is keyed by its class, ``repr`` and
         ``state_dict`` (parameters and buffers), not by its code or by plain attributes its
         ``forward`` reads: after changing those, use a new folder.
     on_error : {"raise", "warn"}, default="raise"
@@ -611,6 +617,17 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         cache = None
         if folder is not None:
             cache = EmbeddingCache(folder, settings_key(settings, seeds, self.probe_, device))
+            for index, task in enumerate(tasks):
+                # Warned here, in the calling process: task_key then leaves the task uncached.
+                if isinstance(task, DataLoader) and loader_order(task) == "random":
+                    warnings.warn(
+                        f"Task {index} is a DataLoader that reads other examples at every pass "
+                        f"(a sampler drawing with replacement or a number of its own, or drop_last "
+                        f"on a shuffled pass): the cache could never find its row again, so it is "
+                        f"computed and not cached.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
         job = _TaskJob(
             settings=settings,
             seeds=seeds,

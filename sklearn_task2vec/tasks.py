@@ -25,7 +25,15 @@ import numpy as np
 import scipy.sparse
 import torch
 from sklearn.utils.multiclass import type_of_target
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    Subset,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
 
 
 def is_task_sequence(X):
@@ -231,6 +239,9 @@ def check_inputs(inputs, where, dtype):
 class ArrayTask:
     """A task held in memory as an inputs tensor and a labels array."""
 
+    #: Its examples come in the same order at every pass (see :func:`loader_order`).
+    order = "fixed"
+
     def __init__(self, inputs, labels, where):
         self.inputs = inputs
         self.labels = labels
@@ -268,20 +279,30 @@ class LoaderTask:
         self.dtype = dtype
         self.max_samples = max_samples
         self.seed = seed
+        #: How the loader orders its examples from one pass to the next (:func:`loader_order`).
+        self.order = loader_order(loader)
+        self._examples_per_pass = None  # read by the first whole pass, to compare the others with
 
     def batches(self, batch_size=None, rng=None):
         """The loader's batches, checked, in the loader's own order (``rng`` is the loader's
         business); with ``max_samples``, the sample's examples in batches of the loader's
         batch size (else ``batch_size``)."""
         if self.max_samples is None:
-            yield from self._checked_batches()
+            yield from self.all_batches()
             return
         inputs, labels = self._sample()
         size = self.loader.batch_size or batch_size or len(labels)
         for start in range(0, len(labels), size):
             yield inputs[start : start + size], labels[start : start + size]
 
-    def _checked_batches(self):
+    def all_batches(self):
+        """All the loader's batches, checked, in its order (``max_samples`` not applied).
+
+        Every whole pass must read as many examples as the first: a stream that can be read
+        only once (its second pass reads nothing) or that changes from one pass to the next
+        is refused, since an embedding reads a task several times (its features, its Fisher
+        and, with a cache, its key), and would silently mix passes otherwise.
+        """
         seen = 0
         for batch in _read_batches(self.loader, self.where):
             where = f"{self.where} (batch from example {seen})"
@@ -294,8 +315,23 @@ class LoaderTask:
             if len(labels):
                 yield inputs, labels
             seen += len(labels)
+        first = self._examples_per_pass
+        if seen == 0 and first:
+            raise ValueError(
+                f"{self.where} can be read only once: its first pass read {first} examples and the "
+                f"next none (a one-shot stream, such as an IterableDataset over a generator). An "
+                f"embedding reads a task several times (its features, its Fisher and, with memory, "
+                f"the cache's key): give a Dataset or DataLoader that can be iterated again, e.g. "
+                f"a TensorDataset of its examples."
+            )
         if seen == 0:
             raise ValueError(f"{self.where} is empty: it has no examples.")
+        if first is not None and seen != first:
+            raise ValueError(
+                f"{self.where} read {first} examples in one pass and {seen} in another: an embedding "
+                f"reads a task several times and needs the same examples at each pass."
+            )
+        self._examples_per_pass = seen
 
     def _sample(self):
         """``max_samples`` examples drawn uniformly at random in one pass (reservoir sampling,
@@ -305,7 +341,7 @@ class LoaderTask:
         size = self.max_samples
         kept_inputs, kept_labels, positions = [], [], []
         seen = 0
-        for inputs, labels in self._checked_batches():
+        for inputs, labels in self.all_batches():
             here = np.arange(seen, seen + len(labels))
             slots = np.where(here < size, here, rng.randint(0, here + 1))
             for offset in np.flatnonzero(slots < size):
@@ -321,6 +357,32 @@ class LoaderTask:
         order = np.argsort(positions)
         inputs = torch.stack([kept_inputs[slot] for slot in order])
         return inputs, np.concatenate([kept_labels[slot] for slot in order])
+
+
+def loader_order(loader):
+    """How a DataLoader orders its examples from one pass to the next.
+
+    ``"permuted"``: the same examples in a new order at each pass (``shuffle=True``, a
+    ``SubsetRandomSampler``); ``"random"``: other examples at each pass (a sampler that draws
+    with replacement or a number of its own, a ``WeightedRandomSampler``, or ``drop_last``
+    cutting a shuffled pass); ``"fixed"``: anything else (a sequential sampler, an iterable
+    dataset, a batch sampler of unknown kind).
+    """
+    if isinstance(loader.dataset, IterableDataset):
+        return "fixed"  # no sampler: the dataset's own order
+    batch_sampler = loader.batch_sampler
+    sampler = getattr(batch_sampler, "sampler", loader.sampler)
+    if isinstance(sampler, WeightedRandomSampler):
+        return "random"
+    if isinstance(sampler, RandomSampler):
+        if sampler.replacement or sampler.num_samples != len(sampler.data_source):
+            return "random"
+    elif not isinstance(sampler, SubsetRandomSampler):
+        return "fixed"
+    batch_size = getattr(batch_sampler, "batch_size", None)
+    if getattr(batch_sampler, "drop_last", False) and batch_size and len(sampler) % batch_size:
+        return "random"  # the examples dropped change with the order
+    return "permuted"
 
 
 class ExampleReadError(ValueError):

@@ -229,7 +229,7 @@ def test_save_load_round_trip_gives_the_same_features_and_metadata(zoo, tmp_path
     assert (loaded.name, loaded.trained_on, loaded.architecture) == ("stripes expert", "stripes", None)
     np.testing.assert_array_equal(loaded.task_embedding, expert.task_embedding)  # exact through JSON
     assert loaded.info == expert.info
-    save_expert(loaded, folder)  # replacing a saved expert
+    save_expert(loaded, folder, overwrite=True)  # replacing a saved expert
     assert load_expert(folder, architecture=SmallCNN()).name == "stripes expert"
 
 
@@ -485,7 +485,7 @@ def test_the_head_survives_save_and_load_and_is_dropped_when_gone(zoo, tmp_path)
     with torch.no_grad():
         np.testing.assert_array_equal(loaded.head(inputs).numpy(), experts[0].head(inputs).numpy())
     headless = Expert(experts[0].module, "headless")
-    save_expert(headless, folder)  # replaces the expert with a head
+    save_expert(headless, folder, overwrite=True)  # replaces the expert with a head
     assert not (folder / "head.pt").exists()
     assert load_expert(folder, architecture=SmallCNN()).head is None
     with pytest.raises(ValueError, match="holds a torch.nn.Linear head"):
@@ -513,7 +513,7 @@ def test_an_edited_expert_json_is_refused(zoo, tmp_path):
     _edit_metadata(folder, change_embedding, sign=False)
     with pytest.raises(ValueError, match="expert.json does not match its checksum"):
         load_expert(folder, architecture=SmallCNN())
-    save_expert(expert, folder)
+    save_expert(expert, folder, overwrite=True)
     _edit_metadata(folder, lambda metadata: metadata.update(head_sha256="0" * 64))  # signed anew
     with pytest.raises(ValueError, match="head.pt does not match the checksum"):
         load_expert(folder, architecture=SmallCNN())

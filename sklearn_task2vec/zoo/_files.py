@@ -14,14 +14,16 @@ from sklearn.utils._param_validation import validate_params
 from torch import nn
 
 from .. import __version__
-from .._cache import write_atomically
 from .._probes import build_named_probe
 from .._utils import load_tensors
+from .._writer import write_file, write_folder
 from ._expert import Expert
 
 _WEIGHTS_FILE = "weights.pt"
 _HEAD_FILE = "head.pt"
 _METADATA_FILE = "expert.json"
+# Everything an expert folder holds: a folder holding anything else is not one.
+_EXPERT_FILES = (_WEIGHTS_FILE, _HEAD_FILE, _METADATA_FILE)
 _FORMAT = "sklearn-task2vec expert"
 # Version 2: expert.json carries its own checksum, and the expert may have a source head.
 _FORMAT_VERSION = 2
@@ -38,8 +40,11 @@ def metadata_sha256(metadata):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@validate_params({"expert": [Expert], "path": [str, os.PathLike]}, prefer_skip_nested_validation=True)
-def save_expert(expert, path):
+@validate_params(
+    {"expert": [Expert], "path": [str, os.PathLike], "overwrite": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
+def save_expert(expert, path, *, overwrite=False):
     """Save an expert to a folder: its weights and a JSON file of its metadata.
 
     ``path/weights.pt`` is the module's ``state_dict`` (CPU tensors only): it loads with
@@ -56,12 +61,28 @@ def save_expert(expert, path):
         The expert; its ``info`` must be JSON-serialisable and its ``head``, if any, a
         ``torch.nn.Linear``.
     path : str or path-like
-        The folder, created if needed; an expert already there is replaced.
+        The folder: new, or empty, or (with ``overwrite``) an expert folder written by
+        ``save_expert``. Its parent folder must exist and be writable: the expert is written
+        whole to a new folder beside it, then renamed to ``path``, so that a save killed
+        half-way leaves the old expert loadable. The files get the mode the umask gives new
+        files; a replaced folder keeps its own.
+    overwrite : bool, default=False
+        Replace the expert already saved in ``path``.
 
     Returns
     -------
     path : pathlib.Path
         The folder.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is a file, or a folder holding anything but an expert saved by
+        ``save_expert`` (it is left untouched, whatever ``overwrite`` says).
+    FileExistsError
+        If ``path`` holds an expert and ``overwrite`` is false.
+    OSError
+        If the folder cannot be written; the message names it.
 
     Examples
     --------
@@ -108,22 +129,47 @@ def save_expert(expert, path):
         raise ValueError(
             f"save_expert: expert {expert.name!r} has info that JSON cannot hold: {exc}"
         ) from exc
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / _WEIGHTS_FILE
-    _save_state_dict(expert.module, weights)
-    metadata["weights_sha256"] = _file_sha256(weights)
-    head_file = folder / _HEAD_FILE
-    if head is None:
-        head_file.unlink(missing_ok=True)  # an expert saved there before may have had one
-    else:
-        _save_state_dict(head, head_file)
-        metadata["head_sha256"] = _file_sha256(head_file)
-    metadata[_METADATA_CHECKSUM] = metadata_sha256(metadata)
-    write_atomically(
-        folder / _METADATA_FILE,
-        lambda file: file.write(json.dumps(metadata, indent=1, allow_nan=False).encode()),
+
+    def fill(new_folder):
+        weights = new_folder / _WEIGHTS_FILE
+        _save_state_dict(expert.module, weights)
+        metadata["weights_sha256"] = _file_sha256(weights)
+        if head is not None:
+            head_file = new_folder / _HEAD_FILE
+            _save_state_dict(head, head_file)
+            metadata["head_sha256"] = _file_sha256(head_file)
+        metadata[_METADATA_CHECKSUM] = metadata_sha256(metadata)
+        text = json.dumps(metadata, indent=1, allow_nan=False)
+        write_file(new_folder / _METADATA_FILE, lambda file: file.write(text.encode()))
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return write_folder(folder, fill, overwrite=overwrite, check=_check_expert_folder)
+
+
+def _check_expert_folder(folder):
+    """Refuse a folder that is not an expert saved by :func:`save_expert`: one holding anything
+    but its three files, or whose ``expert.json`` is not an expert's metadata. Only such a
+    folder may be replaced: any other is a user's, whatever its files are named."""
+    where = f"save_expert: {os.fspath(folder)!r}"
+    foreign = sorted(
+        entry.name for entry in folder.iterdir() if entry.name not in _EXPERT_FILES or not entry.is_file()
     )
-    return folder
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(
+            f"{where} is not an expert folder (it holds {shown}); save_expert replaces only a "
+            f"folder it wrote. Choose a new or empty folder."
+        )
+    try:
+        metadata = json.loads((folder / _METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        metadata = None
+    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
+        raise ValueError(
+            f"{where} is not an expert folder: its {_METADATA_FILE} is missing or not the metadata "
+            f"save_expert writes; save_expert replaces only a folder it wrote. Choose a new or "
+            f"empty folder."
+        )
 
 
 @validate_params(
@@ -266,7 +312,7 @@ def _check_file(file, recorded, where):
 
 def _save_state_dict(module, file):
     state_dict = {key: tensor.detach().cpu().clone() for key, tensor in module.state_dict().items()}
-    write_atomically(file, lambda handle: torch.save(state_dict, handle))
+    write_file(file, lambda handle: torch.save(state_dict, handle))
 
 
 def _load_state_dict(file, where):

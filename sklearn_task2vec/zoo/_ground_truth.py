@@ -479,7 +479,8 @@ class _FeatureReader:
 
 
 class _FeatureStore:
-    """Features on disk, one ``.npz`` per (expert, task) with a checksum, written atomically."""
+    """Features on disk, one ``.npz`` per (expert, task) with a checksum, written atomically;
+    features whose file cannot be written are kept, with a warning."""
 
     def __init__(self, cache):
         folder = cache_folder(cache, "cache")
@@ -495,4 +496,9 @@ class _FeatureStore:
         return None if stored is None else stored[0]
 
     def save(self, expert_key, task_key, features):
-        save_checked(self._path(expert_key, task_key), f"{expert_key} {task_key}", features=features)
+        save_checked(
+            self._path(expert_key, task_key),
+            f"{expert_key} {task_key}",
+            "the features are kept",
+            features=features,
+        )
