@@ -34,14 +34,17 @@ def run_without_gradient(module, inputs, where):
         with torch.no_grad():
             return module(inputs)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        first = next((layer for layer in module.modules() if isinstance(layer, nn.Conv2d)), None)
-        fix = ""
-        if first is not None and inputs.dim() == 4 and inputs.shape[1] != first.in_channels:
-            fix = f" The probe takes {first.in_channels}-channel images: {channel_fix(inputs.shape[1], first.in_channels)}."
-        raise ValueError(
-            f"{where}: the probe cannot take inputs of shape {tuple(inputs.shape)} "
-            f"(dtype {inputs.dtype}): {exc}{fix}"
-        ) from exc
+        raise ValueError(f"{where}: {probe_input_error(module, inputs, exc)}") from exc
+
+
+def probe_input_error(module, inputs, error):
+    """What to say when ``module`` fails on ``inputs`` with ``error``: their shape and dtype,
+    and the fix for images with a channel count the probe's first convolution does not take."""
+    first = next((layer for layer in module.modules() if isinstance(layer, nn.Conv2d)), None)
+    fix = ""
+    if first is not None and inputs.dim() == 4 and inputs.shape[1] != first.in_channels:
+        fix = f" The probe takes {first.in_channels}-channel images: {channel_fix(inputs.shape[1], first.in_channels)}."
+    return f"the probe cannot take inputs of shape {tuple(inputs.shape)} (dtype {inputs.dtype}): {error}{fix}"
 
 
 def probe_features(probe, inputs, where):

@@ -30,6 +30,8 @@ from torch.nn.utils import parametrize, prune
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ._heads import probe_input_error
+
 #: Modules whose weights are filters: one embedding coordinate per output channel/unit.
 FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -400,16 +402,14 @@ def inspect_probe(probe, example, float_dtype):
     )
     candidates = [torch.int64, float_dtype] if integer else [float_dtype]
     for attempt, dtype in enumerate(candidates):
+        inputs = _input_tensor(example, dtype)
         try:
-            calls, uses = _watched_forward(probe, _input_tensor(example, dtype))
+            calls, uses = _watched_forward(probe, inputs)
             break
-        except Exception as exc:  # a probe fails in many ways; the last dtype's error is reported
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # the last dtype's is reported
             if attempt + 1 < len(candidates):
                 continue
-            raise ValueError(
-                f"The probe fails on the first example (shape {tuple(torch.as_tensor(example).shape)}, "
-                f"as {dtype}): {type(exc).__name__}: {exc}"
-            ) from exc
+            raise ValueError(probe_input_error(probe, inputs, exc)) from exc
     holders = _weight_holders(probe)
     applied = collections.defaultdict(list)
     for origin, operation, caller, stack in uses:
@@ -442,8 +442,7 @@ def inspect_probe(probe, example, float_dtype):
                 f"{type(module).__name__}: its parameter {big[0]!r} is not applied as a filter to the "
                 f"probe's activations (a lookup table or a bias term)"
             )
-    if not embedded:
-        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+    refuse_empty(embedded)
     return ProbeLayers(tuple(embedded), left_out, dtype)
 
 
@@ -482,11 +481,22 @@ def _check_filter_call(path, module, calls):
             f"Fisher differentiates each filter layer as a function of its one input. Pass the "
             f"other arguments another way (e.g. as attributes), or use a layer that takes one input."
         )
+    refuse_transposed(path, module)
+
+
+def refuse_transposed(path, module):
+    """Refuse a transposed convolution: its filters are not output channels of its weight."""
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         raise ValueError(
             f"Probe layer {path!r} is a transposed convolution; its filters are not output "
             f"channels of its weight, so it cannot be embedded. Use a probe without it."
         )
+
+
+def refuse_empty(filters):
+    """Refuse a probe without filter layers: its Fisher embedding would be empty."""
+    if not filters:
+        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
 
 
 def _refuse_unknown_filter_layer(path, module, use):

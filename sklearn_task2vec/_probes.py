@@ -26,7 +26,9 @@ from ._probe_layers import (
     deepcopy_memo,
     filter_layers,
     plain_layers,
+    refuse_empty,
     refuse_scripted,
+    refuse_transposed,
     uncompiled,
 )
 from ._utils import load_tensors, on_device, runs_channels_last
@@ -305,13 +307,8 @@ def probe_filters(probe, layers=None):
     else:
         filters = list(filter_layers(probe).items())
         for path, module in filters:
-            if isinstance(module, nn.modules.conv._ConvTransposeNd):
-                raise ValueError(
-                    f"Probe layer {path!r} is a transposed convolution; its filters are not output "
-                    f"channels of its weight, so it cannot be embedded. Use a probe without it."
-                )
-        if not filters:
-            raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+            refuse_transposed(path, module)
+        refuse_empty(filters)
         check_untied(probe, filters)
     check_examples_independent(probe)
     return filters
