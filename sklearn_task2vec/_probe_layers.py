@@ -76,6 +76,12 @@ _LINEAR_OPERATIONS = frozenset(
 )
 
 
+class ProbeRefused(ValueError):
+    """A probe whose filters the Fisher cannot compute, whatever the task: the error names the
+    layer and the reason. (A probe that fails on a task's inputs raises a plain ValueError: that
+    is the task's error.)"""
+
+
 class ProbeLayers(NamedTuple):
     """What :func:`inspect_probe` found.
 
@@ -309,7 +315,7 @@ def refuse_scripted(probe):
     for path, module in probe.named_modules():
         if isinstance(module, torch.jit.ScriptModule):
             where = f"layer {path!r}" if path else "The probe"
-            raise ValueError(
+            raise ProbeRefused(
                 f"Probe {where} is a TorchScript module ({type(module).__name__}, from torch.jit.script "
                 f"or torch.jit.trace): its layers run inside TorchScript, where the Fisher pass cannot "
                 f"watch them. Use the original torch.nn.Module."
@@ -350,7 +356,7 @@ def check_untied(probe, filters):
             others = sorted(
                 f"{other}.{name}" if other else name for other, held, name in shared if held is not module
             )
-            raise ValueError(
+            raise ProbeRefused(
                 f"Probe layer {path!r} shares its weight with {others} (tied weights): its "
                 f"per-example gradient is the sum over both uses, which the per-filter Fisher does "
                 f"not compute. Untie them in a copy of the probe (e.g. module.weight = "
@@ -362,7 +368,7 @@ def check_examples_independent(probe):
     """Refuse modules whose eval-mode output for one example depends on the others in its batch."""
     for path, module in probe.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is None:
-            raise ValueError(
+            raise ProbeRefused(
                 f"Probe layer {path!r} is a {type(module).__name__} without running statistics "
                 f"(track_running_stats=False): even in eval mode it normalises with the batch's "
                 f"statistics, so each example's Fisher depends on the others in its batch and the "
@@ -423,7 +429,7 @@ def inspect_probe(probe, example, float_dtype):
         for _name, operation, caller, stack in applied.get(path, ()):
             if path not in stack:
                 where = f"in the forward of {caller!r}" if caller else "in the probe's forward"
-                raise ValueError(
+                raise ProbeRefused(
                     f"The probe reads the weight of layer {path!r} outside the layer's own call "
                     f"({operation} {where}, e.g. F.linear(x, self.layer.weight)): the per-filter "
                     f"Fisher only sees the layer's calls. Call the layer as a module instead."
@@ -461,14 +467,14 @@ def _watched_forward(probe, inputs):
 
 def _check_filter_call(path, module, calls):
     if calls.count[path] > 1:
-        raise ValueError(
+        raise ProbeRefused(
             f"Probe layer {path!r} is called more than once per forward pass ({calls.count[path]} "
             f"times); the per-filter Fisher needs each filter layer to be used once."
         )
     if path in calls.without_grad:
         culprit = calls.without_grad[path]
         where = f"the forward of {culprit!r}" if culprit else "the probe's forward"
-        raise ValueError(
+        raise ProbeRefused(
             f"Probe layer {path!r} runs with gradients disabled ({where} runs under torch.no_grad() "
             f"or torch.inference_mode()): the Fisher needs its gradients. Remove the decorator or "
             f"context from that forward."
@@ -476,7 +482,7 @@ def _check_filter_call(path, module, calls):
     n_args, keywords = calls.arguments[path]
     if n_args != 1 or keywords:
         extra = f"{n_args} positional arguments" + (f" and keywords {keywords}" if keywords else "")
-        raise ValueError(
+        raise ProbeRefused(
             f"Probe layer {path!r} ({type(module).__name__}) is called with {extra}; the per-filter "
             f"Fisher differentiates each filter layer as a function of its one input. Pass the "
             f"other arguments another way (e.g. as attributes), or use a layer that takes one input."
@@ -487,7 +493,7 @@ def _check_filter_call(path, module, calls):
 def refuse_transposed(path, module):
     """Refuse a transposed convolution: its filters are not output channels of its weight."""
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        raise ValueError(
+        raise ProbeRefused(
             f"Probe layer {path!r} is a transposed convolution; its filters are not output "
             f"channels of its weight, so it cannot be embedded. Use a probe without it."
         )
@@ -496,7 +502,7 @@ def refuse_transposed(path, module):
 def refuse_empty(filters):
     """Refuse a probe without filter layers: its Fisher embedding would be empty."""
     if not filters:
-        raise ValueError("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
+        raise ProbeRefused("The probe has no Conv or Linear layer: its Fisher embedding would be empty.")
 
 
 def _refuse_unknown_filter_layer(path, module, use):
@@ -516,4 +522,4 @@ def _refuse_unknown_filter_layer(path, module, use):
             "their subclasses, Hugging Face Conv1D), so its filters would be left out. Make it a "
             "subclass of torch.nn.Linear or of a torch.nn.Conv class"
         )
-    raise ValueError(f"{what}: {reason}.")
+    raise ProbeRefused(f"{what}: {reason}.")

@@ -36,7 +36,7 @@ from ._pipeline import (
     task_head,
     variational_embedding,
 )
-from ._probe_layers import inspect_probe
+from ._probe_layers import ProbeRefused, inspect_probe
 from ._probes import (
     RandomReLUProbe,
     build_named_probe,
@@ -399,7 +399,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         seeds = embedding_seeds(self.random_state)
         if is_task_sequence(X):
-            self._fit_probe(*self._first_example(X), seeds)
+            self._fit_probe_on_tasks(X, seeds)
             return self
         check_fit_labels(X, y)
         X, y = validate_data(self, X, y, allow_nd=True, dtype=_ARRAY_DTYPES)
@@ -432,14 +432,16 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.head_ = fitted.head.cpu()
         return self
 
-    def _first_example(self, tasks):
-        """Task 0's first example, to choose and inspect the probe, and where it was read; with
-        ``on_error="warn"``, of the first task whose first example can be read (the others fail
-        again in transform, into ``errors_``)."""
+    def _fit_probe_on_tasks(self, tasks, seeds):
+        """``probe_`` fitted on task 0's first example; with ``on_error="warn"``, on that of the
+        first task whose example can be read and taken by the probe (the others fail again in
+        transform, into ``errors_``). A probe refused for its own structure fails at once."""
         first_error = None
         for index, task in enumerate(tasks):
             try:
-                return first_example(task, index), f"task {index}"
+                return self._fit_probe(first_example(task, index), f"task {index}", seeds)
+            except ProbeRefused:
+                raise
             except Exception as error:
                 if self.on_error == "raise":
                     raise
@@ -458,7 +460,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         try:
             self.probe_layers_ = inspect_probe(self.probe_, example, module_dtype(self.probe_))
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from exc
+            raise type(exc)(f"{where}: {exc}") from exc
         filters = embedded_filters(self.probe_, self.skip_layers, self.probe_layers_)
         self.embedded_layers_ = [path for path, _ in filters]
         self.left_out_layers_ = dict(self.probe_layers_.left_out)
