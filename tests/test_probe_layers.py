@@ -101,7 +101,6 @@ def test_parametrized_weights_are_embedded_as_the_weight_the_layer_computes_with
     X = np.random.RandomState(0).normal(size=(10, 2, 6, 6))
     plain = _plain_equivalent(probe)
     _assert_same_function(probe, plain, X)
-    y = np.arange(len(X)) % 3
     embedder = _fit(probe, X)
     expected = oracle_fisher(plain, embedder.head_, X, {"conv.weight": "conv", "fc.weight": "fc"})
     names = list(embedder.get_feature_names_out())
@@ -110,7 +109,6 @@ def test_parametrized_weights_are_embedded_as_the_weight_the_layer_computes_with
     )
     assert parametrize.is_parametrized(probe.conv), "the user's probe keeps its parametrization"
     assert embedder.embedded_layers_ == ["conv", "fc"]
-    del y
 
 
 def _legacy(norm):
