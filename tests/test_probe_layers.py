@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_probe_zoo import _layer_weights, assert_embedded_exactly, oracle_fisher
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize, prune
@@ -737,3 +739,52 @@ def test_a_compiled_probe_is_embedded_as_its_original_module(where, one_thread):
     assert list(compiled.get_feature_names_out()) == list(plain.get_feature_names_out())
     assert not any("_orig_mod" in str(name) for name in compiled.get_feature_names_out())
     np.testing.assert_array_equal(compiled.transform(X), plain.transform(X))
+
+
+# --------------------------------------------------------------- any stack of stored forms
+
+STORED_FORMS = ("plain", "weight_norm", "spectral_norm", "custom", "legacy_weight_norm", "compiled")
+
+
+def _stored(linear, form):
+    if form == "weight_norm":
+        parametrizations.weight_norm(linear)
+    elif form == "spectral_norm":
+        parametrizations.spectral_norm(linear)
+    elif form == "custom":
+        parametrize.register_parametrization(linear, "weight", Scale())
+    elif form == "legacy_weight_norm":
+        torch.nn.utils.weight_norm(linear)
+    elif form == "compiled":
+        return torch.compile(linear)
+    return linear
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(2, 4), st.sampled_from(STORED_FORMS)), min_size=1, max_size=3))
+def test_any_stack_of_stored_weights_is_embedded_as_its_plain_equivalent(layers):
+    """Property: however each layer stores its weight, the rows are those of the same network
+    with plain weights, filter by filter (the oracle on the plain network)."""
+    torch.manual_seed(0)
+    stored, width = [], 3
+    for n_out, form in layers:
+        stored += [_stored(nn.Linear(width, n_out).double(), form), nn.Tanh()]
+        width = n_out
+    probe = nn.Sequential(*stored).eval()
+    X = np.random.RandomState(0).normal(size=(8, 3))
+    with torch.no_grad():
+        probe(torch.as_tensor(X))  # legacy weight_norm computes its weight in the forward
+        plain = nn.Sequential(*[copy.deepcopy(getattr(m, "_orig_mod", m)) for m in stored]).eval()
+        for index in range(0, len(stored), 2):
+            weight = getattr(stored[index], "_orig_mod", stored[index]).weight.detach().clone()
+            plain[index] = nn.Linear(weight.shape[1], weight.shape[0]).double()
+            plain[index].weight.copy_(weight)
+            plain[index].bias.copy_(getattr(stored[index], "_orig_mod", stored[index]).bias)
+    _assert_same_function(probe, plain, X)
+    embedder = _fit(probe, X, n_classes=2, head_weight_decay=0.1)
+    expected = oracle_fisher(plain, embedder.head_, X, _layer_weights(plain))
+    names = list(embedder.get_feature_names_out())
+    assert sorted(names) == sorted(expected)
+    np.testing.assert_allclose(
+        embedder.transform(X), np.column_stack([expected[n] for n in names]), rtol=1e-6, atol=1e-14
+    )
