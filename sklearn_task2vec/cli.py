@@ -67,6 +67,8 @@ _ESCAPED_STARTS = (*_FORMULA_STARTS, "'")
 _NPZ_MEMORY_SHARE = 0.5
 # Upscaling small images more than this with --image-size earns a hint on stderr.
 _UPSCALE_HINT = 4.0
+# Classes of an image folder named on stderr, at most.
+_CLASSES_SHOWN = 20
 
 
 class UsageError(Exception):
@@ -262,11 +264,16 @@ def _load_task(path, image_size):
             ]
         )
         try:
-            dataset = load_image_folder(path, transform=transform)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                dataset = load_image_folder(path, transform=transform)
         except OSError as exc:  # no class folder, or no image in them (FileNotFoundError)
             raise DataError(f"{path}: not an image folder with one subfolder per class ({exc}).") from exc
         except ValueError as exc:  # a directory link that loops
             raise DataError(f"{path}: {exc}") from exc
+        for warning in caught:  # the hidden and system entries skipped
+            _note(str(warning.message))
+        _note_classes(path, dataset)
         _note_skipped_files(path, dataset)
         _note_upscaling(path, dataset, image_size)
         return path.resolve().name, dataset
@@ -287,24 +294,31 @@ def _note(message):
     print(f"{_PROG} embed: {message}", file=sys.stderr)
 
 
+def _note_classes(path, dataset):
+    """The classes found in an image folder and their number of images, on stderr."""
+    import numpy as np
+
+    counts = np.bincount(dataset.targets, minlength=len(dataset.classes))
+    shown = ", ".join(f"{name} ({count})" for name, count in zip(dataset.classes[:_CLASSES_SHOWN], counts))
+    more = len(dataset.classes) - _CLASSES_SHOWN
+    _note(
+        f"{path}: {len(dataset.classes)} classes, {len(dataset)} images: {shown}"
+        + (f", and {more} more" if more > 0 else "")
+        + "."
+    )
+
+
 def _note_skipped_files(path, dataset):
-    """Count, on stderr, the files of an image folder that ImageFolder leaves out: those outside
-    the class folders and those whose extension is not an image's."""
-    read = {os.path.realpath(sample) for sample, _ in dataset.samples}
-    skipped = []
-    for folder, _, file_names in os.walk(path, followlinks=True):
-        for file_name in file_names:
-            if (
-                not file_name.startswith(".")
-                and os.path.realpath(os.path.join(folder, file_name)) not in read
-            ):
-                skipped.append(os.path.relpath(os.path.join(folder, file_name), path))
-    if skipped:
+    """Count, on stderr, the files of an image folder that are not examples: those outside the
+    class folders and those whose extension is not an image's (hidden and system entries are
+    noted apart)."""
+    if dataset.unread:
         from torchvision.datasets.folder import IMG_EXTENSIONS
 
-        shown = ", ".join(sorted(skipped)[:3]) + (", ..." if len(skipped) > 3 else "")
+        unread = dataset.unread
+        shown = ", ".join(unread[:3]) + (", ..." if len(unread) > 3 else "")
         _note(
-            f"{path}: skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that ImageFolder does "
+            f"{path}: skipped {len(unread)} file{'s' if len(unread) > 1 else ''} that ImageFolder does "
             f"not read ({shown}): only files in a class subfolder with an image extension "
             f"({' '.join(IMG_EXTENSIONS)}) are examples."
         )
@@ -312,11 +326,10 @@ def _note_skipped_files(path, dataset):
 
 def _note_upscaling(path, dataset, image_size):
     """A hint on stderr when --image-size blows the folder's (first) images up many times."""
-    from PIL import Image
+    from .datasets import read_image
 
     try:
-        with Image.open(dataset.samples[0][0]) as image:
-            width, height = image.size
+        width, height = read_image(dataset.samples[0][0]).size
     except (OSError, ValueError):  # an unreadable image fails later, named with its task and file
         return
     if image_size > _UPSCALE_HINT * min(width, height):

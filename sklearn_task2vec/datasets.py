@@ -9,7 +9,12 @@
   (``CIFAR100``, ``ImageFolder``, ...), to cut tasks out of it as Subsets;
   :data:`CIFAR100_SUPERCLASSES` and :data:`CIFAR100_HIERARCHY` are CIFAR-100's taxonomy.
 * :func:`load_image_folder`: a folder of images with one subfolder per class, as torchvision's
-  ``ImageFolder``, after refusing directory links that loop.
+  ``ImageFolder`` (an :class:`ImageTree`), after refusing directory links that loop; hidden and
+  system entries (:func:`is_system_name`) are skipped and named.
+* :func:`read_image`: the one reader of image files, which every image read from a file goes
+  through (:class:`ImageTree`, so :func:`load_image_folder` and ``task2vec embed``): 8-bit RGB
+  by documented rules (16-bit scaled, never clipped; transparency on white; ...) or a
+  ``ValueError`` naming the file (decompression bombs, corrupt files, floating-point pixels).
 * :func:`read_idx`: the IDX file format of MNIST and its kin.
 * :func:`to_rgb`: one-channel images as three-channel ones, for the ImageNet probes.
 """
@@ -18,12 +23,17 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import is_image_file
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs its files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -426,6 +436,236 @@ def dataset_with_labels(dataset, *, class_names=True):
     return dataset, np.asarray(classes)[targets]
 
 
+# ---------------------------------------------------------------- image files
+# Skipped entries named in a warning, at most.
+_LISTED = 10
+
+#: The colour that transparent pixels are composited onto: white, as viewers show them.
+BACKGROUND = (255, 255, 255)
+
+# PIL's integer modes deeper than 8 bits; "I" (32-bit) is read as 16-bit, its values checked.
+_HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_SIXTEEN_BIT_MAX = 65535
+_EIGHT_BIT_MAX = 255
+
+#: Names of system entries that are skipped besides those starting with "." or "@" (hidden
+#: files, macOS's ``.DS_Store`` and ``._*``, NAS metadata such as Synology's ``@eaDir``).
+SYSTEM_NAMES = frozenset(
+    {"__MACOSX", "Thumbs.db", "desktop.ini", "$RECYCLE.BIN", "System Volume Information", "lost+found"}
+)
+
+
+def is_system_name(name):
+    """Whether a file or folder name is a hidden or system entry, never a class or an image.
+
+    Hidden entries (a name starting with ``"."``: ``.thumbnails``, ``.DS_Store``, macOS's
+    ``._*`` resource forks), NAS metadata (starting with ``"@"``: Synology's ``@eaDir``, QNAP's
+    ``@Recycle``) and the names in :data:`SYSTEM_NAMES` (``__MACOSX``, ``Thumbs.db``, ...).
+    """
+    return name.startswith((".", "@")) or name in SYSTEM_NAMES
+
+
+def read_image(path):
+    """The image in file ``path`` as an 8-bit RGB PIL image: converted by a documented rule, or refused.
+
+    The one reader of image files: :class:`ImageTree` (so :func:`load_image_folder` and
+    ``task2vec embed``) reads every image through it; pass it as the ``loader`` of your own
+    torchvision ``DatasetFolder`` to read files the same way. The output is what torchvision's
+    transforms and the ImageNet probes expect; what the image shows is never changed silently:
+
+    * 8-bit images of every PIL mode with a defined conversion to RGB (``1``, ``L``, ``P``,
+      ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``) are converted with PIL's own formulas (CMYK without
+      colour management). Colour profiles and EXIF orientation are not applied: pixels are read
+      as stored, as torchvision's ``ImageFolder`` reads them; an animated or multi-page file
+      gives its first frame.
+    * An image with transparency (``LA``, ``PA``, ``RGBA``, ``RGBa``, or a ``P``/``L``/``RGB``
+      image with a transparent colour) is composited onto :data:`BACKGROUND`, white, as image
+      viewers and browsers show it; dropping the alpha channel instead would show whatever colour
+      the transparent pixels happen to store.
+    * Integer images deeper than 8 bits (PIL modes ``I;16``, ``I;16B``, ``I;16L``, ``I;16N`` and
+      ``I``: 16-bit PNG and TIFF files of microscopy, medicine, remote sensing) are scaled from the
+      16-bit range to the 8-bit one, ``round(value * 255 / 65535)``: 65535 is white, relative
+      intensities are kept, and the error is at most half an 8-bit level. PIL's own conversion
+      clips at 255 instead, turning most of such an image white. Refused: values outside 0-65535
+      (a 32-bit image), and an image whose values all lie in 0-255, which the scaling would make
+      black (at most level 1 of 255): either 8-bit data stored in a 16-bit file, or an image so dark
+      that 8 bits cannot show it; the error says how to fix either.
+    * Floating-point images (mode ``F``) are refused: their values have no agreed scale.
+    * Decompression bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, where PIL only warns
+      up to twice that) and truncated or corrupt files are refused with a ``ValueError`` naming the
+      file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An image file PIL can read.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``"RGB"``, its pixels loaded (the file is closed).
+
+    Raises
+    ------
+    ValueError
+        When the file is a decompression bomb, truncated or corrupt, not an image, or holds
+        pixels that cannot be converted without changing what they show (see above); the
+        message names the file.
+    FileNotFoundError, PermissionError, IsADirectoryError
+        When the file cannot be opened at all.
+
+    Examples
+    --------
+    A 16-bit image is scaled, not clipped: 65535 is white, 32768 mid-gray.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from sklearn_task2vec.datasets import read_image
+    >>> path = os.path.join(tempfile.mkdtemp(), "16-bit.png")
+    >>> Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16)).save(path)
+    >>> image = read_image(path)
+    >>> image.mode, np.asarray(image)[0, :, 0].tolist()
+    ('RGB', [0, 128, 255])
+    """
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that: refused here too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(
+            f"{path}: refused as a possible decompression bomb ({exc}): it has more pixels than "
+            f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}. If you trust the file, raise "
+            f"the limit before reading it (PIL.Image.MAX_IMAGE_PIXELS = a larger number of pixels; "
+            f"None removes it)."
+        ) from exc
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # access problems, not the file's content; their message names the file
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise ValueError(
+            f"{path}: not a readable image, truncated or corrupt ({type(exc).__name__}: {exc})."
+        ) from exc
+    return _as_rgb(image, path)
+
+
+def _as_rgb(image, path):
+    """A loaded PIL image as 8-bit RGB, converted by the module's rules or refused."""
+    mode = image.mode
+    if mode in _HIGH_DEPTH_MODES:
+        return _from_sixteen_bits(np.asarray(image), mode, path)
+    if mode == "F":
+        raise ValueError(
+            f"{path}: holds floating-point pixels (PIL mode F), whose scale is not defined (0-1? "
+            f"0-255? physical units?). Save it as an 8- or 16-bit integer image, scaled as you mean "
+            f"it, or read it yourself into an (inputs, labels) task."
+        )
+    try:
+        if image.has_transparency_data:
+            background = Image.new("RGBA", image.size, (*BACKGROUND, 255))
+            return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+        return image if mode == "RGB" else image.convert("RGB")
+    except ValueError as exc:  # a mode PIL cannot convert to RGB
+        raise ValueError(
+            f"{path}: PIL mode {mode} has no conversion to RGB ({exc}). Save the image as RGB or grayscale."
+        ) from exc
+
+
+def _from_sixteen_bits(values, mode, path):
+    """16-bit pixel values as an 8-bit RGB image, scaled by 255 / 65535 and rounded."""
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > _SIXTEEN_BIT_MAX:
+        raise ValueError(
+            f"{path}: holds integer pixels from {low} to {high} (PIL mode {mode}), outside the 16-bit "
+            f"range 0-{_SIXTEEN_BIT_MAX} that is scaled to 8 bits. Save it as a 16-bit or 8-bit image, "
+            f"scaled as you mean it."
+        )
+    if high <= _EIGHT_BIT_MAX:
+        raise ValueError(
+            f"{path}: a 16-bit image (PIL mode {mode}) whose pixels all lie in 0-{high}: scaled from "
+            f"the 16-bit range (65535 is white) it would be black, at most level 1 of 255. If it holds "
+            f"8-bit values, save it as an 8-bit image; if it is a dark 16-bit image (a 12-bit camera "
+            f"stores 0-4095), multiply all your images by one factor that fills the 16-bit range."
+        )
+    # Exact rounding of value * 255 / 65535 in integers.
+    scaled = (values.astype(np.int64) * _EIGHT_BIT_MAX + _SIXTEEN_BIT_MAX // 2) // _SIXTEEN_BIT_MAX
+    return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+
+
+class ImageTree(ImageFolder):
+    """torchvision's ``ImageFolder`` read by :func:`read_image`, without hidden or system entries.
+
+    An entry whose name is a system name (:func:`is_system_name`) is neither a class nor an
+    image, at any depth; it is listed in ``skipped``. Other files that are not read (outside
+    the class folders, or without an image extension) are listed in ``unread``.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder; its subfolders are the classes.
+    transform : callable or None, default=None
+        Applied to each RGB PIL image.
+
+    Attributes
+    ----------
+    skipped : list of str
+        Hidden and system entries skipped, relative to ``root`` (a folder is listed, not its
+        files).
+    unread : list of str
+        Other files that are not examples, relative to ``root``.
+    """
+
+    def __init__(self, root, transform=None):
+        self.skipped, self.unread = set(), set()
+        super().__init__(root, transform=transform, loader=read_image, is_valid_file=self._is_example)
+        self.skipped, self.unread = sorted(self.skipped), sorted(self.unread)
+
+    def find_classes(self, directory):
+        """The class folders of ``directory``, sorted, without hidden or system ones.
+
+        Parameters
+        ----------
+        directory : str or path-like
+            The top folder.
+
+        Returns
+        -------
+        classes : list of str
+        class_to_idx : dict of str to int
+
+        Raises
+        ------
+        FileNotFoundError
+            When it has no class folder.
+        """
+        classes = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if is_system_name(entry.name):
+                    self.skipped.add(entry.name)
+                elif entry.is_dir():
+                    classes.append(entry.name)
+                else:
+                    self.unread.add(entry.name)
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        classes.sort()
+        return classes, {name: index for index, name in enumerate(classes)}
+
+    def _is_example(self, path):
+        parts = Path(os.path.relpath(path, self.root)).parts
+        for depth, part in enumerate(parts):
+            if is_system_name(part):
+                self.skipped.add(os.path.join(*parts[: depth + 1]))
+                return False
+        if not is_image_file(path):
+            self.unread.add(os.path.join(*parts))
+            return False
+        return True
+
+
 def check_image_tree(root):
     """Refuse a folder tree with a directory link that loops back to one of its own ancestors.
 
@@ -479,18 +719,24 @@ def load_image_folder(root, *, transform=None):
     """A folder of images with one subfolder per class, as torchvision's ``ImageFolder``.
 
     The tree is checked first (:func:`check_image_tree`): a directory link that loops back
-    to an ancestor is refused, naming the link, rather than multiplying the images.
+    to an ancestor is refused, naming the link, rather than multiplying the images. Every
+    image is read by :func:`read_image` (8-bit RGB by documented rules, or a ``ValueError``
+    naming the file). Hidden and system entries (:func:`is_system_name`: ``.thumbnails``,
+    ``@eaDir``, ``__MACOSX``, ...) are neither classes nor images: they are skipped, and a
+    warning names them.
 
     Parameters
     ----------
     root : str or path-like
         The folder; its subfolders are the classes.
     transform : callable or None, default=None
-        Applied to each PIL image (e.g. a ``torchvision.transforms.Compose``).
+        Applied to each RGB PIL image (e.g. a ``torchvision.transforms.Compose``).
 
     Returns
     -------
-    torchvision.datasets.ImageFolder
+    ImageTree
+        A torchvision ``ImageFolder``; ``skipped`` lists the hidden and system entries left
+        out, ``unread`` the other files that are not examples.
 
     Raises
     ------
@@ -498,6 +744,11 @@ def load_image_folder(root, *, transform=None):
         When a directory link loops (see :func:`check_image_tree`).
     FileNotFoundError
         When ``root`` has no class folder or no image in them (torchvision's error).
+
+    Warns
+    -----
+    UserWarning
+        When hidden or system entries were skipped; the message names the folder and them.
 
     Examples
     --------
@@ -513,7 +764,14 @@ def load_image_folder(root, *, transform=None):
     >>> dataset.classes, len(dataset)
     (['cats', 'dogs'], 2)
     """
-    from torchvision.datasets import ImageFolder
-
     check_image_tree(root)
-    return ImageFolder(root, transform=transform)
+    dataset = ImageTree(root, transform=transform)
+    if dataset.skipped:
+        warnings.warn(
+            f"{root}: skipped {len(dataset.skipped)} hidden or system "
+            f"entr{'ies' if len(dataset.skipped) > 1 else 'y'}, read neither as classes nor as images: "
+            f"{', '.join(dataset.skipped[:_LISTED])}{', ...' if len(dataset.skipped) > _LISTED else ''}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return dataset

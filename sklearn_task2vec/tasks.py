@@ -391,9 +391,10 @@ class ExampleReadError(ValueError):
 
 
 class _ReadableItems(Dataset):
-    """A map-style dataset whose examples that cannot be read (an ``OSError``: a truncated or
-    unreadable image, a missing file) raise an :class:`ExampleReadError` naming the task, the
-    example and its file."""
+    """A map-style dataset whose examples that cannot be read (an ``OSError``: a missing file;
+    a ``ValueError``: an image that :func:`~sklearn_task2vec.datasets.read_image` refuses, a
+    truncated or corrupt file, a decompression bomb) raise an :class:`ExampleReadError` naming
+    the task, the example and its file."""
 
     def __init__(self, dataset, where):
         self.dataset = dataset
@@ -405,7 +406,7 @@ class _ReadableItems(Dataset):
     def __getitem__(self, index):
         try:
             return self.dataset[index]
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             file = example_file(self.dataset, index)
             raise ExampleReadError(
                 f"{self.where}: could not read example {index}"
