@@ -523,6 +523,75 @@ def test_image_folder_notes_name_the_folder_skipped_files_and_upscaling(files, t
     assert out.startswith("Wrote the embeddings of 1 task (")
 
 
+def test_embed_names_each_folders_classes_and_the_system_entries_it_skipped(files, tmp_path, capsys):
+    root, _ = files
+    folder = tmp_path / "scans"
+    rng = np.random.RandomState(1)
+    for label, count in (("benign", 3), ("malign", 2)):
+        (folder / label).mkdir(parents=True)
+        for index in range(count):  # 16-bit images, as microscopes and scanners write them
+            pixels = rng.randint(256, 65536, size=(20, 20)).astype(np.uint16)
+            Image.fromarray(pixels).save(folder / label / f"{index}.png")
+    for entry in ("@eaDir", ".thumbnails", "benign/@eaDir"):
+        (folder / entry).mkdir()
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / entry / "thumb.jpg")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    argv = ["embed", folder, "--probe", "resnet18", "--probe-weights", root / "resnet18.pt"]
+    status, out, err = run(capsys, *argv, "--image-size", 32, "-o", tmp_path / "e.npz")
+    assert status == 0, err
+    lines = err.strip().splitlines()
+    assert f"task2vec embed: {folder}: 2 classes, 5 images: benign (3), malign (2)." in lines
+    skipped = [line for line in lines if "hidden or system entries" in line]
+    assert len(skipped) == 1 and skipped[0] == (
+        f"task2vec embed: {folder}: skipped 4 hidden or system entries, read neither as classes nor as "
+        f"images: .DS_Store, .thumbnails, @eaDir, benign/@eaDir."
+    )
+    assert "ImageFolder does not read" not in err  # system entries are not counted twice
+    assert out.startswith("Wrote the embeddings of 1 task (")
+
+
+def test_the_classes_note_of_a_folder_with_many_classes_is_cut(tmp_path, capsys):
+    for parent in ("a", "b"):  # two tasks of one name: refused after both folders were read
+        for label in range(23):
+            (tmp_path / parent / "task" / f"class{label:02d}").mkdir(parents=True)
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(
+                tmp_path / parent / "task" / f"class{label:02d}" / "0.png"
+            )
+    status, _, err = run(
+        capsys, "embed", tmp_path / "a" / "task", tmp_path / "b" / "task", "-o", tmp_path / "e.csv"
+    )
+    assert status == 2 and "have the same name 'task'" in err
+    notes = [line for line in err.splitlines() if "23 classes, 23 images: " in line]
+    assert len(notes) == 2 and notes[0].endswith("class18 (1), class19 (1), and 3 more.")
+    assert "class20" not in notes[0]
+
+
+def test_a_sixteen_bit_image_of_eight_bit_values_fails_its_task_naming_the_file(files, tmp_path, capsys):
+    root, _ = files
+    folder = tmp_path / "dark"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((8, 8), 300 * (index + 1), np.uint16)).save(
+                folder / label / f"{index}.png"
+            )
+    bad = folder / "b" / "1.png"
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(bad)
+    argv = [
+        "embed",
+        folder,
+        "--probe",
+        "resnet18",
+        "--probe-weights",
+        root / "resnet18.pt",
+        "--image-size",
+        16,
+    ]
+    status, _, err = run(capsys, *argv, "-o", tmp_path / "e.csv")
+    assert status == 1
+    assert_one_line_error(err, f"dark ({folder}): could not read example 3 (file {bad})", "would be black")
+
+
 def test_asymmetric_distances_need_the_trivial_embedding_which_a_raw_csv_lacks(files, tmp_path, capsys):
     root, _ = files
     tasks = [root / "signs.npz", root / "updown.npz"]
