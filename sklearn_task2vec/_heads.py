@@ -29,10 +29,13 @@ def channel_fix(channels, probe_channels):
 
 
 def run_without_gradient(module, inputs, where):
-    """``module(inputs)`` without gradients; a failure is a ValueError naming the task."""
+    """``module(inputs)`` without gradients; a failure is a ValueError naming the task, except
+    running out of memory (a ``torch.OutOfMemoryError``, named by the embedder's boundary)."""
     try:
         with torch.no_grad():
             return module(inputs)
+    except torch.cuda.OutOfMemoryError:
+        raise  # not the inputs' fault: it stays catchable as what it is
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"{where}: {probe_input_error(module, inputs, exc)}") from exc
 

@@ -137,3 +137,31 @@ def check_expert_names(experts):
     if len(set(experts.tolist())) != len(experts):
         raise ValueError("experts must not repeat a name.")
     return experts
+
+
+def with_context(error, where, after=""):
+    """``error`` with its message starting with ``where`` (unless it does already) and ending with
+    ``after``, of the same type, so that whoever catches it by type still does (a GPU's
+    ``torch.OutOfMemoryError`` stays one, and a ``RuntimeError``).
+
+    A new exception of ``type(error)``, chained to ``error`` and carrying its traceback, where
+    the type can be built from a message alone and shows it unchanged; otherwise (a type whose
+    constructor takes other arguments, or a ``KeyError``, which quotes its message) ``error``
+    itself, with the context as a note on Python 3.11+ (``add_note``), shown under its
+    traceback. Not every type can be rebuilt, and the type matters more than the wording.
+    """
+    text = str(error)
+    named = text if text.startswith((f"{where}:", f"{where} ")) else f"{where}: {text}"
+    message = named + after
+    if message == text:
+        return error
+    try:
+        renamed = type(error)(message)
+    except Exception:  # a constructor that wants other arguments
+        renamed = None
+    if renamed is None or str(renamed) != message:
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(message)
+        return error
+    renamed.__cause__ = error
+    return renamed.with_traceback(error.__traceback__)

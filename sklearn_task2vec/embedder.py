@@ -47,7 +47,7 @@ from ._probes import (
     prepare_probe,
     trivial_embedding,
 )
-from ._utils import StrictInterval, module_dtype, on_device, resolve_device
+from ._utils import StrictInterval, module_dtype, on_device, resolve_device, with_context
 from .tasks import (
     ArrayTask,
     check_fit_labels,
@@ -235,9 +235,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         ``state_dict`` (parameters and buffers), not by its code or by plain attributes its
         ``forward`` reads: after changing those, use a new folder.
     on_error : {"raise", "warn"}, default="raise"
-        What a task that fails (bad data, a probe error) does to a sequence of tasks:
-        ``"raise"`` stops with its error; ``"warn"`` warns, makes its row NaN, keeps the error
-        in ``errors_`` and goes on with the other tasks.
+        What a task that fails (bad data, a probe error, running out of memory in any pass) does
+        to a sequence of tasks: ``"raise"`` stops with its error; ``"warn"`` warns, makes its row
+        NaN, keeps the error in ``errors_`` and goes on with the other tasks. Either way the
+        error keeps its type (a ``torch.OutOfMemoryError`` stays one) and its message starts
+        with the task's index (``"task 3: ..."``); raised, it also says what became of the rows
+        of the tasks before it (kept in ``memory``, where one is given: a rerun computes only
+        the others).
     random_state : int, RandomState instance or None, default=None
         Seeds the random probe (and a named probe's random initialisation with
         ``probe_weights=None``), example subsampling, Monte Carlo labels and the variational
@@ -588,6 +592,18 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             stacklevel=3,
         )
 
+    def _finished_rows(self, n_finished, cache):
+        """What became of the rows of the ``n_finished`` tasks before a failed one, for its error."""
+        if n_finished == 0:
+            return ""
+        rows = f"the rows of the {n_finished} task{'s' if n_finished > 1 else ''} before it"
+        if cache is not None:
+            return f" ({rows} are kept in memory={self.memory!r}: a rerun computes only the others)"
+        return (
+            f" ({rows} were computed but are not returned: pass memory=<a folder> to keep finished rows "
+            f"for a rerun, or on_error='warn' to get them with NaN for the failed tasks)"
+        )
+
     def _normalised(self, embeddings, priors=None):
         """``embeddings`` divided by their prior rows (default ``trivial_embedding_``) when
         ``normalize="trivial"``."""
@@ -636,7 +652,6 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             device=device,
             trivial=self.trivial_embedding_,
             cache=cache,
-            on_error=self.on_error,
             progress=self.verbose > 0,
             probe_token=self._probe_token,
             input_dtype=self.probe_layers_.input_dtype,
@@ -660,8 +675,12 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         rows, priors, self.errors_ = [], [], {}
         missing = np.full(len(self.trivial_embedding_), np.nan)
         for index, (embedding, error) in enumerate(results):
-            # Warned here rather than in the task's job, which may run in a joblib worker.
+            # The one place where every pass's error (features, head, Fisher, variational) gets its
+            # task's name, whatever worker raised it; warned here too, not in a joblib worker.
+            if error is not None and self.on_error == "raise":
+                raise with_context(error, f"task {index}", self._finished_rows(index, cache))
             if error is not None:
+                error = with_context(error, f"task {index}")
                 warnings.warn(
                     f"Task {index} failed and its row is NaN (on_error='warn'): "
                     f"{type(error).__name__}: {error}",
@@ -689,23 +708,20 @@ class _TaskJob(NamedTuple):
     device: torch.device
     trivial: np.ndarray
     cache: EmbeddingCache | None
-    on_error: str
     progress: bool
     probe_token: str
     input_dtype: torch.dtype
 
 
 def _embed_task_or_error(task, index, job, probe, template):
-    """``(embedding, None)`` of the task at ``index``, or with ``on_error="warn"``
-    ``(None, error)`` when it fails. ``probe``: the prepared probe, or None to use this
-    worker's copy of ``template``."""
+    """``(embedding, None)`` of the task at ``index``, or ``(None, error)`` when it fails: the
+    caller names the task and raises it or keeps it (``on_error``), whichever worker ran it.
+    ``probe``: the prepared probe, or None to use this worker's copy of ``template``."""
     try:
         if probe is None:
             probe = _worker_probe(job, template)
         return _embed_task(task, index, job, probe), None
     except Exception as error:
-        if job.on_error == "raise":
-            raise
         return None, error
 
 
