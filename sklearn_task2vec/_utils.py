@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 
 import joblib
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
@@ -139,19 +141,20 @@ def check_expert_names(experts):
     return experts
 
 
-def with_context(error, where, after=""):
-    """``error`` with its message starting with ``where`` (unless it does already) and ending with
-    ``after``, of the same type, so that whoever catches it by type still does (a GPU's
-    ``torch.OutOfMemoryError`` stays one, and a ``RuntimeError``).
+def with_context(error, where=None, after=""):
+    """``error`` with its message starting with ``where`` (unless it does already, or None) and
+    ending with ``after``, of the same type, so that whoever catches it by type still does (a
+    GPU's ``torch.OutOfMemoryError`` stays one, and a ``RuntimeError``).
 
     A new exception of ``type(error)``, chained to ``error`` and carrying its traceback, where
     the type can be built from a message alone and shows it unchanged; otherwise (a type whose
     constructor takes other arguments, or a ``KeyError``, which quotes its message) ``error``
-    itself, with the context as a note on Python 3.11+ (``add_note``), shown under its
-    traceback. Not every type can be rebuilt, and the type matters more than the wording.
+    itself, with the new message as a note on Python 3.11+ (``add_note``), shown under its
+    traceback: not every type can be rebuilt, and the type matters more than the wording.
+    Raise the result without ``from``: it is chained already.
     """
     text = str(error)
-    named = text if text.startswith((f"{where}:", f"{where} ")) else f"{where}: {text}"
+    named = text if where is None or text.startswith((f"{where}:", f"{where} ")) else f"{where}: {text}"
     message = named + after
     if message == text:
         return error
@@ -165,3 +168,23 @@ def with_context(error, where, after=""):
         return error
     renamed.__cause__ = error
     return renamed.with_traceback(error.__traceback__)
+
+
+def validates_parameters(method):
+    """Decorate an estimator's method that reads its parameters after ``fit``, so that it
+    validates them first, as ``fit`` does.
+
+    scikit-learn validates parameters in ``fit`` only, and ``set_params`` changes them without
+    a check: ``set_params(batch_size=0)`` after ``fit`` would fail deep in ``transform`` with
+    ``range() arg 3 must not be zero``, and ``normalize="bogus"`` would return raw rows. The
+    check is the estimator's ``_validate_params`` (its ``_parameter_constraints``), skipped
+    under ``sklearn.set_config(skip_parameter_validation=True)`` like ``fit``'s.
+    """
+
+    @functools.wraps(method)
+    def validated(self, *args, **kwargs):
+        if not get_config()["skip_parameter_validation"]:
+            self._validate_params()
+        return method(self, *args, **kwargs)
+
+    return validated

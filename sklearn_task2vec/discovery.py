@@ -40,6 +40,7 @@ import importlib
 import inspect
 import itertools
 import time
+import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -56,7 +57,7 @@ from torch import nn
 from torch.func import stack_module_state
 
 from ._population import population_forward
-from ._utils import StrictInterval, draw_seeds, python_scalar, resolve_device
+from ._utils import StrictInterval, draw_seeds, python_scalar, resolve_device, with_context
 from .distances import pairwise_task_distances
 from .embedder import FisherTaskEmbedder
 
@@ -76,6 +77,11 @@ SMOOTHING_WINDOW = 5
 #: Most networks trained together in one batched training (labellings times seeds).
 MAX_STACKED_MODELS = 256
 BASELINES = ("prior", "blind", "mean")
+# A search stops after this many candidates in a row scored NaN, or one batch if more.
+_UNSCORABLE_LIMIT = 10
+# The loss told to the optimiser for such a candidate: worse than any score's, below the 5e20 at
+# which nevergrad clips a loss (NaN and infinity included) with a warning.
+_UNSCORABLE_LOSS = 1e20
 STUDIES = ("ablation", "class_ratio", "n_positives", "real_vs_random")
 
 
@@ -762,6 +768,10 @@ class TaskDiscovery(BaseEstimator):
         comparably.
     n_evaluations_ : int
         Candidates evaluated, all tasks together; ``n_trainings_`` of them were new labellings.
+    n_unscorable_ : int
+        Candidates the scorer returned NaN for: skipped, with a warning (their objective is NaN
+        in ``history_``). A search where ``max(n_candidates, 10)`` candidates in a row are
+        unscorable stops with a ``ValueError``.
     n_features_in_ : int
         Features of ``X`` (for images, its channels).
 
@@ -862,7 +872,7 @@ class TaskDiscovery(BaseEstimator):
         rng = check_random_state(self.random_state)
         known_scores = {}
         labels, scores, objectives, history = [], [], [], []
-        self.n_trainings_ = 0
+        self.n_trainings_ = self.n_unscorable_ = 0
         for task in range(self.n_tasks):
             found = self._search(
                 nevergrad, X, n_positive, score_labellings, similarities, labels, known_scores, rng, task
@@ -871,6 +881,13 @@ class TaskDiscovery(BaseEstimator):
             scores.append(found[1])
             objectives.append(found[2])
             history.append(found[3])
+        if self.n_unscorable_:
+            warnings.warn(
+                f"TaskDiscovery: {self.n_unscorable_} of {self.n_tasks * self.budget} candidates could not "
+                f"be scored (the scorer returned NaN): they were skipped (NaN in history_).",
+                UserWarning,
+                stacklevel=2,
+            )
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.scores_ = np.asarray(scores, dtype=float)
         self.objectives_ = np.asarray(objectives, dtype=float)
@@ -939,6 +956,17 @@ class TaskDiscovery(BaseEstimator):
 
         return task2vec_similarity
 
+    def _refuse_unscorable(self, where, n_unscorable, n_evaluated, score_labellings):
+        """The ValueError of a search stopped by ``n_unscorable`` candidates in a row scored NaN."""
+        scorer = getattr(self.scoring, "__name__", repr(self.scoring))
+        every = ", every one so far" if n_unscorable == n_evaluated else ""
+        raise ValueError(
+            f"{where}: the scorer ({scorer}) returned NaN for the last {n_unscorable} labellings (after "
+            f"{n_evaluated} of {self.budget} candidates{every}): the search is stopped rather than spend "
+            f"its budget on candidates it cannot compare. Check the scorer on one labelling of X (a "
+            f"score must be a finite number, higher for better tasks)."
+        )
+
     def _search(
         self, nevergrad, X, n_positive, score_labellings, similarities, found, known_scores, rng, task
     ):
@@ -957,20 +985,40 @@ class TaskDiscovery(BaseEstimator):
         history = []
         best = (None, -np.inf, -np.inf)
         start = time.perf_counter()
+        where = f"TaskDiscovery, task {task + 1} of {self.n_tasks}"
+        # Candidates in a row that could not be scored (NaN): a scorer that never scores stops
+        # the search after one batch of them (at least _UNSCORABLE_LIMIT), not the whole budget.
+        unscorable = 0
+        unscorable_limit = max(self.n_candidates, _UNSCORABLE_LIMIT)
         while len(history) < self.budget:
             candidates = [optimizer.ask() for _ in range(min(self.n_candidates, self.budget - len(history)))]
             stack = np.stack([decode_labelling(candidate.value, n_positive) for candidate in candidates])
             keys = [row.tobytes() for row in stack]
             new = {key: row for key, row in zip(keys, stack) if key not in known_scores}
             if new:
-                for key, value in zip(new, score_labellings(np.stack(list(new.values())))):
+                try:
+                    values = score_labellings(np.stack(list(new.values())))
+                except Exception as error:
+                    # with_context chains the error itself (or returns it, noted): no "from".
+                    raise with_context(  # noqa: B904
+                        error, f"{where}: scoring {len(new)} labellings after {len(history)} candidates"
+                    )
+                for key, value in zip(new, values):
                     known_scores[key] = float(value)
                 self.n_trainings_ += len(new)
             penalties = similarities(stack, found) if found and self.diversity > 0 else np.zeros(len(stack))
             for candidate, row, key, penalty in zip(candidates, stack, keys, penalties):
                 objective = known_scores[key] - self.diversity * penalty
-                optimizer.tell(candidate, 1.0 - objective)
                 history.append(objective)
+                if np.isnan(objective):
+                    optimizer.tell(candidate, _UNSCORABLE_LOSS)
+                    self.n_unscorable_ += 1
+                    unscorable += 1
+                    if unscorable >= unscorable_limit:
+                        self._refuse_unscorable(where, unscorable, len(history), score_labellings)
+                    continue
+                unscorable = 0
+                optimizer.tell(candidate, 1.0 - objective)
                 if objective > best[2]:
                     best = (row, known_scores[key], objective)
             if self.verbose:

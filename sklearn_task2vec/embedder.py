@@ -47,7 +47,14 @@ from ._probes import (
     prepare_probe,
     trivial_embedding,
 )
-from ._utils import StrictInterval, module_dtype, on_device, resolve_device, with_context
+from ._utils import (
+    StrictInterval,
+    module_dtype,
+    on_device,
+    resolve_device,
+    validates_parameters,
+    with_context,
+)
 from .tasks import (
     ArrayTask,
     check_fit_labels,
@@ -523,6 +530,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------------ transform
+    @validates_parameters
     def transform(self, X):
         """Embed tasks, or give each example's Fisher contribution for the fitted task.
 
@@ -562,6 +570,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         )
         return self._normalised(rows)
 
+    @validates_parameters
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's coordinates, ``"<module path>:<filter index>"``.
 
@@ -592,16 +601,17 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             stacklevel=3,
         )
 
-    def _finished_rows(self, n_finished, cache):
-        """What became of the rows of the ``n_finished`` tasks before a failed one, for its error."""
+    def _finished_rows(self, n_finished, folder):
+        """What became of the rows of the ``n_finished`` tasks done before a task failed, for its
+        error (none done: nothing to say). ``folder``: the cache's, or None."""
         if n_finished == 0:
             return ""
-        rows = f"the rows of the {n_finished} task{'s' if n_finished > 1 else ''} before it"
-        if cache is not None:
-            return f" ({rows} are kept in memory={self.memory!r}: a rerun computes only the others)"
+        done = f"{n_finished} task{'s' if n_finished > 1 else ''} had finished"
+        if folder is not None:
+            return f" ({done}: their rows are kept in the cache, {folder}: a rerun computes only the others)"
         return (
-            f" ({rows} were computed but are not returned: pass memory=<a folder> to keep finished rows "
-            f"for a rerun, or on_error='warn' to get them with NaN for the failed tasks)"
+            f" ({done}: their rows are not returned; pass memory=<a folder> to keep finished rows for a "
+            f"rerun, or on_error='warn' to get them with NaN for the failed tasks)"
         )
 
     def _normalised(self, embeddings, priors=None):
@@ -667,20 +677,21 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             delayed(_embed_task_or_error)(task, index, job, probe, template)
             for index, task in enumerate(tasks)
         )
-        results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+        outputs = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
+        results = outputs
         if self.verbose > 0:
             from tqdm.auto import tqdm
 
-            results = tqdm(results, total=len(tasks), desc="tasks")
+            results = tqdm(outputs, total=len(tasks), desc="tasks")
         rows, priors, self.errors_ = [], [], {}
         missing = np.full(len(self.trivial_embedding_), np.nan)
         for index, (embedding, error) in enumerate(results):
-            # The one place where every pass's error (features, head, Fisher, variational) gets its
-            # task's name, whatever worker raised it; warned here too, not in a joblib worker.
+            # Raised or warned here, in task order, rather than in the task's job, which may run in
+            # a joblib worker: the tasks before it are known to have finished.
             if error is not None and self.on_error == "raise":
-                raise with_context(error, f"task {index}", self._finished_rows(index, cache))
+                _cancel_quietly(outputs)
+                raise with_context(error, after=self._finished_rows(index, folder))
             if error is not None:
-                error = with_context(error, f"task {index}")
                 warnings.warn(
                     f"Task {index} failed and its row is NaN (on_error='warn'): "
                     f"{type(error).__name__}: {error}",
@@ -714,15 +725,30 @@ class _TaskJob(NamedTuple):
 
 
 def _embed_task_or_error(task, index, job, probe, template):
-    """``(embedding, None)`` of the task at ``index``, or ``(None, error)`` when it fails: the
-    caller names the task and raises it or keeps it (``on_error``), whichever worker ran it.
-    ``probe``: the prepared probe, or None to use this worker's copy of ``template``."""
+    """``(embedding, None)`` of the task at ``index``, or ``(None, error)`` when it fails, for the
+    caller to raise or keep (``on_error``). ``probe``: the prepared probe, or None to use this
+    worker's copy of ``template``.
+
+    The one place where the error of every pass (reading, features, head, Fisher,
+    variational, cache) gets its task's name, keeping its type (:func:`with_context`).
+    """
     try:
         if probe is None:
             probe = _worker_probe(job, template)
         return _embed_task(task, index, job, probe), None
     except Exception as error:
-        return None, error
+        return None, with_context(error, f"task {index}")
+
+
+def _cancel_quietly(outputs):
+    """Stop joblib's generator ``outputs``, cancelling the tasks not yet run, without its warning
+    that finished tasks' results were not read or running ones were cancelled: that is the
+    point here (finished rows are in the cache, where there is one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*(successfully executed|have been cancelled)", category=UserWarning
+        )
+        outputs.close()
 
 
 def _embed_task(task, index, job, probe):

@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from ._kernels import symmetric_distances
-from ._utils import StrictInterval, check_expert_names
+from ._utils import StrictInterval, check_expert_names, validates_parameters
 
 __all__ = [
     "Model2VecSelector",
@@ -751,6 +751,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     # construction (predict_proba is a softmax of the same distances) and is tested in
     # tests/test_selector.py::test_decision_proba_consistency_on_non_negative_tasks.
     @available_if(_is_fitted)
+    @validates_parameters
     def decision_function(self, X):
         """Minus the asymmetric distance from each expert to each task.
 
@@ -773,6 +774,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
             return distances[:, 0] - distances[:, 1]
         return -distances
 
+    @validates_parameters
     def predict(self, X):
         """The expert closest to each task (smallest ``d_asym``).
 
@@ -789,6 +791,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         distances = self._distances(X)
         return self.classes_[np.argmin(distances, axis=1)]
 
+    @validates_parameters
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.
 
@@ -804,6 +807,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         """
         return scipy.special.log_softmax(self._logits(X), axis=1)
 
+    @validates_parameters
     def predict_proba(self, X):
         """Probability that each expert is the best for each task.
 

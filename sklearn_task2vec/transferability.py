@@ -36,7 +36,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import validate_params
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import StrictInterval, check_expert_names
+from ._utils import StrictInterval, check_expert_names, validates_parameters
 from .tasks import encode_labels
 
 __all__ = ["TransferabilitySelector", "h_score", "leep_score", "logme_score", "nce_score"]
@@ -543,6 +543,7 @@ class TransferabilitySelector(BaseEstimator):
         self.classes_ = experts
         return self
 
+    @validates_parameters
     def decision_function(self, X):
         """The scores themselves, checked: higher for better experts.
 
@@ -559,6 +560,7 @@ class TransferabilitySelector(BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=np.float64)
 
+    @validates_parameters
     def predict(self, X):
         """The expert of the highest score for each task (ties: the first in column order).
 
