@@ -38,6 +38,7 @@ import collections
 import contextlib
 import copy
 import itertools
+import threading
 import warnings
 import weakref
 from typing import NamedTuple
@@ -70,6 +71,8 @@ _CONTROL_VARIATE_TRIAL_STEPS = 8
 
 # Bound on the elements of one intermediate of the per-example products (256 MiB in float32).
 _CHUNK_ELEMENTS = 1 << 26
+# Serialises the forward-mode AD passes of tasks run side by side in threads (see its use).
+_FORWARD_AD_LOCK = threading.Lock()
 
 
 def resolve_method(method, n_classes):
@@ -749,7 +752,10 @@ class VariationalFilterNoise:
         cotangent ``H u / N`` at zero noise.
         """
         deviations = self.deviations()
-        with torch.no_grad(), forward_ad.dual_level(), warnings.catch_warnings():
+        # One thread at a time: torch's forward-mode AD level is global to the process, and a
+        # second thread entering it (a threading joblib backend) fails with "Nested forward mode
+        # AD is not supported".
+        with _FORWARD_AD_LOCK, torch.no_grad(), forward_ad.dual_level(), warnings.catch_warnings():
             # torch's first make_dual loads its forward-mode decompositions through
             # torch.jit.script, which warns of its own deprecation once per decomposition:
             # torch's internals, nothing a user of this package can act on.

@@ -741,9 +741,10 @@ def _embed_task_or_error(task, index, job, probe, template):
 
 
 def _cancel_quietly(outputs):
-    """Stop joblib's generator ``outputs``, cancelling the tasks not yet run, without its warning
-    that finished tasks' results were not read or running ones were cancelled: that is the
-    point here (finished rows are in the cache, where there is one)."""
+    """Stop joblib's generator ``outputs``, cancelling the tasks not yet started, without its
+    warning that finished tasks' results were not read: that is the point here (their rows are
+    in the cache, where there is one). Tasks still running in threads finish in the background
+    (joblib may say so from its own thread)."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*(successfully executed|have been cancelled)", category=UserWarning

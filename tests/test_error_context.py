@@ -122,7 +122,7 @@ def test_a_failed_pass_is_named_by_its_task_and_keeps_its_type(monkeypatch, step
     ):
         rows = kept.fit_transform(make_tasks())
     assert np.isnan(rows[1]).all()
-    np.testing.assert_array_equal(rows[[0, 2]], expected[[0, 2]])
+    np.testing.assert_array_equal(rows[[0, 2]], expected[[0, 2]], err_msg=repr(kept.errors_))
     assert list(kept.errors_) == [1] and type(kept.errors_[1]) is type(raised_type)
     assert str(kept.errors_[1]).startswith("task 1: ")
 

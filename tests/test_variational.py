@@ -3,6 +3,7 @@
 import re
 import warnings
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -507,3 +508,19 @@ def test_single_class_task_has_the_smallest_norm_and_distances_still_work(digits
     gain = pairwise_task_distances(raw) - asymmetric
     np.testing.assert_allclose(gain[3], 0.0, atol=1e-9)
     assert np.all(gain[:3] > 1e-3)
+
+
+@pytest.mark.slow
+def test_tasks_run_side_by_side_in_threads_give_the_sequential_rows():
+    # torch's forward-mode AD level is global to the process: two threads in it at once failed
+    # with "Nested forward mode AD is not supported" (every run of this test, before the lock).
+    rng = np.random.RandomState(0)
+    tasks = []
+    for k in range(4):
+        X = rng.normal(size=(96, 8))
+        tasks.append((X, (X[:, k] > 0).astype(int)))
+    params = {"method": "variational", "variational_steps": 12, "variational_tol": 0.0, "batch_size": 16}
+    expected = FisherTaskEmbedder(random_state=0, **params).fit_transform(tasks)
+    embedder = FisherTaskEmbedder(random_state=0, n_jobs=2, **params)
+    with joblib.parallel_config(backend="threading"):
+        np.testing.assert_allclose(embedder.fit_transform(tasks), expected, rtol=1e-12)
