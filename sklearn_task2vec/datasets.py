@@ -566,7 +566,7 @@ def _as_rgb(image, path):
         if image.has_transparency_data:
             background = Image.new("RGBA", image.size, (*BACKGROUND, 255))
             return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-        return image if mode == "RGB" else image.convert("RGB")
+        return image.convert("RGB")  # a copy for RGB: a plain image, its file closed
     except ValueError as exc:  # a mode PIL cannot convert to RGB
         raise ValueError(
             f"{path}: PIL mode {mode} has no conversion to RGB ({exc}). Save the image as RGB or grayscale."
@@ -655,6 +655,8 @@ class ImageTree(ImageFolder):
         return classes, {name: index for index, name in enumerate(classes)}
 
     def _is_example(self, path):
+        """Whether the file ``path`` is an example: an image outside any system entry. The
+        others are recorded in ``skipped`` or ``unread``."""
         parts = Path(os.path.relpath(path, self.root)).parts
         for depth, part in enumerate(parts):
             if is_system_name(part):

@@ -956,7 +956,7 @@ class TaskDiscovery(BaseEstimator):
 
         return task2vec_similarity
 
-    def _refuse_unscorable(self, where, n_unscorable, n_evaluated, score_labellings):
+    def _refuse_unscorable(self, where, n_unscorable, n_evaluated):
         """The ValueError of a search stopped by ``n_unscorable`` candidates in a row scored NaN."""
         scorer = getattr(self.scoring, "__name__", repr(self.scoring))
         every = ", every one so far" if n_unscorable == n_evaluated else ""
@@ -1015,11 +1015,11 @@ class TaskDiscovery(BaseEstimator):
                     self.n_unscorable_ += 1
                     unscorable += 1
                     if unscorable >= unscorable_limit:
-                        self._refuse_unscorable(where, unscorable, len(history), score_labellings)
+                        self._refuse_unscorable(where, unscorable, len(history))
                     continue
                 unscorable = 0
                 optimizer.tell(candidate, 1.0 - objective)
-                if objective > best[2]:
+                if best[0] is None or objective > best[2]:
                     best = (row, known_scores[key], objective)
             if self.verbose:
                 print(
@@ -1027,6 +1027,8 @@ class TaskDiscovery(BaseEstimator):
                     f"candidates, best objective {best[2]:.3f} ({time.perf_counter() - start:.1f} s)",
                     flush=True,
                 )
+        if best[0] is None:  # a budget smaller than the stopping bound, all of it unscorable
+            self._refuse_unscorable(where, unscorable, len(history))
         return best[0], best[1], best[2], history
 
 

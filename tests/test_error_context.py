@@ -405,3 +405,13 @@ def test_a_failing_scorer_names_the_search():
         TaskDiscovery(scoring=broken, n_tasks=2, budget=8, n_candidates=4, random_state=0).fit(
             discovery_data()
         )
+
+
+@pytest.mark.parametrize("budget", [1, 4, 9])
+def test_a_budget_below_the_bound_all_unscorable_is_refused_too(budget):
+    search = TaskDiscovery(scoring=nan_score, budget=budget, n_candidates=4, random_state=0)
+    with pytest.raises(
+        ValueError,
+        match=rf"NaN for the last {budget} labellings \(after {budget} of {budget} candidates, every",
+    ):
+        search.fit(discovery_data())
