@@ -304,7 +304,7 @@ def test_a_parameter_set_invalid_after_fit_is_refused_by_every_method(estimators
     estimator, methods = estimators[name]
     constraints = type(estimator)._parameter_constraints[parameter]
     for value in invalid_values(constraints):
-        broken = _refitted_copy(estimator).set_params(**{parameter: value})
+        broken = fitted_copy(estimator).set_params(**{parameter: value})
         for method, arguments in methods.items():
             with pytest.raises(
                 InvalidParameterError, match=f"The '{parameter}' parameter of {type(estimator).__name__}"
@@ -312,7 +312,7 @@ def test_a_parameter_set_invalid_after_fit_is_refused_by_every_method(estimators
                 getattr(broken, method)(*arguments)
 
 
-def _refitted_copy(estimator):
+def fitted_copy(estimator):
     """A fitted copy (its fitted attributes too), whose parameters can be changed alone."""
     return copy.deepcopy(estimator)
 
@@ -329,13 +329,13 @@ def test_the_reported_cases_now_name_the_parameter(params, fragment):
 
 
 def test_validation_is_skipped_where_scikit_learn_skips_it(estimators):
-    selector = _refitted_copy(estimators["TransferabilitySelector"][0]).set_params(experts=object())
+    selector = fitted_copy(estimators["TransferabilitySelector"][0]).set_params(experts=object())
     with config_context(skip_parameter_validation=True):
         assert selector.predict(X_SCORES).shape == (6,)  # the experts were fitted already
 
 
 def test_set_params_back_to_valid_values_works_again(estimators):
-    estimator = _refitted_copy(estimators["FisherTaskEmbedder(tasks)"][0])
+    estimator = fitted_copy(estimators["FisherTaskEmbedder(tasks)"][0])
     expected = estimator.transform(_tasks())
     estimator.set_params(batch_size=0)
     with pytest.raises(ValueError):
