@@ -412,6 +412,8 @@ def inspect_probe(probe, example, float_dtype):
         try:
             calls, uses = _watched_forward(probe, inputs)
             break
+        except torch.OutOfMemoryError:
+            raise  # the machine's limit, not the inputs': it stays catchable as what it is
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # the last dtype's is reported
             if attempt + 1 < len(candidates):
                 continue

@@ -470,8 +470,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             )
         try:
             self.probe_layers_ = inspect_probe(self.probe_, example, module_dtype(self.probe_))
-        except ValueError as exc:
-            raise type(exc)(f"{where}: {exc}") from exc
+        except Exception as exc:  # named whatever it is, keeping its type (ProbeRefused, out of memory)
+            raise with_context(exc, where)  # noqa: B904 (chained by with_context)
         filters = embedded_filters(self.probe_, self.skip_layers, self.probe_layers_)
         self.embedded_layers_ = [path for path, _ in filters]
         self.left_out_layers_ = dict(self.probe_layers_.left_out)

@@ -788,3 +788,13 @@ def test_any_stack_of_stored_weights_is_embedded_as_its_plain_equivalent(layers)
     np.testing.assert_allclose(
         embedder.transform(X), np.column_stack([expected[n] for n in names]), rtol=1e-6, atol=1e-14
     )
+
+
+def test_out_of_memory_while_inspecting_the_probe_stays_an_out_of_memory_error(one_thread):
+    class Exhausted(Small):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    X = np.random.RandomState(0).normal(size=(6, 2, 6, 6))
+    with pytest.raises(torch.OutOfMemoryError, match="task 0: .*simulated"):
+        FisherTaskEmbedder(probe=Exhausted()).fit([(X, np.arange(6) % 2)])
