@@ -9,7 +9,9 @@ versions of this package and torch). Files are written to a temporary name and r
 several processes can share one folder; every file carries a checksum of its contents and its
 own key, and a file that fails the check is reported, never used, and recomputed. An
 embedding file's checksum covers its settings key too, so a file copied or linked from another
-settings folder fails the check. A row whose file cannot be written (a read-only folder, a full
+settings folder fails the check; it also stores the provenance record of its row
+(:mod:`sklearn_task2vec.provenance`), compared on loading with the current one, field by field:
+an entry made otherwise is reported, naming what differs, and recomputed. A row whose file cannot be written (a read-only folder, a full
 disk) is still returned, with a warning: the cache never costs a result.
 
 A task's file name follows the order of its examples, as its row does, except for a DataLoader
@@ -26,6 +28,7 @@ old one): the cache would return the rows of the old probe.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -39,6 +42,7 @@ import torch
 from . import __version__
 from ._utils import module_digest, update_digest
 from ._writer import write_file
+from .provenance import EmbeddingProvenance, provenance_differences
 
 
 def cache_folder(memory, parameter="memory"):
@@ -177,11 +181,14 @@ def load_checked(path, key, names, description):
 
 
 class EmbeddingCache:
-    """Task embeddings under one settings key, one ``.npz`` file per task in ``folder``."""
+    """Task embeddings under one settings key, one ``.npz`` file per task in ``folder``, each
+    with the :class:`~sklearn_task2vec.provenance.EmbeddingProvenance` of its row."""
 
-    def __init__(self, folder, settings):
+    def __init__(self, folder, settings, provenance):
         self.folder = Path(folder) / settings
         self.settings = settings
+        # The cache holds rows before normalisation, which one entry serves for either setting.
+        self.provenance = dataclasses.replace(provenance, normalize=None)
 
     def _path(self, key):
         return self.folder / f"{key}.npz"
@@ -201,14 +208,30 @@ class EmbeddingCache:
             row=np.asarray(embedding.row, dtype=np.float64),
             prior=np.asarray(embedding.prior, dtype=np.float64),
             n_classes=np.asarray(embedding.n_classes, dtype=np.int64),
+            provenance=np.array(self.provenance.to_json()),
         )
 
     def load(self, key):
-        """``(row, prior, n_classes)`` stored for the task ``key``, or None if absent or corrupted."""
+        """``(row, prior, n_classes)`` stored for the task ``key``, or None if absent, corrupted
+        (an entry of an older version without a provenance record too) or made otherwise
+        than this cache's provenance says (a warning names each setting that differs)."""
+        path = self._path(key)
         stored = load_checked(
-            self._path(key), self._checked_key(key), ("row", "prior", "n_classes"), "embedding"
+            path, self._checked_key(key), ("row", "prior", "n_classes", "provenance"), "embedding"
         )
         if stored is None:
             return None
-        row, prior, n_classes = stored
+        row, prior, n_classes, record = stored
+        try:
+            differences = provenance_differences(EmbeddingProvenance.from_json(str(record)), self.provenance)
+        except ValueError as exc:  # a record of another version of the package
+            differences = [str(exc)]
+        if differences:
+            warnings.warn(
+                f"The cached embedding {path} was made otherwise than asked (cached vs now: "
+                f"{'; '.join(differences)}); it is not used, and is recomputed.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
         return row, prior, int(n_classes)

@@ -58,7 +58,12 @@ def module_digest(module, digest=None):
     digest.update(f"{type(module).__module__}.{type(module).__qualname__}\n{module!r}".encode())
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
-        update_digest(digest, tensor.detach().cpu().numpy())
+        tensor = tensor.detach().cpu()
+        try:
+            update_digest(digest, tensor.numpy())
+        except TypeError:  # a dtype numpy lacks (bfloat16, float8): its bytes, and its name
+            digest.update(str(tensor.dtype).encode())
+            update_digest(digest, tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest() if own else digest
 
 

@@ -3,7 +3,7 @@
 ::
 
     task2vec embed TASK [TASK ...] --output embeddings.csv
-    task2vec distances embeddings.csv
+    task2vec distances embeddings.csv [more.csv ...]
     task2vec recommend selector.joblib embeddings.csv
 
 A TASK is a folder of images in ImageFolder layout (one subfolder per class) or an ``.npz``
@@ -21,6 +21,13 @@ output (a full disk, a file that appeared meanwhile), its rows are saved to a re
 the error names. ``task2vec embed --on-error warn`` writes the rows of the tasks that could be
 embedded and names the others; ``--memory DIR`` caches each finished row.
 
+Every file of embeddings carries the record of how its rows were made (probe and the digest of
+its weights, settings, seed, normalisation, image size, version:
+:mod:`sklearn_task2vec.provenance`). ``recommend`` refuses rows whose record differs from the
+selector's, and ``distances`` files whose records differ from each other, naming each setting
+that differs; ``--ignore-provenance`` uses them anyway. Files of older versions have no record:
+a warning says the check could not be made.
+
 Exit status: 0 on success, 2 for a usage error (a bad option, a missing file, an unknown
 file type), 1 for a data error (a file that cannot be read or holds the wrong thing, a task
 that cannot be embedded). Errors are one line on stderr, without a traceback.
@@ -30,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["main"]
 
@@ -53,10 +62,14 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _PROG = "task2vec"
 _ZIP_MAGIC = b"PK\x03\x04"  # how every .npz file starts
-# First header cell of a CSV file of embeddings: it records whether its rows were divided by the
-# trivial embedding, which the CSV (unlike the NPZ file) does not hold and d_asym needs.
+# First header cell of a CSV file of embeddings: "task" and the JSON of its rows' provenance
+# record (sklearn_task2vec.provenance), which says among others whether they were divided by the
+# trivial embedding, which the CSV (unlike the NPZ file) does not hold and d_asym needs. Files of
+# older versions start with "task" alone (raw rows) or with _CSV_TASK_NORMALISED, and no record.
 _CSV_TASK = "task"
 _CSV_TASK_NORMALISED = "task (normalize=trivial)"
+# How to use rows whose provenance differs anyway, for the messages.
+_IGNORE_PROVENANCE = "pass --ignore-provenance"
 # Spreadsheets run a cell that starts with one of these as a formula: such task names are written
 # with a leading apostrophe (OWASP's advice against CSV injection), removed again on reading.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -121,10 +134,11 @@ def _check_output(path, suffixes, *, inputs, overwrite):
     return path
 
 
-def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised, overwrite):
-    """Write the rows to a .csv or .npz file through the package's writer: published whole, never
-    over a file that appeared meanwhile without ``overwrite``, and, when the write fails, the rows
-    are saved to a rescue file that the error names (they took the whole run to compute)."""
+def _write_embeddings(path, names, filters, embeddings, trivial, provenance, *, overwrite):
+    """Write the rows and their ``provenance`` (an ``EmbeddingProvenance``) to a .csv or .npz file
+    through the package's writer: published whole, never over a file that appeared meanwhile
+    without ``overwrite``, and, when the write fails, the rows are saved to a rescue file that the
+    error names (they took the whole run to compute)."""
     import numpy as np
 
     from ._writer import write_file
@@ -135,13 +149,14 @@ def _write_embeddings(path, names, filters, embeddings, trivial, *, normalised, 
             "tasks": np.array(names, dtype=str),
             "filters": np.array(filters, dtype=str),
             "trivial": trivial,
+            "provenance": np.array(provenance.to_json()),
         }
         write_file(path, lambda file: np.savez(file, **arrays), overwrite=overwrite, rescue=True)
         return
 
     def write(file):
         writer = csv.writer(file)
-        writer.writerow([_CSV_TASK_NORMALISED if normalised else _CSV_TASK, *filters])
+        writer.writerow([f"{_CSV_TASK} {provenance.to_json()}", *filters])
         for name, row in zip(names, embeddings):
             writer.writerow([_csv_name(name), *(repr(float(value)) for value in row)])  # repr: exact
 
@@ -201,12 +216,31 @@ def _npz_arrays(path, required, hint):
     return arrays
 
 
-def _read_embeddings(path):
-    """``(names, filters, embeddings, trivial or None)`` from a file written by ``task2vec embed``.
+class _Embeddings(NamedTuple):
+    """A file of ``task2vec embed`` (:func:`_read_embeddings`).
 
     ``trivial`` is the trivial embedding in the file's space: the NPZ file's array, all ones for a
-    CSV file of trivial-normalised rows, None for a CSV file of raw rows (it does not hold it)."""
+    CSV file of trivial-normalised rows, None for a CSV file of raw rows (it does not hold it).
+    ``provenance``: the rows' ``EmbeddingProvenance``; None in a file of an older version."""
+
+    names: list
+    filters: list | None
+    rows: object
+    trivial: object
+    provenance: object
+
+
+def _read_embeddings(path):
+    """The :class:`_Embeddings` of a file written by ``task2vec embed``."""
     import numpy as np
+
+    from .provenance import EmbeddingProvenance
+
+    def record(text):
+        try:
+            return EmbeddingProvenance.from_json(text)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from exc
 
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".npz"):
@@ -218,6 +252,7 @@ def _read_embeddings(path):
         embeddings, names = arrays["embeddings"], [str(name) for name in arrays["tasks"]]
         filters = [str(name) for name in arrays["filters"]] if "filters" in arrays else None
         trivial = arrays.get("trivial")
+        provenance = record(str(arrays["provenance"])) if "provenance" in arrays else None
     else:
         try:
             # utf-8-sig: spreadsheets save a CSV file with a byte-order mark, which is not data.
@@ -225,10 +260,14 @@ def _read_embeddings(path):
                 rows = [row for row in csv.reader(file) if row]
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
-        if len(rows) < 2 or rows[0][0] not in (_CSV_TASK, _CSV_TASK_NORMALISED):
+        first = rows[0][0] if rows else ""
+        with_record = first.startswith(f"{_CSV_TASK} {{")
+        if len(rows) < 2 or not (with_record or first in (_CSV_TASK, _CSV_TASK_NORMALISED)):
             raise DataError(f"{path}: expected a header `task,<filter>,...` and one row per task.")
+        provenance = record(first[len(_CSV_TASK) + 1 :]) if with_record else None
         filters, names = rows[0][1:], [_name_from_csv(row[0]) for row in rows[1:]]
-        trivial = np.ones(len(filters)) if rows[0][0] == _CSV_TASK_NORMALISED else None
+        normalised = first == _CSV_TASK_NORMALISED or (with_record and provenance.normalize == "trivial")
+        trivial = np.ones(len(filters)) if normalised else None
         if any(len(row) != len(rows[0]) for row in rows[1:]):
             raise DataError(
                 f"{path}: every row must have a task name and one value per filter ({len(filters)})."
@@ -239,7 +278,7 @@ def _read_embeddings(path):
             raise DataError(f"{path}: a value is not a number ({exc}).") from exc
     if embeddings.ndim != 2 or len(names) != len(embeddings):
         raise DataError(f"{path}: expected one embedding row per task name.")
-    return names, filters, embeddings, trivial
+    return _Embeddings(names, filters, embeddings, trivial, provenance)
 
 
 # --------------------------------------------------------------------------------------
@@ -375,6 +414,7 @@ def _embed(args):
     if args.memory is not None and Path(args.memory).exists() and not Path(args.memory).is_dir():
         raise UsageError(f"--memory {args.memory}: is a file; the cache needs a folder.")
     loaded = [_load_task(path, args.image_size) for path in paths]
+    from_folders = any(Path(path).is_dir() for path in paths)
     names = [name for name, _ in loaded]
     seen = {}
     for name, path in zip(names, paths):
@@ -446,13 +486,17 @@ def _embed(args):
         raise DataError(f"{failed}. Nothing was written.")
     kept = [index for index in range(len(names)) if index not in embedder.errors_]
     trivial = embedder.trivial_embedding_ if embedder.normalize is None else np.ones(embeddings.shape[1])
+    # The embedder's record, and the one setting it cannot know: how image folders were cut.
+    provenance = dataclasses.replace(
+        embedder.provenance_, image_size=args.image_size if from_folders else None
+    )
     _write_embeddings(
         output,
         [names[index] for index in kept],
         embedder.get_feature_names_out().tolist(),
         embeddings[kept],
         trivial,
-        normalised=embedder.normalize is not None,
+        provenance,
         overwrite=args.overwrite,
     )
     tasks = f"{len(kept)} task{'s' if len(kept) != 1 else ''}"
@@ -484,17 +528,51 @@ def _distances(args):
         raise UsageError(f"--alpha {args.alpha}: must be a number >= 0, and finite.")
     output = None
     if args.output is not None:
-        output = _check_output(args.output, (".csv",), inputs=[args.embeddings], overwrite=args.overwrite)
-    names, _, embeddings, trivial = _read_embeddings(args.embeddings)
+        output = _check_output(args.output, (".csv",), inputs=args.embeddings, overwrite=args.overwrite)
+
+    import collections
+
+    import numpy as np
+
+    from .provenance import check_provenance
+
+    files = [(path, _read_embeddings(path)) for path in args.embeddings]
+    (first_path, first), *others = files
+    for path, file in others:
+        if file.rows.shape[1] != first.rows.shape[1]:
+            raise DataError(
+                f"{path}: its rows have {file.rows.shape[1]} filters, those of {first_path} "
+                f"{first.rows.shape[1]}: they were embedded with other probes."
+            )
+        if args.ignore_provenance:
+            continue
+        if None not in (file.filters, first.filters) and file.filters != first.filters:
+            raise DataError(
+                f"{path}: its filters are not those of {first_path}: they were embedded with other "
+                f"probes. Embed them with one probe, or {_IGNORE_PROVENANCE} to compare them anyway."
+            )
+        check_provenance(
+            file.provenance,
+            first.provenance,
+            given_name=str(path),
+            expected_name=str(first_path),
+            override=_IGNORE_PROVENANCE,
+        )
+    # A task in several files is named with its file in each.
+    counts = collections.Counter(name for _, file in files for name in file.names)
+    names = [f"{name} ({path})" if counts[name] > 1 else name for path, file in files for name in file.names]
+    embeddings = np.vstack([file.rows for _, file in files])
+    # The files' rows are in one space (checked above): the first file's trivial embedding is theirs.
+    trivial = first.trivial
+    lacking = [path for path, file in files if file.trivial is None]
 
     from .distances import pairwise_task_distances
 
-    if args.kind == "asymmetric" and trivial is None:
+    if args.kind == "asymmetric" and lacking:
         raise DataError(
-            f"{args.embeddings}: the asymmetric distance needs the trivial embedding, which a .csv file "
-            f"embedded without --normalize trivial does not hold (its header starts with "
-            f"{_CSV_TASK!r}, not {_CSV_TASK_NORMALISED!r}). Embed again with --normalize trivial, or "
-            f"to an .npz file (--output embeddings.npz), which stores it."
+            f"{lacking[0]}: the asymmetric distance needs the trivial embedding, which a .csv file "
+            f"embedded without --normalize trivial does not hold. Embed again with --normalize "
+            f"trivial, or to an .npz file (--output embeddings.npz), which stores it."
         )
     try:
         distances = pairwise_task_distances(
@@ -504,7 +582,7 @@ def _distances(args):
             trivial=trivial if args.kind == "asymmetric" else None,
         )
     except ValueError as exc:
-        raise DataError(f"{args.embeddings}: {exc}") from exc
+        raise DataError(f"{', '.join(map(str, args.embeddings))}: {exc}") from exc
     title = (
         "symmetric TASK2VEC distance"
         if args.kind == "symmetric"
@@ -569,9 +647,11 @@ def _recommend(args):
     if args.top < 1:
         raise UsageError(f"--top {args.top}: must be >= 1.")
     selector, before, embedder = _load_selector(args.selector)
-    names, filters, embeddings, _ = _read_embeddings(args.embeddings)
+    names, filters, embeddings, _, provenance = _read_embeddings(args.embeddings)
 
     import numpy as np
+
+    from .provenance import check_provenance
 
     hint = "embed the tasks with the probe (and --normalize) the selector was trained with"
     fitted_embedder = embedder is not None and hasattr(embedder, "probe_")
@@ -581,6 +661,19 @@ def _recommend(args):
         raise DataError(
             f"{args.embeddings}: the embeddings have {embeddings.shape[1]} filters but the selector was "
             f"fitted on {selector.n_features_in_}: {hint}."
+        )
+    if not args.ignore_provenance:
+        # The selector's record (given when it was fitted; an older selector has none), else that
+        # of the Pipeline's embedder, whose rows it was fitted on.
+        expected = getattr(selector, "provenance_", None)
+        if expected is None and embedder is not None:
+            expected = getattr(embedder, "provenance_", None)  # None when not fitted
+        check_provenance(
+            provenance,
+            expected,
+            given_name=str(args.embeddings),
+            expected_name=str(args.selector),
+            override=_IGNORE_PROVENANCE,
         )
     try:
         features = embeddings
@@ -631,6 +724,15 @@ def _int_from(smallest):
 _positive_int = _int_from(1)
 
 
+def _add_ignore_provenance(command, checked):
+    command.add_argument(
+        "--ignore-provenance",
+        action="store_true",
+        help=f"use the rows even when {checked} (another probe, seed, --normalize or setting): "
+        "by default such rows are refused, naming each setting that differs",
+    )
+
+
 def _add_overwrite(command):
     command.add_argument(
         "--overwrite",
@@ -664,9 +766,10 @@ def _parser():
         "-o",
         "--output",
         required=True,
-        help="where to write: .csv (a `task` column, headed `task (normalize=trivial)` with --normalize "
-        "trivial, then one column per filter) or .npz (arrays embeddings, tasks, filters, and "
-        "trivial, the trivial embedding in the file's space)",
+        help="where to write: .csv (a `task` column, then one column per filter; the header's first "
+        "cell is `task` and the JSON record of how the rows were made: probe, settings, version) "
+        "or .npz (arrays embeddings, tasks, filters, trivial, the trivial embedding in the file's "
+        "space, and provenance, that record)",
     )
     embed.add_argument(
         "--probe",
@@ -750,14 +853,19 @@ def _parser():
     distances = commands.add_parser(
         "distances",
         help="print the distance matrix between embedded tasks",
-        description="Print the TASK2VEC distance between every pair of tasks of an embeddings file "
-        "written by `task2vec embed`. The asymmetric distance d(a -> b) = d_sym(a, b) - alpha * "
+        description="Print the TASK2VEC distance between every pair of tasks of embeddings files "
+        "written by `task2vec embed`. The rows of several files must have been embedded alike (the "
+        "same probe and settings, as their records say); a task in several files is named with "
+        "its file. The asymmetric distance d(a -> b) = d_sym(a, b) - alpha * "
         "d_sym(a, trivial) needs the trivial embedding: .npz files carry it, and a .csv file embedded "
         "with --normalize trivial is in the space where it is all ones; a .csv file of raw rows is "
         "refused for it.",
     )
     distances.add_argument(
-        "embeddings", metavar="EMBEDDINGS", help="a .csv or .npz file from `task2vec embed`"
+        "embeddings",
+        nargs="+",
+        metavar="EMBEDDINGS",
+        help="one or more .csv or .npz files from `task2vec embed`",
     )
     distances.add_argument(
         "--kind", default="symmetric", choices=("symmetric", "asymmetric"), help="default: symmetric"
@@ -769,6 +877,7 @@ def _parser():
         help="weight of the complexity term of the asymmetric distance (default: 0.15)",
     )
     distances.add_argument("-o", "--output", help="also write the matrix to this .csv file")
+    _add_ignore_provenance(distances, "the files' rows were embedded otherwise")
     _add_overwrite(distances)
     distances.set_defaults(run=_distances)
 
@@ -779,7 +888,8 @@ def _parser():
         "FisherTaskEmbedder step is skipped: the embeddings file stands for its output) saved with "
         "joblib.dump, and print for each task of EMBEDDINGS the recommended expert and the "
         "probabilities of the best ones. The embeddings must come from the probe and settings the "
-        "selector was trained with. WARNING: a joblib file runs code when it is loaded: load only "
+        "selector was trained with: rows whose record says otherwise are refused (the record of a "
+        "selector is its provenance_, or its Pipeline's FisherTaskEmbedder's). WARNING: a joblib file runs code when it is loaded: load only "
         "files you trust.",
     )
     recommend.add_argument(
@@ -791,6 +901,7 @@ def _parser():
     recommend.add_argument(
         "--top", type=int, default=3, metavar="K", help="experts listed per task (default: 3)"
     )
+    _add_ignore_provenance(recommend, "they were embedded otherwise than the selector's training rows")
     recommend.set_defaults(run=_recommend)
     return parser
 

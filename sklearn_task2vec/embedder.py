@@ -36,7 +36,7 @@ from ._pipeline import (
     task_head,
     variational_embedding,
 )
-from ._probe_layers import ProbeRefused, inspect_probe
+from ._probe_layers import ProbeRefused, inspect_probe, uncompiled
 from ._probes import (
     RandomReLUProbe,
     build_named_probe,
@@ -49,12 +49,14 @@ from ._probes import (
 )
 from ._utils import (
     StrictInterval,
+    module_digest,
     module_dtype,
     on_device,
     resolve_device,
     validates_parameters,
     with_context,
 )
+from .provenance import embedding_provenance
 from .tasks import (
     ArrayTask,
     check_fit_labels,
@@ -299,6 +301,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     errors_ : dict of int to Exception
         After ``transform`` of a sequence of tasks: the tasks that failed (their index in the
         sequence) and their errors, with ``on_error="warn"``; empty when none did.
+    provenance_ : EmbeddingProvenance
+        How ``transform`` makes rows: the fitted probe (name and digest of its weights) and
+        the settings as they are now (:mod:`sklearn_task2vec.provenance`). Pass it with the
+        rows to a :class:`~sklearn_task2vec.Model2VecSelector` (``provenance=``), which then
+        refuses rows made otherwise.
 
     Examples
     --------
@@ -463,7 +470,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         """``probe_`` for examples like ``example`` (one, with its batch axis, read from
         ``where``), and what depends on it alone: which of its layers are embedded."""
         input_shape = tuple(example.shape[1:])
-        self.probe_ = self._make_probe(input_shape, seeds.probe)
+        self._probe_name, self.probe_ = self._make_probe(input_shape, seeds.probe)
+        # Hashed once: the frozen probe does not change after fit, and a ResNet has millions of weights.
+        self._probe_digest = module_digest(self.probe_)
         if isinstance(self.probe, str):
             _check_image_channels(
                 self.probe_, "resnet34" if self.probe == "auto" else self.probe, input_shape, where
@@ -492,6 +501,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self._probe_token = uuid.uuid4().hex
 
     def _make_probe(self, input_shape, seed):
+        """``(name, frozen probe)``: a named probe's name, or a module probe's class."""
         probe = self.probe
         if isinstance(probe, torch.jit.ScriptModule):
             raise TypeError(
@@ -500,10 +510,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 f"torch.nn.Module, before torch.jit.script or torch.jit.trace."
             )
         if isinstance(probe, torch.nn.Module):
-            return frozen_copy(probe)
+            return _class_name(probe), frozen_copy(probe)
         if probe == "auto":
             if len(input_shape) == 1:
-                return frozen_copy(RandomReLUProbe(input_shape[0], seed=seed))
+                random_probe = RandomReLUProbe(input_shape[0], seed=seed)
+                return _class_name(random_probe), frozen_copy(random_probe)
             if len(input_shape) == 3:
                 probe = "resnet34"
             else:
@@ -511,7 +522,20 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                     f"probe='auto' takes 2-D features (n, n_features) or images (n, C, H, W); "
                     f"got examples of shape {tuple(input_shape)}. Pass a probe module that takes them."
                 )
-        return frozen_copy(build_named_probe(probe, self.probe_weights, seed))
+        return probe, frozen_copy(build_named_probe(probe, self.probe_weights, seed))
+
+    @property
+    def provenance_(self):
+        # A property, not a value stored at fit: transform reads the settings when it runs, so
+        # the record must describe them as they are then (after a set_params too).
+        check_is_fitted(self)
+        return embedding_provenance(
+            self._probe_name,
+            self._probe_digest,
+            self._settings(),
+            normalize=self.normalize,
+            random_state=self.random_state,
+        )
 
     def _settings(self):
         return EmbeddingSettings(
@@ -644,7 +668,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         folder = cache_folder(self.memory)
         cache = None
         if folder is not None:
-            cache = EmbeddingCache(folder, settings_key(settings, seeds, self.probe_, device))
+            cache = EmbeddingCache(
+                folder, settings_key(settings, seeds, self.probe_, device), self.provenance_
+            )
             for index, task in enumerate(tasks):
                 # Warned here, in the calling process: task_key then leaves the task uncached.
                 if isinstance(task, DataLoader) and loader_order(task) == "random":
@@ -788,6 +814,12 @@ def _worker_probe(job, template):
         _WORKER_PROBE.probe = copy_probe(template, job.device)  # one probe per worker: the last one
         _WORKER_PROBE.key = key
     return _WORKER_PROBE.probe
+
+
+def _class_name(module):
+    """The class of a module probe, as the record names it: the compiled module's own class."""
+    module = uncompiled(module)
+    return f"{type(module).__module__}.{type(module).__qualname__}"
 
 
 def _warn_trivial(what):

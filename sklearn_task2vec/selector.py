@@ -40,6 +40,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 
 from ._kernels import symmetric_distances
 from ._utils import StrictInterval, check_expert_names, validates_parameters
+from .provenance import EmbeddingProvenance, check_provenance
 
 __all__ = [
     "Model2VecSelector",
@@ -423,11 +424,20 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         classifier.
     random_state : int, RandomState instance or None, default=None
         Seeds the restarts' perturbations. Results are deterministic for a fixed value.
+    provenance : EmbeddingProvenance or None, default=None
+        How the rows of ``X`` (and ``model_embeddings``) were made: the ``provenance_`` of the
+        :class:`~sklearn_task2vec.FisherTaskEmbedder` that embedded them. A selector that knows
+        it refuses rows made otherwise (another probe, seed, normalisation or setting) when
+        they come with their record: ``predict(X, provenance=embedder.provenance_)`` in Python,
+        and always in ``task2vec recommend``, whose files carry their record. ``None``: unknown;
+        rows are then checked only for their width.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_experts,)
         The experts.
+    provenance_ : EmbeddingProvenance or None
+        The ``provenance`` of the rows the selector was fitted on (saved with it).
     model_embeddings_ : ndarray of shape (n_experts, n_features)
         The experts' embeddings ``m_j`` (learned with ``max_iter > 0``), in the space of
         ``X`` (not trivial-normalised).
@@ -489,6 +499,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         "n_init": [StrictInterval(Integral, 1, None, closed="left")],
         "experts": ["array-like", None],
         "random_state": ["random_state"],
+        "provenance": [EmbeddingProvenance, None],
     }
 
     def __init__(
@@ -505,6 +516,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         n_init=40,
         experts=None,
         random_state=None,
+        provenance=None,
     ):
         self.alpha = alpha
         self.gamma = gamma
@@ -517,6 +529,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         self.n_init = n_init
         self.experts = experts
         self.random_state = random_state
+        self.provenance = provenance
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -607,6 +620,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         self.gamma_ = gamma
         self.loss_ = loss
         self.n_iter_ = int(self.max_iter)
+        self.provenance_ = self.provenance
         self._normalised_embeddings = embeddings
         self._trivial = trivial
         return self
@@ -729,9 +743,23 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     # predict
     # ----------------------------------------------------------------------------------
 
-    def _distances(self, X):
-        """``d_asym(m_j -> t)`` for every task (row of X) and expert: (n_tasks, n_experts)."""
+    def _distances(self, X, provenance):
+        """``d_asym(m_j -> t)`` for every task (row of X) and expert: (n_tasks, n_experts).
+
+        ``provenance``: the record of the rows, checked against ``provenance_`` when given.
+        """
         check_is_fitted(self)
+        if provenance is not None:
+            # Rows without a record are the usual Python case (transform returns an array):
+            # only their width is checked, by validate_data.
+            check_provenance(
+                provenance,
+                # A selector pickled by an older version has no provenance_.
+                getattr(self, "provenance_", None),
+                given_name="the rows",
+                expected_name="the selector",
+                override="pass no provenance=",
+            )
         X = validate_data(self, X, reset=False, dtype=np.float64)
         check_non_negative(X, f"{type(self).__name__} (X)")
         m = torch.from_numpy(self._normalised_embeddings)
@@ -740,9 +768,9 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
             d_trivial = symmetric_distances(m, torch.ones((1, X.shape[1]), dtype=torch.float64))
         return (d_tasks - self.alpha * d_trivial).T.numpy()
 
-    def _logits(self, X):
+    def _logits(self, X, provenance):
         """``-gamma_ * d_asym(m_j -> t)``, the input of the softmax of ``p(j | t)``."""
-        return self._distances(X) * -self.gamma_
+        return self._distances(X, provenance) * -self.gamma_
 
     # Offered once fitted. scikit-learn 1.9's check_decision_proba_consistency fits any
     # unfitted estimator that offers decision_function and predict_proba on blobs with a
@@ -752,7 +780,7 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
     # tests/test_selector.py::test_decision_proba_consistency_on_non_negative_tasks.
     @available_if(_is_fitted)
     @validates_parameters
-    def decision_function(self, X):
+    def decision_function(self, X, *, provenance=None):
         """Minus the asymmetric distance from each expert to each task.
 
         Available once the selector is fitted.
@@ -761,6 +789,11 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_tasks, n_features)
             Task embeddings (finite, non-negative).
+        provenance : EmbeddingProvenance or None, default=None
+            How the rows of ``X`` were made (``embedder.provenance_``): refused, naming each
+            setting that differs, when the selector knows its own (``provenance_``) and they
+            differ; a ``ProvenanceWarning`` when it does not. ``None``: only the width of the
+            rows is checked.
 
         Returns
         -------
@@ -769,56 +802,71 @@ class Model2VecSelector(ClassifierMixin, BaseEstimator):
             the second, ``d_asym(m_0 -> t) - d_asym(m_1 -> t)`` (scikit-learn's convention
             for binary classifiers).
         """
-        distances = self._distances(X)
+        distances = self._distances(X, provenance)
         if len(self.classes_) == 2:
             return distances[:, 0] - distances[:, 1]
         return -distances
 
     @validates_parameters
-    def predict(self, X):
+    def predict(self, X, *, provenance=None):
         """The expert closest to each task (smallest ``d_asym``).
 
         Parameters
         ----------
         X : array-like of shape (n_tasks, n_features)
             Task embeddings (finite, non-negative).
+        provenance : EmbeddingProvenance or None, default=None
+            How the rows of ``X`` were made (``embedder.provenance_``): refused, naming each
+            setting that differs, when the selector knows its own (``provenance_``) and they
+            differ; a ``ProvenanceWarning`` when it does not. ``None``: only the width of the
+            rows is checked.
 
         Returns
         -------
         experts : ndarray of shape (n_tasks,)
             The chosen expert of each task, from ``classes_``.
         """
-        distances = self._distances(X)
+        distances = self._distances(X, provenance)
         return self.classes_[np.argmin(distances, axis=1)]
 
     @validates_parameters
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X, *, provenance=None):
         """Log of :meth:`predict_proba`.
 
         Parameters
         ----------
         X : array-like of shape (n_tasks, n_features)
             Task embeddings (finite, non-negative).
+        provenance : EmbeddingProvenance or None, default=None
+            How the rows of ``X`` were made (``embedder.provenance_``): refused, naming each
+            setting that differs, when the selector knows its own (``provenance_``) and they
+            differ; a ``ProvenanceWarning`` when it does not. ``None``: only the width of the
+            rows is checked.
 
         Returns
         -------
         log_probabilities : ndarray of shape (n_tasks, n_experts)
             ``log softmax_j(-gamma_ * d_asym(m_j -> t))``.
         """
-        return scipy.special.log_softmax(self._logits(X), axis=1)
+        return scipy.special.log_softmax(self._logits(X, provenance), axis=1)
 
     @validates_parameters
-    def predict_proba(self, X):
+    def predict_proba(self, X, *, provenance=None):
         """Probability that each expert is the best for each task.
 
         Parameters
         ----------
         X : array-like of shape (n_tasks, n_features)
             Task embeddings (finite, non-negative).
+        provenance : EmbeddingProvenance or None, default=None
+            How the rows of ``X`` were made (``embedder.provenance_``): refused, naming each
+            setting that differs, when the selector knows its own (``provenance_``) and they
+            differ; a ``ProvenanceWarning`` when it does not. ``None``: only the width of the
+            rows is checked.
 
         Returns
         -------
         probabilities : ndarray of shape (n_tasks, n_experts)
             ``softmax_j(-gamma_ * d_asym(m_j -> t))``, columns in the order of ``classes_``.
         """
-        return scipy.special.softmax(self._logits(X), axis=1)
+        return scipy.special.softmax(self._logits(X, provenance), axis=1)

@@ -100,6 +100,7 @@ def test_embed_npz_tasks_writes_exactly_the_estimators_rows(files, embedded):
         assert stored["tasks"].tolist() == ["signs", "updown"]
         assert stored["filters"].tolist() == embedder.get_feature_names_out().tolist()
         np.testing.assert_array_equal(stored["trivial"], embedder.trivial_embedding_)
+        assert str(stored["provenance"]) == embedder.provenance_.to_json()
 
 
 def test_embed_to_csv_round_trips_the_numbers(files, tmp_path, capsys):
@@ -113,7 +114,8 @@ def test_embed_to_csv_round_trips_the_numbers(files, tmp_path, capsys):
         rows = list(csv.reader(file))
     embedder = FisherTaskEmbedder(normalize="trivial", random_state=0)
     expected = embedder.fit_transform(list(arrays.values()))
-    assert rows[0] == ["task (normalize=trivial)", *embedder.get_feature_names_out()]
+    # The header's first cell: "task" and the rows' provenance record (tests/test_provenance.py).
+    assert rows[0] == [f"task {embedder.provenance_.to_json()}", *embedder.get_feature_names_out()]
     assert [row[0] for row in rows[1:]] == ["signs", "updown"]
     np.testing.assert_array_equal(np.array([row[1:] for row in rows[1:]], dtype=float), expected)
 
@@ -338,7 +340,7 @@ def test_an_existing_output_is_replaced_only_with_overwrite(files, tmp_path, cap
     assert_one_line_error(err, "the file exists; pass --overwrite")
     status, _, err = run(capsys, "embed", root / "signs.npz", "-o", output, "--overwrite")
     assert status == 0, err
-    assert output.read_text().startswith("task,")
+    assert output.read_text().startswith('"task {')  # the header carries the provenance record
     distances = tmp_path / "d.csv"
     distances.write_text("precious\n")
     status, _, err = run(capsys, "distances", output, "-o", distances)

@@ -25,6 +25,7 @@ DOCUMENTED_MODULES = (
     "sklearn_task2vec",
     "sklearn_task2vec.distances",
     "sklearn_task2vec.selector",
+    "sklearn_task2vec.provenance",
     "sklearn_task2vec.transferability",
     "sklearn_task2vec.tasks",
     "sklearn_task2vec.task_library",
