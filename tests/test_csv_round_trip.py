@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sklearn_task2vec import cli
+from sklearn_task2vec._pipeline import EmbeddingSettings
 from sklearn_task2vec.cli import main
+from sklearn_task2vec.provenance import embedding_provenance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,15 +26,24 @@ names = st.lists(
 values = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 
+SETTINGS = EmbeddingSettings("auto", 64, None, 100, 1.0, 5e-4, 1e-3, 300, 0.1, "per_example", None, None)
+
+
 def round_trip(names, rows, *, normalised=False, bom=False):
-    """``(names, filters, rows, trivial)`` after writing to a CSV file and reading it back."""
+    """``(names, filters, rows, trivial, provenance)`` after writing to a CSV file and reading it
+    back; the provenance record must read back as written."""
+    provenance = embedding_provenance(
+        "probe", "0" * 64, SETTINGS, normalize="trivial" if normalised else None, random_state=0
+    )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "e.csv"
         filters = [f"f{index}" for index in range(rows.shape[1])]
-        cli._write_embeddings(path, names, filters, rows, None, normalised=normalised, overwrite=False)
+        cli._write_embeddings(path, names, filters, rows, None, provenance, overwrite=False)
         if bom:  # as a spreadsheet saves it
             path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-        return cli._read_embeddings(path)
+        read = cli._read_embeddings(path)
+        assert read.provenance == provenance
+        return read
 
 
 @settings(max_examples=300, deadline=None)
@@ -46,7 +57,7 @@ def test_every_task_name_and_value_reads_back_as_written(names, data, normalised
             )
         )
     )
-    read_names, filters, read_rows, trivial = round_trip(names, rows, normalised=normalised, bom=bom)
+    read_names, filters, read_rows, trivial, _ = round_trip(names, rows, normalised=normalised, bom=bom)
     assert read_names == names
     assert filters == [f"f{index}" for index in range(width)]
     np.testing.assert_array_equal(read_rows, rows)  # repr() of a float is exact; NaN is NaN
@@ -82,7 +93,7 @@ def test_the_command_line_round_trips_names_and_reads_a_spreadsheets_file(tmp_pa
     argv = ["embed", *map(str, tasks)]
     assert main([*argv, "-o", str(tmp_path / "e.csv")]) == 0
     assert main([*argv, "-o", str(tmp_path / "e.npz")]) == 0
-    names, _, rows, _ = cli._read_embeddings(tmp_path / "e.csv")
+    names, _, rows, _, _ = cli._read_embeddings(tmp_path / "e.csv")
     with np.load(tmp_path / "e.npz") as stored:
         assert names == stored["tasks"].tolist() == [task.stem for task in tasks]
         np.testing.assert_array_equal(rows, stored["embeddings"])
