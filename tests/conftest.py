@@ -7,7 +7,13 @@ the quick loop while developing.
 
 import pytest
 import torch
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
+
+# Property tests draw the same examples at every run (a failure is a bug, never a draw's luck)
+# and have no per-example deadline (the CI machine is shared and its timings noisy).
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.load_profile("deterministic")
 
 
 @pytest.fixture

@@ -760,7 +760,7 @@ def _stored(linear, form):
     return linear
 
 
-@settings(max_examples=8, deadline=None, derandomize=True)
+@settings(max_examples=8)
 @given(st.lists(st.tuples(st.integers(2, 4), st.sampled_from(STORED_FORMS)), min_size=1, max_size=3))
 def test_any_stack_of_stored_weights_is_embedded_as_its_plain_equivalent(layers):
     """Property: however each layer stores its weight, the rows are those of the same network
