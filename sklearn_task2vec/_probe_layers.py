@@ -26,7 +26,9 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize, prune
+from torch.nn.utils import parametrize, prune, remove_spectral_norm, remove_weight_norm
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -186,10 +188,6 @@ def plain_layers(module):
 
 
 def _remove_reparametrisations(layer):
-    from torch.nn.utils import remove_spectral_norm, remove_weight_norm
-    from torch.nn.utils.spectral_norm import SpectralNorm
-    from torch.nn.utils.weight_norm import WeightNorm
-
     for hook in list(layer._forward_pre_hooks.values()):
         if isinstance(hook, WeightNorm):
             remove_weight_norm(layer, hook.name)
