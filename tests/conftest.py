@@ -25,3 +25,19 @@ def one_thread():
     with threadpool_limits(limits=1):
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The tasks actually computed (not loaded from a cache) in this process, by name."""
+    from sklearn_task2vec import embedder as embedder_module
+
+    calls = []
+    original = embedder_module.embed_task
+
+    def counting(probe, task, *args, **kwargs):
+        calls.append(task.where)
+        return original(probe, task, *args, **kwargs)
+
+    monkeypatch.setattr(embedder_module, "embed_task", counting)
+    return calls

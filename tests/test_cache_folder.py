@@ -22,7 +22,6 @@ from torch.utils.data import (
 )
 
 from sklearn_task2vec import FisherTaskEmbedder
-from sklearn_task2vec import embedder as embedder_module
 from sklearn_task2vec.tasks import loader_order
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,20 +42,6 @@ def dataset(seed=0):
 
 def embedder(**params):
     return FisherTaskEmbedder(**{"random_state": 0, "head_epochs": 5, "method": "montecarlo", **params})
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """The tasks actually computed (not loaded from the cache)."""
-    calls = []
-    original = embedder_module.embed_task
-
-    def counting(probe, task, *args, **kwargs):
-        calls.append(task.where)
-        return original(probe, task, *args, **kwargs)
-
-    monkeypatch.setattr(embedder_module, "embed_task", counting)
-    return calls
 
 
 @contextlib.contextmanager

@@ -22,7 +22,6 @@ from sklearn.utils._param_validation import (
 )
 
 from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector, _pipeline
-from sklearn_task2vec import embedder as embedder_module
 from sklearn_task2vec._utils import with_context
 from sklearn_task2vec.discovery import TaskDiscovery
 from sklearn_task2vec.transferability import TransferabilitySelector
@@ -145,15 +144,10 @@ def test_an_out_of_memory_error_in_the_probe_stays_one():
         FisherTaskEmbedder(probe=probe, random_state=0).fit_transform(make_tasks())
 
 
-def test_with_raise_the_finished_rows_are_in_the_cache_and_a_rerun_computes_the_rest(monkeypatch, tmp_path):
-    computed = []
-    original = embedder_module.embed_task
-
-    def counting(probe, task, *args, **kwargs):
-        computed.append(task.where)
-        return original(probe, task, *args, **kwargs)
-
-    monkeypatch.setattr(embedder_module, "embed_task", counting)
+def test_with_raise_the_finished_rows_are_in_the_cache_and_a_rerun_computes_the_rest(
+    monkeypatch, tmp_path, counted
+):
+    computed = counted
     with monkeypatch.context() as patch:
         failing(patch, "task_fisher", ERRORS["out-of-memory"])
         with pytest.raises(torch.cuda.OutOfMemoryError) as caught:

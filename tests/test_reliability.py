@@ -16,7 +16,6 @@ from sklearn.pipeline import Pipeline
 from torch.utils.data import Dataset
 
 from sklearn_task2vec import FisherTaskEmbedder
-from sklearn_task2vec import embedder as embedder_module
 
 
 def make_tasks(n_tasks=4, n=60, seed=0):
@@ -38,20 +37,6 @@ class FailingDataset(Dataset):
         if index == self.at:
             raise self.error
         return torch.as_tensor(self.X[index]), int(self.y[index])
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts the tasks actually computed (not loaded from a cache) in this process."""
-    calls = []
-    original = embedder_module.embed_task
-
-    def counting(probe, task, *args, **kwargs):
-        calls.append(task.where)
-        return original(probe, task, *args, **kwargs)
-
-    monkeypatch.setattr(embedder_module, "embed_task", counting)
-    return calls
 
 
 def test_failing_task_raises_or_becomes_a_nan_row_with_its_error_kept():
