@@ -41,3 +41,28 @@ def counted(monkeypatch):
 
     monkeypatch.setattr(embedder_module, "embed_task", counting)
     return calls
+
+
+@pytest.fixture
+def special_file(monkeypatch):
+    """``make(path, kind)``: a FIFO, a listening Unix socket or a folder at ``path`` (sockets
+    closed at the test's end)."""
+    import os
+    import socket
+
+    servers = []
+
+    def make(path, kind):
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "folder":
+            path.mkdir()
+        else:
+            server = socket.socket(socket.AF_UNIX)
+            servers.append(server)
+            monkeypatch.chdir(path.parent)  # a socket's path has at most 107 bytes: bind it relative
+            server.bind(path.name)
+
+    yield make
+    for server in servers:
+        server.close()

@@ -3,9 +3,7 @@ loader finds its row again, a loader that reads other examples at every pass is 
 and a stream that can be read only once is named as such (not as "empty")."""
 
 import contextlib
-import os
 import signal
-import socket
 
 import numpy as np
 import pytest
@@ -67,27 +65,15 @@ def cache_rows(folder):
 
 # ------------------------------------------------------------------- special files
 @pytest.mark.parametrize("kind", ["fifo", "socket", "folder"])
-def test_a_special_file_where_a_row_goes_is_skipped_with_a_warning(kind, tmp_path, counted, monkeypatch):
+def test_a_special_file_where_a_row_goes_is_skipped_with_a_warning(kind, tmp_path, counted, special_file):
     task = features()
     expected = embedder(memory=tmp_path).fit_transform([task])
     (path,) = cache_rows(tmp_path)
     path.unlink()
-    server = None
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "folder":
-        path.mkdir()
-    else:
-        server = socket.socket(socket.AF_UNIX)
-        monkeypatch.chdir(path.parent)  # a socket's path has at most 107 bytes: bind it relative
-        server.bind(path.name)
+    special_file(path, kind)
     counted.clear()
-    try:
-        with deadline(60), pytest.warns(UserWarning, match="is not a regular file") as caught:
-            rows = embedder(memory=tmp_path).fit_transform([task])
-    finally:
-        if server is not None:
-            server.close()
+    with deadline(60), pytest.warns(UserWarning, match="is not a regular file") as caught:
+        rows = embedder(memory=tmp_path).fit_transform([task])
     np.testing.assert_array_equal(rows, expected)
     assert len(counted) == 1  # recomputed
     # ... and not written over it: the writer never replaces what is not a regular file.

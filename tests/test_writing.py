@@ -9,7 +9,6 @@ disk), a target that appears while the content is computed, a process killed bet
 
 import errno
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -283,31 +282,14 @@ def test_the_rows_read_back_from_a_rescued_file(tmp_path, inputs, capsys, fail_f
 
 
 # ---------------------------------------------------------------------- the writer itself
-def special_file(path, kind):
-    """A FIFO, a listening socket or a folder at ``path``; the socket, to close."""
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "folder":
-        path.mkdir()
-    else:
-        server = socket.socket(socket.AF_UNIX)
-        server.bind(str(path))
-        return server
-    return None
-
-
 @pytest.mark.parametrize("kind", ["fifo", "socket", "folder"])
-def test_something_that_is_not_a_regular_file_is_never_replaced(kind, tmp_path):
+def test_something_that_is_not_a_regular_file_is_never_replaced(kind, tmp_path, special_file):
     target = tmp_path / "out.csv"
-    server = special_file(target, kind)
-    try:
-        with pytest.raises(OSError, match=f"could not write {target}: .*never replaced"):
-            writer.write_file(target, lambda file: file.write(b"x"), overwrite=True)
-        assert stat.S_IFMT(target.lstat().st_mode) != stat.S_IFREG
-        assert leftovers(tmp_path) == []
-    finally:
-        if server is not None:
-            server.close()
+    special_file(target, kind)
+    with pytest.raises(OSError, match=f"could not write {target}: .*never replaced"):
+        writer.write_file(target, lambda file: file.write(b"x"), overwrite=True)
+    assert stat.S_IFMT(target.lstat().st_mode) != stat.S_IFREG
+    assert leftovers(tmp_path) == []
 
 
 def test_the_command_line_refuses_an_output_that_is_not_a_regular_file_before_any_work(
