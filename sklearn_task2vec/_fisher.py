@@ -483,25 +483,46 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
     """Each example's contribution to the Fisher diagonal of the probe's filters, (n, n_filters).
 
     Their mean over a task is the task's embedding (sec. 3.1). ``recorder`` must be entered
-    on ``probe``'s filters; ``head`` maps probe features to logits and is held fixed.
+    on ``probe``'s filters; ``head`` (a :class:`~sklearn_task2vec._heads.Readout`) maps the
+    probe's output to the logits of each example's label slots and is held fixed.
+
+    An example with several label slots (a language-modelling task: one per token that has a
+    next token) is one sequence whose model is the product of its slots' predictions given
+    the true prefix, ``p(y | x) = prod_t p(y_t | x_<t)``. Its Fisher is the expectation over
+    ``y`` of the squared gradient of ``log p(y | x) = sum_t log p(y_t | x_<t)``; the ``y_t``
+    are drawn independently and each score has mean zero, so the cross terms vanish and the
+    sequence's Fisher is the sum of its slots' (eq. 1 per slot). ``"montecarlo"`` draws every
+    slot's ``y_t`` and squares the gradient of their summed log-likelihood (one backward pass,
+    unbiased); ``"exact"`` takes each slot's expectation in closed form (``C - 1`` backward
+    passes per slot).
     """
     recorder.start_batch(inputs.shape[0], inputs.device)
     with torch.enable_grad():
         features = probe(inputs)
-        logits = head(features)
+        logits, valid = head(features, inputs)
         if not logits.requires_grad:
             raise ValueError("The probe's output does not depend on any of its filters.")
-        probs = torch.softmax(logits.detach().to(torch.float64), dim=1)
-        if method == "exact":
-            directions = exact_logit_directions(probs)
-        elif method == "montecarlo":
-            directions = sampled_logit_directions(probs, generator)
-        else:
+        n_examples, n_slots, n_classes = logits.shape
+        probs = torch.softmax(logits.detach().to(torch.float64), dim=2).reshape(-1, n_classes)
+        held = valid.reshape(-1, 1).to(torch.float64)
+        if method == "montecarlo":
+            directions = sampled_logit_directions(probs, generator) * held.unsqueeze(2)
+            logits.backward(directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype))
+            return recorder.rows
+        if method != "exact":
             raise ValueError(f"per_example_fisher takes 'exact' or 'montecarlo', not {method!r}.")
-        directions = directions.to(logits.dtype)
-        n_directions = directions.shape[2]
-        for index in range(n_directions):
-            logits.backward(directions[:, :, index], retain_graph=index < n_directions - 1)
+        directions = (exact_logit_directions(probs) * held.unsqueeze(2)).to(logits.dtype)
+        directions = directions.reshape(n_examples, n_slots, n_classes, n_classes - 1)
+        passes = [
+            (slot, index) for slot in range(n_slots) if valid[:, slot].any() for index in range(n_classes - 1)
+        ]
+        for number, (slot, index) in enumerate(passes):
+            direction = directions[:, :, :, index]
+            if n_slots > 1:
+                # One slot at a time: the squares of its gradients, not of their sum over slots.
+                direction = torch.zeros_like(direction)
+                direction[:, slot] = directions[:, slot, :, index]
+            logits.backward(direction, retain_graph=number < len(passes) - 1)
     return recorder.rows
 
 
@@ -891,8 +912,9 @@ def variational_fisher(
     ----------
     probe : RunnableProbe
         The probe to perturb (:func:`~sklearn_task2vec._probes.folded_filters`).
-    head : torch.nn.Linear
-        The head trained on the task; a copy is trained further here.
+    head : Readout
+        The head trained on the task (:class:`~sklearn_task2vec._heads.Readout`, one label slot
+        per example); a copy is trained further here.
     batches : callable
         ``batches()`` iterates over one epoch of ``(inputs, codes)`` on the probe's device.
     n_examples : int
@@ -946,7 +968,7 @@ def variational_fisher(
         quadratic_mean = 0.5 * weights * torch.as_tensor(np.asarray(fisher, dtype=np.float64), device=device)
 
     def model(inputs):
-        return head(probe.module(inputs))
+        return _single_slot_logits(head, probe.module, inputs)
 
     curvature = _CurvatureMean(start_curvature, quadratic_mean)
     n_steps, epochs, converged, judged = 0, 0, False, False
@@ -960,8 +982,8 @@ def variational_fisher(
         while not converged and n_steps < max_steps:
             for inputs, codes in batches():
                 twins, twin_codes = torch.cat([inputs, inputs]), torch.cat([codes, codes])
-                loss = F.cross_entropy(head(probe.module(twins)), twin_codes)
-                loss = loss + 0.5 * head_weight_decay * head.weight.pow(2).sum()
+                loss = F.cross_entropy(model(twins), twin_codes)
+                loss = loss + 0.5 * head_weight_decay * head.linear.weight.pow(2).sum()
                 optimizer.zero_grad(set_to_none=True)
                 for log_precision in perturbation.log_precisions:
                     log_precision.grad = None
@@ -993,6 +1015,12 @@ def variational_fisher(
     return VariationalResult(
         estimate, kl_weight * np.asarray(prior, dtype=np.float64), n_steps, converged, relative_error()
     )
+
+
+def _single_slot_logits(head, module, inputs):
+    """The logits of a task with one label slot per example, (n, classes)."""
+    logits, _ = head(module(inputs), inputs)
+    return logits[:, 0]
 
 
 class _CurvatureMean:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ._fisher import resolve_method, task_fisher, variational_fisher
-from ._heads import run_without_gradient, task_features, train_head
+from ._heads import Readout, run_without_gradient, task_features, train_head
 from ._utils import autocast_context, draw_seeds, to_device
 from .tasks import ArrayTask, encode_labels
 
@@ -43,6 +43,7 @@ class EmbeddingSettings:
     variational_noise: str
     skip_layers: str | None
     autocast: str | None
+    pooling: str = "mean"
 
 
 class Seeds(NamedTuple):
@@ -152,8 +153,19 @@ def check_fisher_row(row, where):
 def task_head(probe, task, settings, device):
     """Cache the probe's features of a coerced ``task`` and fit a head on them (sec. 3.1).
 
-    ``probe`` is a :class:`~sklearn_task2vec._probes.RunnableProbe` on ``device``.
+    ``probe`` is a :class:`~sklearn_task2vec._probes.RunnableProbe` on ``device``. The head is
+    a :class:`~sklearn_task2vec._heads.Readout`: a linear layer over the probe's features (a
+    text classification task's: its pooled hidden states), or for a language-modelling task
+    over every token's hidden state, predicting the next token over the whole vocabulary and
+    started from the probe's own output layer.
     """
+    tokens = getattr(task, "tokens", False)
+    language_modelling = getattr(task, "language_modelling", False)
+    if tokens and probe.stem is not None:
+        raise ValueError(
+            f"{task.where}: skip_layers does not apply to text tasks (the stem's output has no "
+            f"attention mask). Use skip_layers=None."
+        )
     features = task_features(
         probe.module,
         task,
@@ -161,12 +173,19 @@ def task_head(probe, task, settings, device):
         device=device,
         stem=probe.stem,
         autocast=settings.autocast,
+        pooling=settings.pooling,
     )
     fisher_task = task
     if features.stem_outputs is not None:
         fisher_task = ArrayTask(features.stem_outputs, features.labels, task.where)
-    classes, codes = encode_labels(features.labels, task.where)
-    n_examples = len(features.labels)
+    start = None
+    if language_modelling:
+        start = language_model_output(probe.module, task.where)
+        classes = np.arange(start.out_features)
+        codes = features.labels
+    else:
+        classes, codes = encode_labels(features.labels, task.where)
+    n_examples = len(task.labels) if language_modelling else len(features.labels)
     if len(classes) == 1:
         return TaskHead(classes, None, fisher_task, n_examples)
     if not torch.isfinite(features.features).all():
@@ -181,20 +200,40 @@ def task_head(probe, task, settings, device):
             f"{float(features.features.abs().max()):.3g}): their squares, and so the Fisher's "
             f"squared gradients, overflow {features.features.dtype}. {LARGE_INPUTS_ADVICE}"
         )
-    head = train_head(
+    linear = train_head(
         features.features,
         codes,
         len(classes),
         max_iter=settings.head_epochs,
         learning_rate=settings.head_learning_rate,
         weight_decay=settings.head_weight_decay,
+        start=start,
     )
-    if not all(torch.isfinite(parameter).all() for parameter in head.parameters()):
+    if not all(torch.isfinite(parameter).all() for parameter in linear.parameters()):
         raise ValueError(
             f"{task.where}: the head's training diverged (its weights are NaN or infinite). "
             f"{LARGE_INPUTS_ADVICE}"
         )
+    head = Readout(linear, features.kind, pooling=settings.pooling, tokens=tokens)
     return TaskHead(classes, head, fisher_task, n_examples)
+
+
+def language_model_output(module, where):
+    """The output layer a language-modelling task's head starts from: the probe's
+    ``output_layer`` (:class:`~sklearn_task2vec.probes.TransformersBody` of a causal language
+    model), a Linear layer from the last hidden state to the vocabulary's logits."""
+    layer = getattr(module, "output_layer", None)
+    if not isinstance(layer, torch.nn.Linear):
+        reason = getattr(module, "output_layer_missing", None)
+        raise ValueError(
+            f"{where} is a language-modelling task (its labels are None), which needs a causal "
+            f"language model as the probe, whose output layer starts the task's head: "
+            + (
+                reason
+                or "this probe has no output_layer (a torch.nn.Linear from its hidden states to the vocabulary)."
+            )
+        )
+    return layer
 
 
 def stem_task(probe, task, settings, device):
@@ -242,6 +281,11 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     if fitted.head is None:
         return single_class_embedding(settings, trivial, fitted.n_examples)
     method = fisher_method(settings.method, n_classes, settings.batch_size, task.where)
+    if method == "variational" and getattr(task, "language_modelling", False):
+        raise ValueError(
+            f"{task.where}: method='variational' takes tasks with one label per example; a "
+            f"language-modelling task has one per token. Use method='montecarlo' (or 'auto')."
+        )
     if method == "variational":
         row, prior, unconverged_error = variational_embedding(
             probe, fitted, settings, seeds, device=device, trivial=trivial

@@ -283,6 +283,7 @@ class _ModuleCalls:
         self.arguments = {}
         self.without_grad = {}
         self._grad_at_entry = []
+        self.markers = {}
         self._handles = []
         for module in self.modules.values():
             self._handles.append(module.register_forward_pre_hook(self._enter, with_kwargs=True))
@@ -303,6 +304,34 @@ class _ModuleCalls:
     def _leave(self, module, args, output):
         self.stack.pop()
         self._grad_at_entry.pop()
+        path = self.paths[id(module)]
+        if (
+            isinstance(module, FILTER_TYPES)
+            and isinstance(output, torch.Tensor)
+            and output.is_floating_point()
+            and torch.is_grad_enabled()
+            and path not in self.markers
+        ):
+            # A zero that autograd follows: whether the probe's output depends on it says
+            # whether this layer's output reaches the probe's (unused_outputs).
+            marker = torch.zeros((), dtype=output.dtype, device=output.device, requires_grad=True)
+            self.markers[path] = marker
+            return output + marker
+        return None
+
+    def unused_outputs(self, result):
+        """The filter layers whose output the probe's ``result`` does not depend on (BERT's
+        pooler beside its last hidden states): their gradients, and rows, would be zero."""
+        outputs = [tensor for tensor in _tensors(result) if tensor.requires_grad]
+        if not outputs or not self.markers:
+            return []
+        paths = list(self.markers)
+        total = sum(output.sum().to(torch.float64) for output in outputs)
+        try:
+            gradients = torch.autograd.grad(total, [self.markers[path] for path in paths], allow_unused=True)
+        except RuntimeError:  # an operation without a backward: the Fisher pass reports it
+            return []
+        return [path for path, gradient in zip(paths, gradients) if gradient is None]
 
     def remove(self):
         for handle in self._handles:
@@ -437,6 +466,11 @@ def inspect_probe(probe, example, float_dtype):
         if calls.count[path] == 0:
             left_out[path] = "never called by the probe's forward"
             continue
+        if path in calls.unused:
+            left_out[path] = (
+                "called, but its output does not reach the probe's output (its rows would be zero)"
+            )
+            continue
         _check_filter_call(path, module, calls)
         embedded.append(path)
     for path, module in probe.named_modules():
@@ -459,9 +493,11 @@ def _watched_forward(probe, inputs):
     mode.mark_activation(inputs)
     try:
         with torch.enable_grad(), mode:
-            probe(inputs)
+            result = probe(inputs)
     finally:
         calls.remove()
+    with torch.enable_grad():
+        calls.unused = calls.unused_outputs(result)
     return calls, mode.uses
 
 

@@ -249,23 +249,92 @@ def is_transformers_model(module):
 
 
 class TransformersBody(nn.Module):
-    """A Hugging Face ``transformers`` model as a probe of token ids.
+    """A Hugging Face ``transformers`` model as a probe of text.
 
-    Its body (``base_model``; a language-modelling or classification head is dropped, as a
-    named torchvision probe's classifier is), and as the features the mean of the last hidden
-    states over the sequence. The body is the given model's own module (copy the wrapper).
+    Its body (``base_model``: a language-modelling or classification head is not part of the
+    probe, as a named torchvision probe's classifier is not), run on token batches ``(n, 2,
+    length)`` (token ids and attention mask, padded on the right; the embedder makes them from
+    texts) or on token ids ``(n, length)``. Its output is the last hidden states ``(n, length,
+    d)``: a text classification task pools them into its head's features (the embedder's
+    ``pooling``), a language-modelling task reads them at every token.
+
+    A causal language model's output layer (``lm_head``), a Linear layer from the last hidden
+    state to the vocabulary, is kept as ``output_layer``, a copy untied from the input
+    embeddings: the start of a language-modelling task's head. It is not called by the
+    probe's forward and not embedded. It is kept only where it is checked to compute the
+    model's logits from the last hidden state directly (no transform, scaling or capping in
+    between); otherwise ``output_layer`` is None and ``output_layer_missing`` says why.
 
     Parameters
     ----------
     model : transformers.PreTrainedModel
+        Its modules are used, not copied (copy the wrapper).
     """
 
     def __init__(self, model):
         super().__init__()
         self.body = model.base_model
+        self.output_layer, self.output_layer_missing = _language_model_output(model)
 
-    def forward(self, input_ids):
-        return self.body(input_ids=input_ids).last_hidden_state.mean(1)
+    def forward(self, tokens):
+        if tokens.dim() == 3:
+            return self.body(input_ids=tokens[:, 0], attention_mask=tokens[:, 1]).last_hidden_state
+        return self.body(input_ids=tokens).last_hidden_state
+
+
+def _language_model_output(model):
+    """``(layer, None)``: an untied copy of ``model``'s output layer, checked to map the body's
+    last hidden state to the model's logits; or ``(None, why not)``."""
+    name = type(model).__name__
+    output = model.get_output_embeddings() if model is not model.base_model else None
+    if output is None:
+        return (
+            None,
+            f"{name} has no language-modelling head: load a causal language model (AutoModelForCausalLM).",
+        )
+    if not isinstance(output, nn.Linear):
+        return None, f"the output layer of {name} is a {type(output).__name__}, not a Linear layer."
+    seen = {}
+
+    def body_done(module, args, result):
+        seen["hidden"] = getattr(result, "last_hidden_state", None)
+
+    def output_done(module, args, result):
+        seen.update(read=args[0], logits=result)
+
+    handles = [model.base_model.register_forward_hook(body_done), output.register_forward_hook(output_done)]
+    ids = torch.zeros((1, 2), dtype=torch.long, device=output.weight.device)
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits
+    except Exception as exc:  # a model that needs other inputs (an encoder-decoder)
+        return (
+            None,
+            f"{name} does not run as a language model on token ids alone ({type(exc).__name__}: {exc}).",
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    hidden = seen.get("hidden")
+    direct = hidden is not None and seen.get("read") is not None and torch.equal(seen["read"], hidden)
+    if not (direct and torch.equal(seen["logits"], logits)):
+        return None, (
+            f"the output layer of {name} does not compute its logits from the last hidden state "
+            f"directly (a transform, scaling or capping comes between), so it cannot start a head "
+            f"over the probe's hidden states."
+        )
+    layer = nn.Linear(
+        output.in_features,
+        output.out_features,
+        bias=output.bias is not None,
+        dtype=output.weight.dtype,
+        device=output.weight.device,
+    )
+    with torch.no_grad():
+        layer.weight.copy_(output.weight)
+        if output.bias is not None:
+            layer.bias.copy_(output.bias)
+    return layer, None
 
 
 def frozen_copy(probe):

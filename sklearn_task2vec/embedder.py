@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
 from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
-from ._heads import channel_fix
+from ._heads import POOLINGS, Readout, channel_fix
 from ._pipeline import (
     EmbeddingSettings,
     Seeds,
@@ -39,6 +39,7 @@ from ._pipeline import (
 from ._probe_layers import ProbeRefused, inspect_probe, uncompiled
 from ._probes import (
     RandomReLUProbe,
+    TransformersBody,
     build_named_probe,
     copy_probe,
     embedded_filters,
@@ -47,6 +48,7 @@ from ._probes import (
     prepare_probe,
     trivial_embedding,
 )
+from ._text import HF_PREFIX, TextEncoding, is_text, load_pretrained, load_tokenizer, text_encoding
 from ._utils import (
     StrictInterval,
     module_digest,
@@ -128,8 +130,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     probe : "auto", str or torch.nn.Module, default="auto"
         The probe network. A torchvision classification model name (``"resnet18"``,
         ``"resnet34"`` (the paper's), ``"resnet50"``, ``"densenet121"``, ``"vgg13_bn"``, ...),
-        whose final Linear classifier is dropped; or any module mapping a batch of inputs to a
-        ``(batch, d)`` feature matrix, used as given (it is copied, never modified).
+        whose final Linear classifier is dropped; ``"hf:<name or folder>"``, a Hugging Face
+        ``transformers`` model (``pip install 'sklearn-task2vec[text]'``) loaded with
+        ``from_pretrained`` (a causal language model with its output layer), with its tokenizer,
+        probed through its body (:class:`~sklearn_task2vec.probes.TransformersBody`, as is a
+        ``transformers`` model instance); or any module mapping a batch of inputs to a
+        ``(batch, d)`` feature matrix (or a ``(batch, length, d)`` sequence of hidden states),
+        used as given (it is copied, never modified).
         ``"auto"``: images (N x C x H x W) go to ``"resnet34"``; 2-D features go to a
         :class:`~sklearn_task2vec.probes.RandomReLUProbe` seeded by ``random_state``.
     probe_weights : "imagenet", None or path-like, default="imagenet"
@@ -150,6 +157,20 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         plus the steps to convergence (each a forward and backward pass of twice a batch, at
         most ``variational_steps``), has no per-example rows, and its rows are best compared
         with ``normalize="trivial"``, which divides each by its own prior term.
+    tokenizer : None, str or tokenizer, default=None
+        What turns a text task's strings into tokens: a Hugging Face tokenizer, or its name or
+        folder (``AutoTokenizer.from_pretrained``). ``None``: the tokenizer loaded with an
+        ``"hf:"`` probe; without one, text tasks are refused (pre-tokenized ones, a mapping
+        with ``input_ids``, need none).
+    max_length : int or None, default=None
+        Most tokens kept per text (longer ones are truncated). ``None``: the tokenizer's
+        ``model_max_length``. Either way at most the positions the probe's model has.
+    pooling : {"mean", "first", "last"}, default="mean"
+        How a probe's hidden states (a text probe's ``(batch, length, d)`` output) become the
+        features of a classification task's head: their mean over the text's tokens (padding
+        excluded), the first token's (BERT's ``[CLS]``), or the last token's (the one a causal
+        language model computes after reading the whole text). Language-modelling tasks read
+        every token's hidden state instead.
     normalize : {None, "trivial"}, default=None
         ``None``: rows are the Fisher estimate itself. ``"trivial"``: rows are divided by their
         prior, ``trivial_embedding_`` (``lambda^2``) for the point estimates and the row's own
@@ -262,6 +283,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     ----------
     probe_ : torch.nn.Module
         The frozen probe (a copy; eval mode, BatchNorm statistics fixed).
+    tokenizer_ : tokenizer or None
+        What tokenizes text tasks: ``tokenizer`` (loaded, if given by name), else the
+        tokenizer of an ``"hf:"`` probe, else None.
     embedded_layers_ : list of str
         The probe's filter layers that the embedding covers, in module order (a filter layer is
         found by what its weight does: see the user guide's probe contract).
@@ -322,6 +346,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "probe": [str, torch.nn.Module],
         "probe_weights": [str, os.PathLike, None],
+        "tokenizer": [None, str, os.PathLike, callable],
+        "max_length": [StrictInterval(Integral, 2, None, closed="left"), None],
+        "pooling": [StrOptions(set(POOLINGS))],
         "method": [StrOptions({"auto", *METHODS})],
         "normalize": [StrOptions({"trivial"}), None],
         "skip_layers": [str, None],
@@ -348,6 +375,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         probe="auto",
         *,
         probe_weights="imagenet",
+        tokenizer=None,
+        max_length=None,
+        pooling="mean",
         method="auto",
         normalize=None,
         skip_layers=None,
@@ -370,6 +400,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     ):
         self.probe = probe
         self.probe_weights = probe_weights
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.pooling = pooling
         self.method = method
         self.normalize = normalize
         self.skip_layers = skip_layers
@@ -416,12 +449,18 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         cache_folder(self.memory)
         device = resolve_device(self.device)
         seeds = embedding_seeds(self.random_state)
+        pretrained = self._fit_tokenizer()
         if is_task_sequence(X):
-            self._fit_probe_on_tasks(X, seeds)
+            self._fit_probe_on_tasks(X, seeds, pretrained)
             return self
+        if is_text(X):
+            raise TypeError(
+                "X is text: a text task goes in a sequence of tasks, fit([(texts, labels)]) or "
+                "fit_transform([(texts, labels), ...]), one row per task."
+            )
         check_fit_labels(X, y)
         X, y = validate_data(self, X, y, allow_nd=True, dtype=_ARRAY_DTYPES)
-        self._fit_probe(X[:1], "X", seeds)
+        self._fit_probe(X[:1], "X", seeds, pretrained)
         task = self._array_task(X, check_labels(y, "y"))
         self.classes_, _ = encode_labels(task.labels, "y")
         self.method_ = fisher_method(self.method, len(self.classes_), self.batch_size, "y")
@@ -447,17 +486,37 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             rows = self._example_rows(probe, fitted.head, fitted.fisher_task, seeds, device)
             check_fisher_row(rows.mean(axis=0), "X")
             self.embedding_ = self._normalised(rows).mean(axis=0)
-        self.head_ = fitted.head.cpu()
+        self._readout = fitted.head.cpu()
+        self.head_ = self._readout.linear
         return self
 
-    def _fit_probe_on_tasks(self, tasks, seeds):
+    def _fit_tokenizer(self):
+        """Set ``tokenizer_``; return the model of an ``"hf:"`` probe (loaded with its tokenizer,
+        once per fit), else None."""
+        model, tokenizer = None, self.tokenizer
+        if isinstance(self.probe, str) and self.probe.startswith(HF_PREFIX):
+            model, loaded = load_pretrained(self.probe[len(HF_PREFIX) :])
+            tokenizer = loaded if tokenizer is None else tokenizer
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(os.fspath(tokenizer))
+        self.tokenizer_ = tokenizer
+        return model
+
+    def _text_encoding(self, probe):
+        """How this embedder tokenizes texts for ``probe`` (whose positions cap their length)."""
+        return text_encoding(self.tokenizer_, self.max_length, probe)
+
+    def _fit_probe_on_tasks(self, tasks, seeds, pretrained):
         """``probe_`` fitted on task 0's first example; with ``on_error="warn"``, on that of the
         first task whose example can be read and taken by the probe (the others fail again in
         transform, into ``errors_``). A probe refused for its own structure fails at once."""
         first_error = None
+        encoding = self._text_encoding(pretrained if pretrained is not None else self._module_probe())
         for index, task in enumerate(tasks):
             try:
-                return self._fit_probe(first_example(task, index), f"task {index}", seeds)
+                return self._fit_probe(
+                    first_example(task, index, encoding), f"task {index}", seeds, pretrained
+                )
             except ProbeRefused:
                 raise
             except Exception as error:
@@ -466,14 +525,18 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 first_error = first_error or error
         raise first_error
 
-    def _fit_probe(self, example, where, seeds):
+    def _module_probe(self):
+        return self.probe if isinstance(self.probe, torch.nn.Module) else None
+
+    def _fit_probe(self, example, where, seeds, pretrained=None):
         """``probe_`` for examples like ``example`` (one, with its batch axis, read from
-        ``where``), and what depends on it alone: which of its layers are embedded."""
+        ``where``), and what depends on it alone: which of its layers are embedded.
+        ``pretrained``: the model of an ``"hf:"`` probe."""
         input_shape = tuple(example.shape[1:])
-        self._probe_name, self.probe_ = self._make_probe(input_shape, seeds.probe)
+        self._probe_name, self.probe_ = self._make_probe(input_shape, seeds.probe, pretrained)
         # Hashed once: the frozen probe does not change after fit, and a ResNet has millions of weights.
         self._probe_digest = module_digest(self.probe_)
-        if isinstance(self.probe, str):
+        if isinstance(self.probe, str) and pretrained is None:
             _check_image_channels(
                 self.probe_, "resnet34" if self.probe == "auto" else self.probe, input_shape, where
             )
@@ -484,6 +547,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         filters = embedded_filters(self.probe_, self.skip_layers, self.probe_layers_)
         self.embedded_layers_ = [path for path, _ in filters]
         self.left_out_layers_ = dict(self.probe_layers_.left_out)
+        if isinstance(self.probe_, TransformersBody) and self.probe_.output_layer is not None:
+            self.left_out_layers_["output_layer"] = (
+                "the language model's output layer: where a language-modelling task's head starts, "
+                "not a layer of the probe"
+            )
         skipped = [path for path in self.probe_layers_.embedded if path not in self.embedded_layers_]
         if skipped:
             self.left_out_layers_.update(
@@ -500,9 +568,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         # Names this fitted probe for the workers that copy it once (_worker_probe).
         self._probe_token = uuid.uuid4().hex
 
-    def _make_probe(self, input_shape, seed):
+    def _make_probe(self, input_shape, seed, pretrained=None):
         """``(name, frozen probe)``: a named probe's name, or a module probe's class."""
         probe = self.probe
+        if pretrained is not None:
+            return probe, frozen_copy(pretrained)
         if isinstance(probe, torch.jit.ScriptModule):
             raise TypeError(
                 f"probe is a TorchScript module ({type(probe).__name__}): the Fisher pass hooks the "
@@ -551,6 +621,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             variational_noise=self.variational_noise,
             skip_layers=self.skip_layers,
             autocast=self.autocast,
+            pooling=self.pooling,
         )
 
     # ------------------------------------------------------------ transform
@@ -589,8 +660,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         task = self._array_task(X, np.zeros(X.shape[0]))
         probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_)
         task = stem_task(probe, task, self._settings(), device)
+        # The head_ the user sees is the readout's linear layer, which may have been replaced.
+        head = Readout(self.head_, self._readout.kind, pooling=self.pooling)
         rows = self._example_rows(
-            probe, on_device(self.head_, device), task, embedding_seeds(self.random_state), device
+            probe, on_device(head, device), task, embedding_seeds(self.random_state), device
         )
         return self._normalised(rows)
 
@@ -691,6 +764,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             progress=self.verbose > 0,
             probe_token=self._probe_token,
             input_dtype=self.probe_layers_.input_dtype,
+            text=self._text_encoding(self.probe_),
         )
         # The probe is traced here, in the calling thread, once: in-process every task shares
         # it; joblib workers copy it once each (see copy_probe).
@@ -748,6 +822,7 @@ class _TaskJob(NamedTuple):
     progress: bool
     probe_token: str
     input_dtype: torch.dtype
+    text: TextEncoding
 
 
 def _embed_task_or_error(task, index, job, probe, template):
@@ -788,6 +863,7 @@ def _embed_task(task, index, job, probe):
         batch_size=settings.batch_size,
         max_samples=settings.max_samples,
         rng=np.random.RandomState(job.seeds.sampling),
+        text=job.text,
     )
     key = None if job.cache is None else task_key(task, settings.batch_size)
     if key is not None:

@@ -5,7 +5,11 @@ A task is a labelled dataset, given as one of
 * an ``(inputs, labels)`` pair of numpy arrays or torch tensors, inputs either 2-D features
   ``(n, n_features)`` or images ``(n, channels, height, width)``, labels 1-D;
 * a :class:`torch.utils.data.Dataset` whose items are ``(x, y)`` pairs;
-* a :class:`torch.utils.data.DataLoader` yielding ``(inputs, labels)`` batches.
+* a :class:`torch.utils.data.DataLoader` yielding ``(inputs, labels)`` batches;
+* a text task: ``(texts, labels)``, texts a list of strings (tokenized by the embedder's
+  tokenizer) or a tokenizer's output (a mapping with ``input_ids`` and optionally
+  ``attention_mask``), a text classification task; with ``labels=None``, a language-modelling
+  task, whose labels are the next token at every position.
 
 Labels may be any hashable class labels. Every problem is reported as a ``ValueError`` or
 ``TypeError`` that names the task by its index in the sequence.
@@ -34,6 +38,8 @@ from torch.utils.data import (
     SubsetRandomSampler,
     WeightedRandomSampler,
 )
+
+from ._text import is_text, n_texts, token_batch, trim_padding
 
 
 def is_task_sequence(X):
@@ -99,6 +105,8 @@ def _looks_like_task(task):
         return True
     if isinstance(task, (tuple, list)) and len(task) == 2 and scipy.sparse.issparse(task[0]):
         return True  # refused with its index when it is coerced
+    if isinstance(task, (tuple, list)) and len(task) == 2 and is_text(task[0]):
+        return True
     if not (isinstance(task, (tuple, list)) and len(task) == 2 and not isinstance(task[0], str)):
         return False
     try:
@@ -263,6 +271,26 @@ class ArrayTask:
         for start in range(0, len(self), batch_size):
             indices = order[start : start + batch_size]
             yield self.inputs[torch.from_numpy(indices)], self.labels[indices]
+
+
+class TokenTask(ArrayTask):
+    """A text task held in memory as a token batch (:mod:`~sklearn_task2vec._text`).
+
+    Each batch is cut to its own longest text, so that no pass computes on columns that are
+    padding for every example. ``language_modelling``: the labels are the next tokens (its
+    ``labels`` are placeholders, one per example).
+    """
+
+    #: Its inputs are token batches, whose mask says which positions hold tokens.
+    tokens = True
+
+    def __init__(self, inputs, labels, where, language_modelling=False):
+        super().__init__(inputs, labels, where)
+        self.language_modelling = language_modelling
+
+    def batches(self, batch_size, rng=None):
+        for inputs, labels in super().batches(batch_size, rng):
+            yield trim_padding(inputs), labels
 
 
 class LoaderTask:
@@ -453,11 +481,13 @@ def _read_batches(loader, where):
                 pass
 
 
-def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
-    """A validated :class:`ArrayTask` or :class:`LoaderTask` for the task at ``index``.
+def coerce_task(task, index, *, dtype, batch_size, max_samples, rng, text=None):
+    """A validated :class:`ArrayTask`, :class:`TokenTask` or :class:`LoaderTask` for the task at
+    ``index``.
 
     ``max_samples`` examples at most are kept, chosen at random with ``rng`` where the
-    task's size is known.
+    task's size is known. ``text``: the :class:`~sklearn_task2vec._text.TextEncoding` that
+    turns a text task's strings into tokens (None: text is refused).
     """
     where = f"task {index}"
     if isinstance(task, DataLoader):
@@ -476,6 +506,13 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
             f"DataLoader; got {describe(task)}."
         )
     inputs, labels = task
+    if is_text(inputs):
+        return _text_task(inputs, labels, where, text, max_samples, rng)
+    if labels is None:
+        raise TypeError(
+            f"{where}: its labels are None, which makes it a language-modelling task; those take "
+            f"text (a list of strings or a tokenizer's output), not {describe(inputs)}."
+        )
     _example_shape(inputs, where)
     if len(inputs) == 0:
         raise ValueError(f"{where} is empty: it has no examples.")
@@ -487,15 +524,38 @@ def coerce_task(task, index, *, dtype, batch_size, max_samples, rng):
     return ArrayTask(inputs, labels, where)
 
 
+def _text_task(texts, labels, where, text, max_samples, rng):
+    """The :class:`TokenTask` of a text task: ``labels`` None makes it a language-modelling one."""
+    count = n_texts(texts)
+    language_modelling = labels is None
+    if language_modelling:
+        labels = np.zeros(count, dtype=np.int64)
+    else:
+        labels = check_labels(labels, where, count)
+    tokens = token_batch(texts, text, where)
+    if max_samples is not None and count > max_samples:
+        keep = np.sort(rng.choice(count, max_samples, replace=False))
+        tokens, labels = tokens[torch.from_numpy(keep)], labels[keep]
+    if language_modelling and not (tokens[:, 1].sum(1) > 1).any():
+        raise ValueError(
+            f"{where}: no text of this language-modelling task has two tokens or more, so none has "
+            f"a next token to predict."
+        )
+    return TokenTask(tokens, labels, where, language_modelling)
+
+
 def _stream_seed(rng, max_samples):
     """The seed of a streamed task's reservoir sample (none without ``max_samples``)."""
     return None if max_samples is None else int(rng.randint(np.iinfo(np.int32).max))
 
 
-def first_example(task, index):
+def first_example(task, index, text=None):
     """The first example of a task with its batch axis (to choose and inspect the probe), as it
-    comes: integers stay integers."""
+    comes: integers stay integers; a text task's first text as a token batch, tokenized with
+    ``text`` (a :class:`~sklearn_task2vec._text.TextEncoding`)."""
     where = f"task {index}"
+    if isinstance(task, (tuple, list)) and len(task) == 2 and is_text(task[0]):
+        return token_batch(task[0], text, where, stop=1).numpy()
     if isinstance(task, DataLoader):
         first = next(iter(_read_batches(task, where)), None)
         if first is None:

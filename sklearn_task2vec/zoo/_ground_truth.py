@@ -470,7 +470,7 @@ class _FeatureReader:
         if self.module is None:
             self.module = frozen_copy(self.expert.module).to(self.device)
         try:
-            features, labels, _ = task_features(
+            features, labels, *_ = task_features(
                 self.module, self._coerced(row), batch_size=self.batch_size, device=self.device
             )
         except (ValueError, TypeError) as exc:

@@ -1,0 +1,306 @@
+"""Text tasks: Hugging Face probes, text classification and language modelling.
+
+The rows are checked against a brute-force oracle that differentiates the user's model itself
+(``torch.func`` Jacobians of every label slot's logits, one unpadded example at a time, in
+float64): a text classification task's row is the mean over its texts of ``diag(J^T (diag p -
+p p^T) J)``, a language-modelling task's the mean over its texts of that sum over every token
+that has a next token (the per-sequence Fisher).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_task2vec import FisherTaskEmbedder, _pipeline
+from sklearn_task2vec.probes import TransformersBody
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+VOCABULARY = [f"w{index}" for index in range(12)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    words = ["[UNK]", "[PAD]", *VOCABULARY]
+    model = tokenizers.models.WordLevel({word: index for index, word in enumerate(words)}, unk_token="[UNK]")
+    backend = tokenizers.Tokenizer(model)
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]"
+    )
+
+
+def _gpt2():
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=8, n_head=2, vocab_size=14, n_positions=24, bos_token_id=0, eos_token_id=0
+    )
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(config).double().eval()
+
+
+def _bert():
+    config = transformers.BertConfig(
+        vocab_size=14,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=24,
+    )
+    torch.manual_seed(0)
+    return transformers.BertModel(config).double().eval()
+
+
+MODELS = {"gpt2": _gpt2, "bert": _bert}
+
+
+def _texts(n, seed, shortest=1, longest=9):
+    rng = np.random.RandomState(seed)
+    return [" ".join(rng.choice(VOCABULARY, rng.randint(shortest, longest + 1))) for _ in range(n)]
+
+
+class HeadSpy:
+    """Records the heads the pipeline fits (the oracle differentiates through the same head)."""
+
+    def __init__(self, monkeypatch):
+        self.heads = []
+        fit = _pipeline.task_head
+
+        def recorded(*args, **kwargs):
+            fitted = fit(*args, **kwargs)
+            self.heads.append(fitted.head)
+            return fitted
+
+        monkeypatch.setattr(_pipeline, "task_head", recorded)
+
+
+def _filter_parameters(body):
+    """``{parameter name: (filter path, axis of the filter's weights)}`` of every Conv1D and
+    Linear of a body, as the embedder names them (under ``body.``)."""
+    filters = {}
+    for path, module in body.named_modules():
+        kind = type(module).__name__
+        if kind in ("Conv1D", "Linear") and not path.startswith("pooler"):
+            # Conv1D stores W transposed, (in, out): a filter is a column.
+            filters[f"{path}.weight"] = (f"body.{path}", 0 if kind == "Conv1D" else 1)
+    return filters
+
+
+def oracle_rows(model, head, tokens, *, kind, pooling="mean"):
+    """The per-example (per-sequence) Fisher rows of ``tokens`` (n, 2, length), brute force."""
+    body = model.base_model
+    params = {name: parameter.detach() for name, parameter in body.named_parameters()}
+    filters = _filter_parameters(body)
+    chosen = {name: params[name] for name in filters}
+    linear = head.linear
+
+    def logits(weights, ids):
+        hidden = torch.func.functional_call(body, {**params, **weights}, kwargs={"input_ids": ids[None]})
+        states = hidden.last_hidden_state[0]
+        if kind == "next_token":
+            return linear(states[:-1])
+        pooled = {"mean": states.mean(0), "first": states[0], "last": states[-1]}[pooling]
+        return linear(pooled)[None]
+
+    rows = []
+    for example in tokens:
+        ids = example[0, : int(example[1].sum())]  # the text alone, unpadded
+        if kind == "next_token" and len(ids) < 2:  # no next token: no slot, a zero row
+            rows.append(
+                {path: torch.zeros(params[name].shape[1 - axis]) for name, (path, axis) in filters.items()}
+            )
+            continue
+        jacobians = torch.func.jacrev(logits)(chosen, ids)
+        with torch.no_grad():
+            probs = torch.softmax(logits(chosen, ids), dim=1)
+        metric = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)
+        row = {}
+        for name, (path, axis) in filters.items():
+            jacobian = jacobians[name].flatten(2)  # (slots, classes, weights)
+            diagonal = torch.einsum("scw,scd,sdw->w", jacobian, metric, jacobian)
+            row[path] = diagonal.view(params[name].shape).mean(axis)
+        rows.append(row)
+    return rows
+
+
+def _row(rows, names):
+    """The mean of per-example oracle rows, in the embedder's feature order."""
+    mean = {path: torch.stack([row[path] for row in rows]).mean(0) for path in rows[0]}
+    by_name = {
+        f"{path}:{index}": float(value) for path, values in mean.items() for index, value in enumerate(values)
+    }
+    return np.array([by_name[name] for name in names])
+
+
+def _tokens(embedder, texts):
+    encoded = embedder.tokenizer_(texts)
+    length = max(len(ids) for ids in encoded["input_ids"])
+    tokens = torch.zeros(len(texts), 2, length, dtype=torch.long)
+    for index, ids in enumerate(encoded["input_ids"]):
+        tokens[index, 0, : len(ids)] = torch.tensor(ids)
+        tokens[index, 1, : len(ids)] = 1
+    return tokens
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("pooling", ["mean", "first", "last"])
+def test_text_classification_rows_equal_the_oracle(name, pooling, tokenizer, monkeypatch, one_thread):
+    model = MODELS[name]()
+    texts = _texts(10, seed=1)
+    labels = np.arange(10) % 3
+    spy = HeadSpy(monkeypatch)
+    embedder = FisherTaskEmbedder(
+        model, tokenizer=tokenizer, pooling=pooling, method="exact", batch_size=4, head_weight_decay=0.1
+    )
+    row = embedder.fit_transform([(texts, labels)])[0]
+    expected = _row(
+        oracle_rows(model, spy.heads[0], _tokens(embedder, texts), kind="pooled", pooling=pooling),
+        embedder.get_feature_names_out(),
+    )
+    np.testing.assert_allclose(row, expected, rtol=1e-7, atol=1e-14 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("name", ["gpt2"])
+def test_language_modelling_rows_equal_the_per_sequence_oracle(name, tokenizer, monkeypatch, one_thread):
+    model = MODELS[name]()
+    texts = _texts(6, seed=2)
+    spy = HeadSpy(monkeypatch)
+    embedder = FisherTaskEmbedder(model, tokenizer=tokenizer, method="exact", batch_size=4, head_epochs=5)
+    row = embedder.fit_transform([(texts, None)])[0]
+    expected = _row(
+        oracle_rows(model, spy.heads[0], _tokens(embedder, texts), kind="next_token"),
+        embedder.get_feature_names_out(),
+    )
+    np.testing.assert_allclose(row, expected, rtol=1e-7, atol=1e-14 * np.abs(expected).max())
+    # The head starts at the model's own output layer and the model is not changed: its output
+    # layer is still tied to its input embeddings, with the weights it had.
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert torch.equal(model.lm_head.weight, _gpt2().lm_head.weight)
+
+
+def test_language_modelling_montecarlo_is_unbiased(tokenizer, one_thread):
+    """The mean of Monte Carlo rows (one next token drawn per position, the square of the
+    summed scores) converges to the exact per-sequence Fisher: the cross terms vanish."""
+    model = _gpt2()
+    task = [(_texts(4, seed=3, shortest=4), None)]
+    common = dict(tokenizer=tokenizer, batch_size=4, head_epochs=3)
+    exact = FisherTaskEmbedder(model, method="exact", **common).fit_transform(task)[0]
+    draws = np.array(
+        [
+            FisherTaskEmbedder(model, method="montecarlo", random_state=seed, **common).fit_transform(task)[0]
+            for seed in range(48)
+        ]
+    )
+    one = np.linalg.norm(draws[0] - exact) / np.linalg.norm(exact)
+    mean = np.linalg.norm(draws.mean(0) - exact) / np.linalg.norm(exact)
+    assert mean < 0.1, f"48 draws average to {mean:.3f} of the exact row, relative"
+    assert mean < one / 3, "averaging draws converges (the estimator is unbiased, not just noisy)"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_rows_do_not_depend_on_padding_or_batch_size(name, tokenizer, one_thread):
+    model = MODELS[name]()
+    texts = _texts(9, seed=4, shortest=2)
+    labels = np.arange(9) % 2
+    encoded = tokenizer(texts, padding="max_length", max_length=20)
+    tasks = [(texts, labels), (texts, None)] if name == "gpt2" else [(texts, labels)]
+    padded = [(dict(encoded), labels), (dict(encoded), None)][: len(tasks)]
+    rows = {}
+    for batch_size in (1, 4, 64):
+        embedder = FisherTaskEmbedder(
+            model, tokenizer=tokenizer, method="exact", batch_size=batch_size, head_epochs=5
+        )
+        rows[batch_size] = embedder.fit_transform(tasks)
+        rows[batch_size, "padded"] = embedder.transform(padded)
+    reference = rows[1]
+    for key, value in rows.items():
+        np.testing.assert_allclose(value, reference, rtol=1e-9, err_msg=f"batch_size, padding: {key}")
+
+
+def test_the_bert_pooler_is_left_out_with_its_reason(tokenizer, one_thread):
+    embedder = FisherTaskEmbedder(_bert(), tokenizer=tokenizer, method="exact", head_epochs=3)
+    embedder.fit([(_texts(4, seed=5), [0, 1, 0, 1])])
+    assert "body.pooler.dense" not in embedder.embedded_layers_
+    assert "does not reach the probe's output" in embedder.left_out_layers_["body.pooler.dense"]
+    assert len(embedder.embedded_layers_) == 12, "six Linear layers per block"
+
+
+def test_a_probe_is_loaded_by_name_from_a_folder(tmp_path, tokenizer, one_thread):
+    model = _gpt2().float()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    texts = _texts(8, seed=6)
+    by_name = FisherTaskEmbedder(f"hf:{tmp_path}", method="exact", head_epochs=3, random_state=0)
+    by_instance = FisherTaskEmbedder(
+        model, tokenizer=tokenizer, method="exact", head_epochs=3, random_state=0
+    )
+    tasks = [(texts, np.arange(8) % 2), (texts, None)]
+    np.testing.assert_allclose(by_name.fit_transform(tasks), by_instance.fit_transform(tasks), rtol=1e-6)
+    assert by_name.provenance_.probe == f"hf:{tmp_path}"
+    assert isinstance(by_name.probe_, TransformersBody)
+
+
+def test_an_unreachable_name_says_what_to_do_offline(monkeypatch):
+    hub = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match=r"(?s)'some-org/no-such-model'.*offline.*save_pretrained"):
+        FisherTaskEmbedder("hf:some-org/no-such-model").fit([(["w1 w2"], [0])])
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ((["w1 w2", ""], [0, 1]), r"task 0: example 1 has no tokens"),
+        (
+            ({"input_ids": [[0, 3, 4], [0, 3, 4]], "attention_mask": [[0, 1, 1], [1, 1, 1]]}, [0, 1]),
+            r"padded on the left",
+        ),
+        (({"input_ids": [[3, -4]]}, [0]), r"negative token ids"),
+        ((["w1 w2", 3], [0, 1]), r"example 1 is int, not a string"),
+        ((["w1", "w2"], None), r"no text .* has two tokens or more"),
+        ((np.zeros((3, 4)), None), r"labels are None.*language-modelling"),
+    ],
+)
+def test_bad_text_is_refused_naming_the_task(task, message, tokenizer):
+    embedder = FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer, head_epochs=1)
+    embedder.fit([(["w1 w2 w3"], [0])])
+    with pytest.raises((ValueError, TypeError), match=message):
+        embedder.transform([task])
+
+
+def test_text_without_a_tokenizer_is_refused():
+    with pytest.raises(ValueError, match=r"task 0 holds text, but the embedder has no tokenizer"):
+        FisherTaskEmbedder(_gpt2()).fit([(["w1 w2"], [0])])
+
+
+def test_language_modelling_needs_a_causal_language_model(tokenizer, one_thread):
+    embedder = FisherTaskEmbedder(_bert(), tokenizer=tokenizer, head_epochs=1)
+    with pytest.raises(
+        ValueError, match=r"task 0 is a language-modelling task.*BertModel has no language-modelling head"
+    ):
+        embedder.fit_transform([(_texts(4, seed=7, shortest=3), None)])
+
+
+def test_variational_refuses_language_modelling(tokenizer, one_thread):
+    embedder = FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer, method="variational", head_epochs=1)
+    with pytest.raises(ValueError, match=r"method='variational' takes tasks with one label per example"):
+        embedder.fit_transform([(_texts(4, seed=8, shortest=3), None)])
+
+
+def test_a_text_array_given_as_one_task_says_how_to_pass_it(tokenizer):
+    with pytest.raises(TypeError, match=r"X is text: a text task goes in a sequence of tasks"):
+        FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer).fit(["w1 w2", "w3"], [0, 1])
+
+
+def test_texts_are_truncated_to_the_positions_the_model_has(tokenizer, one_thread):
+    long_text = " ".join(["w1"] * 40)  # more tokens than n_positions=24
+    embedder = FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer, method="exact", head_epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = embedder.fit_transform([([long_text, "w2 w3"], [0, 1])])
+    assert np.isfinite(rows).all()
+    short = FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer, method="exact", head_epochs=2, max_length=24)
+    np.testing.assert_allclose(short.fit_transform([([" ".join(["w1"] * 24), "w2 w3"], [0, 1])]), rows)
