@@ -338,6 +338,12 @@ class LoaderTask:
                 raise TypeError(
                     f"{where}: its data must yield (x, y) pairs; got a batch that is {describe(batch)}."
                 )
+            if is_text(batch[0]):
+                raise TypeError(
+                    f"{where}: its data yield text; a text task is a (texts, labels) pair (a list "
+                    f"of strings, or a tokenizer's output), which the embedder tokenizes, not a "
+                    f"Dataset or DataLoader."
+                )
             inputs = check_inputs(batch[0], where, self.dtype)
             labels = check_labels(batch[1], where, inputs.shape[0])
             if len(labels):
