@@ -5,25 +5,37 @@
     task2vec embed TASK [TASK ...] --output embeddings.csv
     task2vec distances embeddings.csv [more.csv ...]
     task2vec recommend selector.joblib embeddings.csv
+    task2vec diversity CORPUS.jsonl [OTHER.jsonl] --probe hf:gpt2 [--output result.json]
 
 A TASK is a folder of images in ImageFolder layout (one subfolder per class) or an ``.npz``
-file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` (labels). Run
-``task2vec COMMAND --help`` for each command's options. The same is ``python -m
-sklearn_task2vec.cli``, and :func:`main` runs it from Python.
+file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` (labels); or
+text, embedded with ``--probe hf:<name or folder>`` (a Hugging Face model, see
+``docs/text.md``): a ``.jsonl`` file, one JSON object per line with a ``text`` field and a
+``label`` field (a file with no ``label`` fields is a language-modelling task), or a folder of
+``.txt`` files with one subfolder per class, one text per file (UTF-8; a byte-order mark and
+one final line break are not part of the text). A folder whose class folders hold images is an
+image folder, its ``.txt`` files skipped and named as before; one where some class folders hold
+images and others only ``.txt`` files is refused: a task is images or texts. ``task2vec
+diversity`` prints the diversity coefficient of a ``.jsonl`` corpus, or the cross-diversity and
+alignment coefficient of two (:mod:`sklearn_task2vec.diversity`). Run ``task2vec COMMAND
+--help`` for each command's options. The same is ``python -m sklearn_task2vec.cli``, and
+:func:`main` runs it from Python.
 
 An existing output file is replaced only with ``--overwrite``, and never when it is one of the
 command's inputs; this is checked before any work and again when the file is written, so a
 file that appeared while the command ran is not replaced either. The output is written to a
 temporary file first and renamed, so it is never left half written; it gets the mode the umask
-gives a new file (a replaced file keeps its own). When ``task2vec embed`` cannot write its
-output (a full disk, a file that appeared meanwhile), its rows are saved to a rescue file,
-``<name>.<pid>.<token>.rescued.csv`` (or ``.npz``) beside it or in the temporary folder, which
-the error names. ``task2vec embed --on-error warn`` writes the rows of the tasks that could be
-embedded and names the others; ``--memory DIR`` caches each finished row.
+gives a new file (a replaced file keeps its own). When ``task2vec embed`` or ``task2vec
+diversity`` cannot write its output (a full disk, a file that appeared meanwhile), what it
+computed is saved to a rescue file, ``<name>.<pid>.<token>.rescued.csv`` (or ``.npz``,
+``.json``) beside it or in the temporary folder, which the error names. ``task2vec embed
+--on-error warn`` writes the rows of the tasks that could be embedded and names the others;
+``--memory DIR`` caches each finished row.
 
 Every file of embeddings carries the record of how its rows were made (probe and the digest of
 its weights, settings, seed, normalisation, image size, version:
-:mod:`sklearn_task2vec.provenance`). ``recommend`` refuses rows whose record differs from the
+:mod:`sklearn_task2vec.provenance`; the record does not hold a text task's tokenizer or
+``--max-length``: compare rows of texts tokenized alike). ``recommend`` refuses rows whose record differs from the
 selector's, and ``distances`` files whose records differ from each other, naming each setting
 that differs; ``--ignore-provenance`` uses them anyway. Files of older versions have no record:
 a warning says the check could not be made.
@@ -36,8 +48,10 @@ that cannot be embedded). Errors are one line on stderr, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
+import json
 import math
 import os
 import re
@@ -82,6 +96,9 @@ _NPZ_MEMORY_SHARE = 0.5
 _UPSCALE_HINT = 4.0
 # Classes of an image folder named on stderr, at most.
 _CLASSES_SHOWN = 20
+# The prefix of a Hugging Face probe (sklearn_task2vec._text.HF_PREFIX), here so that the
+# command line's checks run before torch is imported.
+_HF_PREFIX = "hf:"
 
 
 class UsageError(Exception):
@@ -282,14 +299,294 @@ def _read_embeddings(path):
 
 
 # --------------------------------------------------------------------------------------
+# Text tasks and corpora: .jsonl files and folders of .txt files
+# --------------------------------------------------------------------------------------
+
+
+class _Line(NamedTuple):
+    """One text of a ``.jsonl`` file: its line number (from 1), the text, and its label
+    (:data:`_NO_LABEL` where the line has no ``label`` field)."""
+
+    number: int
+    text: str
+    label: object
+
+
+# A line without a "label" field (None is a JSON value, null, which is refused as a label).
+_NO_LABEL = object()
+
+
+def _json_kind(value):
+    """How a message names a JSON value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before numbers: a bool is an int in Python
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _listed(names, shown=3):
+    """The first ``shown`` names, and ``...`` when there are more."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _check_text(text, where):
+    """Refuse a text that is not a string, or that has nothing to tokenize."""
+    if not isinstance(text, str):
+        raise DataError(f"{where}: the text is {_json_kind(text)}, not a string.")
+    # Checked here, where the line or file can be named: the embedder would refuse the text's
+    # empty token list later, naming only its index in the task.
+    if not text.strip():
+        raise DataError(f"{where}: the text is empty (or only whitespace), so it has no tokens: drop it.")
+
+
+def _read_jsonl(path, *, check_labels=True):
+    """The :class:`_Line` of every non-blank line of a ``.jsonl`` file, each a JSON object with
+    a string ``text`` field and optionally a ``label`` (checked to be a string, a number or a
+    boolean with ``check_labels``; a corpus's labels are not used, so not checked either)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc}).") from exc
+    lines = []
+    # Split the bytes, not decoded text: an encoding error is then named by its line too.
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        where = f"{path}, line {number}"
+        try:
+            # utf-8-sig: a byte-order mark (some editors write one) is not text.
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
+        if not line.strip():  # a blank line (a final newline, a separator) holds no record
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from exc
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{where}: is {_json_kind(record)}, not a JSON object such as "
+                f'{{"text": "...", "label": "..."}}.'
+            )
+        if "text" not in record:
+            raise DataError(
+                f'{where}: has no "text" field (fields: {", ".join(map(repr, record)) or "none"}).'
+            )
+        _check_text(record["text"], where)
+        label = record.get("label", _NO_LABEL)
+        if label is not _NO_LABEL and check_labels:
+            kind = _json_kind(label)
+            if kind not in ("a string", "a number", "a boolean"):
+                raise DataError(
+                    f'{where}: the "label" is {kind}; a label is a string, a number or a boolean.'
+                )
+            if isinstance(label, float) and not math.isfinite(label):
+                raise DataError(f'{where}: the "label" is {label}, not a class.')
+        lines.append(_Line(number, record["text"], label))
+    if not lines:
+        raise DataError(f'{path}: holds no text (expected one JSON object with a "text" field per line).')
+    return lines
+
+
+def _jsonl_task(path):
+    """A ``.jsonl`` file as a text task: ``(texts, labels)``, or ``(texts, None)`` (a
+    language-modelling task) when no line has a ``label`` field."""
+    lines = _read_jsonl(path)
+    texts = [line.text for line in lines]
+    first = lines[0]
+    for line in lines[1:]:
+        # A file is labelled throughout or not at all: a line without a label among labelled
+        # ones is a mistake in the file, not a language-modelling example.
+        if (line.label is _NO_LABEL) != (first.label is _NO_LABEL):
+            labelled, unlabelled = (first, line) if line.label is _NO_LABEL else (line, first)
+            raise DataError(
+                f'{path}, line {unlabelled.number}: has no "label" field, but line {labelled.number} '
+                f"has one: give every line a label (a classification task) or none (a "
+                f"language-modelling task)."
+            )
+        if first.label is not _NO_LABEL and _json_kind(line.label) != _json_kind(first.label):
+            raise DataError(
+                f'{path}, line {line.number}: the "label" is {_json_kind(line.label)} ({line.label!r}), '
+                f"but that of line {first.number} is {_json_kind(first.label)} ({first.label!r}): give "
+                f"the labels of a task one type."
+            )
+    if first.label is _NO_LABEL:
+        _note(
+            f"{path}: {len(texts)} texts without labels: a language-modelling task (the next token "
+            f"is the label)."
+        )
+        return texts, None
+    labels = [line.label for line in lines]
+    _note_text_classes(path, labels)
+    return texts, labels
+
+
+def _jsonl_corpus(path, command):
+    """The :class:`_Line` of a ``.jsonl`` corpus (its ``label`` fields, if any, are not used)."""
+    lines = _read_jsonl(path, check_labels=False)
+    labelled = sum(line.label is not _NO_LABEL for line in lines)
+    if labelled:
+        _note(
+            f'{path}: its "label" fields ({labelled} of {len(lines)} lines) are not used: the coefficients '
+            f"embed batches of texts as language-modelling tasks.",
+            command,
+        )
+    return lines
+
+
+def _note_text_classes(path, labels):
+    """The classes of a text task and their number of texts, on stderr (as for image folders)."""
+    import collections
+
+    counts = sorted(collections.Counter(labels).items())  # one type of label per task: they sort
+    shown = ", ".join(f"{label} ({count})" for label, count in counts[:_CLASSES_SHOWN])
+    more = len(counts) - _CLASSES_SHOWN
+    _note(
+        f"{path}: {len(counts)} classes, {len(labels)} texts: {shown}"
+        + (f", and {more} more" if more > 0 else "")
+        + "."
+    )
+
+
+def _text_folder(path):
+    """A folder of ``.txt`` files, one subfolder per class, as a text task ``(texts, labels)``
+    (labels: the class folders' names); None when it is an image folder (or neither: the image
+    reader then says what is wrong, as it did before text was read).
+
+    A class folder is an image class as soon as it holds an image (the scan of that class stops
+    there, so an image folder costs one listing per class), a text class when it holds ``.txt``
+    files and no image. A folder of image classes is an image folder, its ``.txt`` files not
+    examples (as before); a folder of text classes a text task; one with both is refused.
+    """
+    from torchvision.datasets.folder import is_image_file
+
+    from .datasets import is_system_name
+
+    path = Path(path)
+    skipped, unread = [], []
+    classes, texts_of, image_classes, empty = [], {}, [], []
+    try:
+        with os.scandir(path) as entries:
+            top = sorted(entries, key=lambda entry: entry.name)
+        for entry in top:
+            if is_system_name(entry.name):
+                skipped.append(entry.name)
+            elif entry.is_dir():
+                classes.append(entry.name)
+            else:
+                unread.append(entry.name)
+        for name in classes:
+            files = _class_text_files(path, path / name, skipped, unread, is_image_file, is_system_name)
+            if files is None:
+                image_classes.append(name)
+            elif files:
+                texts_of[name] = files
+            else:
+                empty.append(name)
+    except OSError as exc:  # a folder that cannot be listed
+        raise DataError(f"{path}: cannot read the folder ({exc}).") from exc
+    if not texts_of:
+        return None
+    if image_classes:
+        several = len(image_classes) > 1
+        raise DataError(
+            f"{path}: mixes images and texts: class folder{'s' if several else ''} "
+            f"{_listed(image_classes)} hold{'' if several else 's'} images, {_listed(list(texts_of))} "
+            f"only .txt files. A task is a folder of images or a folder of texts: move the images or "
+            f"the texts out."
+        )
+    if empty:
+        raise DataError(
+            f"{path}: class folder {empty[0]} holds no .txt file; every class needs at least one text."
+        )
+    if skipped:
+        entries = "entries" if len(skipped) > 1 else "entry"
+        _note(f"{path}: skipped {len(skipped)} hidden or system {entries}: {_listed(skipped)}.")
+    if unread:
+        _note(
+            f"{path}: skipped {len(unread)} file{'s' if len(unread) > 1 else ''} that are not texts "
+            f"({_listed(unread)}): only .txt files in a class subfolder are examples."
+        )
+    texts, labels = [], []
+    for name, files in texts_of.items():
+        for file in files:
+            texts.append(_read_text_file(file))
+            labels.append(name)
+    _note_text_classes(path, labels)
+    return texts, labels
+
+
+def _class_text_files(root, folder, skipped, unread, is_image_file, is_system_name):
+    """The ``.txt`` files under a class folder, sorted (subfolders too, as ImageFolder reads
+    them); None as soon as an image is found. Hidden and system entries go to ``skipped``,
+    other files to ``unread`` (paths relative to ``root``)."""
+    found = []
+
+    def visit(current, ancestors):
+        with os.scandir(current) as entries:
+            listed = sorted(entries, key=lambda entry: entry.name)
+        subfolders = []
+        for entry in listed:
+            relative = os.path.relpath(entry.path, root)
+            if is_system_name(entry.name):
+                skipped.append(relative)
+            elif entry.is_dir():  # follows links, as ImageFolder does
+                subfolders.append(entry)
+            elif is_image_file(entry.name):
+                return False
+            elif entry.name.lower().endswith(".txt"):
+                found.append(Path(entry.path))
+            else:
+                unread.append(relative)
+        for entry in subfolders:
+            real = os.path.realpath(entry.path)
+            if real in ancestors:  # os.walk would go round this loop until the paths grew too long
+                raise DataError(
+                    f"{entry.path} is a directory link back to {real}, a folder that contains it: reading "
+                    f"the tree would visit the same files again and again. Remove the link."
+                )
+            if not visit(entry.path, ancestors | {real}):
+                return False
+        return True
+
+    return found if visit(folder, {os.path.realpath(root), os.path.realpath(folder)}) else None
+
+
+def _read_text_file(path):
+    """The text of one ``.txt`` file: UTF-8, without a byte-order mark or one final line break
+    (which editors add; it is not part of the text)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc}).") from exc
+    text = text.removesuffix("\n").removesuffix("\r")
+    _check_text(text, str(path))
+    return text
+
+
+# --------------------------------------------------------------------------------------
 # embed
 # --------------------------------------------------------------------------------------
 
 
 def _load_task(path, image_size):
-    """``(name, task)``: an ImageFolder dataset or the ``(X, y)`` arrays of an ``.npz`` file."""
+    """``(name, task)``: an ImageFolder dataset, the ``(texts, labels)`` of a folder of ``.txt``
+    files or of a ``.jsonl`` file (labels None: a language-modelling task), or the ``(X, y)``
+    arrays of an ``.npz`` file."""
     path = Path(path)
     if path.is_dir():
+        texts = _text_folder(path)
+        if texts is not None:
+            return path.resolve().name, texts
         from torchvision import transforms
 
         from .datasets import load_image_folder
@@ -316,10 +613,15 @@ def _load_task(path, image_size):
         _note_skipped_files(path, dataset)
         _note_upscaling(path, dataset, image_size)
         return path.resolve().name, dataset
+    if path.suffix.lower() == ".jsonl":
+        return path.stem, _jsonl_task(path)
     if path.suffix.lower() != ".npz":
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder.")
-        raise UsageError(f"{path}: a task is a folder of images (one subfolder per class) or an .npz file.")
+        raise UsageError(
+            f"{path}: a task is a folder of images or of .txt files (one subfolder per class), an .npz "
+            f"file or a .jsonl file of texts."
+        )
     if not path.is_file():
         raise UsageError(f"{path}: no such file.")
     arrays = _npz_arrays(
@@ -329,8 +631,8 @@ def _load_task(path, image_size):
     return path.stem, (inputs, labels)
 
 
-def _note(message):
-    print(f"{_PROG} embed: {message}", file=sys.stderr)
+def _note(message, command="embed"):
+    print(f"{_PROG} {command}: {message}", file=sys.stderr)
 
 
 def _note_classes(path, dataset):
@@ -356,10 +658,14 @@ def _note_skipped_files(path, dataset):
 
         unread = dataset.unread
         shown = ", ".join(unread[:3]) + (", ..." if len(unread) > 3 else "")
+        # A .txt file beside images is not a text example: say why, as it would be in a folder of texts.
+        texts = any(name.lower().endswith(".txt") for name in unread)
         _note(
             f"{path}: skipped {len(unread)} file{'s' if len(unread) > 1 else ''} that ImageFolder does "
             f"not read ({shown}): only files in a class subfolder with an image extension "
-            f"({' '.join(IMG_EXTENSIONS)}) are examples."
+            f"({' '.join(IMG_EXTENSIONS)}) are examples"
+            + (" (.txt files are texts only in a folder whose class folders hold no image)" if texts else "")
+            + "."
         )
 
 
@@ -400,9 +706,94 @@ def _imagenet_checkpoint(probe, loaded):
     return probe, url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
+def _is_hf(probe):
+    """Whether ``--probe`` names a Hugging Face model (``hf:<name or folder>``)."""
+    return probe.startswith(_HF_PREFIX)
+
+
+def _check_transformers():
+    """Refuse a Hugging Face probe when transformers is not installed, saying how to install it."""
+    from ._text import import_transformers
+
+    try:
+        import_transformers()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _quiet_transformers(verbose):
+    """Without ``--verbose``, transformers' progress bars (its weights being loaded) are off, so
+    that stderr holds the command's own lines; they are turned on again after."""
+    if verbose:
+        yield
+        return
+    from ._text import import_transformers
+
+    logging = import_transformers().utils.logging
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
+def _check_text_options(args):
+    """Before any work: the text options need a Hugging Face probe, which has no --probe-weights."""
+    given = [
+        option
+        for option, value in (
+            ("--tokenizer", args.tokenizer),
+            ("--max-length", args.max_length),
+            ("--pooling", args.pooling),
+        )
+        if value is not None
+    ]
+    if not _is_hf(args.probe):
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: for text tasks, which take a Hugging Face probe (--probe "
+                f"hf:<name or folder>); --probe is {args.probe}."
+            )
+        return
+    _check_transformers()
+    if args.probe_weights != "imagenet":
+        raise UsageError(
+            f"--probe-weights {args.probe_weights}: a Hugging Face probe has the weights saved with it "
+            f"(--probe {args.probe}); --probe-weights is for torchvision probes."
+        )
+
+
+def _check_task_kinds(args, paths, loaded):
+    """Whether the tasks are text, after refusing a run that mixes text with other tasks, and
+    text without a Hugging Face probe or the reverse (one probe takes one kind of input)."""
+    from ._text import is_text
+
+    text = [isinstance(task, tuple) and is_text(task[0]) for _, task in loaded]
+    if any(text) and not all(text):
+        raise UsageError(
+            f"{paths[text.index(True)]} is a text task and {paths[text.index(False)]} is not: one probe "
+            f"cannot take both. Embed them in separate runs."
+        )
+    if all(text) and not _is_hf(args.probe):
+        raise UsageError(
+            f"--probe {args.probe}: text tasks ({paths[0]}) need a Hugging Face model: --probe "
+            f"hf:<name or folder> (hf:gpt2, or the folder a model was saved to with save_pretrained)."
+        )
+    if _is_hf(args.probe) and not all(text):
+        raise UsageError(
+            f"--probe {args.probe}: a Hugging Face probe takes text, and {paths[text.index(False)]} is not "
+            f"a text task (a .jsonl file or a folder of .txt files)."
+        )
+    return all(text)
+
+
 def _embed(args):
     paths = args.tasks
     weights = args.probe_weights
+    _check_text_options(args)
     if weights.lower() == "none":
         weights = None
     elif weights != "imagenet" and not Path(weights).is_file():
@@ -414,13 +805,15 @@ def _embed(args):
     if args.memory is not None and Path(args.memory).exists() and not Path(args.memory).is_dir():
         raise UsageError(f"--memory {args.memory}: is a file; the cache needs a folder.")
     loaded = [_load_task(path, args.image_size) for path in paths]
-    from_folders = any(Path(path).is_dir() for path in paths)
     names = [name for name, _ in loaded]
     seen = {}
     for name, path in zip(names, paths):
         if name in seen:
             raise UsageError(f"tasks {seen[name]} and {path} have the same name {name!r}: rename one.")
         seen[name] = path
+    text = _check_task_kinds(args, paths, loaded)
+    # Only image folders are cut to --image-size (a folder of .txt files is text).
+    from_folders = not text and any(Path(path).is_dir() for path in paths)
 
     import numpy as np
 
@@ -429,6 +822,9 @@ def _embed(args):
     embedder = FisherTaskEmbedder(
         probe=args.probe,
         probe_weights=weights,
+        tokenizer=args.tokenizer,
+        max_length=args.max_length,
+        pooling=args.pooling or "mean",
         method=args.method,
         variational_steps=args.variational_steps,
         variational_tol=args.variational_tol,
@@ -442,20 +838,28 @@ def _embed(args):
         random_state=args.random_state,
         verbose=int(args.verbose),
     )
-    checkpoint = _imagenet_checkpoint(args.probe, loaded) if weights == "imagenet" else None
+    checkpoint = _imagenet_checkpoint(args.probe, loaded) if weights == "imagenet" and not text else None
     if checkpoint is not None and not checkpoint[2].is_file():
         _note(
             f"the ImageNet weights of probe {checkpoint[0]} are not in {checkpoint[2].parent}: downloading "
             f"them once (torch prints the address). Offline, pass --probe-weights PATH (a local "
             f"state_dict) or --probe-weights none (a random probe)."
         )
-    with warnings.catch_warnings(record=True) as caught:
+    quiet = _quiet_transformers(args.verbose) if text else contextlib.nullcontext()
+    with warnings.catch_warnings(record=True) as caught, quiet:
         warnings.simplefilter("always")
         try:
             embeddings = embedder.fit_transform([task for _, task in loaded])
-        except RuntimeError as exc:
-            if checkpoint is None or not str(exc).startswith("Could not get the ImageNet weights"):
-                raise
+        except (ValueError, TypeError, RuntimeError) as exc:
+            offline = checkpoint is not None and isinstance(exc, RuntimeError)
+            if not (offline and str(exc).startswith("Could not get the ImageNet weights")):
+                # Fitting the probe reads a task's first example; an error there starts with
+                # "task <index>": named here by the task's name and file, as failed tasks are below.
+                named = re.match(r"task (\d+):? ?", str(exc))
+                if named is None or int(named.group(1)) >= len(names):
+                    raise
+                index = int(named.group(1))
+                raise DataError(f"{names[index]} ({paths[index]}): {str(exc)[named.end() :]}") from exc
             cause = exc.__cause__
             raise DataError(
                 f"could not get the ImageNet weights of probe {checkpoint[0]} ({type(cause).__name__}: "
@@ -694,6 +1098,145 @@ def _recommend(args):
 
 
 # --------------------------------------------------------------------------------------
+# diversity
+# --------------------------------------------------------------------------------------
+
+
+def _coefficient_record(result):
+    """A :class:`~sklearn_task2vec.diversity.CoefficientResult` as JSON values (an undefined
+    standard error, from two batches, is null: JSON has no NaN)."""
+
+    def number(value):
+        return float(value) if math.isfinite(value) else None
+
+    return {
+        "kind": result.kind,
+        "coefficient": number(result.coefficient),
+        "confidence_interval": [number(bound) for bound in result.confidence_interval],
+        "standard_error": number(result.standard_error),
+        "confidence_level": result.confidence_level,
+    }
+
+
+def _coefficient_line(result, batches):
+    """The human line of a coefficient, e.g. ``diversity 0.2370 (95% CI 0.2251 to 0.2489) over
+    20 batches of 8 texts``."""
+    low, high = result.confidence_interval
+    level = f"{100 * result.confidence_level:g}%"
+    if math.isfinite(low) and math.isfinite(high):
+        interval = f"{level} CI {low:.4f} to {high:.4f}"
+    else:  # the delete-one-batch jackknife of one corpus needs three batches
+        interval = f"no {level} CI: the jackknife needs 3 batches or more"
+    return f"{result.kind.replace('_', '-')} {result.coefficient:.4f} ({interval}) over {batches}"
+
+
+def _diversity(args):
+    corpora = [args.corpus, *([args.other] if args.other is not None else [])]
+    for path in corpora:
+        if Path(path).suffix.lower() != ".jsonl":
+            raise UsageError(
+                f'{path}: a corpus is a .jsonl file, one JSON object with a "text" field per line.'
+            )
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such file.")
+    if not _is_hf(args.probe):
+        raise UsageError(
+            f"--probe {args.probe}: the coefficients take a causal language model from Hugging Face: "
+            f"--probe hf:<name or folder> (hf:gpt2, the paper's, or the folder a model was saved to "
+            f"with save_pretrained)."
+        )
+    _check_transformers()
+    output = None
+    if args.output is not None:
+        output = _check_output(args.output, (".json",), inputs=corpora, overwrite=args.overwrite)
+    if args.memory is not None and Path(args.memory).exists() and not Path(args.memory).is_dir():
+        raise UsageError(f"--memory {args.memory}: is a file; the cache needs a folder.")
+    read = [_jsonl_corpus(path, "diversity") for path in corpora]
+    for path, lines in zip(corpora, read):
+        if len(lines) < args.batch_size:
+            raise DataError(f"{path}: has {len(lines)} texts, fewer than --batch-size {args.batch_size}.")
+    texts = [[line.text for line in lines] for lines in read]
+
+    from . import __version__
+    from .diversity import coefficient_from_embeddings, cross_diversity_coefficient, diversity_coefficient
+    from .embedder import FisherTaskEmbedder
+
+    common = dict(
+        probe=args.probe,
+        tokenizer=args.tokenizer,
+        batch_size=args.batch_size,
+        n_batches=args.n_batches,
+        confidence_level=args.confidence_level,
+        random_state=args.random_state,
+        max_length=args.max_length,
+        device=args.device,
+        n_jobs=args.n_jobs,
+        memory=args.memory,
+        verbose=int(args.verbose),
+    )
+    # The embedder's own default when not given, named so that the settings record it.
+    head_epochs = FisherTaskEmbedder().head_epochs if args.head_epochs is None else args.head_epochs
+    common["head_epochs"] = head_epochs
+    with _quiet_transformers(args.verbose):
+        if len(texts) == 1:
+            results = [diversity_coefficient(texts[0], **common)]
+            batches = [results[0].batches]
+        else:
+            cross = cross_diversity_coefficient(*texts, **common)
+            # The alignment is one minus the cross-diversity of the same batches: from their rows,
+            # not from a second run that would embed every batch again.
+            alignment = coefficient_from_embeddings(
+                *cross.embeddings, kind="alignment", confidence_level=args.confidence_level
+            )
+            results = [cross, dataclasses.replace(alignment, batches=cross.batches)]
+            batches = list(cross.batches)
+    size = f"{args.n_batches} batches of {args.batch_size} texts" + (
+        " from each corpus" if len(texts) > 1 else ""
+    )
+    for result in results:
+        print(_coefficient_line(result, size))
+    if output is None:
+        return
+    # A batch's texts by their index among the corpus's texts (the Python functions' ``batches``)
+    # and by their line in its file (blank lines hold no text, so the two can differ).
+    record = {
+        "corpora": [str(path) for path in corpora],
+        "results": [_coefficient_record(result) for result in results],
+        "batches": [
+            {
+                "corpus": str(path),
+                "indices": [[int(index) for index in batch] for batch in corpus_batches],
+                "lines": [[lines[index].number for index in batch] for batch in corpus_batches],
+            }
+            for path, corpus_batches, lines in zip(corpora, batches, read)
+        ],
+        "settings": {
+            "probe": args.probe,
+            "tokenizer": args.tokenizer,
+            "batch_size": args.batch_size,
+            "n_batches": args.n_batches,
+            "max_length": args.max_length,
+            "random_state": args.random_state,
+            "head_epochs": head_epochs,
+            "confidence_level": args.confidence_level,
+            "device": args.device,
+        },
+        "version": __version__,
+    }
+    text = json.dumps(record, indent=2, allow_nan=False)
+    # Arrays of numbers (a batch, an interval) on one line each: hundreds of lines of one index
+    # each would bury the coefficients. Only arrays without strings or nesting are joined.
+    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda match: f"[{' '.join(match.group(1).split())}]", text)
+    text += "\n"
+
+    from ._writer import write_file
+
+    # Rescued when it cannot be written: the coefficients took the whole run to compute.
+    write_file(output, lambda file: file.write(text), overwrite=args.overwrite, text=True, rescue=True)
+    print(f"Wrote the result to {output}.")
+
+
+# --------------------------------------------------------------------------------------
 # The parser and main
 # --------------------------------------------------------------------------------------
 
@@ -722,6 +1265,34 @@ def _int_from(smallest):
 
 
 _positive_int = _int_from(1)
+
+
+def _probability(text):
+    """A number strictly between 0 and 1 (a confidence level)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1, e.g. 0.95")
+    return value
+
+
+def _add_text_encoding(command):
+    """The options of how texts become tokens, shared by embed and diversity."""
+    command.add_argument(
+        "--tokenizer",
+        metavar="NAME_OR_FOLDER",
+        help="the Hugging Face tokenizer of the texts, by name or saved folder (default: the one saved "
+        "with the hf: probe)",
+    )
+    command.add_argument(
+        "--max-length",
+        type=_int_from(2),
+        metavar="N",
+        help="most tokens kept per text, longer ones truncated (default: the tokenizer's limit); at "
+        "most the positions the model has",
+    )
 
 
 def _add_ignore_provenance(command, checked):
@@ -757,11 +1328,20 @@ def _parser():
         help="embed tasks, one row per task, into a CSV or NPZ file",
         description="Embed each TASK as the diagonal Fisher Information of a probe network's filters. "
         "A TASK is a folder of images with one subfolder per class (torchvision ImageFolder: images are "
-        "resized and center-cropped to --image-size and normalised with ImageNet's mean and std), or an "
-        ".npz file with arrays X (2-D features or N x C x H x W images) and y (labels). A task is named "
-        "by its folder or file stem.",
+        "resized and center-cropped to --image-size and normalised with ImageNet's mean and std), an "
+        ".npz file with arrays X (2-D features or N x C x H x W images) and y (labels), or text, "
+        "embedded with --probe hf:<name or folder>: a .jsonl file, one JSON object per line with a "
+        '"text" and a "label" field (a file without "label" fields is a language-modelling task, whose '
+        "labels are the next tokens), or a folder of .txt files with one subfolder per class, one text "
+        "per file (a folder whose class folders hold images is an image folder; one mixing image "
+        "classes and text classes is refused). A task is named by its folder or file stem.",
     )
-    embed.add_argument("tasks", nargs="+", metavar="TASK", help="an image folder or an .npz file")
+    embed.add_argument(
+        "tasks",
+        nargs="+",
+        metavar="TASK",
+        help="an image folder, an .npz file, a .jsonl file of texts or a folder of .txt files",
+    )
     embed.add_argument(
         "-o",
         "--output",
@@ -775,14 +1355,25 @@ def _parser():
         "--probe",
         default="auto",
         help="a torchvision classification model (resnet18, resnet34 as in the paper, resnet50, "
-        "densenet121, ...); auto (default): resnet34 for images, a random ReLU network for 2-D features",
+        "densenet121, ...); hf:<name or folder>, a Hugging Face model (hf:gpt2, hf:bert-base-uncased, or "
+        "a folder saved with save_pretrained), for text tasks; auto (default): resnet34 for images, a "
+        "random ReLU network for 2-D features",
     )
     embed.add_argument(
         "--probe-weights",
         default="imagenet",
         metavar="imagenet|none|PATH",
         help="the probe's weights: imagenet (default; downloaded by torchvision on first use, then "
-        "cached), none (random initialisation), or a local state_dict file (loaded as weights only)",
+        "cached), none (random initialisation), or a local state_dict file (loaded as weights only); a "
+        "hf: probe has the weights saved with it",
+    )
+    _add_text_encoding(embed)
+    embed.add_argument(
+        "--pooling",
+        choices=("mean", "first", "last"),
+        help="text classification tasks: the features of the head, the hidden states' mean over a "
+        "text's tokens (default), the first token's (BERT's [CLS]) or the last token's (a causal "
+        "language model's)",
     )
     embed.add_argument("--method", default="auto", choices=_METHODS, help="Fisher estimator (default: auto)")
     embed.add_argument(
@@ -903,6 +1494,83 @@ def _parser():
     )
     _add_ignore_provenance(recommend, "they were embedded otherwise than the selector's training rows")
     recommend.set_defaults(run=_recommend)
+
+    diversity = commands.add_parser(
+        "diversity",
+        help="the diversity coefficient of a text corpus, or the cross-diversity and alignment of two",
+        description="The diversity coefficient of CORPUS (Miranda et al., 2023): the expected TASK2VEC "
+        "distance between the embeddings of two random batches of its texts, each batch embedded as a "
+        "language-modelling task by the --probe causal language model. With OTHER, the cross-diversity "
+        "of the two corpora (a batch of each) and the alignment coefficient, one minus it. The "
+        "coefficient is the mean over pairs of batches; its confidence interval comes from the "
+        "delete-one-batch jackknife. A corpus is a .jsonl file, one JSON object per line with a "
+        '"text" field; "label" fields are not used (a note says so).',
+    )
+    diversity.add_argument("corpus", metavar="CORPUS", help="a .jsonl file of texts")
+    diversity.add_argument(
+        "other", nargs="?", metavar="OTHER", help="a second .jsonl file: cross-diversity and alignment"
+    )
+    diversity.add_argument(
+        "--probe",
+        required=True,
+        metavar="hf:NAME_OR_FOLDER",
+        help="a causal language model from Hugging Face: hf:gpt2 (the paper's), or hf:<folder> saved "
+        "with save_pretrained",
+    )
+    _add_text_encoding(diversity)
+    diversity.add_argument(
+        "--batch-size", type=_int_from(2), default=8, metavar="N", help="texts per batch (default: 8)"
+    )
+    diversity.add_argument(
+        "--n-batches",
+        type=_int_from(2),
+        default=20,
+        metavar="N",
+        help="batches drawn from each corpus (default: 20; the confidence interval of one corpus needs 3)",
+    )
+    diversity.add_argument(
+        "--confidence-level",
+        type=_probability,
+        default=0.95,
+        metavar="LEVEL",
+        help="of the confidence interval (default: 0.95)",
+    )
+    diversity.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the batches, the probe's Monte Carlo labels and the heads (default: 0, so that runs "
+        "repeat; one seed gives a corpus the same batches in every run)",
+    )
+    diversity.add_argument(
+        "--head-epochs",
+        type=_int_from(0),
+        metavar="N",
+        help="most epochs of each batch's head (default: the embedder's, 100)",
+    )
+    diversity.add_argument(
+        "--memory",
+        metavar="DIR",
+        help="cache each batch's row in this folder: a rerun, or the coefficients of another corpus "
+        "pair drawn with the same --random-state, embeds only the batches not seen yet",
+    )
+    diversity.add_argument(
+        "--n-jobs", type=int, default=None, metavar="N", help="batches embedded in parallel"
+    )
+    diversity.add_argument(
+        "--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ..."
+    )
+    diversity.add_argument(
+        "-o",
+        "--output",
+        help="also write the result to this .json file: each coefficient (kind, coefficient, "
+        "confidence_interval, standard_error, confidence_level), each batch's texts (indices among "
+        "the corpus's texts and line numbers), the settings and the version",
+    )
+    _add_overwrite(diversity)
+    diversity.add_argument("--verbose", action="store_true", help="show progress bars")
+    diversity.set_defaults(run=_diversity)
     return parser
 
 
