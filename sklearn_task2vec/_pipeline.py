@@ -44,6 +44,7 @@ class EmbeddingSettings:
     skip_layers: str | None
     autocast: str | None
     pooling: str = "mean"
+    max_length: int | None = None
 
 
 class Seeds(NamedTuple):

@@ -11,7 +11,9 @@ labels, the attention masks them as keys, and each batch is cut to its own longe
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -226,4 +228,21 @@ def load_pretrained(name):
         tokenizer = transformers.AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError):
         tokenizer = None  # the embedder refuses text without a tokenizer, saying what to pass
+    if tokenizer is not None and len(tokenizer) == 0:
+        tokenizer = None  # a folder without tokenizer files loads as an empty vocabulary
     return model, tokenizer
+
+
+def tokenizer_record(tokenizer):
+    """What a provenance record keeps of a tokenizer: its class, its name or folder, and the
+    SHA-256 of its vocabulary, special tokens and length limit (None: no tokenizer)."""
+    if tokenizer is None:
+        return None
+    digest = hashlib.sha256()
+    vocabulary = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    digest.update(json.dumps(sorted(vocabulary.items()), ensure_ascii=False).encode())
+    special = getattr(tokenizer, "special_tokens_map", {})
+    digest.update(json.dumps(special, sort_keys=True, default=str).encode())
+    digest.update(repr(getattr(tokenizer, "model_max_length", None)).encode())
+    name = getattr(tokenizer, "name_or_path", "") or ""
+    return f"{type(tokenizer).__name__}({name!r}) sha256:{digest.hexdigest()}"

@@ -48,7 +48,15 @@ from ._probes import (
     prepare_probe,
     trivial_embedding,
 )
-from ._text import HF_PREFIX, TextEncoding, is_text, load_pretrained, load_tokenizer, text_encoding
+from ._text import (
+    HF_PREFIX,
+    TextEncoding,
+    is_text,
+    load_pretrained,
+    load_tokenizer,
+    text_encoding,
+    tokenizer_record,
+)
 from ._utils import (
     StrictInterval,
     module_digest,
@@ -500,6 +508,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(os.fspath(tokenizer))
         self.tokenizer_ = tokenizer
+        self._tokenizer_record = tokenizer_record(tokenizer)
         return model
 
     def _text_encoding(self, probe):
@@ -605,6 +614,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             self._settings(),
             normalize=self.normalize,
             random_state=self.random_state,
+            tokenizer=self._tokenizer_record,
         )
 
     def _settings(self):
@@ -622,6 +632,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             skip_layers=self.skip_layers,
             autocast=self.autocast,
             pooling=self.pooling,
+            max_length=self.max_length,
         )
 
     # ------------------------------------------------------------ transform

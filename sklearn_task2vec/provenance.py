@@ -81,6 +81,9 @@ class EmbeddingProvenance:
         for rows made from inputs prepared by the caller.
     version : str
         The version of sklearn-task2vec that made the rows.
+    tokenizer : str or None
+        What tokenized text tasks: the tokenizer's class and name or folder, and the SHA-256
+        of its vocabulary, special tokens and length limit; None without a tokenizer.
     """
 
     probe: str
@@ -90,6 +93,7 @@ class EmbeddingProvenance:
     random_state: int | None
     image_size: int | None
     version: str
+    tokenizer: str | None = None
 
     def to_dict(self):
         """The record as a flat dict of JSON values, keys in a fixed order.
@@ -98,7 +102,7 @@ class EmbeddingProvenance:
         -------
         record : dict
             ``probe``, ``probe_digest``, the settings' fields, ``normalize``,
-            ``random_state``, ``image_size``, ``version``.
+            ``random_state``, ``image_size``, ``version``, ``tokenizer``.
         """
         record = {"probe": self.probe, "probe_digest": self.probe_digest}
         record.update(dataclasses.asdict(self.settings))
@@ -107,6 +111,7 @@ class EmbeddingProvenance:
             random_state=self.random_state,
             image_size=self.image_size,
             version=self.version,
+            tokenizer=self.tokenizer,
         )
         return record
 
@@ -185,7 +190,9 @@ class EmbeddingProvenance:
         return cls.from_dict(record)
 
 
-def embedding_provenance(probe, probe_digest, settings, *, normalize, random_state, image_size=None):
+def embedding_provenance(
+    probe, probe_digest, settings, *, normalize, random_state, image_size=None, tokenizer=None
+):
     """The record of rows made by a probe with ``settings``: the one place records are built.
 
     Parameters
@@ -201,6 +208,8 @@ def embedding_provenance(probe, probe_digest, settings, *, normalize, random_sta
         The embedder's parameter; recorded only when it is an integer.
     image_size : int or None, default=None
         The side images were cut to by ``task2vec embed``.
+    tokenizer : str or None, default=None
+        The tokenizer's record (:func:`~sklearn_task2vec._text.tokenizer_record`).
 
     Returns
     -------
@@ -217,6 +226,7 @@ def embedding_provenance(probe, probe_digest, settings, *, normalize, random_sta
         random_state=seed,
         image_size=image_size,
         version=__version__,
+        tokenizer=tokenizer,
     )
 
 

@@ -53,10 +53,13 @@ OTHER_VALUES = {
     "variational_noise": "per_position",
     "skip_layers": "features",
     "autocast": "bfloat16",
+    "pooling": "first",
+    "max_length": 128,
     "normalize": None,
     "random_state": 1,
     "image_size": 64,
     "version": "0.0.1",
+    "tokenizer": "PreTrainedTokenizerFast('gpt2') sha256:" + "0" * 64,
 }
 FIELDS = list(OTHER_VALUES)
 
@@ -159,11 +162,14 @@ def records():
             variational_noise=st.none() | st.sampled_from(["per_example", "per_position"]),
             skip_layers=st.none() | st.text(),
             autocast=st.sampled_from([None, "bfloat16", "float16"]),
+            pooling=st.sampled_from(["mean", "first", "last"]),
+            max_length=st.none() | st.integers(2, 10**6),
         ),
         normalize=st.sampled_from([None, "trivial"]),
         random_state=st.none() | st.integers(0, 2**32),
         image_size=st.none() | st.integers(1, 10**5),
         version=st.text(min_size=1),
+        tokenizer=st.none() | st.text(),
     )
 
 

@@ -370,3 +370,16 @@ def test_the_cache_tells_a_language_modelling_task_from_a_one_class_one(tokenize
     assert not one_class.any() and language_modelling.all()
     fresh = FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer, head_epochs=2, random_state=0)
     np.testing.assert_allclose(language_modelling, fresh.fit_transform([(texts, None)])[0])
+
+
+def test_the_record_names_the_tokenizer_and_max_length(tokenizer, one_thread):
+    embedder = FisherTaskEmbedder(_gpt2(), tokenizer=tokenizer, head_epochs=1).fit([(["w1 w2"], [0])])
+    record = embedder.provenance_
+    assert record.tokenizer.startswith("PreTrainedTokenizerFast(") and "sha256:" in record.tokenizer
+    other = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer.backend_tokenizer, unk_token="[UNK]", pad_token="[PAD]", model_max_length=7
+    )
+    changed = FisherTaskEmbedder(_gpt2(), tokenizer=other, head_epochs=1).fit([(["w1 w2"], [0])])
+    assert changed.provenance_.tokenizer != record.tokenizer, "its length limit changes the rows"
+    embedder.set_params(max_length=5)
+    assert embedder.provenance_.settings.max_length == 5
