@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib
 import os
 import struct
 import warnings
@@ -43,6 +42,7 @@ from sklearn.utils._param_validation import validate_params
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import is_image_file
 
+from ._text import import_transformers
 from ._utils import SEED_BOUND, StrictInterval
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs its files.
@@ -987,17 +987,6 @@ def _markov_paths(start, transitions, n_paths, length, rng):
     return paths
 
 
-def _import_transformers():
-    """The ``transformers`` module, or an ImportError that says how to install it."""
-    try:
-        return importlib.import_module("transformers")
-    except ImportError as exc:
-        raise ImportError(
-            "word_level_tokenizer makes a Hugging Face tokenizer, which needs transformers: "
-            "pip install 'sklearn-task2vec[text]'."
-        ) from exc
-
-
 @validate_params(
     {
         "texts": "no_validation",  # checked below, with messages naming the bad text
@@ -1084,7 +1073,7 @@ def word_level_tokenizer(texts, *, max_vocab=None, add_bos=True, model_max_lengt
     ranked = sorted(counts, key=lambda word: (-counts[word], word))[:max_vocab]
     vocabulary = {token: index for index, token in enumerate((*specials, *ranked))}
 
-    transformers = _import_transformers()
+    transformers = import_transformers()
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     backend = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=UNK_TOKEN))
