@@ -17,6 +17,10 @@
   ``ValueError`` naming the file (decompression bombs, corrupt files, floating-point pixels).
 * :func:`read_idx`: the IDX file format of MNIST and its kin.
 * :func:`to_rgb`: one-channel images as three-channel ones, for the ImageNet probes.
+* :func:`markov_text_corpus`: synthetic text, a uniform mixture of random Markov chains over
+  words (the latent "concepts" of GINC, Xie et al. 2021), whose diversity is set by the number
+  of concepts and the vocabulary size.
+* :func:`word_level_tokenizer`: a word-level Hugging Face tokenizer of a corpus, built offline.
 """
 
 from __future__ import annotations
@@ -26,14 +30,20 @@ import os
 import struct
 import warnings
 import zlib
+from collections import Counter
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import validate_params
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import is_image_file
+
+from ._text import import_transformers
+from ._utils import SEED_BOUND, StrictInterval
 
 #: Where the Debian package ``dataset-fashion-mnist`` installs its files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -777,3 +787,309 @@ def load_image_folder(root, *, transform=None):
             stacklevel=2,
         )
     return dataset
+
+
+# ---------------------------------------------------------------------------- synthetic text
+
+#: The padding token of :func:`word_level_tokenizer`'s tokenizers, id 0.
+PAD_TOKEN = "[PAD]"
+#: The token of :func:`word_level_tokenizer`'s tokenizers for a word outside the vocabulary, id 1.
+UNK_TOKEN = "[UNK]"
+#: The token :func:`word_level_tokenizer`'s tokenizers start each text with, id 2.
+BOS_TOKEN = "[BOS]"
+
+
+@validate_params(
+    {
+        "n_concepts": [StrictInterval(Integral, 1, None, closed="left")],
+        "vocab_size": [StrictInterval(Integral, 1, None, closed="left")],
+        "n_texts": [StrictInterval(Integral, 1, None, closed="left")],
+        "text_length": [StrictInterval(Integral, 1, None, closed="left")],
+        "concentration": [StrictInterval(Real, 0, None, closed="neither")],
+        "word_prefix": [str],
+        "return_concepts": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def markov_text_corpus(
+    n_concepts,
+    *,
+    vocab_size,
+    n_texts,
+    text_length,
+    concentration=0.1,
+    word_prefix="w",
+    return_concepts=False,
+    random_state=None,
+):
+    """Synthetic texts from a uniform mixture of random Markov chains over a vocabulary of words.
+
+    The corpora of the GINC experiments (Xie et al., 2021, "An Explanation of In-context
+    Learning as Implicit Bayesian Inference"), on which Miranda et al. (2023, "Beyond Scale: the
+    Diversity Coefficient as a Data Quality Metric") show that the diversity coefficient rises
+    with the number of latent concepts and with the vocabulary size, in a simpler form: each
+    latent *concept* is a first-order Markov chain over the words ``f"{word_prefix}0"`` to
+    ``f"{word_prefix}{vocab_size - 1}"`` (GINC's concepts are hidden Markov models). A concept
+    has a start distribution, drawn uniformly from the simplex (a flat Dirichlet), and a
+    transition matrix whose rows are drawn from a symmetric Dirichlet of parameter
+    ``concentration``: a small concentration makes each word followed by a few words only, so
+    that each concept has its own peaked, sparse "grammar". Each text picks one concept
+    uniformly at random and is ``text_length`` words of its chain, joined by single spaces.
+
+    Parameters
+    ----------
+    n_concepts : int
+        Number of latent concepts (Markov chains) mixed, at least 1.
+    vocab_size : int
+        Number of distinct words, at least 1.
+    n_texts : int
+        Number of texts, at least 1.
+    text_length : int
+        Words per text, at least 1.
+    concentration : float, default=0.1
+        Parameter of the symmetric Dirichlet each transition row is drawn from, above 0. A word
+        is followed by about ``(vocab_size * concentration + 1) / (concentration + 1)`` words
+        (the inverse of the row's expected sum of squared probabilities): small values give
+        sparse, peaked chains, large ones chains close to uniform, where the concepts no longer
+        differ. Any positive value works: the rows are drawn in log space, where the tiny
+        gamma variates of a small concentration do not underflow to zero.
+    word_prefix : str, default="w"
+        What each word starts with, before its index: a non-empty string without whitespace.
+        Two corpora with different prefixes (``"a"`` and ``"b"``) have disjoint vocabularies,
+        e.g. to check that the cross-diversity of two corpora exceeds the diversity of each.
+        Pick prefixes of which none is another's prefix followed by digits (``"w"`` and
+        ``"w1"`` share the word ``"w12"``).
+    return_concepts : bool, default=False
+        Also return the concept of each text, e.g. to make a text classification task
+        ``(texts, concepts)`` or to split the corpus by concept.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the concepts and the texts; an int gives the same corpus on every call. The
+        concepts are drawn each from its own stream, so that with one integer seed and one
+        vocabulary, the first ``k`` concepts of a corpus of ``n_concepts > k`` are the chains
+        of the corpus of ``k`` concepts: corpora that differ only in ``n_concepts`` are nested,
+        and their diversities differ by the added concepts, not by a new draw of the old ones.
+
+    Returns
+    -------
+    texts : list of str
+        ``n_texts`` texts of ``text_length`` words each.
+    concepts : ndarray of shape (n_texts,), dtype int64
+        The concept of each text, in ``[0, n_concepts)``; only with ``return_concepts=True``.
+
+    Raises
+    ------
+    ValueError
+        When a count is below 1, ``concentration`` is not a finite positive number, or
+        ``word_prefix`` is empty or holds whitespace.
+    TypeError
+        When an argument is of the wrong type (e.g. a float ``n_texts``, ``True`` as a count).
+
+    Notes
+    -----
+    **Why diversity rises with the number of concepts.** The diversity coefficient is the
+    expected distance between the TASK2VEC embeddings of two random batches of a corpus. A
+    batch of ``B`` texts holds the concepts in multinomial proportions; with one concept,
+    two batches differ only by the sampling noise of one chain, but with ``K`` concepts their
+    proportions differ too (each by about ``sqrt((1 - 1/K) / (K B))``), and each concept
+    weighs on its own parameters of the probe (its words and word pairs), so the embeddings
+    move apart. The difference grows with ``K`` and saturates once a batch holds so many
+    concepts that batches all look like the same average mixture, as the paper reports for
+    GINC (its Fig. 4: a rise with diminishing returns).
+
+    **Why diversity rises with the vocabulary size.** At a fixed concentration, each word has
+    about ``vocab_size * concentration`` likely successors, so a chain's texts spread over more
+    words and word pairs as the vocabulary grows, while a batch holds a fixed number of words
+    (``B * text_length``): the relative sampling noise of a batch's word and word-pair counts,
+    about ``sqrt(vocab_size / (B * text_length))`` for the words, grows with the vocabulary,
+    and two batches share less of what they contain.
+
+    Drawing a concept costs ``vocab_size ** 2`` random numbers, and the chains are drawn one at
+    a time: memory is ``O(vocab_size ** 2)``, time ``O(n_concepts * vocab_size ** 2 + n_texts
+    * text_length * log(vocab_size))``.
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.datasets import markov_text_corpus
+    >>> texts = markov_text_corpus(2, vocab_size=20, n_texts=3, text_length=5, random_state=0)
+    >>> len(texts), [len(text.split()) for text in texts]
+    (3, [5, 5, 5])
+    >>> all(word.startswith("w") for text in texts for word in text.split())
+    True
+    >>> texts, concepts = markov_text_corpus(
+    ...     4, vocab_size=20, n_texts=6, text_length=5, return_concepts=True, random_state=0
+    ... )
+    >>> concepts.shape, bool(concepts.max() < 4)
+    ((6,), True)
+    """
+    where = "markov_text_corpus"
+    if not word_prefix or any(character.isspace() for character in word_prefix):
+        raise ValueError(
+            f"{where}: word_prefix must be a non-empty string without whitespace (words are joined "
+            f"by spaces), got {word_prefix!r}."
+        )
+    seed = int(check_random_state(random_state).randint(SEED_BOUND))
+    # Separate streams (numpy SeedSequence entropy [seed, stream, index]): the texts' draws, and
+    # each concept's chain, which therefore does not depend on n_concepts or n_texts.
+    text_rng = np.random.default_rng([seed, 0])
+    concepts = text_rng.integers(n_concepts, size=n_texts)
+    words = np.array([f"{word_prefix}{index}" for index in range(vocab_size)])
+    texts = [""] * n_texts
+    for concept in range(n_concepts):
+        members = np.flatnonzero(concepts == concept)
+        if members.size == 0:
+            continue  # its chain is drawn from its own stream: skipping it shifts nothing
+        chain_rng = np.random.default_rng([seed, 1, concept])
+        start = _dirichlet_rows(chain_rng, 1.0, 1, vocab_size)[0]
+        transitions = _dirichlet_rows(chain_rng, float(concentration), vocab_size, vocab_size)
+        indices = _markov_paths(start, transitions, members.size, int(text_length), text_rng)
+        for member, path in zip(members, words[indices]):
+            texts[member] = " ".join(path)
+    if return_concepts:
+        return texts, concepts.astype(np.int64)
+    return texts
+
+
+def _dirichlet_rows(rng, alpha, n_rows, n_columns):
+    """``n_rows`` draws of a symmetric Dirichlet(``alpha``) over ``n_columns`` outcomes.
+
+    A Gamma(alpha) variate is ``Gamma(alpha + 1) * U ** (1 / alpha)``; taken in logs, the tiny
+    variates of a small ``alpha`` stay finite instead of underflowing to zero, which makes
+    whole rows 0 / 0 (numpy's legacy ``dirichlet`` returns NaN rows there).
+    """
+    shape = (n_rows, n_columns)
+    # 1 - U lies in (0, 1]: its log is finite.
+    logs = np.log(rng.standard_gamma(alpha + 1.0, shape)) + np.log1p(-rng.random(shape)) / alpha
+    logs -= logs.max(axis=1, keepdims=True)
+    weights = np.exp(logs)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _markov_paths(start, transitions, n_paths, length, rng):
+    """``(n_paths, length)`` word indices: paths of the chain (``start``, ``transitions``).
+
+    All paths advance together, one step at a time, by inverse transform sampling in one sorted
+    array: row ``i`` of the cumulative transitions, shifted by ``i``, spans ``(i, i + 1]``, so a
+    state ``i`` and a uniform ``u`` find their successor by one ``searchsorted`` of ``i + u``.
+    """
+    n_words = len(start)
+    cumulative = np.cumsum(transitions, axis=1)
+    cumulative[:, -1] = 1.0  # rounding must not leave room past the last word of a row
+    shifted = (cumulative + np.arange(n_words)[:, None]).ravel()
+    start_cumulative = np.cumsum(start)
+    start_cumulative[-1] = 1.0
+    paths = np.empty((n_paths, length), dtype=np.int64)
+    paths[:, 0] = np.searchsorted(start_cumulative, rng.random(n_paths), side="right")
+    for step in range(1, length):
+        state = paths[:, step - 1]
+        found = np.searchsorted(shifted, state + rng.random(n_paths), side="right")
+        paths[:, step] = found - state * n_words
+    return paths
+
+
+@validate_params(
+    {
+        "texts": "no_validation",  # checked below, with messages naming the bad text
+        "max_vocab": [StrictInterval(Integral, 1, None, closed="left"), None],
+        "add_bos": ["boolean"],
+        "model_max_length": [StrictInterval(Integral, 1, None, closed="left"), None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def word_level_tokenizer(texts, *, max_vocab=None, add_bos=True, model_max_length=None):
+    """A word-level Hugging Face tokenizer of a corpus, built offline: one token per word.
+
+    Words are what lies between whitespace (the ``tokenizers`` library's ``WhitespaceSplit``
+    pre-tokenizer, so that ``"w-1"`` or ``"don't"`` stay one word), and each word of the
+    vocabulary is one token of a ``WordLevel`` model. This is the tokenizer of synthetic corpora
+    such as :func:`markov_text_corpus`, whose words a subword tokenizer (GPT-2's) would cut into
+    pieces shared across words.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The corpus the vocabulary is read from.
+    max_vocab : int or None, default=None
+        Keep only the ``max_vocab`` most frequent words (ties broken by the words' order as
+        strings, so the vocabulary does not depend on the texts' order); the others become
+        ``[UNK]``. None: every word. The special tokens are not counted.
+    add_bos : bool, default=True
+        Start every encoded text with ``[BOS]``, so that a language model predicts its first
+        word too (a text of ``n`` words gives ``n`` next-token labels, not ``n - 1``).
+    model_max_length : int or None, default=None
+        The tokenizer's ``model_max_length``, the most tokens an embedder keeps per text when
+        given no ``max_length``. None: no limit of the tokenizer's own.
+
+    Returns
+    -------
+    transformers.PreTrainedTokenizerFast
+        Ids ``0``, ``1``, ``2`` are ``[PAD]`` (its ``pad_token``), ``[UNK]`` (``unk_token``) and
+        ``[BOS]`` (``bos_token``), then the words, most frequent first; ``len(tokenizer)`` is
+        the vocabulary size a model needs (``vocab_size`` of its configuration). Padding is on
+        the right. It saves and loads as any Hugging Face tokenizer (``save_pretrained``,
+        ``AutoTokenizer.from_pretrained``).
+
+    Raises
+    ------
+    TypeError
+        When ``texts`` is a single string, or not a sequence of strings.
+    ValueError
+        When ``texts`` holds no word at all, or a word spelled as a special token.
+    ImportError
+        When ``transformers`` is not installed (``pip install 'sklearn-task2vec[text]'``).
+
+    Examples
+    --------
+    >>> from sklearn_task2vec.datasets import word_level_tokenizer
+    >>> tokenizer = word_level_tokenizer(["a b b", "b c"])
+    >>> len(tokenizer), tokenizer.convert_ids_to_tokens([0, 1, 2, 3, 4, 5])
+    (6, ['[PAD]', '[UNK]', '[BOS]', 'b', 'a', 'c'])
+    >>> tokenizer(["b a", "c d"], padding=True)["input_ids"]
+    [[2, 3, 4], [2, 5, 1]]
+    """
+    where = "word_level_tokenizer"
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{where}: texts must be a sequence of strings, got a single {type(texts).__name__}.")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(
+            f"{where}: texts must be a sequence of strings, got {type(texts).__name__}."
+        ) from None
+    counts = Counter()
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: texts must be strings, but text {index} is {type(text).__name__}.")
+        counts.update(text.split())
+    if not counts:
+        raise ValueError(f"{where}: the texts hold no word ({len(texts)} texts, all empty or whitespace).")
+    specials = (PAD_TOKEN, UNK_TOKEN, BOS_TOKEN)
+    clashes = sorted(set(specials) & set(counts))
+    if clashes:
+        raise ValueError(
+            f"{where}: the texts hold {', '.join(clashes)}, spelled as a special token of the "
+            f"tokenizer: replace it in the texts, or it would be read as the special token."
+        )
+    ranked = sorted(counts, key=lambda word: (-counts[word], word))[:max_vocab]
+    vocabulary = {token: index for index, token in enumerate((*specials, *ranked))}
+
+    transformers = import_transformers()
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    backend = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=UNK_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if add_bos:
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{BOS_TOKEN} $A",
+            pair=f"{BOS_TOKEN} $A $B",
+            special_tokens=[(BOS_TOKEN, vocabulary[BOS_TOKEN])],
+        )
+    options = {} if model_max_length is None else {"model_max_length": int(model_max_length)}
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD_TOKEN,
+        unk_token=UNK_TOKEN,
+        bos_token=BOS_TOKEN,
+        padding_side="right",
+        **options,
+    )
