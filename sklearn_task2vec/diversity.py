@@ -134,7 +134,7 @@ def diversity_coefficient(
         Draws the batches and seeds the embedder (Monte Carlo labels).
     **embedder_params
         Other parameters of :class:`~sklearn_task2vec.FisherTaskEmbedder`: ``method``,
-        ``head_epochs``, ``max_length``, ``device``, ``n_jobs`` (many batches in parallel, any
+        ``head_epochs`` (here 10 unless given: :data:`HEAD_EPOCHS`), ``max_length``, ``device``, ``n_jobs`` (many batches in parallel, any
         joblib backend, dask included), ``memory`` (a folder that keeps each batch's row: a
         rerun, or another coefficient over the same batches, computes nothing again), ...
 
@@ -381,9 +381,16 @@ def _draw_batches(n_texts, batch_size, n_batches, seed):
     return [np.sort(rng.choice(n_texts, batch_size, replace=False)) for _ in range(n_batches)]
 
 
+#: L-BFGS iterations of each batch's head unless ``head_epochs`` is given: a short fine-tune of
+#: the model's own output layer (the reference code: 10 epochs of AdamW at lr 5e-5), not a fit
+#: to convergence, which a full-vocabulary head would reach by memorising one batch.
+HEAD_EPOCHS = 10
+
+
 def _embedder(probe, tokenizer, seed, embedder_params):
     if probe is None:
         raise ValueError("probe is required: a causal language model, e.g. probe='hf:gpt2'.")
+    embedder_params = {"head_epochs": HEAD_EPOCHS, **embedder_params}
     return FisherTaskEmbedder(probe, tokenizer=tokenizer, random_state=seed, **embedder_params)
 
 
