@@ -114,9 +114,17 @@ def exact_logit_directions(probs):
 
 def sampled_logit_directions(probs, generator):
     """``e_y - p`` with ``y ~ p`` for each example: the score of a sampled label, shape (n, C, 1)."""
-    labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    one_hot = F.one_hot(labels, probs.shape[1]).to(probs.dtype)
-    return (one_hot - probs).unsqueeze(2)
+    labels = torch.multinomial(probs, 1, generator=generator)
+    directions = -probs
+    directions.scatter_add_(1, labels, torch.ones_like(labels, dtype=probs.dtype))
+    return directions.unsqueeze(2)
+
+
+#: Above this many logits in a batch (a language model's vocabulary at every token), the
+#: class probabilities of a Monte Carlo draw stay in the logits' precision: float64 copies of
+#: tensors of hundreds of millions of numbers would cost more than the whole backward pass,
+#: and rounding ``p`` to float32 (1e-7, relative) is far below the sampling noise.
+_FLOAT64_LOGITS = 1 << 22
 
 
 def gram_is_cheaper(n_out, positions, n_in):
@@ -503,15 +511,22 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
         if not logits.requires_grad:
             raise ValueError("The probe's output does not depend on any of its filters.")
         n_examples, n_slots, n_classes = logits.shape
-        probs = torch.softmax(logits.detach().to(torch.float64), dim=2).reshape(-1, n_classes)
-        held = valid.reshape(-1, 1).to(torch.float64)
+        small = logits.numel() <= _FLOAT64_LOGITS
+        precision = torch.float64 if small or method == "exact" else logits.dtype
+        probs = torch.softmax(logits.detach().to(precision), dim=2).reshape(-1, n_classes)
+        unlabelled = ~valid.reshape(-1)
         if method == "montecarlo":
-            directions = sampled_logit_directions(probs, generator) * held.unsqueeze(2)
+            directions = sampled_logit_directions(probs, generator)
+            if unlabelled.any():
+                directions[unlabelled] = 0
             logits.backward(directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype))
             return recorder.rows
         if method != "exact":
             raise ValueError(f"per_example_fisher takes 'exact' or 'montecarlo', not {method!r}.")
-        directions = (exact_logit_directions(probs) * held.unsqueeze(2)).to(logits.dtype)
+        directions = exact_logit_directions(probs)
+        if unlabelled.any():
+            directions[unlabelled] = 0
+        directions = directions.to(logits.dtype)
         directions = directions.reshape(n_examples, n_slots, n_classes, n_classes - 1)
         passes = [
             (slot, index) for slot in range(n_slots) if valid[:, slot].any() for index in range(n_classes - 1)

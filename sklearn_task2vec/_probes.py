@@ -306,7 +306,7 @@ def _language_model_output(model):
     ids = torch.zeros((1, 2), dtype=torch.long, device=output.weight.device)
     try:
         with torch.no_grad():
-            logits = model(input_ids=ids).logits
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     except Exception as exc:  # a model that needs other inputs (an encoder-decoder)
         return (
             None,

@@ -124,8 +124,9 @@ def diversity_coefficient(
     tokenizer : tokenizer, str or None, default=None
         As :class:`~sklearn_task2vec.FisherTaskEmbedder`'s (None: the ``"hf:"`` probe's own).
     batch_size : int, default=8
-        Texts per batch, each batch one task (the paper's 512 tokens x 8 sequences; set
-        ``max_length=512``, an embedder parameter, for its truncation).
+        Texts per batch, each batch one task. The paper's batches are 512 sequences of 128
+        tokens (``batch_size=512, max_length=128``; ``max_length`` is an embedder parameter):
+        larger batches cost more and give rows with less Monte Carlo noise.
     n_batches : int, default=20
         Batches drawn. Disjoint when the corpus has ``n_batches * batch_size`` texts, else
         each drawn on its own (texts may recur across batches, never within one).

@@ -31,6 +31,7 @@ from ._pipeline import (
     embedding_seeds,
     fisher_generator,
     fisher_method,
+    language_model_output,
     single_class_embedding,
     stem_task,
     task_head,
@@ -745,6 +746,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             per_example=True,
         )
 
+    def _refuse_language_modelling(self, tasks):
+        """Refuse language-modelling tasks before any work when the probe cannot embed them
+        (no output layer to start their head), rather than when their turn comes."""
+        for index, task in enumerate(tasks):
+            if isinstance(task, (tuple, list)) and len(task) == 2 and task[1] is None and is_text(task[0]):
+                language_model_output(self.probe_, f"task {index}")
+
     def _embed_tasks(self, tasks):
         seeds = embedding_seeds(self.random_state)
         device = resolve_device(self.device)
@@ -766,6 +774,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                         UserWarning,
                         stacklevel=3,
                     )
+        if self.on_error == "raise":
+            self._refuse_language_modelling(tasks)
         job = _TaskJob(
             settings=settings,
             seeds=seeds,

@@ -297,12 +297,19 @@ def test_text_without_a_tokenizer_is_refused():
         FisherTaskEmbedder(_gpt2()).fit([(["w1 w2"], [0])])
 
 
-def test_language_modelling_needs_a_causal_language_model(tokenizer, one_thread):
+def test_language_modelling_needs_a_causal_language_model(tokenizer, monkeypatch, one_thread):
     embedder = FisherTaskEmbedder(_bert(), tokenizer=tokenizer, head_epochs=1)
+    spy = HeadSpy(monkeypatch)
+    tasks = [(_texts(4, seed=7), [0, 1, 0, 1]), (_texts(4, seed=7, shortest=3), None)]
     with pytest.raises(
-        ValueError, match=r"task 0 is a language-modelling task.*BertModel has no language-modelling head"
+        ValueError, match=r"task 1 is a language-modelling task.*BertModel has no language-modelling head"
     ):
-        embedder.fit_transform([(_texts(4, seed=7, shortest=3), None)])
+        embedder.fit_transform(tasks)
+    assert spy.heads == [], "refused before any task is embedded"
+    embedder.set_params(on_error="warn")
+    with pytest.warns(UserWarning, match=r"Task 1 failed.*language-modelling head"):
+        rows = embedder.fit_transform(tasks)
+    assert np.isfinite(rows[0]).all() and np.isnan(rows[1]).all()
 
 
 def test_variational_refuses_language_modelling(tokenizer, one_thread):
