@@ -18,8 +18,9 @@ each.
 The probe: a word-level tokenizer of all the corpora
 (:func:`~sklearn_task2vec.datasets.word_level_tokenizer`) and a 2-layer GPT-2 (64 features, 2
 heads), trained here for a few hundred steps on texts of the same corpora that are never
-measured, so that it is not a random network. Its heads are fitted with 30 L-BFGS epochs
-(``head_epochs=30``, an embedder parameter; the default 100 triples the run time).
+measured, so that it is not a random network. Each batch's head is the diversity functions'
+default: 10 L-BFGS iterations from the model's own output layer
+(``sklearn_task2vec.diversity.HEAD_EPOCHS``).
 
 On the same batches, the authors' estimator (``benchmarks/reference_diversity.py``, our own
 implementation of their recipe, see ``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy
@@ -40,23 +41,22 @@ Not run by the documentation build (the file name starts with ``slow_``): the fi
 the one stored in ``docs/images/``, from an earlier run of the script; the script writes its
 own into ``<output-dir>``.
 
-Run time: 8 minutes on a shared 2-core CPU machine under a load of about 5, one thread (the
-run below); the parts cost about three times less on an idle one.
+Run time: 7 minutes on a shared 2-core CPU machine under a load of about 3.5, one thread (the
+run below); the times per batch vary twofold with the machine's load from run to run.
 
-What the run below shows. The cross-diversity check holds for both estimators: 0.46 and 0.44
-between the two vocabularies, against at most 0.19 within either. The rises with the number
-of concepts and with the vocabulary do **not** appear at this scale, for either estimator:
-each coefficient is within about twice its noise floor (ours: floors 0.06 to 0.10 under
-coefficients 0.11 to 0.18), and the reference's floor (0.14 to 0.18) is about its coefficient:
-its distances between batches are nearly all the noise of its four squared mini-batch
-gradients and of dropout. With batches of 32 texts of 31 words the noise of the sampled
-labels is as large as what the corpora's differences move, and larger batches do not help
-(the noise and the batches' differences both shrink as one over the square root of the batch
-size); longer texts, a probe that tells the concepts apart better (the paper's is a
-pretrained GPT-2), or more label draws per token would. The two estimators agree on the
-coefficients (Pearson 0.97 over the 8, carried by the cross-diversity; Spearman 0.71); their
-rows of one batch are 0.2 to 0.45 apart. Ours costs more per batch, most of it the head's
-L-BFGS over an 830-token output layer.
+What the run below shows. The cross-diversity check holds for both estimators: 0.44 between
+the two vocabularies, against at most 0.15 (ours) and 0.21 (reference) within either. The
+rises with the number of concepts and with the vocabulary do **not** appear at this scale,
+for either estimator: ours lies between 0.10 and 0.15 over noise floors of 0.07 to 0.11, and
+the reference's floor (0.14 to 0.18) is about its coefficient (0.14 to 0.21): its distances
+between batches are nearly all the noise of its four squared mini-batch gradients and of
+dropout. With batches of 32 texts of 31 words the noise of the sampled labels is as large as
+what the corpora's differences move, and larger batches do not help (the noise and the
+batches' differences both shrink as one over the square root of the batch size); longer
+texts, a probe that tells the concepts apart better (the paper's is a pretrained GPT-2), or
+more label draws per token would. The two estimators agree on the coefficients mostly through
+the cross-diversity (Pearson 0.96 over the 8, Spearman 0.45); their rows of one batch are 0.15
+to 0.33 apart.
 
 .. image:: /images/text_diversity.png
    :alt: Diversity coefficient against the number of concepts and the vocabulary size, and
@@ -66,7 +66,7 @@ L-BFGS over an 830-token output layer.
 Output of a run (``python examples/slow_text_diversity.py``, defaults)::
 
     7 corpora of 512 texts of 31 words (topic_concentration=0.1); 830 tokens
-    Probe: GPT-2, 2 layers x 64 features, trained 300 steps on 3584 other texts of the corpora: loss 6.15 -> 3.65 nats (uniform: 6.72) in 23 s
+    Probe: GPT-2, 2 layers x 64 features, trained 300 steps on 3584 other texts of the corpora: loss 6.15 -> 3.65 nats (uniform: 6.72) in 14 s
 
     Diversity coefficient, 5 batches of 32 texts per corpus
       ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)
@@ -75,21 +75,21 @@ Output of a run (``python examples/slow_text_diversity.py``, defaults)::
       ours-vs-ref: median symmetric distance between the two estimators' rows of one batch
     corpus                   ours   floor        reference   floor  ours-vs-ref
     ---------------------------------------------------------------------------
-    1 concept     0.1751 ± 0.0326  0.0967  0.2139 ± 0.0309  0.1840       0.3648
-    2 concepts    0.1121 ± 0.0190  0.0644  0.1902 ± 0.0136  0.1575       0.2723
-    4 concepts    0.1501 ± 0.0449  0.0880  0.1922 ± 0.0268  0.1551       0.2132
-    8 concepts    0.1479 ± 0.0300  0.0750  0.1787 ± 0.0195  0.1404       0.1990
-    50 words      0.1847 ± 0.0401  0.0764  0.1920 ± 0.0365  0.1708       0.3284
-    800 words     0.1283 ± 0.0280  0.0935  0.1464 ± 0.0134  0.1616       0.4549
-    a-words       0.1480 ± 0.0095  0.0987  0.1391 ± 0.0169  0.1574       0.4208
-    cross(w, a)   0.4585 ± 0.0143          0.4350 ± 0.0169
+    1 concept     0.1127 ± 0.0194  0.0942  0.2139 ± 0.0309  0.1840       0.3254
+    2 concepts    0.0958 ± 0.0172  0.0726  0.1902 ± 0.0136  0.1575       0.2342
+    4 concepts    0.1300 ± 0.0255  0.0733  0.1922 ± 0.0268  0.1551       0.2068
+    8 concepts    0.1208 ± 0.0135  0.0812  0.1787 ± 0.0195  0.1404       0.1509
+    50 words      0.1484 ± 0.0185  0.0789  0.1920 ± 0.0365  0.1708       0.3109
+    800 words     0.0970 ± 0.0425  0.0727  0.1464 ± 0.0134  0.1616       0.2136
+    a-words       0.1286 ± 0.0402  0.1095  0.1391 ± 0.0169  0.1574       0.3189
+    cross(w, a)   0.4426 ± 0.0225          0.4350 ± 0.0169
 
-    Across the 8 coefficients: Pearson 0.966, Spearman 0.714; reference / ours: median 1.17
-    Time per batch: ours 6.41 s (head: 30 L-BFGS epochs; per-sequence Fisher), reference 2.78 s (10 epochs of head fine-tuning)
+    Across the 8 coefficients: Pearson 0.958, Spearman 0.452; reference / ours: median 1.48
+    Time per batch: ours 3.23 s (head: 10 L-BFGS iterations; per-sequence Fisher), reference 5.14 s (10 epochs of head fine-tuning)
     ours: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
     reference: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
     Wrote <output-dir>/text_diversity.png
-    Total 481 s
+    Total 422 s
 """
 
 # sphinx_gallery_thumbnail_path = "images/text_diversity.png"
@@ -107,7 +107,7 @@ from scipy import stats
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec.datasets import markov_text_corpus, word_level_tokenizer
 from sklearn_task2vec.distances import pairwise_task_distances
-from sklearn_task2vec.diversity import cross_diversity_coefficient, diversity_coefficient
+from sklearn_task2vec.diversity import HEAD_EPOCHS, cross_diversity_coefficient, diversity_coefficient
 
 # The authors' recipe lives with the benchmarks, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -222,7 +222,6 @@ def ours_diversities(measured, probe, tokenizer, args):
         "n_batches": args.n_batches,
         "random_state": args.seed,
         "device": "cpu",
-        "head_epochs": args.head_epochs,
     }
     results, floors, seconds, n_rows = {}, {}, 0.0, 0
     with tempfile.TemporaryDirectory() as cache:
@@ -236,7 +235,7 @@ def ours_diversities(measured, probe, tokenizer, args):
                 tokenizer=tokenizer,
                 random_state=args.seed + 1,
                 device="cpu",
-                head_epochs=args.head_epochs,
+                head_epochs=HEAD_EPOCHS,
             ).fit_transform(
                 [([texts[i] for i in batch], None) for batch in results[name].batches[:FLOOR_BATCHES]]
             )
@@ -323,7 +322,6 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
     parser.add_argument("--n-batches", type=int, default=5, help="batches per corpus (default 5)")
     parser.add_argument("--train-steps", type=int, default=300, help="probe training steps (default 300)")
-    parser.add_argument("--head-epochs", type=int, default=30, help="our heads' L-BFGS epochs (default 30)")
     parser.add_argument(
         "--reference-epochs",
         type=int,
@@ -386,7 +384,7 @@ def main(argv=None):
         f"{np.median(np.divide(reference_values, ours_values)):.2f}"
     )
     print(
-        f"Time per batch: ours {ours_seconds:.2f} s (head: {args.head_epochs} L-BFGS epochs; per-sequence "
+        f"Time per batch: ours {ours_seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence "
         f"Fisher), reference {reference_seconds:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
     )
     for label, values, cross_value in (
