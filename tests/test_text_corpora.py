@@ -7,6 +7,7 @@ more concepts and the larger the vocabulary. The tokenizer is checked by round t
 """
 
 import sys
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -140,6 +141,19 @@ def test_dirichlet_rows_are_distributions_with_the_dirichlet_moments(alpha):
     np.testing.assert_allclose(rows.var(0), variance, rtol=0.05)
 
 
+def test_vanishing_concentrations_give_one_hot_rows():
+    """Where every gamma variate underflows, a row is one outcome, drawn in proportion to alpha."""
+    rows = _dirichlet_rows(np.random.default_rng(3), np.array([1e-320, 3e-320]), 8000, 2)
+    assert set(np.unique(rows)) == {0.0, 1.0} and (rows.sum(1) == 1).all()
+    assert rows[:, 1].mean() == pytest.approx(0.75, abs=0.02)
+    texts = corpus(1, vocab_size=6, n_texts=3, concentration=1e-300)
+    successors = {}
+    for text in texts:
+        words = text.split()
+        for first, second in zip(words[:-1], words[1:]):
+            assert successors.setdefault(first, second) == second  # a deterministic chain
+
+
 def test_tiny_concentrations_give_sparse_chains():
     """A word has fewer distinct successors under a small concentration than under a large one."""
 
@@ -152,6 +166,46 @@ def test_tiny_concentrations_give_sparse_chains():
     assert sparse < 2.0 < 20.0 < dense
 
 
+def word_frequencies(texts, vocab_size):
+    counts = np.zeros(vocab_size)
+    for text in texts:
+        np.add.at(counts, [int(word[1:]) for word in text.split()], 1)
+    return counts / counts.sum()
+
+
+def test_topics_give_each_concept_its_own_words():
+    """With a small topic concentration, two concepts' word frequencies differ and each uses a
+    small part of the vocabulary; without topics, they spread over it alike."""
+
+    def concepts_frequencies(topic_concentration):
+        texts, concepts = corpus(
+            2,
+            vocab_size=100,
+            n_texts=600,
+            text_length=30,
+            topic_concentration=topic_concentration,
+            return_concepts=True,
+        )
+        return [word_frequencies([t for t, c in zip(texts, concepts) if c == k], 100) for k in (0, 1)]
+
+    first, second = concepts_frequencies(0.05)
+    assert total_variation(first, second) > 0.8
+    assert max(np.sum(first > 0.001), np.sum(second > 0.001)) < 40
+    first, second = concepts_frequencies(None)
+    assert total_variation(first, second) < 0.4
+    assert min(np.sum(first > 0.001), np.sum(second > 0.001)) > 90
+
+
+def test_dirichlet_rows_take_one_parameter_per_outcome():
+    alpha = np.array([0.5, 1.0, 2.5, 0.0])  # a parameter 0: a word its topic never uses
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero
+        rows = _dirichlet_rows(np.random.default_rng(2), alpha, 40000, 4)
+    np.testing.assert_allclose(rows.sum(1), 1.0)
+    assert (rows[:, 3] == 0).all()
+    np.testing.assert_allclose(rows.mean(0), alpha / alpha.sum(), atol=0.01)
+
+
 def test_word_prefixes_give_disjoint_vocabularies():
     first = {word for text in corpus(word_prefix="a") for word in text.split()}
     second = {word for text in corpus(word_prefix="b") for word in text.split()}
@@ -159,26 +213,41 @@ def test_word_prefixes_give_disjoint_vocabularies():
     assert all(word.startswith("a") for word in first)
 
 
-def batch_distance(n_concepts, vocab_size, n_pairs=12, batch_size=32, seed=0):
-    """Mean cosine distance between the word-pair counts of two disjoint random batches: a
-    model-free proxy of the diversity coefficient."""
+def batch_distance(n_concepts, vocab_size, counts, n_pairs=12, batch_size=32, seed=0, **options):
+    """Mean cosine distance between the word-pair (``counts=bigram_frequencies``) or word
+    (``word_frequencies``) counts of two disjoint random batches: a model-free proxy of the
+    diversity coefficient."""
     texts = markov_text_corpus(
-        n_concepts, vocab_size=vocab_size, n_texts=2 * n_pairs * batch_size, text_length=20, random_state=seed
+        n_concepts,
+        vocab_size=vocab_size,
+        n_texts=2 * n_pairs * batch_size,
+        text_length=20,
+        random_state=seed,
+        **options,
     )
     order = np.random.default_rng(seed).permutation(len(texts))
     distances = []
     for pair in range(n_pairs):
         batches = order[2 * pair * batch_size : 2 * (pair + 1) * batch_size].reshape(2, batch_size)
-        a, b = (bigram_frequencies([texts[i] for i in batch], vocab_size).ravel() for batch in batches)
+        a, b = (counts([texts[i] for i in batch], vocab_size).ravel() for batch in batches)
         distances.append(1 - a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     return np.mean(distances)
 
 
 def test_batches_differ_more_with_more_concepts_and_larger_vocabularies():
-    by_concepts = [batch_distance(k, 20) for k in (1, 2, 8)]
+    by_concepts = [batch_distance(k, 20, bigram_frequencies) for k in (1, 2, 8)]
     assert by_concepts[0] < by_concepts[1] < by_concepts[2], by_concepts
-    by_vocabulary = [batch_distance(2, v) for v in (10, 40, 160)]
+    by_vocabulary = [batch_distance(2, v, bigram_frequencies) for v in (10, 40, 160)]
     assert by_vocabulary[0] < by_vocabulary[1] < by_vocabulary[2], by_vocabulary
+
+
+def test_word_counts_differ_with_the_concepts_only_with_topics():
+    """What the Notes say: without topics the concepts share their word frequencies, so a
+    batch's word counts hardly depend on how many concepts it mixes; with topics they do."""
+    plain = [batch_distance(k, 100, word_frequencies) for k in (1, 8)]
+    assert abs(plain[1] - plain[0]) < 0.25 * plain[0], plain
+    topics = [batch_distance(k, 100, word_frequencies, topic_concentration=0.1) for k in (1, 2, 8)]
+    assert topics[0] < topics[1] < topics[2] and topics[2] > 3 * topics[0], topics
 
 
 @pytest.mark.parametrize(
@@ -193,6 +262,7 @@ def test_batches_differ_more_with_more_concepts_and_larger_vocabularies():
         ({"concentration": float("nan")}, ValueError, "'concentration' parameter"),
         ({"concentration": float("inf")}, ValueError, "'concentration' parameter"),
         ({"concentration": "0.1"}, TypeError, "'concentration' parameter"),
+        ({"topic_concentration": 0}, ValueError, "'topic_concentration' parameter"),
         ({"word_prefix": ""}, ValueError, "word_prefix must be a non-empty string without whitespace"),
         ({"word_prefix": "w "}, ValueError, "word_prefix must be a non-empty string without whitespace"),
         ({"word_prefix": 1}, TypeError, "'word_prefix' parameter"),

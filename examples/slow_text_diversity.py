@@ -1,0 +1,415 @@
+"""
+The diversity coefficient of synthetic text corpora
+===================================================
+
+The GINC experiment of Miranda et al. (2023, "Beyond Scale: the Diversity Coefficient as a
+Data Quality Metric", Fig. 4) at laptop scale: corpora drawn from a uniform mixture of random
+Markov chains over words (:func:`~sklearn_task2vec.datasets.markov_text_corpus`, one chain per
+latent "concept", each concept with its own word usage, ``topic_concentration=0.1``), and
+their diversity coefficient (:func:`~sklearn_task2vec.diversity.diversity_coefficient`: the
+expected TASK2VEC distance between two random batches, each batch a language-modelling task)
+measured with a tiny GPT-2 probe. The paper expects it to rise with the number of concepts (1,
+2, 4, 8 at 200 words) and with the vocabulary (50, 200, 800 words at 4 concepts), and the
+cross-diversity of two corpora over disjoint vocabularies (4 concepts over 200 words each,
+``w0 w1 ...`` and ``a0 a1 ...``,
+:func:`~sklearn_task2vec.diversity.cross_diversity_coefficient`) to exceed the diversity of
+each.
+
+The probe: a word-level tokenizer of all the corpora
+(:func:`~sklearn_task2vec.datasets.word_level_tokenizer`) and a 2-layer GPT-2 (64 features, 2
+heads), trained here for a few hundred steps on texts of the same corpora that are never
+measured, so that it is not a random network. Each batch's head is the diversity functions'
+default: 10 L-BFGS iterations from the model's own output layer
+(``sklearn_task2vec.diversity.HEAD_EPOCHS``).
+
+On the same batches, the authors' estimator (``benchmarks/reference_diversity.py``, our own
+implementation of their recipe, see ``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy
+of the model in train mode, its output layer (tied to the token embeddings) fine-tuned on the
+batch for 10 epochs, the square of the gradient of the **mean** loss of each mini-batch of 8
+texts, Task2Vec's normalised cosine, mean ± standard deviation of the distances. Ours: the
+per-sequence Fisher in eval mode, the probe unchanged, mean ± a jackknife 95% interval.
+
+Both estimators sample labels from the model (and the reference's dropout is on), so a
+batch's row is noisy: the *noise floor* is the distance between two rows of the **same**
+batch under two random states (median over two batches per corpus). A distance between two
+batches is about the data's part plus the noise floor (cosine distances of small differences
+add), so only what the coefficient has above its floor is the corpus's diversity.
+
+Run: ``python examples/slow_text_diversity.py [--batch-size 32] [--n-batches 5]``.
+
+Not run by the documentation build (the file name starts with ``slow_``): the figure below is
+the one stored in ``docs/images/``, from an earlier run of the script; the script writes its
+own into ``<output-dir>``.
+
+Run time: 7 minutes on a shared 2-core CPU machine under a load of about 3.5, one thread (the
+run below); the times per batch vary twofold with the machine's load from run to run.
+
+What the run below shows. The cross-diversity check holds for both estimators: 0.44 between
+the two vocabularies, against at most 0.15 (ours) and 0.21 (reference) within either. The
+rises with the number of concepts and with the vocabulary do **not** appear at this scale,
+for either estimator: ours lies between 0.10 and 0.15 over noise floors of 0.07 to 0.11, and
+the reference's floor (0.14 to 0.18) is about its coefficient (0.14 to 0.21): its distances
+between batches are nearly all the noise of its four squared mini-batch gradients and of
+dropout. With batches of 32 texts of 31 words the noise of the sampled labels is as large as
+what the corpora's differences move, and larger batches do not help (the noise and the
+batches' differences both shrink as one over the square root of the batch size); longer
+texts, a probe that tells the concepts apart better (the paper's is a pretrained GPT-2), or
+more label draws per token would. The two estimators agree on the coefficients mostly through
+the cross-diversity (Pearson 0.96 over the 8, Spearman 0.45); their rows of one batch are 0.15
+to 0.33 apart.
+
+.. image:: /images/text_diversity.png
+   :alt: Diversity coefficient against the number of concepts and the vocabulary size, and
+         the cross-diversity of two disjoint-vocabulary corpora, for both estimators, with
+         their noise floors
+
+Output of a run (``python examples/slow_text_diversity.py``, defaults)::
+
+    7 corpora of 512 texts of 31 words (topic_concentration=0.1); 830 tokens
+    Probe: GPT-2, 2 layers x 64 features, trained 300 steps on 3584 other texts of the corpora: loss 6.15 -> 3.65 nats (uniform: 6.72) in 14 s
+
+    Diversity coefficient, 5 batches of 32 texts per corpus
+      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)
+      reference: mean ± std of the distances (batch-mean gradient, train mode, head fine-tuned)
+      floor: median distance between two rows of one batch under two random states (2 batches)
+      ours-vs-ref: median symmetric distance between the two estimators' rows of one batch
+    corpus                   ours   floor        reference   floor  ours-vs-ref
+    ---------------------------------------------------------------------------
+    1 concept     0.1127 ± 0.0194  0.0942  0.2139 ± 0.0309  0.1840       0.3254
+    2 concepts    0.0958 ± 0.0172  0.0726  0.1902 ± 0.0136  0.1575       0.2342
+    4 concepts    0.1300 ± 0.0255  0.0733  0.1922 ± 0.0268  0.1551       0.2068
+    8 concepts    0.1208 ± 0.0135  0.0812  0.1787 ± 0.0195  0.1404       0.1509
+    50 words      0.1484 ± 0.0185  0.0789  0.1920 ± 0.0365  0.1708       0.3109
+    800 words     0.0970 ± 0.0425  0.0727  0.1464 ± 0.0134  0.1616       0.2136
+    a-words       0.1286 ± 0.0402  0.1095  0.1391 ± 0.0169  0.1574       0.3189
+    cross(w, a)   0.4426 ± 0.0225          0.4350 ± 0.0169
+
+    Across the 8 coefficients: Pearson 0.958, Spearman 0.452; reference / ours: median 1.48
+    Time per batch: ours 3.23 s (head: 10 L-BFGS iterations; per-sequence Fisher), reference 5.14 s (10 epochs of head fine-tuning)
+    ours: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
+    reference: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
+    Wrote <output-dir>/text_diversity.png
+    Total 422 s
+"""
+
+# sphinx_gallery_thumbnail_path = "images/text_diversity.png"
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common
+import numpy as np
+import torch
+from scipy import stats
+
+from sklearn_task2vec import FisherTaskEmbedder
+from sklearn_task2vec.datasets import markov_text_corpus, word_level_tokenizer
+from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.diversity import HEAD_EPOCHS, cross_diversity_coefficient, diversity_coefficient
+
+# The authors' recipe lives with the benchmarks, not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from reference_diversity import (  # noqa: E402
+    reference_batch_embedding,
+    reference_distances,
+    reference_stats,
+)
+
+CONCEPTS = (1, 2, 4, 8)
+VOCABULARIES = (50, 200, 800)
+BASE_VOCABULARY, BASE_CONCEPTS = 200, 4
+#: Each concept's word usage (see markov_text_corpus): what a probe that has not learned the
+#: chains' word order can tell the concepts apart by.
+TOPIC_CONCENTRATION = 0.1
+#: Batches of each corpus embedded a second time, under another random state: the noise floor.
+FLOOR_BATCHES = 2
+
+
+def concepts_corpus(n_concepts):
+    return f"{n_concepts} concept{'s' * (n_concepts > 1)}"
+
+
+def vocabulary_corpus(vocab_size):
+    """The vocabulary sweep's corpus of ``vocab_size`` words (its base one is a concept one)."""
+    return concepts_corpus(BASE_CONCEPTS) if vocab_size == BASE_VOCABULARY else f"{vocab_size} words"
+
+
+#: The two corpora over disjoint vocabularies whose cross-diversity is measured.
+CROSS = (concepts_corpus(BASE_CONCEPTS), "a-words")
+
+
+def corpus_specs():
+    """name -> markov_text_corpus arguments. The "w" corpora of one vocabulary share their
+    chains (one random_state): adding concepts adds chains to the same ones."""
+    specs = {concepts_corpus(k): {"n_concepts": k, "vocab_size": BASE_VOCABULARY} for k in CONCEPTS}
+    for v in VOCABULARIES:
+        specs.setdefault(vocabulary_corpus(v), {"n_concepts": BASE_CONCEPTS, "vocab_size": v})
+    # The base corpus's sizes over other words, with chains of its own.
+    specs["a-words"] = {"n_concepts": BASE_CONCEPTS, "vocab_size": BASE_VOCABULARY, "word_prefix": "a"}
+    return specs
+
+
+def make_corpora(n_texts, text_length, seed):
+    """``(measured, training)``: per corpus, ``n_texts`` texts to measure and as many others
+    (same chains) to train the probe on."""
+    measured, training = {}, {}
+    for name, spec in corpus_specs().items():
+        texts = markov_text_corpus(
+            **spec,
+            n_texts=2 * n_texts,
+            text_length=text_length,
+            topic_concentration=TOPIC_CONCENTRATION,
+            random_state=seed + ("word_prefix" in spec),
+        )
+        measured[name], training[name] = texts[:n_texts], texts[n_texts:]
+    return measured, training
+
+
+def train_probe(tokenizer, texts, *, steps, batch_size=32, learning_rate=3e-3, seed=0):
+    """A 2-layer GPT-2 trained for ``steps`` AdamW steps on ``texts`` (next-token loss)."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=2,
+        n_positions=64,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    labels = ids.masked_fill(mask == 0, -100)  # no loss on padding
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        rows = torch.randint(len(ids), (batch_size,), generator=generator)
+        loss = model(input_ids=ids[rows], attention_mask=mask[rows], labels=labels[rows]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return model.eval(), losses
+
+
+def median_distance(first_rows, second_rows):
+    """The median symmetric TASK2VEC distance between paired rows."""
+    return float(
+        np.median([pairwise_task_distances(np.stack([a, b]))[0, 1] for a, b in zip(first_rows, second_rows)])
+    )
+
+
+def ours_diversities(measured, probe, tokenizer, args):
+    """``diversity_coefficient`` of each corpus, the cross-diversity of :data:`CROSS`, the noise
+    floors and the seconds per batch.
+
+    The embedder's ``memory`` is a fresh folder: one ``random_state`` gives a corpus the same
+    batches, and a batch the same row, in every coefficient, so the cross-diversity reuses the
+    rows of the two diversities instead of embedding their batches again.
+    """
+    options = {
+        "probe": probe,
+        "tokenizer": tokenizer,
+        "batch_size": args.batch_size,
+        "n_batches": args.n_batches,
+        "random_state": args.seed,
+        "device": "cpu",
+    }
+    results, floors, seconds, n_rows = {}, {}, 0.0, 0
+    with tempfile.TemporaryDirectory() as cache:
+        for name, texts in measured.items():
+            started = time.perf_counter()
+            results[name] = diversity_coefficient(texts, memory=cache, **options)
+            seconds += time.perf_counter() - started
+            n_rows += args.n_batches
+            again = FisherTaskEmbedder(
+                probe,
+                tokenizer=tokenizer,
+                random_state=args.seed + 1,
+                device="cpu",
+                head_epochs=HEAD_EPOCHS,
+            ).fit_transform(
+                [([texts[i] for i in batch], None) for batch in results[name].batches[:FLOOR_BATCHES]]
+            )
+            floors[name] = median_distance(results[name].embeddings, again)
+        cross = cross_diversity_coefficient(*(measured[name] for name in CROSS), memory=cache, **options)
+    return results, cross, floors, seconds / n_rows
+
+
+def reference_diversities(measured, batches, probe, tokenizer, args):
+    """The reference's rows of the same batches, its coefficients (mean ± std), cross-diversity,
+    noise floors and seconds per batch."""
+    rng = np.random.default_rng(args.seed)
+
+    def embed(texts, batch):
+        return reference_batch_embedding(
+            probe,
+            tokenizer,
+            [texts[i] for i in batch],
+            epochs=args.reference_epochs,
+            random_state=int(rng.integers(2**31 - 1)),
+        )
+
+    rows, results, floors, seconds, n_rows = {}, {}, {}, 0.0, 0
+    for name, texts in measured.items():
+        started = time.perf_counter()
+        rows[name] = np.array([embed(texts, batch) for batch in batches[name]])
+        seconds += time.perf_counter() - started
+        n_rows += len(batches[name])
+        results[name] = reference_stats(reference_distances(rows[name]))
+        again = [embed(texts, batch) for batch in batches[name][:FLOOR_BATCHES]]
+        floors[name] = median_distance(rows[name], again)
+    cross = reference_stats(reference_distances(*(rows[name] for name in CROSS)), within=False)
+    return rows, results, cross, floors, seconds / n_rows
+
+
+def half_width(result):
+    low, high = result.confidence_interval
+    return (high - low) / 2
+
+
+def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors):
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    styles = (
+        (ours, floors, "o-", "C0", "ours (per-sequence)"),
+        (reference, reference_floors, "s--", "C1", "reference"),
+    )
+
+    def panel(axis, names, x, xlabel):
+        for results, noise, style, color, label in styles:
+            values = np.array([results[name][0] for name in names])
+            errors = np.array([results[name][1] for name in names])
+            axis.errorbar(x, values, yerr=errors, fmt=style, color=color, capsize=3, label=label)
+            axis.plot(x, [noise[name] for name in names], ":", color=color, label=f"{label}: noise floor")
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(x, [str(v) for v in x])
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("diversity coefficient")
+        axis.set_ylim(bottom=0)
+
+    panel(axes[0], [concepts_corpus(k) for k in CONCEPTS], CONCEPTS, "concepts")
+    axes[0].set_title(f"{BASE_VOCABULARY} words")
+    axes[0].legend(fontsize="small")
+    panel(axes[1], [vocabulary_corpus(v) for v in VOCABULARIES], VOCABULARIES, "vocabulary size (words)")
+    axes[1].set_title(f"{BASE_CONCEPTS} concepts")
+    first, second = CROSS
+    positions = np.arange(3)
+    for offset, results, cross_result, (_, _, _, color, label) in zip(
+        (-0.2, 0.2), (ours, reference), (cross, reference_cross), styles
+    ):
+        values = [results[first][0], results[second][0], cross_result[0]]
+        errors = [results[first][1], results[second][1], cross_result[1]]
+        axes[2].bar(positions + offset, values, 0.4, yerr=errors, capsize=3, color=color, label=label)
+    axes[2].set_xticks(positions, ["div(w)", "div(a)", "cross(w, a)"])
+    axes[2].set_title(f"disjoint vocabularies ({BASE_CONCEPTS} concepts, {BASE_VOCABULARY} words each)")
+    axes[2].legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def main(argv=None):
+    parser = _common.base_parser(__doc__.strip().splitlines()[0])
+    parser.add_argument("--n-texts", type=int, default=512, help="texts measured per corpus (default 512)")
+    parser.add_argument("--text-length", type=int, default=31, help="words per text (default 31)")
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
+    parser.add_argument("--n-batches", type=int, default=5, help="batches per corpus (default 5)")
+    parser.add_argument("--train-steps", type=int, default=300, help="probe training steps (default 300)")
+    parser.add_argument(
+        "--reference-epochs",
+        type=int,
+        default=10,
+        help="the reference's head fine-tuning epochs (default 10)",
+    )
+    args = parser.parse_args(argv)
+    folder = _common.output_dir(args)
+    start = time.perf_counter()
+
+    measured, training = make_corpora(args.n_texts, args.text_length, args.seed)
+    tokenizer = word_level_tokenizer([text for texts in measured.values() for text in texts])
+    print(
+        f"{len(measured)} corpora of {args.n_texts} texts of {args.text_length} words "
+        f"(topic_concentration={TOPIC_CONCENTRATION}); {len(tokenizer)} tokens"
+    )
+    started = time.perf_counter()
+    mixture = [text for texts in training.values() for text in texts]
+    probe, losses = train_probe(tokenizer, mixture, steps=args.train_steps, seed=args.seed)
+    print(
+        f"Probe: GPT-2, 2 layers x 64 features, trained {args.train_steps} steps on {len(mixture)} other "
+        f"texts of the corpora: loss {np.mean(losses[:10]):.2f} -> {np.mean(losses[-20:]):.2f} nats "
+        f"(uniform: {np.log(len(tokenizer)):.2f}) in {time.perf_counter() - started:.0f} s"
+    )
+
+    ours, cross, floors, ours_seconds = ours_diversities(measured, probe, tokenizer, args)
+    batches = {name: result.batches for name, result in ours.items()}
+    reference_rows, reference, reference_cross, reference_floors, reference_seconds = reference_diversities(
+        measured, batches, probe, tokenizer, args
+    )
+
+    print()
+    print(f"Diversity coefficient, {args.n_batches} batches of {args.batch_size} texts per corpus")
+    print("  ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)")
+    print("  reference: mean ± std of the distances (batch-mean gradient, train mode, head fine-tuned)")
+    print(
+        f"  floor: median distance between two rows of one batch under two random states ({FLOOR_BATCHES} batches)"
+    )
+    print("  ours-vs-ref: median symmetric distance between the two estimators' rows of one batch")
+    header = f"{'corpus':<12} {'ours':>16} {'floor':>7} {'reference':>16} {'floor':>7} {'ours-vs-ref':>12}"
+    print(header)
+    print("-" * len(header))
+    for name, result in ours.items():
+        print(
+            f"{name:<12} {result.coefficient:>7.4f} ± {half_width(result):.4f} {floors[name]:>7.4f} "
+            f"{reference[name][0]:>7.4f} ± {reference[name][1]:.4f} {reference_floors[name]:>7.4f} "
+            f"{median_distance(result.embeddings, reference_rows[name]):>12.4f}"
+        )
+    print(
+        f"{'cross(w, a)':<12} {cross.coefficient:>7.4f} ± {half_width(cross):.4f} {'':>7} "
+        f"{reference_cross[0]:>7.4f} ± {reference_cross[1]:.4f}"
+    )
+
+    ours_values = [result.coefficient for result in ours.values()] + [cross.coefficient]
+    reference_values = [mean for mean, _ in reference.values()] + [reference_cross[0]]
+    print()
+    print(
+        f"Across the {len(ours_values)} coefficients: Pearson {stats.pearsonr(ours_values, reference_values)[0]:.3f}, "
+        f"Spearman {stats.spearmanr(ours_values, reference_values)[0]:.3f}; reference / ours: median "
+        f"{np.median(np.divide(reference_values, ours_values)):.2f}"
+    )
+    print(
+        f"Time per batch: ours {ours_seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence "
+        f"Fisher), reference {reference_seconds:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
+    )
+    for label, values, cross_value in (
+        ("ours", {name: result.coefficient for name, result in ours.items()}, cross.coefficient),
+        ("reference", {name: mean for name, (mean, _) in reference.items()}, reference_cross[0]),
+    ):
+        by_concepts = [values[concepts_corpus(k)] for k in CONCEPTS]
+        by_vocabulary = [values[vocabulary_corpus(v)] for v in VOCABULARIES]
+        print(
+            f"{label}: rises with the concepts {bool(np.all(np.diff(by_concepts) > 0))}, with the vocabulary "
+            f"{bool(np.all(np.diff(by_vocabulary) > 0))}; cross(w, a) above both diversities "
+            f"{bool(cross_value > max(values[name] for name in CROSS))}"
+        )
+    _common.savefig(
+        plot,
+        folder / "text_diversity.png",
+        ours={name: (result.coefficient, half_width(result)) for name, result in ours.items()},
+        reference=reference,
+        cross=(cross.coefficient, half_width(cross)),
+        reference_cross=reference_cross,
+        floors=floors,
+        reference_floors=reference_floors,
+    )
+    print(f"Total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
