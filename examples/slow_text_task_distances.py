@@ -123,14 +123,21 @@ INSTALL_HINT = (
 
 
 def load_minilm(folder):
-    """``(BertModel, BertTokenizer)`` of all-MiniLM-L6-v2 unpacked under ``folder``, or None."""
+    """``(BertModel, BertTokenizer)`` of all-MiniLM-L6-v2 unpacked under ``folder``.
+
+    Returns a sentence saying what to install instead when the model's package or
+    ``transformers`` is missing.
+    """
     # The package prints a line when imported; it would only interleave with the results.
     with contextlib.redirect_stdout(io.StringIO()):
         model_folder = _text_data.minilm_folder(folder)
     if model_folder is None:
-        return None
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
+        return INSTALL_HINT
+    try:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return "This example needs Hugging Face transformers: pip install 'sklearn-task2vec[text]'"
 
     # Its progress bar over the weights loaded would only interleave with the results, too.
     transformers_logging.disable_progress_bar()
@@ -295,8 +302,8 @@ def main(argv=None):
     folder = _common.output_dir(args)
     begin = time.perf_counter()
     loaded = load_minilm(folder)
-    if loaded is None:
-        print(INSTALL_HINT)
+    if isinstance(loaded, str):
+        print(loaded)
         return
     model, tokenizer = loaded
     try:
