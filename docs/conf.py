@@ -153,7 +153,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     # Run every example except the ones named slow_*.py (those are shown, not run).
     "filename_pattern": r"(^|[\\/])(?!slow_)[^\\/]+\.py$",
-    "ignore_pattern": r"(__init__|_common)\.py",
+    "ignore_pattern": r"(__init__|_common|_text_data)\.py",
     "reset_modules": ("matplotlib", "gallery_time_limit.time_limit"),
     "reset_modules_order": "both",
     "download_all_examples": False,
