@@ -113,8 +113,20 @@ def exact_logit_directions(probs):
 
 
 def sampled_logit_directions(probs, generator):
-    """``e_y - p`` with ``y ~ p`` for each example: the score of a sampled label, shape (n, C, 1)."""
-    labels = torch.multinomial(probs, 1, generator=generator)
+    """``e_y - p`` with ``y ~ p`` for each example: the score of a sampled label, shape (n, C, 1).
+
+    Over many classes (a language model's vocabulary) ``y`` is drawn by inverting the
+    cumulative distribution, summed in float64, with one uniform number per example:
+    ``torch.multinomial`` draws one exponential number per class, which over 50,000 classes
+    costs more than the whole backward pass.
+    """
+    if probs.numel() > _FLOAT64_LOGITS:
+        cumulative = probs.cumsum(1, dtype=torch.float64)
+        uniform = torch.rand((len(probs), 1), generator=generator, dtype=torch.float64, device=probs.device)
+        labels = torch.searchsorted(cumulative, uniform * cumulative[:, -1:], right=True)
+        labels = labels.clamp_max(probs.shape[1] - 1)
+    else:
+        labels = torch.multinomial(probs, 1, generator=generator)
     directions = -probs
     directions.scatter_add_(1, labels, torch.ones_like(labels, dtype=probs.dtype))
     return directions.unsqueeze(2)

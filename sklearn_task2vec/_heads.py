@@ -130,8 +130,10 @@ def head_inputs(outputs, inputs, kind, *, pooling="mean", tokens=False):
     else:
         mask = torch.ones(outputs.shape[:2], dtype=torch.bool, device=outputs.device)
     if kind == "next_token":
-        # Right-padded: token t + 1 exists exactly where the mask is set at t + 1.
-        return outputs[:, :-1], mask[:, 1:]
+        # Right-padded: token t + 1 exists exactly where the mask is set at t + 1. Contiguous:
+        # a linear layer applied to a strided 3-D view runs as a batched product with its
+        # weight broadcast over the batch, several times slower over a large vocabulary.
+        return outputs[:, :-1].contiguous(), mask[:, 1:]
     n_tokens = mask.sum(1)
     if pooling == "mean":
         # where, not a product with the mask: padding's hidden states may be anything.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_task2vec import FisherTaskEmbedder, _pipeline
+from sklearn_task2vec import FisherTaskEmbedder, _fisher, _pipeline
 from sklearn_task2vec.probes import TransformersBody
 
 transformers = pytest.importorskip("transformers")
@@ -200,9 +200,13 @@ def test_language_modelling_rows_equal_the_per_sequence_oracle(name, tokenizer, 
         assert model.lm_head.weight is model.transformer.wte.weight
 
 
-def test_language_modelling_montecarlo_is_unbiased(tokenizer, one_thread):
+@pytest.mark.parametrize("large", [False, True], ids=["multinomial", "inverse CDF"])
+def test_language_modelling_montecarlo_is_unbiased(large, tokenizer, monkeypatch, one_thread):
     """The mean of Monte Carlo rows (one next token drawn per position, the square of the
-    summed scores) converges to the exact per-sequence Fisher: the cross terms vanish."""
+    summed scores) converges to the exact per-sequence Fisher: the cross terms vanish. Both
+    ways of drawing: torch.multinomial, and the inverse CDF used over large vocabularies."""
+    if large:
+        monkeypatch.setattr(_fisher, "_FLOAT64_LOGITS", 0)
     model = _gpt2()
     task = [(_texts(4, seed=3, shortest=4), None)]
     common = dict(tokenizer=tokenizer, batch_size=4, head_epochs=3)
@@ -390,3 +394,16 @@ def test_the_record_names_the_tokenizer_and_max_length(tokenizer, one_thread):
     assert changed.provenance_.tokenizer != record.tokenizer, "its length limit changes the rows"
     embedder.set_params(max_length=5)
     assert embedder.provenance_.settings.max_length == 5
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["multinomial", "inverse CDF"])
+def test_sampled_labels_follow_the_model(large, monkeypatch):
+    if large:
+        monkeypatch.setattr(_fisher, "_FLOAT64_LOGITS", 0)
+    probs = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 1.0]]).repeat(20000, 1)
+    directions = _fisher.sampled_logit_directions(probs.clone(), torch.Generator().manual_seed(0))[:, :, 0]
+    drawn = directions + probs  # the one-hot labels
+    assert torch.equal(drawn.sum(1), torch.ones(40000)), "one label per row"
+    frequencies = drawn.view(20000, 2, 4).mean(0)
+    np.testing.assert_allclose(frequencies[0], [0.5, 0.3, 0.2, 0.0], atol=0.01)
+    assert torch.equal(frequencies[1], torch.tensor([0.0, 0.0, 0.0, 1.0])), "never a class of probability 0"
