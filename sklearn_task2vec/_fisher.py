@@ -526,23 +526,18 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
         small = logits.numel() <= _FLOAT64_LOGITS
         precision = torch.float64 if small or method == "exact" else logits.dtype
         probs = torch.softmax(logits.detach().to(precision), dim=2).reshape(-1, n_classes)
-        unlabelled = ~valid.reshape(-1)
+        # Slots without a label get no direction (masked in place: no host sync per batch).
+        unlabelled = ~valid.reshape(-1, 1, 1)
         if method == "montecarlo":
-            directions = sampled_logit_directions(probs, generator)
-            if unlabelled.any():
-                directions[unlabelled] = 0
+            directions = sampled_logit_directions(probs, generator).masked_fill_(unlabelled, 0)
             logits.backward(directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype))
             return recorder.rows
         if method != "exact":
             raise ValueError(f"per_example_fisher takes 'exact' or 'montecarlo', not {method!r}.")
-        directions = exact_logit_directions(probs)
-        if unlabelled.any():
-            directions[unlabelled] = 0
-        directions = directions.to(logits.dtype)
+        directions = exact_logit_directions(probs).masked_fill_(unlabelled, 0).to(logits.dtype)
         directions = directions.reshape(n_examples, n_slots, n_classes, n_classes - 1)
-        passes = [
-            (slot, index) for slot in range(n_slots) if valid[:, slot].any() for index in range(n_classes - 1)
-        ]
+        labelled = valid.any(0).nonzero().flatten().tolist()  # one host sync per batch
+        passes = [(slot, index) for slot in labelled for index in range(n_classes - 1)]
         for number, (slot, index) in enumerate(passes):
             direction = directions[:, :, :, index]
             if n_slots > 1:

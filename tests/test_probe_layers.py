@@ -798,3 +798,32 @@ def test_out_of_memory_while_inspecting_the_probe_stays_an_out_of_memory_error(o
     X = np.random.RandomState(0).normal(size=(6, 2, 6, 6))
     with pytest.raises(torch.OutOfMemoryError, match="task 0: .*simulated"):
         FisherTaskEmbedder(probe=Exhausted()).fit([(X, np.arange(6) % 2)])
+
+
+class _SpareBranch(nn.Module):
+    """Filter layers called in the forward whose outputs are discarded, detached or cut by an
+    integer operation: none reaches the probe's output."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.fc = nn.Linear(4, 6)
+        self.spare = nn.Linear(4, 3)
+
+    def forward(self, x):
+        spare = self.spare(x)
+        features = self.fc(x)
+        if self.kind == "detached":
+            return features + spare.detach().sum(1, keepdim=True)
+        if self.kind == "argmax":
+            return features + spare.argmax(1, keepdim=True).to(features.dtype)
+        return features
+
+
+@pytest.mark.parametrize("kind", ["discarded", "detached", "argmax"])
+def test_a_layer_whose_output_never_reaches_the_features_is_left_out(kind, one_thread):
+    X = np.random.RandomState(0).normal(size=(24, 4))
+    embedder = _fit(_SpareBranch(kind), X)
+    assert embedder.embedded_layers_ == ["fc"]
+    assert "does not reach the probe's output" in embedder.left_out_layers_["spare"]
+    assert embedder.transform(X).shape == (24, 6)
