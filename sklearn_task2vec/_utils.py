@@ -1,4 +1,4 @@
-"""What several modules share: devices, seeds, scalars and content digests."""
+"""What several modules share: devices, seeds, scalars, content digests and progress."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import contextlib
 import copy
 import functools
 import hashlib
+import sys
+from numbers import Integral
 
 import joblib
 import numpy as np
 import torch
 from sklearn import get_config
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 #: Exclusive upper bound of the seeds drawn from a ``random_state``.
 SEED_BOUND = np.iinfo(np.int32).max
@@ -75,6 +77,28 @@ class StrictInterval(Interval):
 
     def is_satisfied_by(self, val):
         return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+#: The constraint of a ``verbose`` parameter: ``"auto"`` (progress when the output is a
+#: terminal) or an int (0: silent; above 0: progress).
+VERBOSE_CONSTRAINT = [StrOptions({"auto"}), StrictInterval(Integral, 0, None, closed="left")]
+
+
+def progress_enabled(verbose):
+    """Whether to show progress: ``verbose`` above 0, or ``"auto"`` and standard error is a
+    terminal (tqdm's own rule: progress for a person watching, none in logs and pipes)."""
+    if verbose == "auto":
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return verbose > 0
+
+
+def progress_bar(enabled, **options):
+    """A tqdm progress bar on standard error, or None when ``enabled`` is false."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(**options)
 
 
 # Devices where convolutional probes run in channels-last memory format (the layout tensor

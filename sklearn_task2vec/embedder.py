@@ -59,10 +59,13 @@ from ._text import (
     tokenizer_record,
 )
 from ._utils import (
+    VERBOSE_CONSTRAINT,
     StrictInterval,
     module_digest,
     module_dtype,
     on_device,
+    progress_bar,
+    progress_enabled,
     resolve_device,
     validates_parameters,
     with_context,
@@ -285,8 +288,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         Seeds the random probe (and a named probe's random initialisation with
         ``probe_weights=None``), example subsampling, Monte Carlo labels and the variational
         perturbations. Results are deterministic on CPU for a fixed value.
-    verbose : int, default=0
-        Above 0, show progress bars over tasks and batches.
+    verbose : "auto" or int, default="auto"
+        Progress bars on standard error, over the tasks (with the time left) and, within a
+        task, over its phases (features and head, then the Fisher pass's examples). ``"auto"``:
+        shown when standard error is a terminal, not in logs or pipes; 0: never; above 0:
+        always.
 
     Attributes
     ----------
@@ -376,7 +382,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         "memory": [str, os.PathLike, joblib.Memory, None],
         "on_error": [StrOptions({"raise", "warn"})],
         "random_state": ["random_state"],
-        "verbose": [StrictInterval(Integral, 0, None, closed="left")],
+        "verbose": VERBOSE_CONSTRAINT,
     }
 
     def __init__(
@@ -405,7 +411,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         memory=None,
         on_error="raise",
         random_state=None,
-        verbose=0,
+        verbose="auto",
     ):
         self.probe = probe
         self.probe_weights = probe_weights
@@ -782,7 +788,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             device=device,
             trivial=self.trivial_embedding_,
             cache=cache,
-            progress=self.verbose > 0,
+            progress=progress_enabled(self.verbose),
             probe_token=self._probe_token,
             input_dtype=self.probe_layers_.input_dtype,
             text=self._text_encoding(self.probe_),
@@ -799,36 +805,38 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             for index, task in enumerate(tasks)
         )
         outputs = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
-        results = outputs
-        if self.verbose > 0:
-            from tqdm.auto import tqdm
-
-            results = tqdm(outputs, total=len(tasks), desc="tasks")
+        bar = progress_bar(job.progress and len(tasks) > 1, total=len(tasks), desc="tasks", unit="task")
         rows, priors, self.errors_ = [], [], {}
         missing = np.full(len(self.trivial_embedding_), np.nan)
-        for index, (embedding, error) in enumerate(results):
-            # Raised or warned here, in task order, rather than in the task's job, which may run in
-            # a joblib worker: the tasks before it are known to have finished.
-            if error is not None and self.on_error == "raise":
-                _cancel_quietly(outputs)
-                raise with_context(error, after=self._finished_rows(index, folder))
-            if error is not None:
-                warnings.warn(
-                    f"Task {index} failed and its row is NaN (on_error='warn'): "
-                    f"{type(error).__name__}: {error}",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                self.errors_[index] = error
-                rows.append(missing)
-                priors.append(missing)
-                continue
-            if embedding.n_classes == 1:
-                _warn_trivial(f"Task {index}")
-            if embedding.unconverged_error is not None:
-                self._warn_unconverged(f"Task {index}", embedding.unconverged_error)
-            rows.append(embedding.row)
-            priors.append(embedding.prior)
+        try:
+            for index, (embedding, error) in enumerate(outputs):
+                if bar is not None:
+                    bar.update()
+                # Raised or warned here, in task order, rather than in the task's job, which may run in
+                # a joblib worker: the tasks before it are known to have finished.
+                if error is not None and self.on_error == "raise":
+                    _cancel_quietly(outputs)
+                    raise with_context(error, after=self._finished_rows(index, folder))
+                if error is not None:
+                    warnings.warn(
+                        f"Task {index} failed and its row is NaN (on_error='warn'): "
+                        f"{type(error).__name__}: {error}",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                    self.errors_[index] = error
+                    rows.append(missing)
+                    priors.append(missing)
+                    continue
+                if embedding.n_classes == 1:
+                    _warn_trivial(f"Task {index}")
+                if embedding.unconverged_error is not None:
+                    self._warn_unconverged(f"Task {index}", embedding.unconverged_error)
+                rows.append(embedding.row)
+                priors.append(embedding.prior)
+        finally:
+            if bar is not None:
+                bar.close()
         return self._normalised(np.vstack(rows), np.vstack(priors))
 
 
