@@ -4,8 +4,11 @@
 
     task2vec embed TASK [TASK ...] --output embeddings.csv
     task2vec distances embeddings.csv [more.csv ...]
+    task2vec errors TASK [TASK ...] --experts EXPERT [EXPERT ...] --output errors.csv
+    task2vec fit-selector embeddings.npz --errors errors.csv --output selector.joblib
     task2vec recommend selector.joblib embeddings.csv
     task2vec diversity CORPUS.jsonl [OTHER.jsonl] --probe hf:gpt2 [--output result.json]
+    task2vec help [COMMAND]
 
 A TASK is a folder of images in ImageFolder layout (one subfolder per class) or an ``.npz``
 file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` (labels); or
@@ -17,9 +20,33 @@ one final line break are not part of the text). A folder whose class folders hol
 image folder, its ``.txt`` files skipped and named as before; one where some class folders hold
 images and others only ``.txt`` files is refused: a task is images or texts. ``task2vec
 diversity`` prints the diversity coefficient of a ``.jsonl`` corpus, or the cross-diversity and
-alignment coefficient of two (:mod:`sklearn_task2vec.diversity`). Run ``task2vec COMMAND
---help`` for each command's options. The same is ``python -m sklearn_task2vec.cli``, and
-:func:`main` runs it from Python.
+alignment coefficient of two (:mod:`sklearn_task2vec.diversity`). Run ``task2vec help COMMAND``
+(or ``task2vec COMMAND --help``) for each command's options. The same is ``python -m
+sklearn_task2vec.cli``, and :func:`main` runs it from Python.
+
+From image folders to a recommendation, without Python: ``task2vec embed`` the tasks whose best
+model you know; give ``task2vec fit-selector`` that file of embeddings and a table of errors,
+from your own fine-tunings or from ``task2vec errors``, which measures the experts saved with
+:func:`~sklearn_task2vec.zoo.save_expert` on image-folder or ``.npz`` tasks
+(:func:`~sklearn_task2vec.zoo.error_matrix`); give ``task2vec recommend`` the saved selector and
+the embeddings of new tasks. A table of errors is a CSV file: a header whose first cell is any
+label (``task2vec errors`` writes ``task \\ model``) and whose other cells name the models, then
+one row per task, its name as in the file of embeddings (rows are matched by name, in any order;
+a task in one file and not the other is refused, naming it) and one error per model. An error is
+a finite number >= 0, lower is better, on any scale (a fraction or a percentage: the selector's
+soft labels standardise each task's row); an empty cell is refused, naming its task and model.
+``fit-selector`` needs the trivial embedding (an ``.npz`` file of embeddings, or a ``.csv`` file
+embedded with ``--normalize trivial``); ``--model-embeddings`` gives the embeddings of the tasks
+the models were trained on, each row named as its model. ``--gray-to-rgb`` repeats the gray
+channel of an ``.npz`` task's one-channel images for probes and experts that take RGB images
+(an image folder's images are always read as RGB).
+
+Every file argument is checked for its kind by its content, before any work: a saved selector
+(a joblib file) where embeddings are expected, embeddings where a selector is, a task, a table of
+errors, a matrix of distances, a file of weights, a ``.jsonl`` file of texts or an expert folder
+in the wrong place is a usage error that names what the file is, what the argument takes, and
+the command's synopsis (``task2vec recommend SELECTOR EMBEDDINGS``). So is a ``--probe`` (or an
+``--architecture``) that names no model.
 
 An existing output file is replaced only with ``--overwrite``, and never when it is one of the
 command's inputs; this is checked before any work and again when the file is written, so a
@@ -40,8 +67,9 @@ selector's, and ``distances`` files whose records differ from each other, naming
 that differs; ``--ignore-provenance`` uses them anyway. Files of older versions have no record:
 a warning says the check could not be made.
 
-Exit status: 0 on success, 2 for a usage error (a bad option, a missing file, an unknown
-file type), 1 for a data error (a file that cannot be read or holds the wrong thing, a task
+Exit status: 0 on success (``help`` and ``--help`` included), 2 for a usage error (a bad
+option, an unknown probe, a missing file, an unknown file type, a file of another kind than the
+argument takes), 1 for a data error (a file that cannot be read or holds wrong values, a task
 that cannot be embedded). Errors are one line on stderr, without a traceback.
 """
 
@@ -362,10 +390,17 @@ _EMBEDDINGS_INPUT = _Input(
     "embeddings (a .csv or .npz file written by `task2vec embed`)",
 )
 _MEMORY_INPUT = _Input("memory", "--memory", ("folder",), "a cache folder")
+# A tokenizer's name is no file (no kind): only a file or folder of another kind is refused.
+_TOKENIZER_INPUT = _Input(
+    "tokenizer",
+    "--tokenizer",
+    ("folder",),
+    "a tokenizer (a Hugging Face name, or a folder saved with save_pretrained)",
+)
 # Each command's synopsis (for the messages) and its file arguments (-o outputs are checked
 # apart, by _check_output).
 _COMMANDS = {
-    "embed": ("task2vec embed TASK [TASK ...] -o EMBEDDINGS", (_TASK_INPUT, _MEMORY_INPUT)),
+    "embed": ("task2vec embed TASK [TASK ...] -o EMBEDDINGS", (_TASK_INPUT, _TOKENIZER_INPUT, _MEMORY_INPUT)),
     "distances": ("task2vec distances EMBEDDINGS [EMBEDDINGS ...]", (_EMBEDDINGS_INPUT,)),
     "recommend": (
         "task2vec recommend SELECTOR EMBEDDINGS",
@@ -379,6 +414,7 @@ _COMMANDS = {
         (
             _Input("corpus", "CORPUS", ("texts",), "a corpus (a .jsonl file of texts)"),
             _Input("other", "OTHER", ("texts",), "a corpus (a .jsonl file of texts)"),
+            _TOKENIZER_INPUT,
             _MEMORY_INPUT,
         ),
     ),
@@ -426,11 +462,13 @@ def _file_kind(path):
         from .zoo._files import is_expert_folder
 
         return "expert" if is_expert_folder(path) else "folder"
+    if not path.is_file():  # missing, or a FIFO, socket or device, which reading could block on
+        return None
     try:
         with open(path, "rb") as file:
             head = file.read(_SNIFF_BYTES)
             whole = not file.read(1)
-    except OSError:  # missing or unreadable: the command's own checks name it
+    except OSError:  # unreadable: the command's own checks name it
         return None
     if head.startswith(_ZIP_MAGIC):
         return _zip_kind(path)
@@ -445,7 +483,8 @@ def _file_kind(path):
         return None
     if text.lstrip().startswith("{"):
         return "texts"
-    return _csv_kind(text if whole else text[: text.rfind("\n") + 1] or text)
+    # The rows read whole: a file longer than the bytes read is cut after its last line break.
+    return _csv_kind(text if whole else text[: text.rfind("\n") + 1])
 
 
 def _zip_kind(path):
@@ -478,11 +517,9 @@ def _csv_kind(text):
     first = header[0]
     if first.startswith(f"{_CSV_TASK} {{") or first == _CSV_TASK_NORMALISED:
         return "embeddings"
-    if len(header) < 2 or not data:
+    if len(header) < 2 or not data:  # with a data row, the header was read whole
         return None
-    # A header cut by the bytes read may end in half a name.
-    names = header[1:] if len(rows) > 1 else header[1:-1]
-    if first == _CSV_TASK and names and all(_FILTER_NAME.match(name) for name in names):
+    if first == _CSV_TASK and all(_FILTER_NAME.match(name) for name in header[1:]):
         return "embeddings"
     if first == _CSV_TASK and data[0][0] == header[1]:
         return "distances"  # its rows are named as its columns, the first task's first
@@ -1817,6 +1854,13 @@ def _non_negative_float(text):
     return value
 
 
+def _finite_non_negative_float(text):
+    value = _non_negative_float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be finite")
+    return value
+
+
 def _int_from(smallest):
     def parse(text):
         try:
@@ -2201,13 +2245,13 @@ def _parser():
     )
     fit_selector.add_argument(
         "--alpha",
-        type=_non_negative_float,
+        type=_finite_non_negative_float,
         default=0.15,
         help="weight of the complexity term of the asymmetric distance (default: 0.15)",
     )
     fit_selector.add_argument(
         "--label-temperature",
-        type=_non_negative_float,
+        type=_finite_non_negative_float,
         default=20.0,
         metavar="T",
         help="sharpness of the soft labels made from the errors (default: 20, the paper's)",
