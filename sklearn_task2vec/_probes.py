@@ -77,6 +77,40 @@ def is_named_probe(probe):
 TIMM_PREFIX = "timm:"
 
 
+def check_probe_name(name):
+    """Refuse a probe name :func:`build_named_probe` cannot build, before any work: neither a
+    torchvision classification model nor ``"timm:<a timm model>"`` (with timm installed).
+
+    Raises
+    ------
+    ValueError
+        Naming the probe and the names there are.
+    """
+    if name.startswith(TIMM_PREFIX):
+        model = name[len(TIMM_PREFIX) :]
+        try:
+            import timm
+        except ImportError as exc:
+            raise ValueError(
+                f"Probe {name!r} needs timm: pip install 'sklearn-task2vec[timm]' (or pip install timm)."
+            ) from exc
+        if not timm.is_model(model):
+            raise ValueError(
+                f"Unknown probe {name!r}: {model!r} is not a timm model name "
+                f"(timm.list_models() lists them, e.g. {', '.join(timm.list_models()[:5])})."
+            )
+        return
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise ValueError(
+            f"Unknown probe {name!r}: expected 'auto', a torch.nn.Module, or one of torchvision's "
+            f"classification models, e.g. 'resnet18', 'resnet34', 'resnet50', 'densenet121', "
+            f"'vgg13_bn' (all: {', '.join(available)})."
+        )
+
+
 def build_named_probe(name, weights, seed=0):
     """A torchvision (or timm) classification model with its classifier removed.
 
@@ -94,17 +128,11 @@ def build_named_probe(name, weights, seed=0):
     seed : int, default=0
         Seeds the random initialisation (torch's global generator is left as it was).
     """
+    check_probe_name(name)
     if name.startswith(TIMM_PREFIX):
         return _build_timm_probe(name[len(TIMM_PREFIX) :], weights, seed)
     import torchvision
 
-    available = torchvision.models.list_models(module=torchvision.models)
-    if name not in available:
-        raise ValueError(
-            f"Unknown probe {name!r}: expected 'auto', a torch.nn.Module, or one of torchvision's "
-            f"classification models, e.g. 'resnet18', 'resnet34', 'resnet50', 'densenet121', "
-            f"'vgg13_bn' (all: {', '.join(available)})."
-        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = torchvision.models.get_model(name, weights=None)
@@ -136,18 +164,8 @@ def build_named_probe(name, weights, seed=0):
 def _build_timm_probe(name, weights, seed):
     """A timm model created without its classifier (``num_classes=0``: it returns its pooled
     ``(batch, d)`` features), with ``weights`` as in :func:`build_named_probe`."""
-    try:
-        import timm
-    except ImportError as exc:
-        raise ValueError(
-            f"Probe {TIMM_PREFIX + name!r} needs timm: pip install 'sklearn-task2vec[timm]' "
-            f"(or pip install timm)."
-        ) from exc
-    if not timm.is_model(name):
-        raise ValueError(
-            f"Unknown probe {TIMM_PREFIX + name!r}: {name!r} is not a timm model name "
-            f"(timm.list_models() lists them, e.g. {', '.join(timm.list_models()[:5])})."
-        )
+    import timm  # check_probe_name has said how to install it
+
     pretrained = isinstance(weights, str) and weights == "imagenet"
     if not (pretrained or weights is None or isinstance(weights, (str, os.PathLike))):
         raise TypeError(
