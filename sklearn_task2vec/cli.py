@@ -1138,6 +1138,21 @@ def _check_transformers():
 
 
 @contextlib.contextmanager
+def _progress_options(command):
+    """``--verbose`` and ``--quiet``: progress bars always, or never; by default, when standard
+    error is a terminal."""
+    group = command.add_mutually_exclusive_group()
+    group.add_argument(
+        "--verbose", action="store_true", help="show progress bars even when not on a terminal (in a log)"
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bars (default: shown on a terminal)")
+
+
+def _verbosity(args):
+    """The ``verbose`` of the estimators: 1 (``--verbose``), 0 (``--quiet``) or ``"auto"``."""
+    return 1 if args.verbose else 0 if args.quiet else "auto"
+
+
 def _quiet_transformers(verbose):
     """Without ``--verbose``, transformers' progress bars (its weights being loaded) are off, so
     that stderr holds the command's own lines; they are turned on again after."""
@@ -1258,7 +1273,7 @@ def _embed(args):
         memory=args.memory,
         on_error="warn",  # every failed task is named below, whatever --on-error says
         random_state=args.random_state,
-        verbose=int(args.verbose),
+        verbose=_verbosity(args),
     )
     checkpoint = _imagenet_checkpoint(args.probe, tasks) if weights == "imagenet" and not text else None
     if checkpoint is not None and not checkpoint[2].is_file():
@@ -1775,7 +1790,7 @@ def _diversity(args):
         device=args.device,
         n_jobs=args.n_jobs,
         memory=args.memory,
-        verbose=int(args.verbose),
+        verbose=_verbosity(args),
     )
     # The embedder's own default when not given, named so that the settings record it.
     head_epochs = FisherTaskEmbedder().head_epochs if args.head_epochs is None else args.head_epochs
@@ -2059,7 +2074,7 @@ def _parser():
         "finished tasks and computes only the others",
     )
     _add_overwrite(embed)
-    embed.add_argument("--verbose", action="store_true", help="show progress bars")
+    _progress_options(embed)
     embed.set_defaults(run=_embed)
 
     distances = commands.add_parser(
@@ -2190,7 +2205,7 @@ def _parser():
         "the corpus's texts and line numbers), the settings and the version",
     )
     _add_overwrite(diversity)
-    diversity.add_argument("--verbose", action="store_true", help="show progress bars")
+    _progress_options(diversity)
     diversity.set_defaults(run=_diversity)
 
     fit_selector = commands.add_parser(

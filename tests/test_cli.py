@@ -1,5 +1,6 @@
 """The task2vec command line: embed, distances, recommend, and its errors."""
 
+import argparse
 import csv
 import os
 import re
@@ -623,3 +624,16 @@ def test_image_size_help_guides_small_images(capsys):
     status, out, _ = run(capsys, "embed", "--help")
     assert status == 0
     assert "for small images" in " ".join(out.split()) and "32 or 64" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("command", ["embed", "diversity"])
+def test_progress_is_shown_on_a_terminal_unless_quiet(command, monkeypatch, capsys):
+    """--verbose (always) and --quiet (never) exclude each other; neither: the estimators'
+    verbose="auto", progress bars only when standard error is a terminal."""
+    import sklearn_task2vec.cli as cli
+
+    assert main([command, "x", "--verbose", "--quiet"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    for verbose_flag, quiet_flag, verbose in ((False, False, "auto"), (True, False, 1), (False, True, 0)):
+        args = argparse.Namespace(verbose=verbose_flag, quiet=quiet_flag)
+        assert cli._verbosity(args) == verbose
