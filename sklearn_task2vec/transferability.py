@@ -103,6 +103,10 @@ _FIXED_POINT_MAX_ITER = 1000
 _SFDA_SHRINKAGE_DECAY = 5.0
 # Rows of the distance matrix computed at once by knn_score (memory: this many times n_examples).
 _KNN_BLOCK_ROWS = 1024
+# Decimals to which PARC rounds the feature dissimilarities (in [0, 2]) before ranking them.
+_PARC_DECIMALS = 12
+# The least spread (in standard deviations) of an example's standardised features for PARC.
+_PARC_FLAT_ROW = 1e-8
 _TARGETS = StrOptions({"auto", "classification", "regression"})
 
 
@@ -1263,7 +1267,10 @@ def parc_score(features, labels, *, pca_components=32):
     mean, unit variance; a constant dimension is only centred), as in the authors' code.
 
     The score is the correlation itself, in [-1, 1]; the authors report it times 100. Their
-    code uses a randomised PCA with one power iteration; this one is exact. The matrices
+    code uses a randomised PCA with one power iteration, where this one is exact, and
+    computes the label dissimilarities (``0`` within a class, ``C / (C - 1)`` across) as
+    correlations, whose rounding splits their ties at random for the rank correlation; here
+    they are exact. The matrices
     have ``n_examples**2`` entries, which bounds the examples (the authors subsample above
     15,000).
 
@@ -1321,15 +1328,22 @@ def parc_score(features, labels, *, pca_components=32):
     centred = features - features.mean(axis=0)
     scale = centred.std(axis=0)
     standardised = centred / np.where(scale > 0, scale, 1.0)
-    flat = np.flatnonzero(np.ptp(standardised, axis=1) == 0)
+    # A row equal in every dimension has no correlation; one nearly so (a spread below
+    # _PARC_FLAT_ROW, in standard deviations) has one made of rounding errors.
+    flat = np.flatnonzero(np.ptp(standardised, axis=1) <= _PARC_FLAT_ROW)
     if flat.size:
         raise ValueError(
-            f"{where}: the standardised features of example {flat[0]} are equal in every dimension: "
-            f"its correlation with other examples is undefined."
+            f"{where}: the standardised features of example {flat[0]} are equal in every dimension "
+            f"(to {_PARC_FLAT_ROW:g} standard deviations): its correlation with other examples is "
+            f"undefined."
         )
-    upper = np.triu_indices(n_examples, 1)
-    feature_dissimilarity = 1.0 - np.corrcoef(standardised)[upper]
-    label_dissimilarity = 1.0 - np.corrcoef(_one_hot(codes, n_classes))[upper]
+    first, second = np.triu_indices(n_examples, 1)
+    # Dissimilarities equal up to rounding are ties (two dimensions give only 0 and 2).
+    feature_dissimilarity = np.round(1.0 - np.corrcoef(standardised)[first, second], _PARC_DECIMALS)
+    # One-hot rows correlate by 1 within a class and -1 / (C - 1) across: their dissimilarity
+    # in closed form, as computed correlations would split its ties by rounding (1.5 +- 2e-16),
+    # which a rank correlation counts.
+    label_dissimilarity = np.where(codes[first] == codes[second], 0.0, n_classes / (n_classes - 1))
     if np.ptp(feature_dissimilarity) == 0:
         raise ValueError(
             f"{where}: every pair of examples has the same feature dissimilarity: their rank "
