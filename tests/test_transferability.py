@@ -725,7 +725,10 @@ _CONTINUOUS = [0.5, 1.5, 0.25, 2.0]
             (lambda score=score: score(np.eye(4), ["a"] * 4), f"{score.__name__}: labels has a single class")
             for score in (knn_score, sfda_score, nleep_score, transrate_score, gbc_score, parc_score)
         ],
-        (lambda: knn_score(np.eye(4), [0, 1, 0, 1]), r"n_neighbors=20 needs 21 examples at least \(each example is predicted from 20 others\), got 4"),
+        (
+            lambda: knn_score(np.eye(4), [0, 1, 0, 1]),
+            r"n_neighbors=20 needs 21 examples at least \(each example is predicted from 20 others\), got 4",
+        ),
         (lambda: knn_score(np.eye(4) * [1, 1, 1, 0], [0, 1, 0, 1], n_neighbors=2), "example 3 are all zero"),
         (lambda: nleep_score(np.ones((12, 2)), [0, 1] * 6, mixture_components=2), "features are constant"),
         (lambda: gbc_score(np.ones((12, 2)), [0, 1] * 6), "features are constant"),
