@@ -168,20 +168,7 @@ def _checked_labels(labels, n_examples, name, where, *, min_classes=2, refuse_co
     return codes, len(classes)
 
 
-def _checked_class_sizes(labels, codes, n_classes, minimum, where, why):
-    """Refuse a class with fewer than ``minimum`` examples, naming it and ``why`` it needs them."""
-    counts = np.bincount(codes, minlength=n_classes)
-    if counts.min() < minimum:
-        rare = int(np.argmin(counts))
-        label = python_scalar(_as_array(labels)[np.flatnonzero(codes == rare)[0]])
-        raise ValueError(
-            f"{where}: class {label!r} of labels has {counts[rare]} example(s); {why} needs {minimum} "
-            f"examples of each class at least."
-        )
-    return counts
-
-
-def _target_kind(labels, n_examples, where, target):
+def _target_kind(labels, where, target):
     """``"classification"`` or ``"regression"``: ``target`` itself, or read from the labels for
     ``"auto"``.
 
@@ -234,7 +221,7 @@ def _checked_regression_target(labels, n_examples, where):
 def _checked_target(labels, n_examples, where, target):
     """``(kind, codes_or_values, n_classes)``: the labels as a classification target (integer
     codes and their number) or as a regression target (float values, ``n_classes=None``)."""
-    kind = _target_kind(labels, n_examples, where, target)
+    kind = _target_kind(labels, where, target)
     if kind == "regression":
         return kind, _checked_regression_target(labels, n_examples, where), None
     # Continuous labels reach here only when the caller says they are classes.
@@ -1076,8 +1063,8 @@ def transrate_score(features, labels, *, eps=1e-4):
 
     ``Z`` the ``n`` examples' features centred on their overall mean, ``Z_c`` the rows of
     class ``c`` (not re-centred), ``R(Z_c, eps)`` with ``n_c`` in place of ``n``. This is the
-    scaling ``1 / (n eps)`` of the authors' code, where ``eps`` stands for the paper's
-    ``eps^2 / D`` (``eps = 1e-4`` as there); the class weights ``n_c / n`` are those of
+    scaling ``1 / (n eps)`` of the code listed in the paper's appendix and of the authors'
+    experiment code, with their ``eps = 1e-4``; the class weights ``n_c / n`` are those of
     MCR² and of the authors' experiment code (the short listing in the paper's appendix
     averages the classes equally, the same for balanced classes). With weights that sum to
     one, ``log det`` is concave, so the score is at least 0.
@@ -1208,7 +1195,14 @@ def gbc_score(features, labels, *, covariance="diagonal", pca_components=64):
     where = "gbc_score"
     features = _checked_matrix(features, "features", where)
     codes, n_classes = _checked_labels(labels, features.shape[0], "labels", where)
-    counts = _checked_class_sizes(labels, codes, n_classes, 2, where, "a class's Gaussian")
+    counts = np.bincount(codes, minlength=n_classes)
+    if counts.min() < 2:
+        rare = int(np.argmin(counts))
+        label = python_scalar(_as_array(labels)[np.flatnonzero(codes == rare)[0]])
+        raise ValueError(
+            f"{where}: class {label!r} of labels has a single example; a class's Gaussian needs two "
+            f"examples at least."
+        )
     if pca_components is not None:
         features = _principal_components(features, pca_components, where)
     indicators = _one_hot(codes, n_classes)
@@ -1217,18 +1211,20 @@ def gbc_score(features, labels, *, covariance="diagonal", pca_components=64):
     for c in range(n_classes):
         rows = features[codes == c]
         flat = np.flatnonzero(rows.max(axis=0) == rows.min(axis=0))
+        degenerate = flat.size == features.shape[1] if covariance == "spherical" else flat.size > 0
+        if not degenerate:
+            continue
         label = python_scalar(_as_array(labels)[np.flatnonzero(codes == c)[0]])
-        if covariance == "spherical" and flat.size == features.shape[1]:
+        if covariance == "spherical":
             raise ValueError(
                 f"{where}: the examples of class {label!r} coincide (after PCA when pca_components is "
                 f"set): its Gaussian is degenerate."
             )
-        if covariance == "diagonal" and flat.size:
-            raise ValueError(
-                f"{where}: the examples of class {label!r} do not vary along feature dimension {flat[0]} "
-                f"(after PCA when pca_components is set): its Gaussian is degenerate. Reduce the "
-                f"features with pca_components, or use covariance='spherical'."
-            )
+        raise ValueError(
+            f"{where}: the examples of class {label!r} do not vary along feature dimension {flat[0]} "
+            f"(after PCA when pca_components is set): its Gaussian is degenerate. Reduce the "
+            f"features with pca_components, or use covariance='spherical'."
+        )
     if covariance == "spherical":
         variances = np.repeat(variances.mean(axis=1, keepdims=True), features.shape[1], axis=1)
     log_variances = np.log(variances)

@@ -551,12 +551,16 @@ def test_gbc_and_parc_reduce_with_pca_first():
 
 def test_gbc_refuses_degenerate_class_gaussians():
     features, labels = _features(30, 3, seed=16)
-    with pytest.raises(ValueError, match="class 7 of labels has 1 example"):
+    with pytest.raises(ValueError, match="class 7 of labels has a single example"):
         gbc_score(features, np.r_[labels[:-1], 7])
     dead = np.c_[features, np.zeros(30)]
     with pytest.raises(ValueError, match="do not vary along feature dimension 3"):
         gbc_score(dead, labels, pca_components=None)
     assert np.isfinite(gbc_score(dead, labels, pca_components=None, covariance="spherical"))
+    coinciding = features.copy()
+    coinciding[labels == 1] = 0.5
+    with pytest.raises(ValueError, match="the examples of class 1 coincide"):
+        gbc_score(coinciding, labels, pca_components=None, covariance="spherical")
     assert gbc_score(dead, labels) == pytest.approx(gbc_score(features, labels), rel=1e-10)  # PCA drops it
 
 
