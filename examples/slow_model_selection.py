@@ -182,7 +182,7 @@ def seconds_per_task(function, tasks):
     return min(runs)
 
 
-def measured_costs(embedder, experts, timed_tasks):
+def measured_costs(embedder, experts, timed_tasks, scores=tuple(SCORE_ROWS)):
     """Seconds per new task of each selector, measured on ``timed_tasks`` without a cache.
 
     TASK2VEC, asymmetric TASK2VEC and MODEL2VEC pay the embedding of the task (their choice
@@ -193,12 +193,83 @@ def measured_costs(embedder, experts, timed_tasks):
     fresh = clone(embedder).set_params(memory=None).fit(timed_tasks[:1])
     embedding = seconds_per_task(fresh.transform, timed_tasks)
     scoring = seconds_per_task(
-        lambda tasks: transferability_scores(experts, tasks, scores=list(SCORE_ROWS), device="cpu"),
+        lambda tasks: transferability_scores(experts, tasks, scores=list(scores), device="cpu"),
         timed_tasks,
     )
     costs = {label: embedding for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
-    costs.update({label: scoring for label in SCORE_ROWS.values()})
+    costs.update({SCORE_ROWS[name]: scoring for name in scores})
     return costs
+
+
+def selection_rows(X, M, errors, scores, expert_names, args, generic=-1):
+    """The rows of the Table 1 analogue: ``(label, mean error, relative increase, tau_w)``.
+
+    ``X``: the tasks' embeddings; ``M``: the experts' (their training tasks'); ``scores``:
+    :func:`~sklearn_task2vec.zoo.transferability_scores`'s dict. ``generic``: the column of
+    the generic expert. Also returns MODEL2VEC's choices.
+    """
+    n_tasks = len(X)
+    best = errors.argmin(axis=1)
+    symmetric_distances = pairwise_task_distances(X, M)
+    asymmetric_selector = Model2VecSelector(model_embeddings=M, max_iter=0).fit(X, best)
+    model2vec, model2vec_scores = cross_validated_choices(X, errors, M, args)
+    oracle = errors.min(axis=1).mean()
+    generic_column = np.arange(errors.shape[1])[generic]
+    rows = [
+        ("oracle", oracle, 0.0, None),
+        ("chance", errors.mean(), (errors.mean() - oracle) / oracle, None),
+        (
+            "generic",
+            errors[:, generic_column].mean(),
+            relative_error_increase(errors, np.full(n_tasks, generic_column)),
+            None,
+        ),
+    ]
+    selections = [
+        ("TASK2VEC", symmetric_distances.argmin(axis=1), -symmetric_distances),
+        ("asymmetric TASK2VEC", asymmetric_selector.predict(X), asymmetric_selector.decision_function(X)),
+        ("MODEL2VEC", model2vec, model2vec_scores),
+    ]
+    for name, label in SCORE_ROWS.items():
+        if name not in scores:
+            continue
+        selector = TransferabilitySelector(experts=expert_names).fit(scores[name])
+        chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
+        selections.append((label, chosen, scores[name]))
+    for label, chosen, task_scores in selections:
+        tau = float(np.nanmean(weighted_kendall_tau(task_scores, errors)))
+        rows.append(
+            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
+        )
+    return rows, model2vec
+
+
+def print_table(rows, costs, n_experts):
+    """Print the Table 1 analogue beside the paper's rows, with each selector's cost."""
+    networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
+    networks.update({label: n_experts for label in SCORE_ROWS.values()})
+    print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
+    print("weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks);")
+    print(
+        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
+        f"best of {TIMING_REPEATS} runs)"
+    )
+    print(
+        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w':>6} {'networks':>8} {'s/task':>7}"
+        f"   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
+    )
+    for label, error, increase, tau in rows:
+        paper_error, paper_increase = PAPER.get(label, (None, None))
+        paper_error = "" if paper_error is None else f"{paper_error:.2f}"
+        paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
+        paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
+        tau_text = "" if tau is None else f"{tau:.2f}"
+        network_text = str(networks.get(label, ""))
+        seconds = "" if label not in costs else f"{costs[label]:.2f}"
+        print(
+            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>6} {network_text:>8} "
+            f"{seconds:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
+        )
 
 
 def plot(plt, rows):
@@ -303,13 +374,7 @@ def main(argv=None):
     print(f"Transferability scores {sorted(scores)} in {time.perf_counter() - start:.1f} s (cached features)")
 
     start = time.perf_counter()
-    n_tasks = len(library)
-    generic = np.full(n_tasks, len(experts) - 1)
-    symmetric_distances = pairwise_task_distances(X, M)
-    symmetric = symmetric_distances.argmin(axis=1)
-    asymmetric_selector = Model2VecSelector(model_embeddings=M, max_iter=0).fit(X, best)
-    asymmetric = asymmetric_selector.predict(X)
-    model2vec, model2vec_scores = cross_validated_choices(X, errors, M, args)
+    rows, model2vec = selection_rows(X, M, errors, scores, [expert.name for expert in experts], args)
     print(
         f"Selectors in {time.perf_counter() - start:.0f} s (MODEL2VEC: "
         f"{'leave-one-out' if args.folds is None else f'{args.folds}-fold'} cross-validation over the tasks)"
@@ -318,53 +383,7 @@ def main(argv=None):
     print(f"Timing each selector on {TIMED_TASKS} new tasks, no cache ...")
     timed = [entry["task"] for entry in library[:TIMED_TASKS]]
     costs = measured_costs(embedder, experts, timed)
-    networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
-    networks.update({label: len(experts) for label in SCORE_ROWS.values()})
-
-    oracle = errors.min(axis=1).mean()
-    rows = [
-        ("oracle", oracle, 0.0, None),
-        ("chance", errors.mean(), (errors.mean() - oracle) / oracle, None),
-        ("generic", errors[:, -1].mean(), relative_error_increase(errors, generic), None),
-    ]
-    selections = [
-        ("TASK2VEC", symmetric, -symmetric_distances),
-        ("asymmetric TASK2VEC", asymmetric, asymmetric_selector.decision_function(X)),
-        ("MODEL2VEC", model2vec, model2vec_scores),
-    ]
-    expert_names = [expert.name for expert in experts]
-    for name, label in SCORE_ROWS.items():
-        selector = TransferabilitySelector(experts=expert_names).fit(scores[name])
-        chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
-        selections.append((label, chosen, scores[name]))
-    for label, chosen, task_scores in selections:
-        tau = float(np.nanmean(weighted_kendall_tau(task_scores, errors)))
-        rows.append(
-            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
-        )
-
-    print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
-    print("weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks);")
-    print(
-        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
-        f"best of {TIMING_REPEATS} runs)"
-    )
-    print(
-        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w':>6} {'networks':>8} {'s/task':>7}"
-        f"   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
-    )
-    for label, error, increase, tau in rows:
-        paper_error, paper_increase = PAPER.get(label, (None, None))
-        paper_error = "" if paper_error is None else f"{paper_error:.2f}"
-        paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
-        paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
-        tau_text = "" if tau is None else f"{tau:.2f}"
-        network_text = str(networks.get(label, ""))
-        seconds = "" if label not in costs else f"{costs[label]:.2f}"
-        print(
-            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>6} {network_text:>8} "
-            f"{seconds:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
-        )
+    print_table(rows, costs, len(experts))
     print(
         f"  (chance = the expected error of a uniformly random expert; experts chosen by "
         f"MODEL2VEC: {np.bincount(model2vec, minlength=len(experts)).tolist()}, oracle: "

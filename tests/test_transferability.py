@@ -36,6 +36,9 @@ from sklearn_task2vec.transferability import (
     transrate_score,
 )
 
+# BLAS on one thread: on a busy shared machine its threads cost the larger LogME cases ~100x.
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 # ----------------------------------------------------------------------------- LogME
 
 
