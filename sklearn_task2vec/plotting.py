@@ -213,7 +213,8 @@ class TaskDistanceDisplay:
     ax_ : matplotlib Axes
         The axes of the heatmap.
     dendrogram_ax_ : matplotlib Axes or None
-        The axes of the dendrogram, above the heatmap; None without a dendrogram.
+        The axes of the dendrogram, above the heatmap; None without a dendrogram, or when
+        every task is at distance 0 from the others (a tree of height 0).
     colorbar_ : matplotlib Colorbar or None
         The colour bar, right of the heatmap; None without one.
     figure_ : matplotlib Figure
@@ -328,8 +329,13 @@ class TaskDistanceDisplay:
         if colorbar:
             self.colorbar_ = figure.colorbar(self.im_, cax=ax.inset_axes([1.03, 0.0, 0.04, 1.0]))
             self.colorbar_.set_label(f"{symbol} (bright: close)")
+            self.colorbar_.ax.tick_params(labelsize=8)
+            # Clear of the colour bar's top label, centred on its upper end (8 points high).
+            ax.set_title(ax.get_title(), pad=12)
         self.dendrogram_ax_ = None
-        if (order == "cluster" if dendrogram is None else dendrogram) and self.linkage_ is not None:
+        # A tree of height 0 (every task at distance 0 from the others) has nothing to show.
+        tree = self.linkage_ is not None and self.linkage_[:, 2].max() > 0
+        if (order == "cluster" if dendrogram is None else dendrogram) and tree:
             self.dendrogram_ax_ = ax.inset_axes([0.0, 1.01, 1.0, 0.15])
             draw_dendrogram(
                 self.linkage_,
@@ -479,14 +485,14 @@ def _segments_cross_boxes(starts, ends, boxes):
 
 
 def _candidate_offsets(width, height, near, step, reach):
-    """Offsets (pixels) of a label's centre from its point, nearest first, and whether each needs
-    a leader line.
+    """Offsets (pixels) of a name's centre from its point, nearest first, in groups: ``(offsets,
+    leader)`` where ``leader`` says whether the group's places need a leader line.
 
     First the eight places just clear of the point's marker (right, above, left, below, then
     the corners), then rings of growing radius, ``step`` apart, up to ``reach``.
     """
     right, up = near + width / 2.0, near + height / 2.0
-    offsets = [
+    beside = [
         (right, 0),
         (0, up),
         (-right, 0),
@@ -496,28 +502,62 @@ def _candidate_offsets(width, height, near, step, reach):
         (right, -up),
         (-right, -up),
     ]
-    leaders = [False] * len(offsets)
+    yield np.array(beside), False
     radius = near + step
     while radius <= reach:
         n_angles = max(16, int(np.ceil(2 * np.pi * radius / step)))
         angles = 2 * np.pi * np.arange(n_angles) / n_angles
-        offsets += list(
-            zip(np.cos(angles) * (radius + width / 2.0), np.sin(angles) * (radius + height / 2.0))
+        yield (
+            np.column_stack([np.cos(angles) * (radius + width / 2), np.sin(angles) * (radius + height / 2)]),
+            True,
         )
-        leaders += [True] * n_angles
         radius += step
-    return np.array(offsets, dtype=float), np.array(leaders)
+
+
+class _Placed:
+    """The names placed so far, with room around them, and their leader lines (pixels)."""
+
+    def __init__(self, frame, markers, apart):
+        self.frame, self.markers, self.apart = frame, markers, apart
+        self.boxes, self.starts, self.ends = np.zeros((0, 4)), np.zeros((0, 2)), np.zeros((0, 2))
+
+    def score(self, point, centres, size, leader):
+        """``(overlaps, crossings, boxes)`` of names of ``size`` centred at ``centres``.
+
+        Overlaps: with a name placed before, with a point, or with the axes' edge. Crossings:
+        of the name's leader line (if ``leader``) with a name placed before, and of the name
+        with a leader line drawn before.
+        """
+        half = np.asarray(size) / 2.0
+        boxes = np.column_stack([centres - half, centres + half])
+        inside = np.all((boxes[:, :2] >= self.frame[:2]) & (boxes[:, 2:] <= self.frame[2:]), axis=1)
+        overlaps = (
+            _boxes_overlap(boxes, self.boxes + self.apart).sum(axis=1)
+            + _boxes_overlap(boxes, self.markers).sum(axis=1)
+            + ~inside
+        )
+        crossings = _segments_cross_boxes(self.starts, self.ends, boxes).sum(axis=0)
+        if leader:
+            starts = np.repeat(point[None, :], len(centres), axis=0)
+            crossings += _segments_cross_boxes(starts, centres, self.boxes).sum(axis=1)
+        return overlaps, crossings, boxes
+
+    def add(self, box, point=None, centre=None):
+        self.boxes = np.vstack([self.boxes, box])
+        if point is not None:
+            self.starts, self.ends = np.vstack([self.starts, point]), np.vstack([self.ends, centre])
 
 
 def _place_labels(ax, names, xs, ys, *, fontsize, marker_radius):
     """Name the points of a scatter plot, each name where it overlaps no other name or point.
 
     Deterministic: on the laid-out figure, the most isolated points first, each name goes to
-    the first free place of :func:`_candidate_offsets` inside the axes, whose leader line
-    (when it is not next to its point) crosses no name placed before, and which crosses no
-    leader line drawn before. When no place is free, the one with the fewest conflicts. The
-    names are kept out of the layout, so that placing them does not move the axes. Returns the
-    annotations.
+    the first place of :func:`_candidate_offsets` inside the axes that overlaps no name placed
+    before and no point, and, if there is such a place, whose leader line (when it is not next
+    to its point) crosses no name placed before and which crosses no leader line drawn before
+    (around many points at one place, the inner names must be crossed). When no place is
+    free, the one with the fewest overlaps. The names are kept out of the layout, so that
+    placing them does not move the axes. Returns the annotations.
     """
     figure = _root_figure(ax)
     figure.draw_without_rendering()
@@ -526,7 +566,9 @@ def _place_labels(ax, names, xs, ys, *, fontsize, marker_radius):
     points = ax.transData.transform(np.column_stack([xs, ys]))
     frame = ax.bbox.extents + np.array([gap, gap, -gap, -gap])
     keep_out = (marker_radius * pixels) + gap
-    markers = np.column_stack([points - keep_out, points + keep_out])
+    # Names side by side on one line need room between them, or they read as one name.
+    apart = np.array([-fontsize * pixels, -gap, fontsize * pixels, gap])
+    placed = _Placed(frame, np.column_stack([points - keep_out, points + keep_out]), apart)
     sizes = []
     for name in names:
         probe = ax.text(0, 0, name, fontsize=fontsize)
@@ -535,30 +577,22 @@ def _place_labels(ax, names, xs, ys, *, fontsize, marker_radius):
         sizes.append((box.width, box.height))
     spacing = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
     np.fill_diagonal(spacing, np.inf)
-    order = np.lexsort((np.arange(len(points)), -spacing.min(axis=1)))
     reach = float(np.hypot(frame[2] - frame[0], frame[3] - frame[1]))
-    # Names side by side on one line need room between them, or they read as one name.
-    apart = np.array([-fontsize * pixels, -gap, fontsize * pixels, gap])
-    boxes, starts, ends, annotations = np.zeros((0, 4)), np.zeros((0, 2)), np.zeros((0, 2)), {}
-    for i in order:
+    annotations = {}
+    for i in np.lexsort((np.arange(len(points)), -spacing.min(axis=1))):
         width, height = sizes[i]
-        offsets, leaders = _candidate_offsets(width, height, keep_out, height + gap, reach)
-        centres = points[i] + offsets
-        candidates = np.column_stack([centres - [width / 2, height / 2], centres + [width / 2, height / 2]])
-        conflicts = (
-            _boxes_overlap(candidates, boxes + apart).sum(axis=1)
-            + _boxes_overlap(candidates, markers).sum(axis=1)
-            + _segments_cross_boxes(starts, ends, candidates).sum(axis=0)
-            + leaders
-            * _segments_cross_boxes(np.repeat(points[i : i + 1], len(centres), 0), centres, boxes).sum(axis=1)
-            + len(points)
-            * ~np.all((candidates[:, :2] >= frame[:2]) & (candidates[:, 2:] <= frame[2:]), axis=1)
-        )
-        best = int(np.argmin(conflicts))  # the first free place, or the least crowded
-        boxes = np.vstack([boxes, candidates[best]])
+        best = None  # (overlaps, crossings, offset, box, leader) of the best place so far
+        for offsets, leader in _candidate_offsets(width, height, keep_out, height + gap, reach):
+            overlaps, crossings, boxes = placed.score(points[i], points[i] + offsets, sizes[i], leader)
+            first = int(np.lexsort((crossings, overlaps))[0])  # stable: the nearest of the best
+            if best is None or (overlaps[first], crossings[first]) < best[:2]:
+                best = (overlaps[first], crossings[first], offsets[first], boxes[first], leader)
+            if best[:2] == (0, 0):
+                break
+        _, _, offset, box, leader = best
+        placed.add(box, *((points[i], points[i] + offset) if leader else ()))
         arrow = None
-        if leaders[best]:
-            starts, ends = np.vstack([starts, points[i]]), np.vstack([ends, centres[best]])
+        if leader:
             arrow = {
                 "arrowstyle": "-",
                 "linewidth": 0.5,
@@ -569,7 +603,7 @@ def _place_labels(ax, names, xs, ys, *, fontsize, marker_radius):
         label = ax.annotate(
             names[i],
             (xs[i], ys[i]),
-            xytext=tuple(offsets[best] / pixels),
+            xytext=tuple(offset / pixels),
             textcoords="offset points",
             ha="center",
             va="center",
@@ -694,7 +728,8 @@ class NormDifficultyDisplay:
         ax.margins(0.12)  # room for the names of the outermost points
         ax.set_xlabel(self.difficulty_label)
         ax.set_ylabel(self.norm_label)
-        self.spearman_ = float(spearmanr(self.norms, self.difficulty)[0]) if len(self.norms) > 1 else np.nan
+        varies = np.ptp(self.norms) > 0 and np.ptp(self.difficulty) > 0
+        self.spearman_ = float(spearmanr(self.norms, self.difficulty)[0]) if varies else np.nan
         correlation = "undefined" if np.isnan(self.spearman_) else f"{self.spearman_:+.2f}"
         ax.set_title(f"Norm vs difficulty (Spearman ρ = {correlation})")
         self.ax_, self.figure_ = ax, figure
