@@ -1032,7 +1032,7 @@ class DiscoveredTasksDisplay:
 
     A discovered task is a binary labelling of a fixed set of examples
     (:class:`~sklearn_task2vec.discovery.TaskDiscovery`). Each task gets one axes: its images
-    in a grid, the positive ones (label 1) first and framed in :data:`POSITIVE_COLOR`, then the
+    in a grid, the positive ones (label 1) first and framed in orange, then the
     negative ones, with the task's score in the title.
 
     Parameters
