@@ -189,6 +189,7 @@ def study_figure(names, distances, norms, errors, rows):
     smaller percentages there (see :func:`selection_notes`).
     """
     import matplotlib.pyplot as plt
+
     layout = [["distances", "norms"], ["selection", "paper"]] if rows else [["distances", "norms"]]
     figure = plt.figure(figsize=(13, 11 if rows else 6.5), layout="constrained")
     panels = figure.subplot_mosaic(layout, height_ratios=[1.6, 1] if rows else None)

@@ -62,8 +62,9 @@ __all__ = [
 DISTANCE_CMAP = "viridis_r"
 #: The colour of the frames around the positive examples of a discovered task.
 POSITIVE_COLOR = "tab:orange"
-#: The colour of the bars of the model selectors, and of chance's reference.
+#: The colour of the model selectors' bars.
 SELECTOR_COLOR = "tab:blue"
+#: The colour of chance's bar and reference line.
 CHANCE_COLOR = "0.6"
 #: Smallest font size (points) that tick labels are shrunk to.
 SMALLEST_FONT = 4.0
@@ -323,15 +324,15 @@ class TaskDistanceDisplay:
         symbol = "d_sym" if self.kind == "symmetric" else "d_asym(row → column)"
         ax.set_title(
             f"{self.kind.capitalize()} TASK2VEC distance"
-            + (", average-linkage order" if self.linkage_ is not None else "")
+            + (", average-linkage order" if self.linkage_ is not None else ""),
+            # Clear of the colour bar's top label, centred on its upper end (8 points high).
+            pad=12 if colorbar else None,
         )
         self.colorbar_ = None
         if colorbar:
             self.colorbar_ = figure.colorbar(self.im_, cax=ax.inset_axes([1.03, 0.0, 0.04, 1.0]))
             self.colorbar_.set_label(f"{symbol} (bright: close)")
             self.colorbar_.ax.tick_params(labelsize=8)
-            # Clear of the colour bar's top label, centred on its upper end (8 points high).
-            ax.set_title(ax.get_title(), pad=12)
         self.dendrogram_ax_ = None
         # A tree of height 0 (every task at distance 0 from the others) has nothing to show.
         tree = self.linkage_ is not None and self.linkage_[:, 2].max() > 0
@@ -618,7 +619,7 @@ def _place_labels(ax, names, xs, ys, *, fontsize, marker_radius):
 class NormDifficultyDisplay:
     """Each task's embedding norm against its difficulty, the tasks named.
 
-    The paper (Achille et al., ICCV 2019, sec. 3.1 and Fig. 2, right) finds that the norm of
+    The paper (Achille et al., ICCV 2019, Fig. 2, right) finds that the norm of
     a task's embedding grows with the task's difficulty (the test error of a model trained on
     it). The title gives Spearman's rank correlation between the two
     (:func:`scipy.stats.spearmanr`). Every point is named; the names are placed where they
