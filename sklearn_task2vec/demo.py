@@ -16,7 +16,8 @@ the expert chosen by the TASK2VEC distances of the tasks' embeddings to the embe
 experts' training tasks (symmetric, and asymmetric with
 :class:`~sklearn_task2vec.Model2VecSelector` ``(max_iter=0)``) is compared with the oracle,
 chance and the generic expert. With matplotlib installed (``pip install
-sklearn-task2vec[plot]``), the figures go to ``--output-dir``. The Fashion-MNIST version,
+sklearn-task2vec[plot]``), the figure, drawn with the Displays of
+:mod:`sklearn_task2vec.plotting`, goes to ``--output-dir``. The Fashion-MNIST version,
 with MODEL2VEC, is ``examples/slow_model_selection.py``.
 """
 

@@ -17,21 +17,21 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import rankdata
 
-matplotlib = pytest.importorskip("matplotlib")
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
-
-from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector, demo  # noqa: E402
-from sklearn_task2vec.plotting import (  # noqa: E402
+from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector, demo
+from sklearn_task2vec.plotting import (
     DISTANCE_CMAP,
     DiscoveredTasksDisplay,
     ModelSelectionDisplay,
     NormDifficultyDisplay,
     TaskDistanceDisplay,
 )
-from sklearn_task2vec.task_library import TaskLibrary  # noqa: E402
+from sklearn_task2vec.task_library import TaskLibrary
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.image import AxesImage  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
