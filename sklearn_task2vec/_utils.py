@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 import torch
 from sklearn import get_config
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 #: Exclusive upper bound of the seeds drawn from a ``random_state``.
@@ -158,6 +158,21 @@ def load_tensors(file, what):
                 f"are read, so that a file cannot run code. Save a state_dict() with torch.save."
             ) from None
         raise ValueError(f"{what} is not a loadable state_dict ({type(exc).__name__}: {exc}).") from exc
+
+
+def check_embeddings(X, name):
+    """``X`` as a finite, non-negative 2-D float array of embeddings (one per row).
+
+    float32 stays float32 (computed in float32, like scikit-learn's pairwise distances);
+    anything else becomes float64.
+    """
+    X = check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=True, input_name=name)
+    if np.any(X < 0):
+        raise ValueError(
+            f"{name} has negative entries: task embeddings are Fisher Information diagonals, "
+            f"which are non-negative."
+        )
+    return X
 
 
 def check_expert_names(experts):
