@@ -155,6 +155,9 @@ def onnx_probe(path, *, output=None):
 
     Examples
     --------
+    A graph of a Conv and a global average pool, written with ``onnx.helper``:
+
+    >>> import os, tempfile
     >>> import numpy as np, torch
     >>> from onnx import TensorProto, helper, numpy_helper, save
     >>> from sklearn_task2vec.probes import onnx_probe
@@ -163,13 +166,16 @@ def onnx_probe(path, *, output=None):
     ...     [helper.make_node("Conv", ["image", "weight"], ["maps"], name="conv"),
     ...      helper.make_node("GlobalAveragePool", ["maps"], ["pooled"], name="pool")],
     ...     "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 8, 8])],
-    ...     [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None)], [weight])
-    >>> save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "tiny.onnx")
-    >>> probe = onnx_probe("tiny.onnx")
+    ...     [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n", 4, 1, 1])], [weight])
+    >>> path = os.path.join(tempfile.mkdtemp(), "tiny.onnx")
+    >>> save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    >>> probe = onnx_probe(path)
     >>> probe(torch.ones(2, 3, 8, 8)).shape  # (n, 4, 1, 1) flattened
     torch.Size([2, 4])
     >>> probe.get_submodule("conv")
     Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), bias=False)
+    >>> probe.onnx_source.output is None
+    True
     """
     onnx, _ = import_onnx()
     where = f"ONNX file {os.fspath(path)!r}"
@@ -247,11 +253,13 @@ def _cut(graph, input_name, output, where):
     if output not in producers:
         near = difflib.get_close_matches(output, list(producers), n=5, cutoff=0.5)
         last = [name for node in graph.node[-5:] for name in node.output]
-        why = (
-            "is the graph's input, not computed by it"
-            if output == input_name
-            else "is not a tensor of the graph"
-        )
+        named = [node for node in graph.node if node.name == output]
+        if output == input_name:
+            why = "is the graph's input, not computed by it"
+        elif named:
+            why = f"is the name of a node, not of a tensor: that node computes {list(named[0].output)}"
+        else:
+            why = "is not a tensor of the graph"
         raise ValueError(
             f"{where}: output={output!r} {why}. "
             + (f"Close names: {near}. " if near else "")
