@@ -181,8 +181,11 @@ def onnx_probe(path, *, output=None):
     where = f"ONNX file {os.fspath(path)!r}"
     if not os.path.isfile(path):
         raise ValueError(f"{where}: no such file.")
+    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        sha256 = hashlib.sha256(file.read()).hexdigest()
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
     try:
         model = onnx.load(os.fspath(path))
     except Exception as exc:  # protobuf's DecodeError and onnx's own, for a file that is no model
@@ -222,16 +225,24 @@ def _probe_input(graph, where):
             f"{where}: a probe takes one input (a batch of images or features); the graph has "
             f"{len(inputs)}: {[value.name for value in inputs]}."
         )
+    from onnx import TensorProto
+
     value = inputs[0]
     tensor = value.type.tensor_type
     if not value.type.HasField("tensor_type") or tensor.elem_type not in _FLOAT_TYPES:
+        kind = (
+            TensorProto.DataType.Name(tensor.elem_type)
+            if value.type.HasField("tensor_type")
+            else "not a tensor"
+        )
         raise ValueError(
-            f"{where}: the graph's input {value.name!r} is not a floating tensor (ONNX type "
-            f"{value.type}); a probe takes floating images or features."
+            f"{where}: the graph's input {value.name!r} is not a floating tensor ({kind}); a probe "
+            f"takes floating images or features."
         )
     shape = None
     if tensor.HasField("shape"):
-        shape = tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim)
+        # Some exporters write -1 or 0 for an axis of any size.
+        shape = tuple(dim.dim_value if dim.dim_value > 0 else None for dim in tensor.shape.dim)
         if len(shape) < 2:
             raise ValueError(
                 f"{where}: the graph's input {value.name!r} has shape {list(shape)}; a probe takes a "
@@ -633,7 +644,7 @@ def _check_batch_freed(probe, image, where):
     into the graph)."""
     shape = [_CHECK_SIDE if side is None else side for side in image.shape[1:]]
     generator = torch.Generator().manual_seed(0)
-    examples = torch.randn(3, *shape, generator=generator).to(image.dtype)
+    examples = torch.randn(2, *shape, generator=generator).to(image.dtype)
     why = None
     try:
         with torch.no_grad():
@@ -642,7 +653,7 @@ def _check_batch_freed(probe, image, where):
         if together.shape != alone.shape or not torch.allclose(together, alone, rtol=1e-4, atol=1e-5):
             why = "the examples of a batch change each other's outputs"
     except Exception as exc:  # a reshape or a tensor of the graph that keeps the batch at 1
-        why = f"a batch of 3 fails ({type(exc).__name__}: {exc})"
+        why = f"a batch of 2 fails ({type(exc).__name__}: {exc})"
     if why is not None:
         raise ValueError(
             f"{where}: the graph fixes its batch axis to 1 (input {image.name!r} of shape "

@@ -101,6 +101,8 @@ def build_named_probe(name, weights, seed=0):
     """
     if is_onnx_file(name):
         return onnx_probe(name)
+    if not isinstance(name, str):
+        raise TypeError(f"A probe given as a path must be an ONNX file (ending in .onnx), got {name!r}.")
     if name.startswith(TIMM_PREFIX):
         return _build_timm_probe(name[len(TIMM_PREFIX) :], weights, seed)
     import torchvision

@@ -137,10 +137,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    probe : "auto", str or torch.nn.Module, default="auto"
+    probe : "auto", str, path-like or torch.nn.Module, default="auto"
         The probe network. A torchvision classification model name (``"resnet18"``,
         ``"resnet34"`` (the paper's), ``"resnet50"``, ``"densenet121"``, ``"vgg13_bn"``, ...),
-        whose final Linear classifier is dropped; ``"hf:<name or folder>"``, a Hugging Face
+        whose final Linear classifier is dropped; the path of an ONNX file (``"model.onnx"``,
+        ``pip install 'sklearn-task2vec[onnx]'``), its graph whole as
+        :func:`~sklearn_task2vec.probes.onnx_probe` converts it (which can cut it before its
+        classifier); ``"hf:<name or folder>"``, a Hugging Face
         ``transformers`` model (``pip install 'sklearn-task2vec[text]'``) loaded with
         ``from_pretrained`` (a causal language model with its output layer), with its tokenizer,
         probed through its body (:class:`~sklearn_task2vec.probes.TransformersBody`, as is a
@@ -152,7 +155,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     probe_weights : "imagenet", None or path-like, default="imagenet"
         Weights of a named probe: torchvision's ImageNet weights (downloaded and cached by
         torch.hub), ``None`` for random initialisation, or a local ``state_dict`` file
-        (loaded with ``weights_only=True``). Ignored for module probes and the random probe.
+        (loaded with ``weights_only=True``). Ignored for module probes, ONNX files (their
+        weights are the file's) and the random probe.
     method : {"auto", "montecarlo", "exact", "variational"}, default="auto"
         Fisher estimator. ``"montecarlo"``: one label sampled from the model per example
         (unbiased, one backward pass). ``"exact"``: the expectation over labels in closed form

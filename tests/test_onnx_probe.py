@@ -10,6 +10,7 @@ whatever the exporter's way of storing it (initializers or ``Constant`` nodes, a
 """
 
 import os
+import pathlib
 import pickle
 import shutil
 import sys
@@ -29,6 +30,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from sklearn_task2vec import FisherTaskEmbedder  # noqa: E402
+from sklearn_task2vec._onnx import fold_constant_nodes  # noqa: E402
 from sklearn_task2vec._probes import folded_filters  # noqa: E402
 from sklearn_task2vec.probes import build_named_probe, onnx_probe  # noqa: E402
 from sklearn_task2vec.zoo import Expert  # noqa: E402
@@ -523,6 +525,33 @@ def test_an_onnx_probe_is_an_experts_feature_extractor_and_a_named_probe(tmp_pat
     expert = Expert(onnx_probe(path, output="flatten"), "onnx expert")
     with torch.no_grad():
         assert expert.module(torch.from_numpy(images())).shape == (5, 4)
-    assert isinstance(build_named_probe(path, None).get_submodule("fc"), nn.Linear), (
-        "whole, as the file has it"
+    whole = build_named_probe(pathlib.Path(path), None)
+    assert isinstance(whole.get_submodule("fc"), nn.Linear), "whole, as the file has it"
+    with pytest.raises(TypeError, match="must be an ONNX file"):
+        build_named_probe(pathlib.Path(tmp_path / "weights.pt"), None)
+
+
+def test_constant_nodes_holding_numbers_become_initializers():
+    nodes = [
+        helper.make_node(
+            "Constant", [], ["tensor"], value=numpy_helper.from_array(np.eye(2, dtype=np.float32))
+        ),
+        helper.make_node("Constant", [], ["float"], value_float=2.5),
+        helper.make_node("Constant", [], ["ints"], value_ints=[1, -1]),
+        helper.make_node("Constant", [], ["text"], value_string="a"),
+        helper.make_node("Add", ["image", "float"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2])],
+        value_info=[helper.make_tensor_value_info("float", TensorProto.FLOAT, [])],
     )
+    assert fold_constant_nodes(graph) == ["tensor", "float", "ints"]
+    values = {initializer.name: numpy_helper.to_array(initializer) for initializer in graph.initializer}
+    np.testing.assert_array_equal(values["tensor"], np.eye(2))
+    assert values["float"].dtype == np.float32 and values["float"] == 2.5
+    assert values["ints"].dtype == np.int64 and values["ints"].tolist() == [1, -1]
+    assert [node.op_type for node in graph.node] == ["Constant", "Add"], "the string stays a node"
+    assert not graph.value_info, "an initializer's shape is its own"
