@@ -277,17 +277,17 @@ def _cut(graph, input_name, output, where):
             + f"The graph's nodes compute {len(producers)} tensors; the last ones: {last} "
             f"(all: [name for node in onnx.load(path).graph.node for name in node.output])."
         )
+    position = {name: index for index, node in enumerate(graph.node) for name in node.output}
     needed, reached, stack = set(), set(), [output]
     while stack:
         name = stack.pop()
         reached.add(name)
-        node = producers.get(name)
-        if node is not None and id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(name for name in node.input if name)
+        if name in position and position[name] not in needed:
+            needed.add(position[name])
+            stack.extend(name for name in graph.node[position[name]].input if name)
     if input_name not in reached:
         raise ValueError(f"{where}: output={output!r} does not depend on the graph's input {input_name!r}.")
-    kept = [node for node in graph.node if id(node) in needed]
+    kept = [node for index, node in enumerate(graph.node) if index in needed]
     known = {value.name: value for value in [*graph.value_info, *graph.output]}
     result = known.get(output)
     del graph.node[:]

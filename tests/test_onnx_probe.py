@@ -294,13 +294,15 @@ def test_an_output_name_that_is_no_tensor_is_refused_with_the_names_near_it(tmp_
 # -------------------------------------------------------------------------------- Gemm, MatMul
 
 
-def gemm_network(alpha, beta, trans_b, bias, weights, seed=0):
+def gemm_network(alpha, beta, trans_a, trans_b, bias, weights, seed=0):
     """``(onnx model, torch module)``: ``tanh(alpha * x @ B' + beta * C)`` as one Gemm node named
-    ``gemm``, and as ``Linear`` + ``Tanh``."""
+    ``gemm`` (``trans_a``: given ``x`` transposed, by a Transpose node), and as ``Linear`` +
+    ``Tanh``."""
     rng = np.random.RandomState(seed)
     builder = GraphBuilder(weights)
     matrix = rng.normal(0, 0.5, size=(5, 4)).astype(np.float32)  # (out, in), as Linear's
-    inputs = ["image", builder.constant("weight", matrix if trans_b else matrix.T.copy())]
+    operand = builder.node("Transpose", ["image"], "transposed", perm=[1, 0]) if trans_a else "image"
+    inputs = [operand, builder.constant("weight", matrix if trans_b else matrix.T.copy())]
     linear = nn.Linear(4, 5, bias=bias is not None)
     with torch.no_grad():
         linear.weight.copy_(alpha * torch.from_numpy(matrix))
@@ -308,7 +310,9 @@ def gemm_network(alpha, beta, trans_b, bias, weights, seed=0):
             term = rng.normal(size=5).astype(np.float32)
             inputs.append(builder.constant("bias", term if bias == "vector" else term[None]))
             linear.bias.copy_(beta * torch.from_numpy(term))
-    value = builder.node("Gemm", inputs, "gemm", alpha=alpha, beta=beta, transB=int(trans_b))
+    value = builder.node(
+        "Gemm", inputs, "gemm", alpha=alpha, beta=beta, transA=int(trans_a), transB=int(trans_b)
+    )
     return builder.model(["n", 4], builder.node("Tanh", [value], "tanh")), nn.Sequential(linear, nn.Tanh())
 
 
@@ -316,12 +320,13 @@ def gemm_network(alpha, beta, trans_b, bias, weights, seed=0):
 @given(
     alpha=st.sampled_from([1.0, 0.5]),
     beta=st.sampled_from([1.0, 2.0]),
+    trans_a=st.booleans(),
     trans_b=st.booleans(),
     bias=st.sampled_from([None, "vector", "row"]),
     weights=st.sampled_from(["initializer", "constant"]),
 )
-def test_every_gemm_with_a_constant_weight_is_a_linear_layer(alpha, beta, trans_b, bias, weights):
-    model, module = gemm_network(alpha, beta, trans_b, bias, weights)
+def test_every_gemm_with_a_constant_weight_is_a_linear_layer(alpha, beta, trans_a, trans_b, bias, weights):
+    model, module = gemm_network(alpha, beta, trans_a, trans_b, bias, weights)
     X = np.random.RandomState(1).normal(size=(7, 4)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         probe = onnx_probe(save(model, folder))
@@ -335,7 +340,7 @@ def test_every_gemm_with_a_constant_weight_is_a_linear_layer(alpha, beta, trans_
 
 @pytest.mark.parametrize("bias", ["vector", "row"])
 def test_a_gemm_embeds_as_the_linear_layer_it_is(bias, tmp_path, one_thread):
-    model, module = gemm_network(0.5, 2.0, False, bias, "initializer")
+    model, module = gemm_network(0.5, 2.0, bias == "row", False, bias, "initializer")
     X = np.random.RandomState(1).normal(size=(20, 4))
     y = np.arange(20) % 3
     params = {"method": "exact", "random_state": 0, "device": "cpu"}
