@@ -19,6 +19,7 @@ import torch
 from torch import fx, nn
 
 from ._attention import ProjectedMultiheadAttention, ProjectedWindowAttention, explicit_attention
+from ._onnx import is_onnx_file, onnx_probe
 from ._probe_layers import (
     FILTER_TYPES,
     check_examples_independent,
@@ -79,13 +80,20 @@ TIMM_PREFIX = "timm:"
 
 def check_probe_name(name):
     """Refuse a probe name :func:`build_named_probe` cannot build, before any work: neither a
-    torchvision classification model nor ``"timm:<a timm model>"`` (with timm installed).
+    torchvision classification model, nor ``"timm:<a timm model>"`` (with timm installed), nor
+    an ONNX file that exists.
 
     Raises
     ------
     ValueError
         Naming the probe and the names there are.
     """
+    if is_onnx_file(name):
+        if not os.path.isfile(name):
+            raise ValueError(f"Probe {os.fspath(name)!r}: no such ONNX file.")
+        return
+    if not isinstance(name, str):
+        raise TypeError(f"A probe given as a path must be an ONNX file (ending in .onnx), got {name!r}.")
     if name.startswith(TIMM_PREFIX):
         model = name[len(TIMM_PREFIX) :]
         try:
@@ -116,9 +124,13 @@ def build_named_probe(name, weights, seed=0):
 
     Parameters
     ----------
-    name : str
+    name : str or path-like
         A torchvision classification model name, e.g. ``"resnet34"``, or ``"timm:<name>"`` for
-        a model of timm (the optional extra ``[timm]``), e.g. ``"timm:convnext_tiny"``.
+        a model of timm (the optional extra ``[timm]``), e.g. ``"timm:convnext_tiny"``, or the
+        path of an ONNX file (ending in ``.onnx``, the optional extra ``[onnx]``): the graph as
+        :func:`onnx_probe` converts it, whole (its weights are the file's; ``weights`` and
+        ``seed`` are ignored, and the graph's classifier, if it has one, is kept: cut it off
+        with ``onnx_probe(path, output=...)``).
     weights : {"imagenet", None} or path-like
         ``"imagenet"``: torchvision's default pretrained weights, downloaded and cached by
         torch.hub (``$TORCH_HOME/hub/checkpoints``); for timm its default pretrained weights,
@@ -129,6 +141,8 @@ def build_named_probe(name, weights, seed=0):
         Seeds the random initialisation (torch's global generator is left as it was).
     """
     check_probe_name(name)
+    if is_onnx_file(name):
+        return onnx_probe(name)
     if name.startswith(TIMM_PREFIX):
         return _build_timm_probe(name[len(TIMM_PREFIX) :], weights, seed)
     import torchvision
@@ -417,7 +431,12 @@ class FilterLeafTracer(fx.Tracer):
 
 
 def symbolic_trace(probe):
-    """``probe`` as a ``torch.fx.GraphModule`` traced by :class:`FilterLeafTracer`."""
+    """``probe`` as a new ``torch.fx.GraphModule`` sharing its modules: traced by
+    :class:`FilterLeafTracer`, or, for a probe that is a ``GraphModule`` already (an ONNX probe,
+    :func:`~sklearn_task2vec._onnx.onnx_probe`), over a copy of its own graph, whose modules
+    may run code that fx cannot trace (a reshape that reads its target's values)."""
+    if isinstance(probe, fx.GraphModule):
+        return fx.GraphModule(probe, copy.deepcopy(probe.graph), probe.__class__.__name__)
     graph = FilterLeafTracer().trace(probe)
     return fx.GraphModule(probe, graph, probe.__class__.__name__)
 
@@ -498,8 +517,6 @@ class RunnableProbe(NamedTuple):
 
 
 def _trace(probe, start):
-    if isinstance(probe, fx.GraphModule):
-        return probe
     try:
         return symbolic_trace(probe)
     except Exception as exc:  # fx raises many kinds of errors on control flow it cannot follow

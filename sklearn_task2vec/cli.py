@@ -1991,8 +1991,9 @@ def _parser():
         default="auto",
         help="a torchvision classification model (resnet18, resnet34 as in the paper, resnet50, "
         "densenet121, ...); hf:<name or folder>, a Hugging Face model (hf:gpt2, hf:bert-base-uncased, or "
-        "a folder saved with save_pretrained), for text tasks; auto (default): resnet34 for images, a "
-        "random ReLU network for 2-D features",
+        "a folder saved with save_pretrained), for text tasks; a PATH.onnx file, an ONNX graph (the extra "
+        "[onnx]; its weights are the file's); auto (default): resnet34 for images, a random ReLU network "
+        "for 2-D features",
     )
     embed.add_argument(
         "--probe-weights",
