@@ -496,6 +496,9 @@ def test_an_unknown_probe_or_architecture_is_a_usage_error_before_any_work(
     _, experts = zoo
     status, _, err = run(capsys, "embed", path, "--probe", "resnet19", "-o", tmp_path / "e.csv")
     assert status == 2 and "--probe resnet19: Unknown probe 'resnet19'" in error_line(err)
+    missing = tmp_path / "missing.onnx"
+    status, _, err = run(capsys, "embed", path, "--probe", missing, "-o", tmp_path / "e.csv")
+    assert status == 2 and f"Probe '{missing}': no such ONNX file" in error_line(err)
     monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
     status, _, err = run(capsys, "embed", path, "--probe", "timm:tiny", "-o", tmp_path / "e.csv")
     assert status == 2 and "needs timm: pip install" in error_line(err)
