@@ -33,13 +33,15 @@ from ._utils import module_dtype
 from .tasks import coerce_task, encode_labels
 
 #: Most pairs (example of one task, example of the other) the exact and Gaussian methods take.
-#: Their transport problem holds a float64 cost matrix and a coupling of that many entries
-#: (16 bytes a pair: 400 MB at the limit) and the network simplex's time grows faster than the
-#: number of pairs (about 4 s at 3,000 x 3,000 on one core, 20 s at 5,000 x 5,000).
+#: Their transport problem holds, per pair, a float64 cost, a float64 coupling entry and the
+#: network simplex's arc (about 40 bytes in all: 1 GB at the limit, measured by
+#: ``benchmarks/bench_otdd.py``), and its time grows faster than the number of pairs (on one
+#: core of a shared machine, 1.5 s at 1,000 x 1,000 and a minute at 5,000 x 5,000).
 EXACT_MAX_PAIRS = 25_000_000
 
-#: Most float64 entries of projected examples held at once by the sliced method (64 MB).
-_SLICED_CHUNK_ENTRIES = 1 << 23
+#: Most float64 entries of one task's projected examples held at once by the sliced method
+#: (2 MB; the one-dimensional solver makes about ten temporaries of that size).
+_SLICED_CHUNK_ENTRIES = 1 << 18
 
 #: Pivots the network simplex may take: never the limit in practice, but a solver that stops
 #: early returns a coupling that is not optimal, which is refused.
@@ -271,7 +273,7 @@ def sliced_transport_cost(ot, first, second, directions):
     Each one-dimensional distance is exact (sorted values, uniform weights, ``ot.wasserstein_1d``);
     the factor ``D`` (the mean of ``(theta . v)^2`` over uniform unit ``theta`` is
     ``||v||^2 / D``) puts it on the scale of the exact method. Directions are projected in
-    chunks that hold at most 64 MB.
+    chunks of at most 2 MB per task.
     """
     dimension = first.shape[1]
     chunk = max(1, _SLICED_CHUNK_ENTRIES // max(len(first), len(second)))
@@ -337,8 +339,8 @@ def check_tasks(first, second, *, method, symmetric):
         raise ValueError(
             f"{largest[0].where} and {largest[1].where} have {n_first} and {n_second} examples: "
             f"method={method!r} solves an exact transport problem over their {n_first * n_second:,} "
-            f"pairs of examples, over the limit of {EXACT_MAX_PAIRS:,} (its cost matrix and coupling "
-            f"would take {16 * n_first * n_second / 2**20:,.0f} MiB, and the solver's time grows "
+            f"pairs of examples, over the limit of {EXACT_MAX_PAIRS:,} (its cost matrix, coupling and "
+            f"solver would take about {40 * n_first * n_second / 2**20:,.0f} MiB, and the solver's time grows "
             f"faster than the number of pairs). Use method='sliced', which scales to large sets, or "
             f"max_points= to compare random subsets of the examples."
         )
