@@ -23,11 +23,17 @@ relative increase over the oracle (the best expert of each task). Here:
   best-scoring expert chosen (LEEP and NCE read each expert's source head; the generic
   probe's is a softmax regression on its features of its own 10-class task);
 * for every selector, the weighted Kendall's tau between its scores of the experts and their
-  accuracy (the LogME paper's measure, averaged over the tasks), and its cost for a new task:
-  how many networks the task is pushed through, and the seconds per new task measured in
-  this run on a few tasks without any cache, the best of three runs (TASK2VEC: the probe's
+  accuracy (the LogME paper's measure, averaged over the tasks) with its 95 % percentile
+  bootstrap interval over the tasks
+  (:func:`~sklearn_task2vec.selector.weighted_kendall_tau_interval`), and its cost for a new
+  task: how many networks the task is pushed through, and the seconds per new task measured
+  in this run on a few tasks without any cache, the best of three runs (TASK2VEC: the probe's
   features, head and Fisher passes; the scores: every expert's features, which the four
-  share, and the four scores).
+  share, and the four scores);
+* for every score, how often its chosen expert changes when a task's training examples are
+  resampled (stratified bootstrap, ``--n-bootstrap`` resamples per task; the mean over the
+  tasks of :func:`~sklearn_task2vec.zoo.selection_stability`, from the cached features). The
+  TASK2VEC rows have none: each resample would be embedded again.
 
 Embeddings, experts and features are cached under ``<output-dir>`` so reruns are fast.
 Run: ``python examples/slow_model_selection.py [--n-init 40] [--folds K] [--expert-epochs 8]``.
@@ -58,7 +64,7 @@ from torch import nn
 
 from sklearn_task2vec import Model2VecSelector
 from sklearn_task2vec.distances import pairwise_task_distances
-from sklearn_task2vec.selector import relative_error_increase, weighted_kendall_tau
+from sklearn_task2vec.selector import relative_error_increase, weighted_kendall_tau_interval
 from sklearn_task2vec.transferability import TransferabilitySelector
 from sklearn_task2vec.zoo import (
     Expert,
@@ -66,6 +72,7 @@ from sklearn_task2vec.zoo import (
     load_expert,
     model_embeddings,
     save_expert,
+    selection_stability,
     train_expert,
     transferability_scores,
 )
@@ -235,6 +242,12 @@ def main(argv=None):
         "--folds", type=int, default=None, help="folds of tasks for MODEL2VEC (default: leave-one-out)"
     )
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81, the paper's)")
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=50,
+        help="resamples of each task's examples for the scores' choice changes (default 50)",
+    )
     args = parser.parse_args(argv)
     folder = _common.output_dir(args)
     begin = time.perf_counter()
@@ -301,6 +314,20 @@ def main(argv=None):
         random_state=args.seed,  # the error matrix's splits: scored on the training examples
     )
     print(f"Transferability scores {sorted(scores)} in {time.perf_counter() - start:.1f} s (cached features)")
+    start = time.perf_counter()
+    changes = selection_stability(
+        experts,
+        [entry["task"] for entry in library],
+        n_bootstrap=args.n_bootstrap,
+        task_names=names,
+        cache=folder / "feature-cache",
+        device="cpu",
+        random_state=args.seed,  # the same splits: the resamples are of the scored examples
+    )
+    print(
+        f"Choice changes of the scores over {args.n_bootstrap} resamples of each task in "
+        f"{time.perf_counter() - start:.1f} s (cached features)"
+    )
 
     start = time.perf_counter()
     n_tasks = len(library)
@@ -338,32 +365,45 @@ def main(argv=None):
         chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
         selections.append((label, chosen, scores[name]))
     for label, chosen, task_scores in selections:
-        tau = float(np.nanmean(weighted_kendall_tau(task_scores, errors)))
+        tau = weighted_kendall_tau_interval(task_scores, errors, random_state=args.seed)
         rows.append(
             (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
         )
+    change_rates = {label: float(changes[name].mean()) for name, label in SCORE_ROWS.items()}
 
     print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
-    print("weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks);")
     print(
-        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
-        f"best of {TIMING_REPEATS} runs)"
+        "weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks) "
+        "and its 95 % bootstrap interval over the tasks;"
     )
     print(
-        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w':>6} {'networks':>8} {'s/task':>7}"
-        f"   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
+        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
+        f"best of {TIMING_REPEATS} runs);"
+    )
+    print(
+        f"changes: how often a score's chosen expert changes over {args.n_bootstrap} bootstrap resamples of a "
+        f"task's training examples (mean over tasks)"
+    )
+    print(
+        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w [95 % interval]':>22} {'networks':>8} "
+        f"{'s/task':>7} {'changes':>7}   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
     )
     for label, error, increase, tau in rows:
         paper_error, paper_increase = PAPER.get(label, (None, None))
         paper_error = "" if paper_error is None else f"{paper_error:.2f}"
         paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
         paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
-        tau_text = "" if tau is None else f"{tau:.2f}"
+        tau_text = (
+            ""
+            if tau is None
+            else f"{tau.tau:.2f} [{tau.confidence_interval[0]:.2f}, {tau.confidence_interval[1]:.2f}]"
+        )
         network_text = str(networks.get(label, ""))
         seconds = "" if label not in costs else f"{costs[label]:.2f}"
+        change_text = "" if label not in change_rates else f"{change_rates[label]:.2f}"
         print(
-            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>6} {network_text:>8} "
-            f"{seconds:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
+            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>22} {network_text:>8} "
+            f"{seconds:>7} {change_text:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
         )
     print(
         f"  (chance = the expected error of a uniformly random expert; experts chosen by "

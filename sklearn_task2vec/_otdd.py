@@ -11,7 +11,9 @@ public functions, their validation and the full description are in
 * :func:`outer_transport_cost`: the exact optimal transport between two tasks with the
   ground cost ``||x - x'||^2 + W_2^2(alpha_y, alpha_y')``;
 * :func:`sliced_transport_cost`: its sliced approximation on the augmented representation
-  ``[x, mu_y, sigma_y]``.
+  ``[x, mu_y, sigma_y]``;
+* :func:`check_tasks` and :func:`otdd_matrix`: the checks across tasks (one feature space, the
+  exact methods' size limit) and the distance between every pair of tasks of two lists.
 
 The Python Optimal Transport library (``pot``, imported as ``ot``) is an optional dependency,
 imported on first use by :func:`import_ot`.
