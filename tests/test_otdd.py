@@ -24,6 +24,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from sklearn_task2vec import _otdd
 from sklearn_task2vec.distances import otdd_distance, pairwise_otdd_distances
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 METHODS = ("exact", "gaussian", "sliced")
 
 
