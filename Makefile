@@ -5,8 +5,16 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench docs clean
 
+# Without an NVIDIA GPU (no nvidia-smi), torch and torchvision come from PyTorch's CPU index,
+# a few hundred MB instead of several GB of CUDA libraries, when that index is reachable (else
+# PyPI's default build). `make test TORCH_INDEX=` forces PyPI's; any other URL, that index.
+TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || \
+	! curl -sfI --max-time 5 https://download.pytorch.org/whl/cpu/ >/dev/null 2>&1 || \
+	echo https://download.pytorch.org/whl/cpu)
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 

@@ -39,6 +39,7 @@ from sklearn.datasets import load_digits
 
 from sklearn_task2vec import FisherTaskEmbedder, Model2VecSelector
 from sklearn_task2vec.cli import main as task2vec
+from sklearn_task2vec.plotting import ModelSelectionDisplay
 from sklearn_task2vec.selector import relative_error_increase
 from sklearn_task2vec.zoo import (
     Expert,
@@ -199,10 +200,15 @@ for arguments in (
 # ------------------------------------------------------------
 # Left: the error matrix, the best experts of each dataset framed in black (several where
 # they tie) and the selector's choice marked with a dot (a dot outside a frame is a mistake).
-# Right: the new dataset's errors, the recommended expert's bar in colour.
+# Middle: the relative error increase over the oracle of the selector's choices on the six
+# datasets (in-sample) and of always fine-tuning "generic", with chance (a random expert) for
+# reference (:class:`~sklearn_task2vec.plotting.ModelSelectionDisplay`). Right: the new
+# dataset's errors, the recommended expert's bar in colour.
 
-figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": (1.2, 1)})
-image = left.imshow(errors, cmap="viridis_r", vmin=0)
+figure, (left, middle, right) = plt.subplots(
+    1, 3, figsize=(15, 4), width_ratios=(1.2, 1, 1), layout="constrained"
+)
+image = left.imshow(errors, cmap="viridis_r", vmin=0)  # low error bright, as close tasks are
 figure.colorbar(image, ax=left, label="test error (lower is better)")
 left.set_xticks(range(len(names)), names, rotation=45, ha="right")
 left.set_yticks(range(len(datasets)), [f"{a} vs {b}" for a, b in datasets])
@@ -211,12 +217,18 @@ for row, choice in enumerate(chosen):
     for column in np.flatnonzero(best[row]):
         left.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", lw=2))
     left.plot(names.index(choice), row, "o", color="white", markeredgecolor="black")
+always_generic = ["generic"] * len(datasets)
+ModelSelectionDisplay.from_errors(
+    errors,
+    {"Model2VecSelector (in-sample)": chosen, "always generic": always_generic},
+    experts=names,
+    ax=middle,
+)
 colors = ["tab:orange" if name == recommended else "lightgray" for name in names]
 right.barh(names, new_errors, color=colors)
 right.invert_yaxis()
 right.set_xlabel("test error on the new dataset (2 vs 3)")
 right.set_title(f"recommended: {recommended}")
-figure.tight_layout()
 plt.show()
 
 folder.cleanup()

@@ -64,6 +64,7 @@ from torch import nn
 
 from sklearn_task2vec import Model2VecSelector
 from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.plotting import ModelSelectionDisplay
 from sklearn_task2vec.selector import relative_error_increase, weighted_kendall_tau_interval
 from sklearn_task2vec.transferability import TransferabilitySelector
 from sklearn_task2vec.zoo import (
@@ -189,7 +190,7 @@ def seconds_per_task(function, tasks):
     return min(runs)
 
 
-def measured_costs(embedder, experts, timed_tasks):
+def measured_costs(embedder, experts, timed_tasks, scores=tuple(SCORE_ROWS)):
     """Seconds per new task of each selector, measured on ``timed_tasks`` without a cache.
 
     TASK2VEC, asymmetric TASK2VEC and MODEL2VEC pay the embedding of the task (their choice
@@ -200,29 +201,111 @@ def measured_costs(embedder, experts, timed_tasks):
     fresh = clone(embedder).set_params(memory=None).fit(timed_tasks[:1])
     embedding = seconds_per_task(fresh.transform, timed_tasks)
     scoring = seconds_per_task(
-        lambda tasks: transferability_scores(experts, tasks, scores=list(SCORE_ROWS), device="cpu"),
+        lambda tasks: transferability_scores(experts, tasks, scores=list(scores), device="cpu"),
         timed_tasks,
     )
     costs = {label: embedding for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
-    costs.update({label: scoring for label in SCORE_ROWS.values()})
+    costs.update({SCORE_ROWS[name]: scoring for name in scores})
     return costs
 
 
+def selection_rows(X, M, errors, scores, expert_names, args, generic=-1):
+    """The rows of the Table 1 analogue: ``(label, mean error, relative increase, tau_w)``,
+    ``tau_w`` a :class:`~sklearn_task2vec.selector.WeightedTauResult` (or None).
+
+    ``X``: the tasks' embeddings; ``M``: the experts' (their training tasks'); ``scores``:
+    :func:`~sklearn_task2vec.zoo.transferability_scores`'s dict. ``generic``: the column of
+    the generic expert. Also returns MODEL2VEC's choices.
+    """
+    n_tasks = len(X)
+    best = errors.argmin(axis=1)
+    symmetric_distances = pairwise_task_distances(X, M)
+    asymmetric_selector = Model2VecSelector(model_embeddings=M, max_iter=0).fit(X, best)
+    model2vec, model2vec_scores = cross_validated_choices(X, errors, M, args)
+    oracle = errors.min(axis=1).mean()
+    generic_column = np.arange(errors.shape[1])[generic]
+    rows = [
+        ("oracle", oracle, 0.0, None),
+        ("chance", errors.mean(), (errors.mean() - oracle) / oracle, None),
+        (
+            "generic",
+            errors[:, generic_column].mean(),
+            relative_error_increase(errors, np.full(n_tasks, generic_column)),
+            None,
+        ),
+    ]
+    selections = [
+        ("TASK2VEC", symmetric_distances.argmin(axis=1), -symmetric_distances),
+        ("asymmetric TASK2VEC", asymmetric_selector.predict(X), asymmetric_selector.decision_function(X)),
+        ("MODEL2VEC", model2vec, model2vec_scores),
+    ]
+    for name, label in SCORE_ROWS.items():
+        if name not in scores:
+            continue
+        selector = TransferabilitySelector(experts=expert_names).fit(scores[name])
+        chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
+        selections.append((label, chosen, scores[name]))
+    for label, chosen, task_scores in selections:
+        tau = weighted_kendall_tau_interval(task_scores, errors, random_state=args.seed)
+        rows.append(
+            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
+        )
+    return rows, model2vec
+
+
+def print_table(rows, costs, n_experts, change_rates, args):
+    """Print the Table 1 analogue beside the paper's rows, with each selector's tau_w and its
+    interval, its cost, and (for the scores) ``change_rates``: how often its choice changes
+    under resampling of a task's examples, by row label."""
+    networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
+    networks.update({label: n_experts for label in SCORE_ROWS.values()})
+    print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
+    print(
+        "weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks) "
+        "and its 95 % bootstrap interval over the tasks;"
+    )
+    print(
+        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
+        f"best of {TIMING_REPEATS} runs);"
+    )
+    print(
+        f"changes: how often a score's chosen expert changes over {args.n_bootstrap} bootstrap resamples of a "
+        f"task's training examples (mean over tasks)"
+    )
+    print(
+        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w [95 % interval]':>22} {'networks':>8} "
+        f"{'s/task':>7} {'changes':>7}   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
+    )
+    for label, error, increase, tau in rows:
+        paper_error, paper_increase = PAPER.get(label, (None, None))
+        paper_error = "" if paper_error is None else f"{paper_error:.2f}"
+        paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
+        paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
+        tau_text = (
+            ""
+            if tau is None
+            else f"{tau.tau:.2f} [{tau.confidence_interval[0]:.2f}, {tau.confidence_interval[1]:.2f}]"
+        )
+        network_text = str(networks.get(label, ""))
+        seconds = "" if label not in costs else f"{costs[label]:.2f}"
+        change_text = "" if label not in change_rates else f"{change_rates[label]:.2f}"
+        print(
+            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>22} {network_text:>8} "
+            f"{seconds:>7} {change_text:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
+        )
+
+
 def plot(plt, rows):
-    rows = [row for row in rows if row[0] != "oracle"]
-    names = [row[0] for row in rows]
-    ours = [100 * row[2] for row in rows]
-    paper = [np.nan if PAPER.get(name) is None else PAPER[name][1] for name in names]
-    figure, axes = plt.subplots(figsize=(7, 4.6))
-    positions = np.arange(len(names))
-    axes.barh(positions + 0.2, ours, height=0.4, label="ours (Fashion-MNIST, small CNN)")
-    axes.barh(positions - 0.2, paper, height=0.4, label="paper (iNat+CUB, ResNet-34)", alpha=0.6)
-    axes.set_yticks(positions, names)
-    axes.invert_yaxis()
-    axes.set_xlabel("relative error increase over the oracle (%)")
-    axes.set_title("Model selection (paper Table 1 analogue; scores: no paper row)")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
+    """Our relative error increases and the paper's Table 1, each on an axis of its own: the
+    increase divides by the oracle's error, which differs between the two studies."""
+    increases = {label: increase for label, _, increase, _ in rows if label not in ("oracle", "chance")}
+    chance = next(increase for label, _, increase, _ in rows if label == "chance")
+    paper = {label: PAPER[label][1] / 100 for label in increases if label in PAPER}
+    figure, (ours_ax, paper_ax) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
+    ModelSelectionDisplay(increases, chance=chance).plot(ax=ours_ax)
+    ours_ax.set_title("Fashion-MNIST, small CNN (this script)")
+    ModelSelectionDisplay(paper, chance=PAPER["chance"][1] / 100).plot(ax=paper_ax)
+    paper_ax.set_title("The paper's Table 1 (iNat + CUB): another scale")
     return figure
 
 
@@ -318,6 +401,7 @@ def main(argv=None):
     changes = selection_stability(
         experts,
         [entry["task"] for entry in library],
+        scores=list(SCORE_ROWS),
         n_bootstrap=args.n_bootstrap,
         task_names=names,
         cache=folder / "feature-cache",
@@ -330,13 +414,7 @@ def main(argv=None):
     )
 
     start = time.perf_counter()
-    n_tasks = len(library)
-    generic = np.full(n_tasks, len(experts) - 1)
-    symmetric_distances = pairwise_task_distances(X, M)
-    symmetric = symmetric_distances.argmin(axis=1)
-    asymmetric_selector = Model2VecSelector(model_embeddings=M, max_iter=0).fit(X, best)
-    asymmetric = asymmetric_selector.predict(X)
-    model2vec, model2vec_scores = cross_validated_choices(X, errors, M, args)
+    rows, model2vec = selection_rows(X, M, errors, scores, [expert.name for expert in experts], args)
     print(
         f"Selectors in {time.perf_counter() - start:.0f} s (MODEL2VEC: "
         f"{'leave-one-out' if args.folds is None else f'{args.folds}-fold'} cross-validation over the tasks)"
@@ -345,66 +423,13 @@ def main(argv=None):
     print(f"Timing each selector on {TIMED_TASKS} new tasks, no cache ...")
     timed = [entry["task"] for entry in library[:TIMED_TASKS]]
     costs = measured_costs(embedder, experts, timed)
-    networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
-    networks.update({label: len(experts) for label in SCORE_ROWS.values()})
-
-    oracle = errors.min(axis=1).mean()
-    rows = [
-        ("oracle", oracle, 0.0, None),
-        ("chance", errors.mean(), (errors.mean() - oracle) / oracle, None),
-        ("generic", errors[:, -1].mean(), relative_error_increase(errors, generic), None),
-    ]
-    selections = [
-        ("TASK2VEC", symmetric, -symmetric_distances),
-        ("asymmetric TASK2VEC", asymmetric, asymmetric_selector.decision_function(X)),
-        ("MODEL2VEC", model2vec, model2vec_scores),
-    ]
-    expert_names = [expert.name for expert in experts]
-    for name, label in SCORE_ROWS.items():
-        selector = TransferabilitySelector(experts=expert_names).fit(scores[name])
-        chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
-        selections.append((label, chosen, scores[name]))
-    for label, chosen, task_scores in selections:
-        tau = weighted_kendall_tau_interval(task_scores, errors, random_state=args.seed)
-        rows.append(
-            (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
-        )
-    change_rates = {label: float(changes[name].mean()) for name, label in SCORE_ROWS.items()}
-
-    print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
-    print(
-        "weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks) "
-        "and its 95 % bootstrap interval over the tasks;"
+    print_table(
+        rows,
+        costs,
+        len(experts),
+        {label: float(changes[name].mean()) for name, label in SCORE_ROWS.items()},
+        args,
     )
-    print(
-        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
-        f"best of {TIMING_REPEATS} runs);"
-    )
-    print(
-        f"changes: how often a score's chosen expert changes over {args.n_bootstrap} bootstrap resamples of a "
-        f"task's training examples (mean over tasks)"
-    )
-    print(
-        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w [95 % interval]':>22} {'networks':>8} "
-        f"{'s/task':>7} {'changes':>7}   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
-    )
-    for label, error, increase, tau in rows:
-        paper_error, paper_increase = PAPER.get(label, (None, None))
-        paper_error = "" if paper_error is None else f"{paper_error:.2f}"
-        paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
-        paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
-        tau_text = (
-            ""
-            if tau is None
-            else f"{tau.tau:.2f} [{tau.confidence_interval[0]:.2f}, {tau.confidence_interval[1]:.2f}]"
-        )
-        network_text = str(networks.get(label, ""))
-        seconds = "" if label not in costs else f"{costs[label]:.2f}"
-        change_text = "" if label not in change_rates else f"{change_rates[label]:.2f}"
-        print(
-            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>22} {network_text:>8} "
-            f"{seconds:>7} {change_text:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
-        )
     print(
         f"  (chance = the expected error of a uniformly random expert; experts chosen by "
         f"MODEL2VEC: {np.bincount(model2vec, minlength=len(experts)).tolist()}, oracle: "

@@ -14,9 +14,11 @@ The task-discovery study of the seeds (002) at laptop scale, on scikit-learn's 8
 3. **discovery**: :class:`~sklearn_task2vec.discovery.TaskDiscovery` on N = 50 images at
    1:4 (the seed's setting), ``--n-tasks`` tasks kept apart by the label-agreement penalty,
    against the best of as many random labellings of the same ratio as the search evaluated;
-   the tasks as image grids (positives above negatives) with their scores;
+   the tasks as image grids, positives first and framed, with their scores
+   (:class:`~sklearn_task2vec.plotting.DiscoveredTasksDisplay`);
 4. the TASK2VEC distances between the discovered tasks, the real one-digit tasks on the same
-   50 images and the best random labellings (random ReLU probe on the pixels).
+   50 images and the best random labellings (random ReLU probe on the pixels), in
+   average-linkage order (:class:`~sklearn_task2vec.plotting.TaskDistanceDisplay`).
 
 Run: ``python examples/slow_task_discovery.py [--dataset digits|fashion] [--budget 600]``.
 
@@ -58,6 +60,7 @@ from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec.datasets import load_digits_images, load_fashion_mnist
 from sklearn_task2vec.discovery import TaskDiscovery, decode_labelling, learnability_study, taskness_score
 from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.plotting import DiscoveredTasksDisplay, TaskDistanceDisplay
 
 
 def load_pool(dataset, n_pool, seed):
@@ -97,27 +100,15 @@ def plot_curves(plt, ablation, ratio):
     return figure
 
 
-def plot_tasks(plt, images, labellings, titles, distances, names):
-    n_rows = len(labellings)
-    n_cols = 1 + max(int(labels.sum()) for labels in labellings)
-    figure = plt.figure(figsize=(n_cols * 0.9 + 6, n_rows * 2.0))
-    grid = figure.add_gridspec(n_rows, 2, width_ratios=[n_cols * 0.9, 6])
-    for row, (labels, title) in enumerate(zip(labellings, titles)):
-        sub = grid[row, 0].subgridspec(2, n_cols, hspace=0.05, wspace=0.05)
-        positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)[: n_cols - 1]
-        for line, members in enumerate((positives, negatives)):
-            for column, index in enumerate(members[: n_cols - 1]):
-                axis = figure.add_subplot(sub[line, column])
-                axis.imshow(images[index, 0], cmap="gray_r")
-                axis.axis("off")
-                if line == 0 and column == 0:
-                    axis.set_title(title, loc="left", fontsize=9)
-    axis = figure.add_subplot(grid[:, 1])
-    shown = axis.imshow(distances, cmap="viridis")
-    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    axis.set_yticks(range(len(names)), names, fontsize=7)
-    axis.set_title("TASK2VEC symmetric distance")
-    figure.colorbar(shown, ax=axis, fraction=0.046)
+def plot_tasks(plt, images, labellings, task_names, scores, distances, names):
+    """Left: the tasks as grids of their images, positives first and framed. Right: the TASK2VEC
+    distances between all the tasks, in average-linkage order."""
+    figure = plt.figure(figsize=(17, 1.2 * len(labellings) + 1.5), layout="constrained")
+    left, right = figure.subfigures(1, 2, width_ratios=[1.5, 1])
+    DiscoveredTasksDisplay(images, labellings, scores=scores, names=task_names, score_name="task-ness").plot(
+        ax=left.subplots(len(labellings), 1)
+    )
+    TaskDistanceDisplay(distances, names=names).plot(ax=right.subplots())
     return figure
 
 
@@ -205,15 +196,13 @@ def main():
         f"  TASK2VEC distance: found-found {distances[:n, :n][np.triu_indices(n, 1)].mean():.3f}, "
         f"found-real {distances[:n, 2 * n :].mean():.3f}, random-real {distances[n : 2 * n, 2 * n :].mean():.3f}"
     )
-    titles = [f"found {t}: task-ness {s:.2f}" for t, s in enumerate(search.scores_)] + [
-        f"best random {t}: task-ness {random_scores[i]:.2f}" for t, i in enumerate(best_random)
-    ]
     _common.savefig(
         plot_tasks,
         folder / "discovery_tasks.png",
         images=X,
-        labellings=labellings[: 2 * n],
-        titles=titles,
+        labellings=np.stack(labellings[: 2 * n]),
+        task_names=[f"found {t}" for t in range(n)] + [f"best random {t}" for t in range(n)],
+        scores=np.concatenate([search.scores_, random_scores[best_random]]),
         distances=distances,
         names=names,
     )

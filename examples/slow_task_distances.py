@@ -7,11 +7,13 @@ t10k split (``slow_pretrain_probe.py``) and 19 tasks from the train split: the 9
 hierarchy of the ten classes and 10 pairs of classes (400 images each).
 
 * the symmetric TASK2VEC distance matrix, ordered by average-linkage hierarchical
-  clustering (scipy), with the tasks' place in the taxonomy as a colour bar;
+  clustering (scipy) with its dendrogram, the tasks' names coloured by their place in the
+  taxonomy (:class:`~sklearn_task2vec.plotting.TaskDistanceDisplay`);
 * task distance against the taxonomic distance ``D_tax`` of the paper (sec. 2: fewest tree
   edges between a class of one task and a class of the other), Spearman correlation;
 * the embedding's norm against the task's difficulty (test error of a logistic regression
-  on the probe's features), Spearman correlation (the paper's Fig. 2, right).
+  on the probe's features), Spearman correlation (the paper's Fig. 2, right;
+  :class:`~sklearn_task2vec.plotting.NormDifficultyDisplay`).
 
 Run: ``python examples/slow_task_distances.py``.
 
@@ -36,50 +38,35 @@ from scipy.spatial.distance import squareform
 from scipy.stats import spearmanr
 
 from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.plotting import NormDifficultyDisplay, TaskDistanceDisplay
 from sklearn_task2vec.zoo import Expert, error_matrix
 
 GROUP_ORDER = ["fashion", "clothing", "upper", "warm", "light", "long", "accessories", "footwear", "closed"]
 
 
-def plot(plt, names, groups, distances, taxonomic, norms, errors, tree):
-    from matplotlib.colors import ListedColormap
+def plot(plt, names, groups, distances, taxonomic, norms, errors):
+    from matplotlib.patches import Patch
 
-    order = leaves_list(tree)
-    figure = plt.figure(figsize=(15, 5.2))
-    grid = figure.add_gridspec(1, 3, width_ratios=[1.5, 1, 1], wspace=0.35)
-    left = grid[0].subgridspec(1, 2, width_ratios=[0.05, 1], wspace=0.02)
-    bar, heat = figure.add_subplot(left[0]), figure.add_subplot(left[1])
+    figure = plt.figure(figsize=(17, 6.5), layout="constrained")
+    heat, scatter, difficulty = figure.subplots(1, 3, width_ratios=[1.5, 1, 1])
+    display = TaskDistanceDisplay(distances, names=names).plot(ax=heat)
+    # Each name in the colour of the deepest taxonomy node holding its task's classes.
     palette = plt.get_cmap("tab10").colors
-    codes = np.array([GROUP_ORDER.index(group) for group in groups])
-    bar.imshow(
-        codes[order, None],
-        cmap=ListedColormap(palette[: len(GROUP_ORDER)]),
-        vmin=0,
-        vmax=len(GROUP_ORDER) - 1,
-        aspect="auto",
-    )
-    bar.set_xticks([])
-    bar.set_yticks(range(len(names)), [names[i] for i in order], fontsize=8)
-    image = heat.imshow(distances[np.ix_(order, order)], cmap="viridis_r")
-    heat.set_yticks([])
-    heat.set_xticks(range(len(names)), [names[i] for i in order], rotation=90, fontsize=8)
-    heat.set_title("d_sym, in average-linkage order")
-    figure.colorbar(image, ax=heat, fraction=0.04)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i]) for i in range(len(GROUP_ORDER))]
-    heat.legend(
-        handles,
+    for labels in (heat.get_xticklabels(), heat.get_yticklabels()):
+        for label, task in zip(labels, display.order_):
+            label.set_color(palette[GROUP_ORDER.index(groups[task])])
+    figure.legend(
+        [Patch(color=palette[i]) for i in range(len(GROUP_ORDER))],
         GROUP_ORDER,
-        fontsize=7,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.28),
-        ncol=5,
+        loc="outside lower left",
+        ncol=len(GROUP_ORDER),
+        fontsize=8,
         frameon=False,
-        title="colour bar: deepest taxonomy node holding the task's classes",
-        title_fontsize=7,
+        title="colour of a name: the deepest taxonomy node holding the task's classes",
+        title_fontsize=8,
     )
 
     upper = np.triu_indices(len(names), 1)
-    scatter = figure.add_subplot(grid[1])
     jitter = np.random.RandomState(0).uniform(-0.12, 0.12, size=len(upper[0]))
     scatter.scatter(taxonomic[upper] + jitter, distances[upper], s=12, alpha=0.6)
     rho = spearmanr(taxonomic[upper], distances[upper])[0]
@@ -87,14 +74,10 @@ def plot(plt, names, groups, distances, taxonomic, norms, errors, tree):
     scatter.set_ylabel("TASK2VEC distance d_sym")
     scatter.set_title(f"task vs taxonomic distance (Spearman {rho:+.2f})")
 
-    difficulty = figure.add_subplot(grid[2])
-    difficulty.scatter(100 * errors, norms, s=18)
-    for name, x, y in zip(names, 100 * errors, norms):
-        difficulty.annotate(name, (x, y), fontsize=6, alpha=0.7)
-    rho = spearmanr(norms, errors)[0]
-    difficulty.set_xlabel("test error on the probe's features (%)")
-    difficulty.set_ylabel("L1 norm of the embedding")
-    difficulty.set_title(f"norm vs difficulty (Spearman {rho:+.2f})")
+    # Last: its names are placed on the figure as laid out with the other panels.
+    NormDifficultyDisplay(
+        norms, 100 * errors, names=names, difficulty_label="test error on the probe's features (%)"
+    ).plot(ax=difficulty, fontsize=7)
     return figure
 
 
@@ -122,7 +105,8 @@ def main(argv=None):
     taxonomic = np.array(
         [[_common.class_set_distance(a["classes"], b["classes"]) for b in library] for a in library]
     )
-    tree = linkage(squareform(distances, checks=False), method="average")
+    # The order of the figure's TaskDistanceDisplay: average linkage, optimal leaf ordering.
+    tree = linkage(squareform(distances, checks=False), method="average", optimal_ordering=True)
 
     print("\nHierarchical clustering (average linkage on d_sym), leaves in order:")
     order = leaves_list(tree)
@@ -163,7 +147,6 @@ def main(argv=None):
         taxonomic=taxonomic,
         norms=norms,
         errors=errors,
-        tree=tree,
     )
     print(f"Total {time.perf_counter() - begin:.0f} s")
 

@@ -111,6 +111,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.plotting import NormDifficultyDisplay, TaskDistanceDisplay
 
 #: Colour of each group of tasks, in the order of the colour bar.
 GROUPS = ["media", "science", "languages", "system", "writing", "debian", "py-io", "py-compute", "py-runtime"]
@@ -209,51 +210,32 @@ def taxonomy_agreement(distances, taxonomic, within):
 
 
 def plot(plt, names, groups, distances, baseline, baseline_name, taxonomic, norms, errors):
-    from matplotlib.colors import ListedColormap
-    from mpl_toolkits.axes_grid1 import make_axes_locatable
+    from matplotlib.patches import Patch
 
-    figure = plt.figure(figsize=(19, 5.4))
-    grid = figure.add_gridspec(1, 4, width_ratios=[1.2, 1.2, 1, 1], wspace=0.5)
+    figure = plt.figure(figsize=(21, 7), layout="constrained")
+    first, second, scatter, difficulty = figure.subplots(1, 4, width_ratios=[1.3, 1.3, 1, 1])
     palette = plt.get_cmap("tab20").colors
-    codes = np.array([GROUPS.index(group) for group in groups])
-    for slot, (matrix, title) in enumerate([(distances, "TASK2VEC d_sym"), (baseline, baseline_name)]):
-        heat = figure.add_subplot(grid[slot])
-        # Axes appended to the heatmap keep its height, so the colour bar's rows line up with it.
-        divider = make_axes_locatable(heat)
-        bar = divider.append_axes("left", size="5%", pad=0.03)
-        scale = divider.append_axes("right", size="4%", pad=0.08)
-        bar.imshow(
-            codes[:, None],
-            cmap=ListedColormap(palette[: len(GROUPS)]),
-            vmin=0,
-            vmax=len(GROUPS) - 1,
-            aspect="auto",
-        )
-        bar.set_xticks([])
-        # The second matrix has the same rows: its names would only crowd the first one's scale.
-        bar.set_yticks(range(len(names)), names if slot == 0 else [""] * len(names), fontsize=7)
-        # The colours span the off-diagonal values: the zeros of the diagonal would squeeze them.
-        off = matrix[~np.eye(len(names), dtype=bool)]
-        image = heat.imshow(matrix, cmap="viridis_r", vmin=off.min(), vmax=off.max())
-        heat.set_yticks([])
-        heat.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    for heat, matrix, title in [(first, distances, "TASK2VEC d_sym"), (second, baseline, baseline_name)]:
+        # In the taxonomy's order, each name in its group's colour; the colours span the
+        # off-diagonal values (the Display's default).
+        display = TaskDistanceDisplay(matrix, names=names).plot(ax=heat, order="given")
         heat.set_title(f"{title} (taxonomy order)", fontsize=9)
-        figure.colorbar(image, cax=scale)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[i]) for i in range(len(GROUPS))]
+        display.colorbar_.set_label(f"{title} (bright: close)")
+        for labels in (heat.get_xticklabels(), heat.get_yticklabels()):
+            for label, task in zip(labels, display.order_):
+                label.set_color(palette[GROUPS.index(groups[task])])
     figure.legend(
-        handles,
+        [Patch(color=palette[i]) for i in range(len(GROUPS))],
         GROUPS,
         fontsize=7,
-        loc="lower left",
-        bbox_to_anchor=(0.08, -0.12),
+        loc="outside lower left",
         ncol=len(GROUPS),
         frameon=False,
-        title="colour bar: the deepest taxonomy node holding the task's two classes",
+        title="colour of a name: the deepest taxonomy node holding the task's two classes",
         title_fontsize=7,
     )
 
     upper = np.triu_indices(len(names), 1)
-    scatter = figure.add_subplot(grid[2])
     jitter = np.random.RandomState(0).uniform(-0.25, 0.25, size=len(upper[0]))
     for matrix, label, shift in [(distances, "TASK2VEC", -0.3), (baseline, baseline_name, 0.3)]:
         # Each method on its own scale: distances divided by their median over the pairs.
@@ -267,15 +249,11 @@ def plot(plt, names, groups, distances, baseline, baseline_name, taxonomic, norm
     scatter.set_title("task vs taxonomic distance (Spearman)", fontsize=9)
     scatter.legend(fontsize=7)
 
-    difficulty = figure.add_subplot(grid[3])
-    difficulty.scatter(100 * errors, norms, s=18)
-    for name, x, y in zip(names, 100 * errors, norms):
-        difficulty.annotate(name, (x, y), fontsize=6, alpha=0.7)
-    rho = spearmanr(norms, errors)[0]
-    difficulty.set_xlabel("5-fold error on the probe's mean features (%)")
-    difficulty.set_yscale("log")  # the norms span more than two decades
-    difficulty.set_ylabel("L1 norm of the embedding")
-    difficulty.set_title(f"norm vs difficulty (Spearman {rho:+.2f})", fontsize=9)
+    # Last: its names are placed on the figure as laid out with the other panels. The norms
+    # span more than two decades: a logarithmic axis.
+    NormDifficultyDisplay(
+        norms, 100 * errors, names=names, difficulty_label="5-fold error on the probe's mean features (%)"
+    ).plot(ax=difficulty, yscale="log", fontsize=6)
     return figure
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ._fisher import resolve_method, task_fisher, variational_fisher
 from ._heads import Readout, run_without_gradient, task_features, train_head
-from ._utils import autocast_context, draw_seeds, to_device
+from ._utils import autocast_context, draw_seeds, progress_bar, to_device
 from .tasks import ArrayTask, encode_labels
 
 
@@ -269,7 +269,8 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
     trivial : ndarray of shape (n_filters,)
         The prior precision ``lambda^2`` of the probe's filters (``trivial_embedding_``).
     progress : bool, default=False
-        Show a progress bar over the Fisher pass's examples.
+        Show a progress bar named by the task and its phase: features and head, then the
+        Fisher pass over the examples (or the variational steps).
 
     Returns
     -------
@@ -277,6 +278,16 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
         ``row``: the Fisher diagonal averaged over the task's examples (sec. 3.1), or the
         variational estimate ``(beta / N) Lambda``.
     """
+    bar = progress_bar(progress, desc=f"{task.where}: features and head", unit="ex", leave=False)
+    try:
+        return _embed_task(probe, task, settings, seeds, device=device, trivial=trivial, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _embed_task(probe, task, settings, seeds, *, device, trivial, bar):
+    """:func:`embed_task`, naming its phases on ``bar`` (a tqdm bar or None)."""
     fitted = task_head(probe, task, settings, device)
     n_classes = len(fitted.classes)
     if fitted.head is None:
@@ -287,16 +298,14 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
             f"{task.where}: method='variational' takes tasks with one label per example; a "
             f"language-modelling task has one per token. Use method='montecarlo' (or 'auto')."
         )
+    if bar is not None:
+        bar.reset(total=None if method == "variational" else fitted.n_examples)
+        bar.set_description(f"{task.where}: {'variational' if method == 'variational' else 'Fisher'}")
     if method == "variational":
         row, prior, unconverged_error = variational_embedding(
             probe, fitted, settings, seeds, device=device, trivial=trivial
         )
         return TaskEmbedding(check_fisher_row(row, task.where), prior, n_classes, unconverged_error)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=fitted.n_examples, desc=f"{task.where} Fisher", unit="ex", leave=False)
     total = task_fisher(
         probe,
         fitted.head,
@@ -307,8 +316,6 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
         autocast=settings.autocast,
         progress=bar,
     )
-    if bar is not None:
-        bar.close()
     return TaskEmbedding(check_fisher_row(total / fitted.n_examples, task.where), trivial, n_classes)
 
 

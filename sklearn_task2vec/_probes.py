@@ -19,6 +19,7 @@ import torch
 from torch import fx, nn
 
 from ._attention import ProjectedMultiheadAttention, ProjectedWindowAttention, explicit_attention
+from ._onnx import is_onnx_file, onnx_probe
 from ._probe_layers import (
     FILTER_TYPES,
     check_examples_independent,
@@ -77,25 +78,36 @@ def is_named_probe(probe):
 TIMM_PREFIX = "timm:"
 
 
-def build_named_probe(name, weights, seed=0):
-    """A torchvision (or timm) classification model with its classifier removed.
+def check_probe_name(name):
+    """Refuse a probe name :func:`build_named_probe` cannot build, before any work: neither a
+    torchvision classification model, nor ``"timm:<a timm model>"`` (with timm installed), nor
+    an ONNX file that exists.
 
-    Parameters
-    ----------
-    name : str
-        A torchvision classification model name, e.g. ``"resnet34"``, or ``"timm:<name>"`` for
-        a model of timm (the optional extra ``[timm]``), e.g. ``"timm:convnext_tiny"``.
-    weights : {"imagenet", None} or path-like
-        ``"imagenet"``: torchvision's default pretrained weights, downloaded and cached by
-        torch.hub (``$TORCH_HOME/hub/checkpoints``); for timm its default pretrained weights,
-        cached by Hugging Face Hub. ``None``: random initialisation.
-        A path: a local ``state_dict`` of the full model or of the body without its classifier,
-        loaded with ``weights_only=True``.
-    seed : int, default=0
-        Seeds the random initialisation (torch's global generator is left as it was).
+    Raises
+    ------
+    ValueError
+        Naming the probe and the names there are.
     """
+    if is_onnx_file(name):
+        if not os.path.isfile(name):
+            raise ValueError(f"Probe {os.fspath(name)!r}: no such ONNX file.")
+        return
+    if not isinstance(name, str):
+        raise TypeError(f"A probe given as a path must be an ONNX file (ending in .onnx), got {name!r}.")
     if name.startswith(TIMM_PREFIX):
-        return _build_timm_probe(name[len(TIMM_PREFIX) :], weights, seed)
+        model = name[len(TIMM_PREFIX) :]
+        try:
+            import timm
+        except ImportError as exc:
+            raise ValueError(
+                f"Probe {name!r} needs timm: pip install 'sklearn-task2vec[timm]' (or pip install timm)."
+            ) from exc
+        if not timm.is_model(model):
+            raise ValueError(
+                f"Unknown probe {name!r}: {model!r} is not a timm model name "
+                f"(timm.list_models() lists them, e.g. {', '.join(timm.list_models()[:5])})."
+            )
+        return
     import torchvision
 
     available = torchvision.models.list_models(module=torchvision.models)
@@ -105,6 +117,36 @@ def build_named_probe(name, weights, seed=0):
             f"classification models, e.g. 'resnet18', 'resnet34', 'resnet50', 'densenet121', "
             f"'vgg13_bn' (all: {', '.join(available)})."
         )
+
+
+def build_named_probe(name, weights, seed=0):
+    """A torchvision (or timm) classification model with its classifier removed.
+
+    Parameters
+    ----------
+    name : str or path-like
+        A torchvision classification model name, e.g. ``"resnet34"``, or ``"timm:<name>"`` for
+        a model of timm (the optional extra ``[timm]``), e.g. ``"timm:convnext_tiny"``, or the
+        path of an ONNX file (ending in ``.onnx``, the optional extra ``[onnx]``): the graph as
+        :func:`onnx_probe` converts it, whole (its weights are the file's; ``weights`` and
+        ``seed`` are ignored, and the graph's classifier, if it has one, is kept: cut it off
+        with ``onnx_probe(path, output=...)``).
+    weights : {"imagenet", None} or path-like
+        ``"imagenet"``: torchvision's default pretrained weights, downloaded and cached by
+        torch.hub (``$TORCH_HOME/hub/checkpoints``); for timm its default pretrained weights,
+        cached by Hugging Face Hub. ``None``: random initialisation.
+        A path: a local ``state_dict`` of the full model or of the body without its classifier,
+        loaded with ``weights_only=True``.
+    seed : int, default=0
+        Seeds the random initialisation (torch's global generator is left as it was).
+    """
+    check_probe_name(name)
+    if is_onnx_file(name):
+        return onnx_probe(name)
+    if name.startswith(TIMM_PREFIX):
+        return _build_timm_probe(name[len(TIMM_PREFIX) :], weights, seed)
+    import torchvision
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = torchvision.models.get_model(name, weights=None)
@@ -136,18 +178,8 @@ def build_named_probe(name, weights, seed=0):
 def _build_timm_probe(name, weights, seed):
     """A timm model created without its classifier (``num_classes=0``: it returns its pooled
     ``(batch, d)`` features), with ``weights`` as in :func:`build_named_probe`."""
-    try:
-        import timm
-    except ImportError as exc:
-        raise ValueError(
-            f"Probe {TIMM_PREFIX + name!r} needs timm: pip install 'sklearn-task2vec[timm]' "
-            f"(or pip install timm)."
-        ) from exc
-    if not timm.is_model(name):
-        raise ValueError(
-            f"Unknown probe {TIMM_PREFIX + name!r}: {name!r} is not a timm model name "
-            f"(timm.list_models() lists them, e.g. {', '.join(timm.list_models()[:5])})."
-        )
+    import timm  # check_probe_name has said how to install it
+
     pretrained = isinstance(weights, str) and weights == "imagenet"
     if not (pretrained or weights is None or isinstance(weights, (str, os.PathLike))):
         raise TypeError(
@@ -399,7 +431,12 @@ class FilterLeafTracer(fx.Tracer):
 
 
 def symbolic_trace(probe):
-    """``probe`` as a ``torch.fx.GraphModule`` traced by :class:`FilterLeafTracer`."""
+    """``probe`` as a new ``torch.fx.GraphModule`` sharing its modules: traced by
+    :class:`FilterLeafTracer`, or, for a probe that is a ``GraphModule`` already (an ONNX probe,
+    :func:`~sklearn_task2vec._onnx.onnx_probe`), over a copy of its own graph, whose modules
+    may run code that fx cannot trace (a reshape that reads its target's values)."""
+    if isinstance(probe, fx.GraphModule):
+        return fx.GraphModule(probe, copy.deepcopy(probe.graph), probe.__class__.__name__)
     graph = FilterLeafTracer().trace(probe)
     return fx.GraphModule(probe, graph, probe.__class__.__name__)
 
@@ -480,8 +517,6 @@ class RunnableProbe(NamedTuple):
 
 
 def _trace(probe, start):
-    if isinstance(probe, fx.GraphModule):
-        return probe
     try:
         return symbolic_trace(probe)
     except Exception as exc:  # fx raises many kinds of errors on control flow it cannot follow

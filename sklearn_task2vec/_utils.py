@@ -1,4 +1,4 @@
-"""What several modules share: devices, seeds, scalars and content digests."""
+"""What several modules share: devices, seeds, scalars, content digests and progress."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import contextlib
 import copy
 import functools
 import hashlib
+import sys
+from numbers import Integral
 
 import joblib
 import numpy as np
 import torch
 from sklearn import get_config
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
 #: Exclusive upper bound of the seeds drawn from a ``random_state``.
 SEED_BOUND = np.iinfo(np.int32).max
@@ -77,6 +79,28 @@ class StrictInterval(Interval):
         return not isinstance(val, bool) and super().is_satisfied_by(val)
 
 
+#: The constraint of a ``verbose`` parameter: ``"auto"`` (progress when the output is a
+#: terminal) or an int (0: silent; above 0: progress).
+VERBOSE_CONSTRAINT = [StrOptions({"auto"}), StrictInterval(Integral, 0, None, closed="left")]
+
+
+def progress_enabled(verbose):
+    """Whether to show progress: ``verbose`` above 0, or ``"auto"`` and standard error is a
+    terminal (tqdm's own rule: progress for a person watching, none in logs and pipes)."""
+    if verbose == "auto":
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return verbose > 0
+
+
+def progress_bar(enabled, **options):
+    """A tqdm progress bar on standard error, or None when ``enabled`` is false."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(**options)
+
+
 # Devices where convolutional probes run in channels-last memory format (the layout tensor
 # cores want); on CPU the default layout is as fast for these passes.
 CHANNELS_LAST_DEVICES = ("cuda",)
@@ -134,6 +158,21 @@ def load_tensors(file, what):
                 f"are read, so that a file cannot run code. Save a state_dict() with torch.save."
             ) from None
         raise ValueError(f"{what} is not a loadable state_dict ({type(exc).__name__}: {exc}).") from exc
+
+
+def check_embeddings(X, name):
+    """``X`` as a finite, non-negative 2-D float array of embeddings (one per row).
+
+    float32 stays float32 (computed in float32, like scikit-learn's pairwise distances);
+    anything else becomes float64.
+    """
+    X = check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=True, input_name=name)
+    if np.any(X < 0):
+        raise ValueError(
+            f"{name} has negative entries: task embeddings are Fisher Information diagonals, "
+            f"which are non-negative."
+        )
+    return X
 
 
 def check_expert_names(experts):

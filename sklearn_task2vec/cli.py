@@ -4,8 +4,11 @@
 
     task2vec embed TASK [TASK ...] --output embeddings.csv
     task2vec distances embeddings.csv [more.csv ...]
+    task2vec errors TASK [TASK ...] --experts EXPERT [EXPERT ...] --output errors.csv
+    task2vec fit-selector embeddings.npz --errors errors.csv --output selector.joblib
     task2vec recommend selector.joblib embeddings.csv
     task2vec diversity CORPUS.jsonl [OTHER.jsonl] --probe hf:gpt2 [--output result.json]
+    task2vec help [COMMAND]
 
 A TASK is a folder of images in ImageFolder layout (one subfolder per class) or an ``.npz``
 file with arrays ``X`` (inputs: 2-D features or N x C x H x W images) and ``y`` (labels); or
@@ -17,9 +20,33 @@ one final line break are not part of the text). A folder whose class folders hol
 image folder, its ``.txt`` files skipped and named as before; one where some class folders hold
 images and others only ``.txt`` files is refused: a task is images or texts. ``task2vec
 diversity`` prints the diversity coefficient of a ``.jsonl`` corpus, or the cross-diversity and
-alignment coefficient of two (:mod:`sklearn_task2vec.diversity`). Run ``task2vec COMMAND
---help`` for each command's options. The same is ``python -m sklearn_task2vec.cli``, and
-:func:`main` runs it from Python.
+alignment coefficient of two (:mod:`sklearn_task2vec.diversity`). Run ``task2vec help COMMAND``
+(or ``task2vec COMMAND --help``) for each command's options. The same is ``python -m
+sklearn_task2vec.cli``, and :func:`main` runs it from Python.
+
+From image folders to a recommendation, without Python: ``task2vec embed`` the tasks whose best
+model you know; give ``task2vec fit-selector`` that file of embeddings and a table of errors,
+from your own fine-tunings or from ``task2vec errors``, which measures the experts saved with
+:func:`~sklearn_task2vec.zoo.save_expert` on image-folder or ``.npz`` tasks
+(:func:`~sklearn_task2vec.zoo.error_matrix`); give ``task2vec recommend`` the saved selector and
+the embeddings of new tasks. A table of errors is a CSV file: a header whose first cell is any
+label (``task2vec errors`` writes ``task \\ model``) and whose other cells name the models, then
+one row per task, its name as in the file of embeddings (rows are matched by name, in any order;
+a task in one file and not the other is refused, naming it) and one error per model. An error is
+a finite number >= 0, lower is better, on any scale (a fraction or a percentage: the selector's
+soft labels standardise each task's row); an empty cell is refused, naming its task and model.
+``fit-selector`` needs the trivial embedding (an ``.npz`` file of embeddings, or a ``.csv`` file
+embedded with ``--normalize trivial``); ``--model-embeddings`` gives the embeddings of the tasks
+the models were trained on, each row named as its model. ``--gray-to-rgb`` repeats the gray
+channel of an ``.npz`` task's one-channel images for probes and experts that take RGB images
+(an image folder's images are always read as RGB).
+
+Every file argument is checked for its kind by its content, before any work: a saved selector
+(a joblib file) where embeddings are expected, embeddings where a selector is, a task, a table of
+errors, a matrix of distances, a file of weights, a ``.jsonl`` file of texts or an expert folder
+in the wrong place is a usage error that names what the file is, what the argument takes, and
+the command's synopsis (``task2vec recommend SELECTOR EMBEDDINGS``). So is a ``--probe`` (or an
+``--architecture``) that names no model.
 
 An existing output file is replaced only with ``--overwrite``, and never when it is one of the
 command's inputs; this is checked before any work and again when the file is written, so a
@@ -40,17 +67,21 @@ selector's, and ``distances`` files whose records differ from each other, naming
 that differs; ``--ignore-provenance`` uses them anyway. Files of older versions have no record:
 a warning says the check could not be made.
 
-Exit status: 0 on success, 2 for a usage error (a bad option, a missing file, an unknown
-file type), 1 for a data error (a file that cannot be read or holds the wrong thing, a task
+Exit status: 0 on success (``help`` and ``--help`` included), 2 for a usage error (a bad
+option, an unknown probe, a missing file, an unknown file type, a file of another kind than the
+argument takes), 1 for a data error (a file that cannot be read or holds wrong values, a task
 that cannot be embedded). Errors are one line on stderr, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import csv
 import dataclasses
+import functools
+import io
 import json
 import math
 import os
@@ -96,6 +127,8 @@ _NPZ_MEMORY_SHARE = 0.5
 _UPSCALE_HINT = 4.0
 # Classes of an image folder named on stderr, at most.
 _CLASSES_SHOWN = 20
+# What to do, on the command line, with one-channel images for a probe that takes three.
+_GRAY_TO_RGB_FIX = "pass --gray-to-rgb to repeat the gray channel in three"
 # The prefix of a Hugging Face probe (sklearn_task2vec._text.HF_PREFIX), here so that the
 # command line's checks run before torch is imported.
 _HF_PREFIX = "hf:"
@@ -299,6 +332,364 @@ def _read_embeddings(path):
 
 
 # --------------------------------------------------------------------------------------
+# What a file is: every command's file arguments are checked here, by content
+# --------------------------------------------------------------------------------------
+
+# How messages name each kind of input the command line recognises by its content (not its name).
+_KINDS = {
+    "selector": "a joblib file (a saved selector)",
+    "weights": "a torch file of weights (a state_dict)",
+    "embeddings": "a file of embeddings (written by `task2vec embed`)",
+    # A CSV file whose first cell is "task" and whose other cells are numbers: embeddings of an
+    # older version (before their header carried the record) or a table of errors; either reads it.
+    "table": "a CSV table of numbers with a `task` column (embeddings of an older version, or errors)",
+    "errors": "a table of errors (a CSV file of numbers, one row per task, one column per model)",
+    "distances": "a matrix of distances (written by `task2vec distances --output`)",
+    "task": "a task (an .npz file of arrays X and y)",
+    "texts": "a .jsonl file of texts",
+    "expert": "an expert folder (written by zoo.save_expert)",
+    "folder": "a folder",
+}
+# The first bytes of a joblib file: a pickle (protocol 2 or later), or joblib's compressors
+# (zlib, gzip, bz2, xz, lzma, lz4).
+_JOBLIB_STARTS = (b"\x80", b"ZF", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00\x00", b"\x04\x22\x4d\x18")
+# torch.save's format before torch 1.6: a pickle that starts with its magic number.
+_TORCH_LEGACY_START = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+# Bytes read to tell a file's kind: enough for a CSV header with the record and a first row.
+_SNIFF_BYTES = 1 << 20
+# Data rows of a CSV file looked at to tell its kind.
+_SNIFF_ROWS = 5
+# A filter's name in an embeddings file: "<module path>:<filter index>".
+_FILTER_NAME = re.compile(r"^[\w.\-]+:\d+$")
+# The first cell of the header of a table of errors that `task2vec errors` writes: rows are
+# tasks, columns models. Any other first cell but "task" marks a table of errors too.
+_CSV_ERRORS_CORNER = "task \\ model"
+
+
+class _Input(NamedTuple):
+    """A file argument of a command: its argparse destination, how its usage names it, the
+    kinds (keys of :data:`_KINDS`) it takes, and what it is, in words."""
+
+    dest: str
+    name: str
+    kinds: tuple
+    expected: str
+
+
+_TASK_INPUT = _Input(
+    "tasks",
+    "TASK",
+    ("task", "folder", "texts"),
+    "a task (a folder of images or of .txt files with one subfolder per class, an .npz file of X "
+    "and y, or a .jsonl file of texts)",
+)
+_EMBEDDINGS_INPUT = _Input(
+    "embeddings",
+    "EMBEDDINGS",
+    ("embeddings", "table"),
+    "embeddings (a .csv or .npz file written by `task2vec embed`)",
+)
+_MEMORY_INPUT = _Input("memory", "--memory", ("folder",), "a cache folder")
+# A tokenizer's name is no file (no kind): only a file or folder of another kind is refused.
+_TOKENIZER_INPUT = _Input(
+    "tokenizer",
+    "--tokenizer",
+    ("folder",),
+    "a tokenizer (a Hugging Face name, or a folder saved with save_pretrained)",
+)
+# Each command's synopsis (for the messages) and its file arguments (-o outputs are checked
+# apart, by _check_output).
+_COMMANDS = {
+    "embed": ("task2vec embed TASK [TASK ...] -o EMBEDDINGS", (_TASK_INPUT, _TOKENIZER_INPUT, _MEMORY_INPUT)),
+    "distances": ("task2vec distances EMBEDDINGS [EMBEDDINGS ...]", (_EMBEDDINGS_INPUT,)),
+    "recommend": (
+        "task2vec recommend SELECTOR EMBEDDINGS",
+        (
+            _Input("selector", "SELECTOR", ("selector",), "a saved selector (a .joblib file)"),
+            _EMBEDDINGS_INPUT,
+        ),
+    ),
+    "diversity": (
+        "task2vec diversity CORPUS [OTHER] --probe hf:NAME",
+        (
+            _Input("corpus", "CORPUS", ("texts",), "a corpus (a .jsonl file of texts)"),
+            _Input("other", "OTHER", ("texts",), "a corpus (a .jsonl file of texts)"),
+            _TOKENIZER_INPUT,
+            _MEMORY_INPUT,
+        ),
+    ),
+    "fit-selector": (
+        "task2vec fit-selector EMBEDDINGS --errors ERRORS.csv -o SELECTOR.joblib",
+        (
+            _EMBEDDINGS_INPUT,
+            _Input(
+                "errors",
+                "--errors",
+                ("errors", "table"),
+                "a table of errors (a CSV file, one row per task, one column per model)",
+            ),
+            _Input(
+                "model_embeddings",
+                "--model-embeddings",
+                ("embeddings", "table"),
+                "embeddings (a .csv or .npz file written by `task2vec embed`)",
+            ),
+        ),
+    ),
+    "errors": (
+        "task2vec errors TASK [TASK ...] --experts EXPERT [EXPERT ...] -o ERRORS.csv",
+        (
+            _Input(
+                "tasks",
+                "TASK",
+                ("task", "folder"),
+                "a task (a folder of images with one subfolder per class, or an .npz file of X and y)",
+            ),
+            _Input("experts", "--experts", ("expert",), "an expert folder (written by zoo.save_expert)"),
+            _Input("cache", "--cache", ("folder",), "a cache folder"),
+        ),
+    ),
+}
+# --probe-weights is a file only when it is not one of these words.
+_PROBE_WEIGHTS_WORDS = ("imagenet", "none")
+
+
+def _file_kind(path):
+    """What ``path`` holds, by its content: a key of :data:`_KINDS`, or None when it does not
+    exist or is none of them (the command's reader then says what is wrong with it)."""
+    path = Path(path)
+    if path.is_dir():
+        from .zoo._files import is_expert_folder
+
+        return "expert" if is_expert_folder(path) else "folder"
+    if not path.is_file():  # missing, or a FIFO, socket or device, which reading could block on
+        return None
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_SNIFF_BYTES)
+            whole = not file.read(1)
+    except OSError:  # unreadable: the command's own checks name it
+        return None
+    if head.startswith(_ZIP_MAGIC):
+        return _zip_kind(path)
+    if head.startswith(_TORCH_LEGACY_START):
+        return "weights"
+    if head.startswith(_JOBLIB_STARTS):
+        return "selector"
+    try:
+        # final=False: a character cut at the end of the bytes read is not an encoding error.
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=whole)
+    except UnicodeDecodeError:
+        return None
+    if text.lstrip().startswith("{"):
+        return "texts"
+    # The rows read whole: a file longer than the bytes read is cut after its last line break.
+    return _csv_kind(text if whole else text[: text.rfind("\n") + 1])
+
+
+def _zip_kind(path):
+    """The kind of a zip archive: an .npz file of embeddings or of a task, or torch's format."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if {"embeddings.npy", "tasks.npy"} <= names:
+        return "embeddings"
+    if {"X.npy", "y.npy"} <= names:
+        return "task"
+    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        return "weights"
+    return None
+
+
+def _csv_kind(text):
+    """The kind of a CSV file from its first rows (``text``): embeddings, distances, errors."""
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row][: _SNIFF_ROWS + 1]
+    except csv.Error:
+        return None
+    if not rows:
+        return None
+    header, data = rows[0], rows[1:]
+    first = header[0]
+    if first.startswith(f"{_CSV_TASK} {{") or first == _CSV_TASK_NORMALISED:
+        return "embeddings"
+    if len(header) < 2 or not data:  # with a data row, the header was read whole
+        return None
+    if first == _CSV_TASK and all(_FILTER_NAME.match(name) for name in header[1:]):
+        return "embeddings"
+    if first == _CSV_TASK and data[0][0] == header[1]:
+        return "distances"  # its rows are named as its columns, the first task's first
+    if not all(_is_number_or_empty(cell) for row in data for cell in row[1:]):
+        return None
+    return "table" if first == _CSV_TASK else "errors"
+
+
+def _is_number_or_empty(cell):
+    if not cell.strip():
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_input_kinds(args):
+    """Refuse, before any work, a command's file argument that holds another kind of file than
+    the argument takes, naming both kinds and the command's synopsis (where the argument goes)."""
+    synopsis, inputs = _COMMANDS[args.command]
+    if args.command == "embed" and args.probe_weights.lower() not in _PROBE_WEIGHTS_WORDS:
+        inputs = (
+            *inputs,
+            _Input("probe_weights", "--probe-weights", ("weights",), "a torch state_dict file"),
+        )
+    for argument in inputs:
+        given = getattr(args, argument.dest)
+        for path in given if isinstance(given, list) else [given]:
+            kind = None if path is None else _file_kind(path)
+            if kind is not None and kind not in argument.kinds:
+                raise UsageError(
+                    f"{argument.name} {path}: is {_KINDS[kind]}, where {argument.name} is "
+                    f"{argument.expected}. Usage: {synopsis}."
+                )
+
+
+# --------------------------------------------------------------------------------------
+# Tables of errors: what `task2vec errors` writes and `task2vec fit-selector --errors` reads
+# --------------------------------------------------------------------------------------
+
+
+class _Errors(NamedTuple):
+    """A table of errors (:func:`_read_errors`): ``values[i, j]`` the error of model
+    ``models[j]`` on task ``tasks[i]``."""
+
+    tasks: list
+    models: list
+    values: object
+
+
+def _write_errors(path, tasks, models, values, *, overwrite):
+    """Write a table of errors as a CSV file: a header ``task \\ model,<model>,...``, then one
+    row per task, its name and its errors (exact: ``repr``). Names are escaped as in files of
+    embeddings (no spreadsheet runs them as formulas); :func:`_read_errors` reads it back."""
+    from ._writer import write_file
+
+    def write(file):
+        writer = csv.writer(file)
+        writer.writerow([_CSV_ERRORS_CORNER, *map(_csv_name, models)])
+        for name, row in zip(tasks, values):
+            writer.writerow([_csv_name(name), *(repr(float(value)) for value in row)])
+
+    # Rescued when it cannot be written: every expert ran over every task to compute it.
+    write_file(path, write, overwrite=overwrite, text=True, rescue=True)
+
+
+def _read_errors(path):
+    """The :class:`_Errors` of a CSV file: a header whose first cell is any label and whose other
+    cells name the models, then one row per task, its name and one error per model.
+
+    Every error must be a finite number >= 0 (lower is better); its scale is free (a fraction, a
+    percentage): the selector's soft labels standardise each task's row. An empty cell, a
+    repeated task or model and a row of another length are refused, naming the task and model."""
+    import numpy as np
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            rows = [(reader.line_num, row) for row in reader if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
+    layout = "a header `task,<model>,<model>,...` and one row per task, its name and one error per model"
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected {layout}.")
+    (_, header), *rows = rows
+    models = [_name_from_csv(cell) for cell in header[1:]]
+    if len(models) < 2:
+        raise DataError(
+            f"{path}: has {len(models)} model column; a selector chooses among 2 models at least."
+        )
+    for column, model in enumerate(models, start=2):
+        if not model.strip():
+            raise DataError(f"{path}: column {column} of the header has no model name.")
+    _refuse_repeats(path, models, "model")
+    tasks, values = [], []
+    for line, row in rows:
+        task = _name_from_csv(row[0])
+        if not task.strip():
+            raise DataError(f"{path}, line {line}: the row has no task name.")
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}, line {line}: task {task!r} has {len(row) - 1} errors for {len(models)} models."
+            )
+        tasks.append(task)
+        values.append(
+            [
+                _error_value(cell, f"{path}, line {line}: task {task!r}, model {model!r}")
+                for model, cell in zip(models, row[1:])
+            ]
+        )
+    _refuse_repeats(path, tasks, "task")
+    return _Errors(tasks, models, np.array(values, dtype=np.float64))
+
+
+def _error_value(cell, where):
+    """The error in a cell, refused unless a finite number >= 0."""
+    if not cell.strip():
+        raise DataError(
+            f"{where}: the error is missing; the selector needs the error of every model on every task."
+        )
+    try:
+        value = float(cell)
+    except ValueError:
+        raise DataError(f"{where}: the error {cell!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: the error is {cell.strip()}, not a finite number.")
+    if value < 0:
+        raise DataError(
+            f"{where}: the error is negative ({cell.strip()}); an error is >= 0, lower is better (not an "
+            f"accuracy, a difference or a log-likelihood)."
+        )
+    return value
+
+
+def _refuse_repeats(path, names, what):
+    """Refuse a file that names one task (``what="task"``) or model (``"model"``) twice."""
+    import collections
+
+    repeated = [name for name, count in collections.Counter(names).items() if count > 1]
+    if repeated:
+        raise DataError(f"{path}: {what} {repeated[0]!r} appears more than once; a {what} has one entry.")
+
+
+def _match_rows(names, path, table, table_path):
+    """The rows of ``table`` (a table of errors) in the order of ``names``, the tasks of the file
+    of embeddings ``path``: matched by name; a task in one file and not the other is refused."""
+    _refuse_repeats(path, names, "task")
+    missing = sorted(set(names) - set(table.tasks), key=names.index)
+    extra = sorted(set(table.tasks) - set(names), key=table.tasks.index)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(
+                f"{_listed(missing)} of {path} {'have' if len(missing) > 1 else 'has'} no row in {table_path}"
+            )
+        if extra:
+            parts.append(
+                f"{_listed(extra)} of {table_path} {'have' if len(extra) > 1 else 'has'} no row in {path}"
+            )
+        raise DataError(
+            f"the tasks of the two files differ: {'; '.join(parts)}. Tasks are matched by name: give "
+            f"both files the same tasks."
+        )
+    order = {name: index for index, name in enumerate(table.tasks)}
+    return table.values[[order[name] for name in names]]
+
+
+# --------------------------------------------------------------------------------------
 # Text tasks and corpora: .jsonl files and folders of .txt files
 # --------------------------------------------------------------------------------------
 
@@ -395,9 +786,9 @@ def _read_jsonl(path, *, check_labels=True):
     return lines
 
 
-def _jsonl_task(path):
+def _jsonl_task(path, command):
     """A ``.jsonl`` file as a text task: ``(texts, labels)``, or ``(texts, None)`` (a
-    language-modelling task) when no line has a ``label`` field."""
+    language-modelling task) when no line has a ``label`` field; notes on stderr for ``command``."""
     lines = _read_jsonl(path)
     texts = [line.text for line in lines]
     first = lines[0]
@@ -420,11 +811,12 @@ def _jsonl_task(path):
     if first.label is _NO_LABEL:
         _note(
             f"{path}: {len(texts)} texts without labels: a language-modelling task (the next token "
-            f"is the label)."
+            f"is the label).",
+            command,
         )
         return texts, None
     labels = [line.label for line in lines]
-    _note_text_classes(path, labels)
+    _note_text_classes(path, labels, command)
     return texts, labels
 
 
@@ -441,7 +833,7 @@ def _jsonl_corpus(path, command):
     return lines
 
 
-def _note_text_classes(path, labels):
+def _note_text_classes(path, labels, command):
     """The classes of a text task and their number of texts, on stderr (as for image folders)."""
     import collections
 
@@ -451,14 +843,16 @@ def _note_text_classes(path, labels):
     _note(
         f"{path}: {len(counts)} classes, {len(labels)} texts: {shown}"
         + (f", and {more} more" if more > 0 else "")
-        + "."
+        + ".",
+        command,
     )
 
 
-def _text_folder(path):
+def _text_folder(path, command):
     """A folder of ``.txt`` files, one subfolder per class, as a text task ``(texts, labels)``
     (labels: the class folders' names); None when it is an image folder (or neither: the image
-    reader then says what is wrong, as it did before text was read).
+    reader then says what is wrong, as it did before text was read). Notes go to stderr for
+    ``command``.
 
     A class folder is an image class as soon as it holds an image (the scan of that class stops
     there, so an image folder costs one listing per class), a text class when it holds ``.txt``
@@ -508,18 +902,19 @@ def _text_folder(path):
         )
     if skipped:
         entries = "entries" if len(skipped) > 1 else "entry"
-        _note(f"{path}: skipped {len(skipped)} hidden or system {entries}: {_listed(skipped)}.")
+        _note(f"{path}: skipped {len(skipped)} hidden or system {entries}: {_listed(skipped)}.", command)
     if unread:
         _note(
             f"{path}: skipped {len(unread)} file{'s' if len(unread) > 1 else ''} that are not texts "
-            f"({_listed(unread)}): only .txt files in a class subfolder are examples."
+            f"({_listed(unread)}): only .txt files in a class subfolder are examples.",
+            command,
         )
     texts, labels = [], []
     for name, files in texts_of.items():
         for file in files:
             texts.append(_read_text_file(file))
             labels.append(name)
-    _note_text_classes(path, labels)
+    _note_text_classes(path, labels, command)
     return texts, labels
 
 
@@ -578,13 +973,15 @@ def _read_text_file(path):
 # --------------------------------------------------------------------------------------
 
 
-def _load_task(path, image_size):
+def _load_task(path, image_size, gray_to_rgb, command):
     """``(name, task)``: an ImageFolder dataset, the ``(texts, labels)`` of a folder of ``.txt``
     files or of a ``.jsonl`` file (labels None: a language-modelling task), or the ``(X, y)``
-    arrays of an ``.npz`` file."""
+    arrays of an ``.npz`` file, its one-channel images repeated in three channels with
+    ``gray_to_rgb`` (an image folder's are always: every image is read as RGB). Notes on what
+    was read go to stderr for ``command``."""
     path = Path(path)
     if path.is_dir():
-        texts = _text_folder(path)
+        texts = _text_folder(path, command)
         if texts is not None:
             return path.resolve().name, texts
         from torchvision import transforms
@@ -608,13 +1005,13 @@ def _load_task(path, image_size):
         except ValueError as exc:  # a directory link that loops
             raise DataError(f"{path}: {exc}") from exc
         for warning in caught:  # the hidden and system entries skipped
-            _note(str(warning.message))
-        _note_classes(path, dataset)
-        _note_skipped_files(path, dataset)
-        _note_upscaling(path, dataset, image_size)
+            _note(str(warning.message), command)
+        _note_classes(path, dataset, command)
+        _note_skipped_files(path, dataset, command)
+        _note_upscaling(path, dataset, image_size, command)
         return path.resolve().name, dataset
     if path.suffix.lower() == ".jsonl":
-        return path.stem, _jsonl_task(path)
+        return path.stem, _jsonl_task(path, command)
     if path.suffix.lower() != ".npz":
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder.")
@@ -628,14 +1025,30 @@ def _load_task(path, image_size):
         path, ("X", "y"), "a task file holds inputs X and labels y (numpy.savez(path, X=inputs, y=labels))."
     )
     inputs, labels = arrays["X"], arrays["y"]
+    if gray_to_rgb and inputs.ndim == 4 and inputs.shape[1] == 1:
+        from .datasets import to_rgb
+
+        inputs = to_rgb(inputs)
+        _note(f"{path}: its one-channel images repeated in 3 channels (--gray-to-rgb).", command)
     return path.stem, (inputs, labels)
+
+
+def _load_tasks(paths, image_size, gray_to_rgb, command):
+    """``(names, tasks)`` of the TASK arguments (:func:`_load_task`), refusing two of one name."""
+    loaded = [_load_task(path, image_size, gray_to_rgb, command) for path in paths]
+    seen = {}
+    for (name, _), path in zip(loaded, paths):
+        if name in seen:
+            raise UsageError(f"tasks {seen[name]} and {path} have the same name {name!r}: rename one.")
+        seen[name] = path
+    return [name for name, _ in loaded], [task for _, task in loaded]
 
 
 def _note(message, command="embed"):
     print(f"{_PROG} {command}: {message}", file=sys.stderr)
 
 
-def _note_classes(path, dataset):
+def _note_classes(path, dataset, command):
     """The classes found in an image folder and their number of images, on stderr."""
     import numpy as np
 
@@ -645,11 +1058,12 @@ def _note_classes(path, dataset):
     _note(
         f"{path}: {len(dataset.classes)} classes, {len(dataset)} images: {shown}"
         + (f", and {more} more" if more > 0 else "")
-        + "."
+        + ".",
+        command,
     )
 
 
-def _note_skipped_files(path, dataset):
+def _note_skipped_files(path, dataset, command):
     """Count, on stderr, the files of an image folder that are not examples: those outside the
     class folders and those whose extension is not an image's (hidden and system entries are
     noted apart)."""
@@ -665,11 +1079,12 @@ def _note_skipped_files(path, dataset):
             f"not read ({shown}): only files in a class subfolder with an image extension "
             f"({' '.join(IMG_EXTENSIONS)}) are examples"
             + (" (.txt files are texts only in a folder whose class folders hold no image)" if texts else "")
-            + "."
+            + ".",
+            command,
         )
 
 
-def _note_upscaling(path, dataset, image_size):
+def _note_upscaling(path, dataset, image_size, command):
     """A hint on stderr when --image-size blows the folder's (first) images up many times."""
     from .datasets import read_image
 
@@ -683,15 +1098,16 @@ def _note_upscaling(path, dataset, image_size):
             f"to --image-size {image_size}. That adds no information and costs about "
             f"({image_size}/S)^2 times the time of size S; for small images a size such as "
             f"--image-size {max(32, 2 * min(width, height))} is much faster (the embedding changes with "
-            f"the size: embed the tasks you compare at one size)."
+            f"the size: embed the tasks you compare at one size).",
+            command,
         )
 
 
-def _imagenet_checkpoint(probe, loaded):
+def _imagenet_checkpoint(probe, tasks):
     """``(name, url, cached file)`` of the torchvision ImageNet weights the embedder will fetch, or
     None (random probe for 2-D features, a timm probe, an unknown name)."""
     if probe == "auto":
-        _, first = loaded[0]
+        first = tasks[0]
         is_images = not isinstance(first, tuple) or getattr(first[0], "ndim", 0) == 4
         if not is_images:
             return None
@@ -722,6 +1138,21 @@ def _check_transformers():
 
 
 @contextlib.contextmanager
+def _progress_options(command):
+    """``--verbose`` and ``--quiet``: progress bars always, or never; by default, when standard
+    error is a terminal."""
+    group = command.add_mutually_exclusive_group()
+    group.add_argument(
+        "--verbose", action="store_true", help="show progress bars even when not on a terminal (in a log)"
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bars (default: shown on a terminal)")
+
+
+def _verbosity(args):
+    """The ``verbose`` of the estimators: 1 (``--verbose``), 0 (``--quiet``) or ``"auto"``."""
+    return 1 if args.verbose else 0 if args.quiet else "auto"
+
+
 def _quiet_transformers(verbose):
     """Without ``--verbose``, transformers' progress bars (its weights being loaded) are off, so
     that stderr holds the command's own lines; they are turned on again after."""
@@ -766,12 +1197,12 @@ def _check_text_options(args):
         )
 
 
-def _check_task_kinds(args, paths, loaded):
+def _check_task_kinds(args, paths, tasks):
     """Whether the tasks are text, after refusing a run that mixes text with other tasks, and
     text without a Hugging Face probe or the reverse (one probe takes one kind of input)."""
     from ._text import is_text
 
-    text = [isinstance(task, tuple) and is_text(task[0]) for _, task in loaded]
+    text = [isinstance(task, tuple) and is_text(task[0]) for task in tasks]
     if any(text) and not all(text):
         raise UsageError(
             f"{paths[text.index(True)]} is a text task and {paths[text.index(False)]} is not: one probe "
@@ -790,10 +1221,22 @@ def _check_task_kinds(args, paths, loaded):
     return all(text)
 
 
+def _check_probe(name, option):
+    """Refuse, before any work, a probe (or expert architecture) name that names no model."""
+    from ._probes import check_probe_name
+
+    try:
+        check_probe_name(name)
+    except ValueError as exc:
+        raise UsageError(f"{option} {name}: {exc}") from exc
+
+
 def _embed(args):
     paths = args.tasks
     weights = args.probe_weights
     _check_text_options(args)
+    if args.probe != "auto" and not _is_hf(args.probe):
+        _check_probe(args.probe, "--probe")
     if weights.lower() == "none":
         weights = None
     elif weights != "imagenet" and not Path(weights).is_file():
@@ -804,14 +1247,8 @@ def _embed(args):
     output = _check_output(args.output, (".csv", ".npz"), inputs=inputs, overwrite=args.overwrite)
     if args.memory is not None and Path(args.memory).exists() and not Path(args.memory).is_dir():
         raise UsageError(f"--memory {args.memory}: is a file; the cache needs a folder.")
-    loaded = [_load_task(path, args.image_size) for path in paths]
-    names = [name for name, _ in loaded]
-    seen = {}
-    for name, path in zip(names, paths):
-        if name in seen:
-            raise UsageError(f"tasks {seen[name]} and {path} have the same name {name!r}: rename one.")
-        seen[name] = path
-    text = _check_task_kinds(args, paths, loaded)
+    names, tasks = _load_tasks(paths, args.image_size, args.gray_to_rgb, "embed")
+    text = _check_task_kinds(args, paths, tasks)
     # Only image folders are cut to --image-size (a folder of .txt files is text).
     from_folders = not text and any(Path(path).is_dir() for path in paths)
 
@@ -836,9 +1273,9 @@ def _embed(args):
         memory=args.memory,
         on_error="warn",  # every failed task is named below, whatever --on-error says
         random_state=args.random_state,
-        verbose=int(args.verbose),
+        verbose=_verbosity(args),
     )
-    checkpoint = _imagenet_checkpoint(args.probe, loaded) if weights == "imagenet" and not text else None
+    checkpoint = _imagenet_checkpoint(args.probe, tasks) if weights == "imagenet" and not text else None
     if checkpoint is not None and not checkpoint[2].is_file():
         _note(
             f"the ImageNet weights of probe {checkpoint[0]} are not in {checkpoint[2].parent}: downloading "
@@ -849,7 +1286,7 @@ def _embed(args):
     with warnings.catch_warnings(record=True) as caught, quiet:
         warnings.simplefilter("always")
         try:
-            embeddings = embedder.fit_transform([task for _, task in loaded])
+            embeddings = embedder.fit_transform(tasks)
         except (ValueError, TypeError, RuntimeError) as exc:
             offline = checkpoint is not None and isinstance(exc, RuntimeError)
             if not (offline and str(exc).startswith("Could not get the ImageNet weights")):
@@ -968,16 +1405,12 @@ def _distances(args):
     embeddings = np.vstack([file.rows for _, file in files])
     # The files' rows are in one space (checked above): the first file's trivial embedding is theirs.
     trivial = first.trivial
-    lacking = [path for path, file in files if file.trivial is None]
+    if args.kind == "asymmetric":
+        for path, file in files:
+            _trivial_of(path, file, "the asymmetric distance")
 
     from .distances import pairwise_task_distances
 
-    if args.kind == "asymmetric" and lacking:
-        raise DataError(
-            f"{lacking[0]}: the asymmetric distance needs the trivial embedding, which a .csv file "
-            f"embedded without --normalize trivial does not hold. Embed again with --normalize "
-            f"trivial, or to an .npz file (--output embeddings.npz), which stores it."
-        )
     try:
         distances = pairwise_task_distances(
             embeddings,
@@ -1098,6 +1531,191 @@ def _recommend(args):
 
 
 # --------------------------------------------------------------------------------------
+# fit-selector
+# --------------------------------------------------------------------------------------
+
+
+def _trivial_of(path, file, purpose):
+    """The trivial embedding of a file of embeddings, which ``purpose`` needs; refused for a .csv
+    file of raw rows, which does not hold it."""
+    if file.trivial is None:
+        raise DataError(
+            f"{path}: {purpose} needs the trivial embedding, which a .csv file embedded without "
+            f"--normalize trivial does not hold. Embed again with --normalize trivial, or to an .npz "
+            f"file (--output embeddings.npz), which stores it."
+        )
+    return file.trivial
+
+
+def _model_embeddings(args, embeddings, models):
+    """The rows of ``--model-embeddings`` in the order of the models: the embedding of the task
+    each model was trained on, a row named as the model; a model without one gets zeros (an
+    unknown expert, which MODEL2VEC places), and a row naming no model is refused."""
+    import numpy as np
+
+    from .provenance import check_provenance
+
+    path = args.model_embeddings
+    file = _read_embeddings(path)
+    if file.rows.shape[1] != embeddings.rows.shape[1] or (
+        None not in (file.filters, embeddings.filters) and file.filters != embeddings.filters
+    ):
+        raise DataError(
+            f"--model-embeddings {path}: its filters are not those of {args.embeddings}: they were "
+            f"embedded with other probes."
+        )
+    if not args.ignore_provenance:
+        check_provenance(
+            file.provenance,
+            embeddings.provenance,
+            given_name=str(path),
+            expected_name=str(args.embeddings),
+            override=_IGNORE_PROVENANCE,
+        )
+    _refuse_repeats(path, file.names, "task")
+    unknown = sorted(set(file.names) - set(models), key=file.names.index)
+    if unknown:
+        raise DataError(
+            f"--model-embeddings {path}: {_listed(unknown)} {'are' if len(unknown) > 1 else 'is'} not a "
+            f"model of --errors {args.errors} ({_listed(models)}): each row is named as the model whose "
+            f"training task it embeds."
+        )
+    missing = sorted(set(models) - set(file.names), key=models.index)
+    if missing and args.max_iter == 0:
+        raise DataError(
+            f"--model-embeddings {path}: has no row for {_listed(missing)}; --max-iter 0 (no training) "
+            f"needs the embedding of every model's training task."
+        )
+    if missing:
+        _note(
+            f"--model-embeddings {path}: no row for {_listed(missing)}; "
+            f"{'they start' if len(missing) > 1 else 'it starts'} as unknown (zeros), placed by training.",
+            "fit-selector",
+        )
+    rows = dict(zip(file.names, file.rows))
+    return np.array([rows.get(model, np.zeros(file.rows.shape[1])) for model in models])
+
+
+def _fit_selector(args):
+    if args.max_iter == 0 and args.model_embeddings is None:
+        raise UsageError(
+            "--max-iter 0 (the plain asymmetric TASK2VEC selector, no training) needs --model-embeddings, "
+            "the embeddings of the tasks the models were trained on."
+        )
+    inputs = [args.embeddings, args.errors, *([args.model_embeddings] if args.model_embeddings else [])]
+    output = _check_output(args.output, (".joblib",), inputs=inputs, overwrite=args.overwrite)
+    embeddings = _read_embeddings(args.embeddings)
+    trivial = _trivial_of(args.embeddings, embeddings, "the selector's asymmetric distance")
+    table = _read_errors(args.errors)
+    errors = _match_rows(embeddings.names, args.embeddings, table, args.errors)
+    start = None if args.model_embeddings is None else _model_embeddings(args, embeddings, table.models)
+
+    import joblib
+    import numpy as np
+
+    from ._writer import write_file
+    from .selector import Model2VecSelector
+
+    selector = Model2VecSelector(
+        alpha=args.alpha,
+        label_temperature=args.label_temperature,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        model_embeddings=start,
+        trivial_embedding=trivial,
+        experts=table.models,
+        random_state=args.random_state,
+        provenance=embeddings.provenance,
+    )
+    best = np.array(table.models, dtype=object)[errors.argmin(axis=1)]
+    try:
+        selector.fit(embeddings.rows, best, errors=errors)
+    except ValueError as exc:
+        raise DataError(f"{args.embeddings}: {exc}") from exc
+    # Rescued when it cannot be written: the training may have taken long.
+    write_file(output, lambda file: joblib.dump(selector, file), overwrite=args.overwrite, rescue=True)
+    column = {model: index for index, model in enumerate(table.models)}
+    chosen = [column[model] for model in selector.predict(embeddings.rows)]
+    print(
+        f"Wrote a selector of {len(table.models)} models, fitted on {len(embeddings.names)} tasks, to "
+        f"{output}. On these tasks (in-sample), the mean error of the models it recommends is "
+        f"{errors[np.arange(len(errors)), chosen].mean():.4g}, of the best ones {errors.min(axis=1).mean():.4g}."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------------------
+
+
+def _errors(args):
+    if args.architecture is not None:
+        _check_probe(args.architecture, "--architecture")
+    output = _check_output(
+        args.output, (".csv",), inputs=[*args.tasks, *args.experts], overwrite=args.overwrite
+    )
+    if args.cache is not None and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise UsageError(f"--cache {args.cache}: is a file; the cache needs a folder.")
+    names, tasks = _load_tasks(args.tasks, args.image_size, args.gray_to_rgb, "errors")
+
+    from ._text import is_text
+
+    for path, task in zip(args.tasks, tasks):
+        if isinstance(task, tuple) and is_text(task[0]):
+            raise UsageError(
+                f"TASK {path}: is a text task; the experts take images or arrays (a folder of images, "
+                f"an .npz file of X and y)."
+            )
+    experts = [_load_expert(folder, args.architecture) for folder in args.experts]
+    first_of = {}
+    for folder, expert in zip(args.experts, experts):
+        if expert.name in first_of:
+            raise DataError(
+                f"--experts {first_of[expert.name]} and {folder}: both experts are named {expert.name!r}; "
+                f"a table of errors has one column per name."
+            )
+        first_of[expert.name] = folder
+
+    from .zoo import error_matrix
+
+    values = error_matrix(
+        experts,
+        tasks,
+        test_size=args.test_size,
+        task_names=names,
+        batch_size=args.batch_size,
+        cache=args.cache,
+        device=args.device,
+        random_state=args.random_state,
+    )
+    models = [expert.name for expert in experts]
+    _write_errors(output, names, models, values, overwrite=args.overwrite)
+    print(f"Wrote the errors of {len(models)} experts on {len(names)} tasks to {output}.")
+
+
+def _load_expert(folder, architecture):
+    """The expert saved in ``folder``, its weights in ``architecture`` (a probe name) or in the
+    architecture it was saved with."""
+    from .zoo import load_expert
+
+    try:
+        return load_expert(folder, architecture=architecture)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------------------
+# help
+# --------------------------------------------------------------------------------------
+
+
+def _help(parser, commands, args):
+    """Print the help of ``parser`` or of its command ``args.topic`` (``commands``: its
+    subparsers by name)."""
+    print(parser.format_help() if args.topic is None else commands[args.topic].format_help(), end="")
+
+
+# --------------------------------------------------------------------------------------
 # diversity
 # --------------------------------------------------------------------------------------
 
@@ -1172,7 +1790,7 @@ def _diversity(args):
         device=args.device,
         n_jobs=args.n_jobs,
         memory=args.memory,
-        verbose=int(args.verbose),
+        verbose=_verbosity(args),
     )
     # The embedder's own default when not given, named so that the settings record it.
     head_epochs = FisherTaskEmbedder().head_epochs if args.head_epochs is None else args.head_epochs
@@ -1251,6 +1869,13 @@ def _non_negative_float(text):
     return value
 
 
+def _finite_non_negative_float(text):
+    value = _non_negative_float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be finite")
+    return value
+
+
 def _int_from(smallest):
     def parse(text):
         try:
@@ -1304,6 +1929,16 @@ def _add_ignore_provenance(command, checked):
     )
 
 
+def _add_gray_to_rgb(command):
+    command.add_argument(
+        "--gray-to-rgb",
+        action="store_true",
+        help="repeat the gray channel of one-channel images (an .npz file's N x 1 x H x W X) in three "
+        "channels, for probes that take RGB images (the ImageNet ones); an image folder's images are "
+        "always read as RGB",
+    )
+
+
 def _add_overwrite(command):
     command.add_argument(
         "--overwrite",
@@ -1318,8 +1953,8 @@ def _parser():
         prog=_PROG,
         description="TASK2VEC task embeddings (Achille et al., ICCV 2019): embed tasks, compare them, "
         "and recommend an expert for each.",
-        epilog="Run `task2vec COMMAND --help` for a command's options. Exit status: 0 success, 1 a data "
-        "error, 2 a usage error.",
+        epilog="Run `task2vec help COMMAND` (or `task2vec COMMAND --help`) for a command's options. Exit "
+        "status: 0 success, 1 a data error, 2 a usage error.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -1356,8 +1991,9 @@ def _parser():
         default="auto",
         help="a torchvision classification model (resnet18, resnet34 as in the paper, resnet50, "
         "densenet121, ...); hf:<name or folder>, a Hugging Face model (hf:gpt2, hf:bert-base-uncased, or "
-        "a folder saved with save_pretrained), for text tasks; auto (default): resnet34 for images, a "
-        "random ReLU network for 2-D features",
+        "a folder saved with save_pretrained), for text tasks; a PATH.onnx file, an ONNX graph (the extra "
+        "[onnx]; its weights are the file's); auto (default): resnet34 for images, a random ReLU network "
+        "for 2-D features",
     )
     embed.add_argument(
         "--probe-weights",
@@ -1412,6 +2048,7 @@ def _parser():
         "CIFAR) a size such as 32 or 64 is many times faster than upscaling them to 224; embed the "
         "tasks you compare at one size",
     )
+    _add_gray_to_rgb(embed)
     embed.add_argument(
         "--random-state",
         type=int,
@@ -1438,7 +2075,7 @@ def _parser():
         "finished tasks and computes only the others",
     )
     _add_overwrite(embed)
-    embed.add_argument("--verbose", action="store_true", help="show progress bars")
+    _progress_options(embed)
     embed.set_defaults(run=_embed)
 
     distances = commands.add_parser(
@@ -1569,13 +2206,170 @@ def _parser():
         "the corpus's texts and line numbers), the settings and the version",
     )
     _add_overwrite(diversity)
-    diversity.add_argument("--verbose", action="store_true", help="show progress bars")
+    _progress_options(diversity)
     diversity.set_defaults(run=_diversity)
+
+    fit_selector = commands.add_parser(
+        "fit-selector",
+        help="fit a selector on embedded tasks and a table of the models' errors on them",
+        description="Fit a Model2VecSelector (Achille et al., ICCV 2019, sec. 3.3-3.4: MODEL2VEC) on "
+        "the tasks of EMBEDDINGS, a file written by `task2vec embed`, and on ERRORS.csv, the error of "
+        "every model on each of these tasks (from your own fine-tunings, or from `task2vec errors`), "
+        "and save it with joblib for `task2vec recommend`. ERRORS.csv has a header whose first cell "
+        "is any label and whose other cells name the models, then one row per task: its name, as in "
+        "EMBEDDINGS (rows are matched by name, in any order; a task in one file and not the other is "
+        "refused), and one error per model. An error is a finite number >= 0, lower is better; its "
+        "scale is free (a fraction or a percentage: the selector's soft labels standardise each "
+        "task's row); an empty cell is refused. The selector's distance needs the trivial embedding: "
+        "EMBEDDINGS is an .npz file, or a .csv file embedded with --normalize trivial. The saved "
+        "selector records how the rows were made, so that `task2vec recommend` refuses rows made "
+        "otherwise.",
+    )
+    fit_selector.add_argument(
+        "embeddings", metavar="EMBEDDINGS", help="a .csv or .npz file from `task2vec embed`: the tasks"
+    )
+    fit_selector.add_argument(
+        "--errors",
+        required=True,
+        metavar="ERRORS.csv",
+        help="the error of every model (column) on every task (row) of EMBEDDINGS",
+    )
+    fit_selector.add_argument(
+        "-o", "--output", required=True, metavar="SELECTOR.joblib", help="where to save the selector"
+    )
+    fit_selector.add_argument(
+        "--model-embeddings",
+        metavar="EMBEDDINGS",
+        help="a file from `task2vec embed` (embedded as EMBEDDINGS) whose rows are named as models: "
+        "the embedding of the task each model was trained on, where training starts (the paper's "
+        "F_j); a model without a row starts as unknown. Needed by --max-iter 0",
+    )
+    fit_selector.add_argument(
+        "--max-iter",
+        type=_int_from(0),
+        default=81,
+        metavar="N",
+        help="training epochs (default: 81, the paper's); 0: no training, the plain asymmetric "
+        "TASK2VEC selector (sec. 3.3), which needs --model-embeddings",
+    )
+    fit_selector.add_argument(
+        "--n-init",
+        type=_positive_int,
+        default=40,
+        metavar="N",
+        help="training runs, the one of lowest training loss kept (default: 40)",
+    )
+    fit_selector.add_argument(
+        "--alpha",
+        type=_finite_non_negative_float,
+        default=0.15,
+        help="weight of the complexity term of the asymmetric distance (default: 0.15)",
+    )
+    fit_selector.add_argument(
+        "--label-temperature",
+        type=_finite_non_negative_float,
+        default=20.0,
+        metavar="T",
+        help="sharpness of the soft labels made from the errors (default: 20, the paper's)",
+    )
+    fit_selector.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the training runs' starts (default: 0, so that runs repeat)",
+    )
+    _add_ignore_provenance(fit_selector, "--model-embeddings was embedded otherwise than EMBEDDINGS")
+    _add_overwrite(fit_selector)
+    fit_selector.set_defaults(run=_fit_selector)
+
+    errors = commands.add_parser(
+        "errors",
+        help="measure the error of saved experts on tasks, a table for `task2vec fit-selector`",
+        description="The ground truth of model selection (zoo.error_matrix): for each TASK and each "
+        "expert, the test error of a logistic regression on the expert's frozen features, on one "
+        "stratified split per task shared by all experts. A TASK is a folder of images with one "
+        "subfolder per class (resized and center-cropped to --image-size, normalised with ImageNet's "
+        "mean and std, as `task2vec embed` does) or an .npz file with arrays X and y. An expert is a "
+        "folder written by zoo.save_expert. The table goes to a CSV file, one row per task (named by "
+        "its folder or file stem, as `task2vec embed` names it), one column per expert (its name), "
+        "which `task2vec fit-selector --errors` reads.",
+    )
+    errors.add_argument("tasks", nargs="+", metavar="TASK", help="an image folder or an .npz file")
+    errors.add_argument(
+        "--experts",
+        nargs="+",
+        required=True,
+        metavar="EXPERT",
+        help="expert folders written by zoo.save_expert (their weights are loaded without running code)",
+    )
+    errors.add_argument(
+        "-o", "--output", required=True, metavar="ERRORS.csv", help="where to write the table"
+    )
+    errors.add_argument(
+        "--architecture",
+        metavar="NAME",
+        help="the torchvision model to load the experts' weights into (default: the one each expert "
+        "was saved with)",
+    )
+    errors.add_argument(
+        "--test-size",
+        type=_probability,
+        default=0.3,
+        metavar="FRACTION",
+        help="share of each task's examples in its test split (default: 0.3)",
+    )
+    errors.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=224,
+        metavar="PIXELS",
+        help="side of the square images cut from image folders (default: 224)",
+    )
+    _add_gray_to_rgb(errors)
+    errors.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="default: 64")
+    errors.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the splits (default: 0, so that runs repeat)",
+    )
+    errors.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="store each (expert, task)'s features in this folder: a rerun with more experts or tasks "
+        "computes only the new ones",
+    )
+    errors.add_argument(
+        "--device", default="auto", help="auto (default: CUDA if available), cpu, cuda, cuda:1, ..."
+    )
+    _add_overwrite(errors)
+    errors.set_defaults(run=_errors)
+
+    topics = list(commands.choices)
+    help_ = commands.add_parser(
+        "help",
+        help="show this help, or a command's",
+        description="Show the help of task2vec, or of COMMAND (the same as `task2vec COMMAND --help`).",
+    )
+    help_.add_argument(
+        "topic", nargs="?", choices=[*topics, "help"], metavar="COMMAND", help=", ".join(topics)
+    )
+    help_.set_defaults(run=functools.partial(_help, parser, commands.choices))
     return parser
 
 
 def _one_line(message):
     return " ".join(str(message).split())
+
+
+def _in_command_line_terms(message):
+    """A data error's message with the Python fix for gray images (``to_rgb``) replaced by the
+    command line's, ``--gray-to-rgb``."""
+    from ._heads import channel_fix
+
+    return message.replace(channel_fix(1, 3), _GRAY_TO_RGB_FIX)
 
 
 def main(argv=None):
@@ -1610,12 +2404,14 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:
+            if args.command in _COMMANDS:
+                _check_input_kinds(args)
             args.run(args)
         except UsageError as exc:
             print(f"{_PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         except (DataError, ValueError, TypeError, OSError, RuntimeError) as exc:
-            print(f"{_PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"{_PROG} {args.command}: error: {_in_command_line_terms(_one_line(exc))}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print(f"{_PROG}: interrupted", file=sys.stderr)

@@ -16,7 +16,8 @@ the expert chosen by the TASK2VEC distances of the tasks' embeddings to the embe
 experts' training tasks (symmetric, and asymmetric with
 :class:`~sklearn_task2vec.Model2VecSelector` ``(max_iter=0)``) is compared with the oracle,
 chance and the generic expert. With matplotlib installed (``pip install
-sklearn-task2vec[plot]``), the figures go to ``--output-dir``. The Fashion-MNIST version,
+sklearn-task2vec[plot]``), the figure, drawn with the Displays of
+:mod:`sklearn_task2vec.plotting`, goes to ``--output-dir``. The Fashion-MNIST version,
 with MODEL2VEC, is ``examples/slow_model_selection.py``.
 """
 
@@ -38,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from ._writer import write_file
 from .distances import pairwise_task_distances
 from .embedder import FisherTaskEmbedder
+from .plotting import ModelSelectionDisplay, NormDifficultyDisplay, TaskDistanceDisplay
 from .selector import Model2VecSelector, relative_error_increase
 from .zoo import Expert, error_matrix, model_embeddings, train_expert
 
@@ -178,81 +180,36 @@ def _selection_study(random_state, method, expert_epochs):
     }
 
 
-def _label_points(figure, axes, names, xs, ys):
-    """Name the points of a scatter plot, each label moved up until it overlaps no other.
+def study_figure(names, distances, norms, errors, rows):
+    """The study's figure: d_sym, norm vs error, and model selection beside the paper's Table 1.
 
-    Done on the laid-out figure (its axes are where they will be drawn); the labels are kept
-    out of the layout, so that placing them does not move the axes again.
+    Drawn with the Displays of :mod:`sklearn_task2vec.plotting`; ``rows``: the selection
+    table (``(selector, mean error, relative increase)``, oracle and chance first), or empty
+    when the study was skipped. The paper's numbers get a panel and an axis of their own: its
+    oracle's error is far larger than the digit pairs', so that the same mistakes give
+    smaller percentages there (see :func:`selection_notes`).
     """
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    placed = []
-    for name, x, y in sorted(zip(names, xs, ys), key=lambda point: (point[2], point[1])):
-        offset = 3.0
-        label = axes.annotate(name, (x, y), xytext=(4, offset), textcoords="offset points", fontsize=8)
-        label.set_in_layout(False)
-        box = label.get_window_extent(renderer)
-        while any(box.overlaps(other) for other in placed):
-            offset += box.height * 72.0 / figure.dpi + 1.0
-            label.set_position((4, offset))
-            box = label.get_window_extent(renderer)
-        if offset > 3.0:  # moved away from its point: a thin leader line says whose it is
-            label.remove()
-            label = axes.annotate(
-                name,
-                (x, y),
-                xytext=(4, offset),
-                textcoords="offset points",
-                fontsize=8,
-                arrowprops={"arrowstyle": "-", "linewidth": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 3},
-            )
-            label.set_in_layout(False)
-        placed.append(box)
+    import matplotlib.pyplot as plt
 
-
-def _figure(plt, names, distances, norms, errors, rows):
-    """The study's three panels: d_sym, norm vs error, selection."""
-    figure, (heat, scatter, bars) = plt.subplots(
-        1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1.2, 1, 1]}, layout="constrained"
-    )
-    image = heat.imshow(distances, cmap="viridis_r")
-    heat.set_xticks(range(len(names)), names, rotation=90)
-    heat.set_yticks(range(len(names)), names)
-    heat.set_title("Symmetric TASK2VEC distance")
-    figure.colorbar(image, ax=heat, fraction=0.046)
-    scatter.scatter(100 * errors, norms)
-    scatter.margins(x=0.15, y=0.1)  # room for the labels of the outermost points
-    scatter.set_xlabel("test error of a logistic regression on the pixels (%)")
-    scatter.set_ylabel("L1 norm of the embedding")
-    scatter.set_title(f"Norm vs difficulty (Spearman {spearmanr(norms, errors)[0]:+.2f})")
-    if not rows:
-        bars.set_axis_off()
-        bars.text(0.5, 0.5, "model selection skipped (--no-selection)", ha="center")
-        _label_points(figure, scatter, names, 100 * errors, norms)
-        return figure
-    labels = [label for label, *_ in rows if label != "oracle"]
-    ours = [100 * increase for label, _, increase in rows if label != "oracle"]
-    positions = np.arange(len(labels))
-    bars.barh(positions + 0.2, ours, height=0.4, label="digit pairs (this demo)")
-    bars.barh(
-        positions - 0.2,
-        [PAPER_TABLE1[label] for label in labels],
-        height=0.4,
-        alpha=0.6,
-        label="paper, Table 1 (iNat+CUB)",
-    )
-    bars.set_yticks(positions, labels)
-    bars.invert_yaxis()
-    # Linear to 100%, logarithmic beyond: the paper's tens of percent stay readable beside the
-    # hundreds of the digit pairs, whose oracle error is far smaller (see the printed table).
-    bars.set_xscale("symlog", linthresh=100.0)
-    largest = max(max(ours), max(PAPER_TABLE1.values()))
-    ticks = [tick for tick in (0, 25, 50, 100, 200, 400, 800, 1600, 3200) if tick <= 1.5 * largest]
-    bars.set_xticks(ticks, [str(tick) for tick in ticks])
-    bars.set_xlabel("error increase over the oracle (%, lower is better)")
-    bars.set_title("Model selection")
-    figure.legend(*bars.get_legend_handles_labels(), loc="outside lower right", fontsize=8, ncol=2)
-    _label_points(figure, scatter, names, 100 * errors, norms)
+    layout = [["distances", "norms"], ["selection", "paper"]] if rows else [["distances", "norms"]]
+    figure = plt.figure(figsize=(13, 11 if rows else 6.5), layout="constrained")
+    panels = figure.subplot_mosaic(layout, height_ratios=[1.6, 1] if rows else None)
+    TaskDistanceDisplay(distances, names=names).plot(ax=panels["distances"])
+    if rows:
+        chance = dict((label, increase) for label, _, increase in rows)["chance"]
+        ours = {label: increase for label, _, increase in rows if label not in ("oracle", "chance")}
+        ModelSelectionDisplay(ours, chance=chance).plot(ax=panels["selection"])
+        panels["selection"].set_title("Model selection on the 45 digit pairs (this demo)")
+        paper = {label: PAPER_TABLE1[label] / 100 for label in ours}
+        ModelSelectionDisplay(paper, chance=PAPER_TABLE1["chance"] / 100).plot(ax=panels["paper"])
+        panels["paper"].set_title("The paper's Table 1 (iNat + CUB): another scale")
+    # Last: the names are placed on the figure as laid out with its other panels.
+    NormDifficultyDisplay(
+        norms,
+        100 * errors,
+        names=names,
+        difficulty_label="test error of a logistic regression on the pixels (%)",
+    ).plot(ax=panels["norms"])
     return figure
 
 
@@ -269,7 +226,7 @@ def write_plots(folder, **panels):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "digits_study.png"
-    figure = _figure(plt, **panels)
+    figure = study_figure(**panels)
     # The demo's own figure, under the name it gives it: a rerun replaces it.
     write_file(path, lambda file: figure.savefig(file, format="png", dpi=80), overwrite=True)
     plt.close(figure)

@@ -39,7 +39,6 @@ import copy
 import importlib
 import inspect
 import itertools
-import time
 import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -57,7 +56,16 @@ from torch import nn
 from torch.func import stack_module_state
 
 from ._population import population_forward
-from ._utils import StrictInterval, draw_seeds, python_scalar, resolve_device, with_context
+from ._utils import (
+    VERBOSE_CONSTRAINT,
+    StrictInterval,
+    draw_seeds,
+    progress_bar,
+    progress_enabled,
+    python_scalar,
+    resolve_device,
+    with_context,
+)
 from .distances import pairwise_task_distances
 from .embedder import FisherTaskEmbedder
 
@@ -746,8 +754,10 @@ class TaskDiscovery(BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the optimiser and the score's split, initialisations and data orders (the same
         for every candidate of a fit, so that the score is a function of the labelling).
-    verbose : int, default=0
-        Above 0, prints the progress over the budget after each batch of candidates.
+    verbose : "auto" or int, default="auto"
+        A progress bar on standard error per task searched, over the budget, with the best
+        objective so far and the time left (estimated from the candidates scored so far).
+        ``"auto"``: shown when standard error is a terminal; 0: never; above 0: always.
 
     Attributes
     ----------
@@ -802,7 +812,7 @@ class TaskDiscovery(BaseEstimator):
         "embedder": [HasMethods(["fit", "transform"]), None],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
-        "verbose": [StrictInterval(Integral, 0, None, closed="left")],
+        "verbose": VERBOSE_CONSTRAINT,
     }
 
     def __init__(
@@ -821,7 +831,7 @@ class TaskDiscovery(BaseEstimator):
         embedder=None,
         n_jobs=None,
         random_state=None,
-        verbose=0,
+        verbose="auto",
     ):
         self.n_tasks = n_tasks
         self.positive_fraction = positive_fraction
@@ -941,6 +951,8 @@ class TaskDiscovery(BaseEstimator):
             inputs = X.reshape(len(X), -1)
         else:
             embedder, inputs = clone(self.embedder), X
+        if "verbose" in embedder.get_params():
+            embedder.set_params(verbose=0)  # the search's own bar says how far it is
         embeddings = {}
 
         def task2vec_similarity(stack, found):
@@ -982,10 +994,27 @@ class TaskDiscovery(BaseEstimator):
                 f"nevergrad's {self.optimizer} cannot run with n_candidates={self.n_candidates} "
                 f"candidates at a time ({exc}); use n_candidates=1 or another optimizer."
             ) from exc
+        where = f"TaskDiscovery, task {task + 1} of {self.n_tasks}"
+        bar = progress_bar(
+            progress_enabled(self.verbose),
+            total=self.budget,
+            desc=f"task {task + 1}/{self.n_tasks}",
+            unit="cand",
+        )
+        try:
+            return self._search_loop(
+                optimizer, X, n_positive, score_labellings, similarities, found, known_scores, where, bar
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _search_loop(
+        self, optimizer, X, n_positive, score_labellings, similarities, found, known_scores, where, bar
+    ):
+        """The ask-score-tell loop of :meth:`_search`, reporting on ``bar`` (a tqdm bar or None)."""
         history = []
         best = (None, -np.inf, -np.inf)
-        start = time.perf_counter()
-        where = f"TaskDiscovery, task {task + 1} of {self.n_tasks}"
         # Candidates in a row that could not be scored (NaN): a scorer that never scores stops
         # the search after one batch of them (at least _UNSCORABLE_LIMIT), not the whole budget.
         unscorable = 0
@@ -1021,12 +1050,9 @@ class TaskDiscovery(BaseEstimator):
                 optimizer.tell(candidate, 1.0 - objective)
                 if best[0] is None or objective > best[2]:
                     best = (row, known_scores[key], objective)
-            if self.verbose:
-                print(
-                    f"[TaskDiscovery] task {task + 1}/{self.n_tasks}: {len(history)}/{self.budget} "
-                    f"candidates, best objective {best[2]:.3f} ({time.perf_counter() - start:.1f} s)",
-                    flush=True,
-                )
+            if bar is not None:
+                bar.update(len(candidates))
+                bar.set_postfix(best=f"{best[2]:.3f}")
         if best[0] is None:  # a budget smaller than the stopping bound, all of it unscorable
             self._refuse_unscorable(where, unscorable, len(history))
         return best[0], best[1], best[2], history

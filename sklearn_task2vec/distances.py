@@ -35,12 +35,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import StrOptions, validate_params
 
 from ._kernels import symmetric_distance_matrix
 from ._otdd import check_tasks, import_ot, labelled_features, otdd_matrix, prepared_probe
-from ._utils import StrictInterval, draw_seeds, resolve_device
+from ._utils import StrictInterval, check_embeddings, draw_seeds, resolve_device
 from .tasks import is_bare_pair
 
 __all__ = [
@@ -60,26 +59,11 @@ _TRIVIAL = ["array-like", None]
 _KIND = [StrOptions({"symmetric", "asymmetric"})]
 
 
-def _check_embeddings(X, name):
-    """``X`` as a finite, non-negative 2-D float array of embeddings (one per row).
-
-    float32 stays float32 (computed in float32, like scikit-learn's pairwise distances);
-    anything else becomes float64.
-    """
-    X = check_array(X, dtype=[np.float64, np.float32], ensure_all_finite=True, input_name=name)
-    if np.any(X < 0):
-        raise ValueError(
-            f"{name} has negative entries: task embeddings are Fisher Information diagonals, "
-            f"which are non-negative."
-        )
-    return X
-
-
 def _check_vector(v, name):
     v = np.asarray(v)
     if v.ndim != 1:
         raise ValueError(f"{name} must be a 1-D embedding vector, got an array of shape {v.shape}.")
-    return _check_embeddings(v.reshape(1, -1), name)[0]
+    return check_embeddings(v.reshape(1, -1), name)[0]
 
 
 def _check_vector_pair(first, second, names):
@@ -281,9 +265,9 @@ def pairwise_task_distances(X, Y=None, *, kind="symmetric", alpha=0.15, trivial=
            [0.   , 0.   , 0.825],
            [0.8  , 0.825, 0.   ]])
     """
-    X = _check_embeddings(X, "X")
+    X = check_embeddings(X, "X")
     self_distances = Y is None
-    Y = X if self_distances else _check_embeddings(Y, "Y")
+    Y = X if self_distances else check_embeddings(Y, "Y")
     if X.shape[1] != Y.shape[1]:
         raise ValueError(
             f"X and Y must have the same number of filters (columns), got {X.shape[1]} and "

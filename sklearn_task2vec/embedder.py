@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
 from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
 from ._heads import POOLINGS, Readout, channel_fix
+from ._onnx import OnnxProbe, is_onnx_file
 from ._pipeline import (
     EmbeddingSettings,
     Seeds,
@@ -59,10 +60,13 @@ from ._text import (
     tokenizer_record,
 )
 from ._utils import (
+    VERBOSE_CONSTRAINT,
     StrictInterval,
     module_digest,
     module_dtype,
     on_device,
+    progress_bar,
+    progress_enabled,
     resolve_device,
     validates_parameters,
     with_context,
@@ -136,10 +140,13 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    probe : "auto", str or torch.nn.Module, default="auto"
+    probe : "auto", str, path-like or torch.nn.Module, default="auto"
         The probe network. A torchvision classification model name (``"resnet18"``,
         ``"resnet34"`` (the paper's), ``"resnet50"``, ``"densenet121"``, ``"vgg13_bn"``, ...),
-        whose final Linear classifier is dropped; ``"hf:<name or folder>"``, a Hugging Face
+        whose final Linear classifier is dropped; the path of an ONNX file (``"model.onnx"``,
+        ``pip install 'sklearn-task2vec[onnx]'``), its graph whole as
+        :func:`~sklearn_task2vec.probes.onnx_probe` converts it (which can cut it before its
+        classifier); ``"hf:<name or folder>"``, a Hugging Face
         ``transformers`` model (``pip install 'sklearn-task2vec[text]'``) loaded with
         ``from_pretrained`` (a causal language model with its output layer), with its tokenizer,
         probed through its body (:class:`~sklearn_task2vec.probes.TransformersBody`, as is a
@@ -151,7 +158,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     probe_weights : "imagenet", None or path-like, default="imagenet"
         Weights of a named probe: torchvision's ImageNet weights (downloaded and cached by
         torch.hub), ``None`` for random initialisation, or a local ``state_dict`` file
-        (loaded with ``weights_only=True``). Ignored for module probes and the random probe.
+        (loaded with ``weights_only=True``). Ignored for module probes, ONNX files (their
+        weights are the file's) and the random probe.
     method : {"auto", "montecarlo", "exact", "variational"}, default="auto"
         Fisher estimator. ``"montecarlo"``: one label sampled from the model per example
         (unbiased, one backward pass). ``"exact"``: the expectation over labels in closed form
@@ -285,8 +293,11 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         Seeds the random probe (and a named probe's random initialisation with
         ``probe_weights=None``), example subsampling, Monte Carlo labels and the variational
         perturbations. Results are deterministic on CPU for a fixed value.
-    verbose : int, default=0
-        Above 0, show progress bars over tasks and batches.
+    verbose : "auto" or int, default="auto"
+        Progress bars on standard error, over the tasks (with the time left) and, within a
+        task, over its phases (features and head, then the Fisher pass's examples). ``"auto"``:
+        shown when standard error is a terminal, not in logs or pipes; 0: never; above 0:
+        always.
 
     Attributes
     ----------
@@ -353,7 +364,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "probe": [str, torch.nn.Module],
+        "probe": [str, os.PathLike, torch.nn.Module],
         "probe_weights": [str, os.PathLike, None],
         "tokenizer": [None, str, os.PathLike, callable],
         "max_length": [StrictInterval(Integral, 2, None, closed="left"), None],
@@ -376,7 +387,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         "memory": [str, os.PathLike, joblib.Memory, None],
         "on_error": [StrOptions({"raise", "warn"})],
         "random_state": ["random_state"],
-        "verbose": [StrictInterval(Integral, 0, None, closed="left")],
+        "verbose": VERBOSE_CONSTRAINT,
     }
 
     def __init__(
@@ -405,7 +416,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         memory=None,
         on_error="raise",
         random_state=None,
-        verbose=0,
+        verbose="auto",
     ):
         self.probe = probe
         self.probe_weights = probe_weights
@@ -546,9 +557,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self._probe_name, self.probe_ = self._make_probe(input_shape, seeds.probe, pretrained)
         # Hashed once: the frozen probe does not change after fit, and a ResNet has millions of weights.
         self._probe_digest = module_digest(self.probe_)
-        if isinstance(self.probe, str) and pretrained is None:
+        if isinstance(self.probe, (str, os.PathLike)) and pretrained is None:
             _check_image_channels(
-                self.probe_, "resnet34" if self.probe == "auto" else self.probe, input_shape, where
+                self.probe_, "resnet34" if self.probe == "auto" else os.fspath(self.probe), input_shape, where
             )
         try:
             self.probe_layers_ = inspect_probe(self.probe_, example, module_dtype(self.probe_))
@@ -602,7 +613,8 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                     f"probe='auto' takes 2-D features (n, n_features) or images (n, C, H, W); "
                     f"got examples of shape {tuple(input_shape)}. Pass a probe module that takes them."
                 )
-        return probe, frozen_copy(build_named_probe(probe, self.probe_weights, seed))
+        module = build_named_probe(probe, self.probe_weights, seed)
+        return (_class_name(module) if is_onnx_file(probe) else probe), frozen_copy(module)
 
     @property
     def provenance_(self):
@@ -782,7 +794,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             device=device,
             trivial=self.trivial_embedding_,
             cache=cache,
-            progress=self.verbose > 0,
+            progress=progress_enabled(self.verbose),
             probe_token=self._probe_token,
             input_dtype=self.probe_layers_.input_dtype,
             text=self._text_encoding(self.probe_),
@@ -799,36 +811,38 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             for index, task in enumerate(tasks)
         )
         outputs = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
-        results = outputs
-        if self.verbose > 0:
-            from tqdm.auto import tqdm
-
-            results = tqdm(outputs, total=len(tasks), desc="tasks")
+        bar = progress_bar(job.progress and len(tasks) > 1, total=len(tasks), desc="tasks", unit="task")
         rows, priors, self.errors_ = [], [], {}
         missing = np.full(len(self.trivial_embedding_), np.nan)
-        for index, (embedding, error) in enumerate(results):
-            # Raised or warned here, in task order, rather than in the task's job, which may run in
-            # a joblib worker: the tasks before it are known to have finished.
-            if error is not None and self.on_error == "raise":
-                _cancel_quietly(outputs)
-                raise with_context(error, after=self._finished_rows(index, folder))
-            if error is not None:
-                warnings.warn(
-                    f"Task {index} failed and its row is NaN (on_error='warn'): "
-                    f"{type(error).__name__}: {error}",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                self.errors_[index] = error
-                rows.append(missing)
-                priors.append(missing)
-                continue
-            if embedding.n_classes == 1:
-                _warn_trivial(f"Task {index}")
-            if embedding.unconverged_error is not None:
-                self._warn_unconverged(f"Task {index}", embedding.unconverged_error)
-            rows.append(embedding.row)
-            priors.append(embedding.prior)
+        try:
+            for index, (embedding, error) in enumerate(outputs):
+                if bar is not None:
+                    bar.update()
+                # Raised or warned here, in task order, rather than in the task's job, which may run in
+                # a joblib worker: the tasks before it are known to have finished.
+                if error is not None and self.on_error == "raise":
+                    _cancel_quietly(outputs)
+                    raise with_context(error, after=self._finished_rows(index, folder))
+                if error is not None:
+                    warnings.warn(
+                        f"Task {index} failed and its row is NaN (on_error='warn'): "
+                        f"{type(error).__name__}: {error}",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                    self.errors_[index] = error
+                    rows.append(missing)
+                    priors.append(missing)
+                    continue
+                if embedding.n_classes == 1:
+                    _warn_trivial(f"Task {index}")
+                if embedding.unconverged_error is not None:
+                    self._warn_unconverged(f"Task {index}", embedding.unconverged_error)
+                rows.append(embedding.row)
+                priors.append(embedding.prior)
+        finally:
+            if bar is not None:
+                bar.close()
         return self._normalised(np.vstack(rows), np.vstack(priors))
 
 
@@ -914,8 +928,11 @@ def _worker_probe(job, template):
 
 
 def _class_name(module):
-    """The class of a module probe, as the record names it: the compiled module's own class."""
+    """A module probe as the record names it: the compiled module's own class; for an ONNX probe
+    (:func:`~sklearn_task2vec._onnx.onnx_probe`), its file's name, cut and SHA-256."""
     module = uncompiled(module)
+    if isinstance(module, OnnxProbe):
+        return module.onnx_source.record
     return f"{type(module).__module__}.{type(module).__qualname__}"
 
 

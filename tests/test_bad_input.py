@@ -332,7 +332,7 @@ BAD_PARAMS = [
     *(_violates("head_epochs", value, INT_FROM_0) for value in (-1, 1.5)),
     *(_violates("head_learning_rate", value, POSITIVE) for value in (-0.1, 0, "x", np.nan, np.inf)),
     _violates("head_weight_decay", -1, "a float in the range \\[0.0, inf\\)"),
-    *(_violates("verbose", value, INT_FROM_0) for value in (-1, True)),
+    *(_violates("verbose", value, "a str among {'auto'} or " + INT_FROM_0) for value in (-1, True, "loud")),
     ({"device": "gpu7"}, ValueError, "^device must be 'auto' or a torch device, got 'gpu7'"),
     _violates("device", [1], "an instance of 'str' or an instance of 'torch.device'"),
 ]

@@ -1,5 +1,6 @@
 """The task2vec command line: embed, distances, recommend, and its errors."""
 
+import argparse
 import csv
 import os
 import re
@@ -219,7 +220,10 @@ def test_recommend_with_a_selector_or_a_pipeline_ending_in_one(files, embedded, 
     "argv, fragments",
     [
         (["embed", "{root}/missing.npz", "-o", "{tmp}/e.csv"], ["missing.npz: no such file"]),
-        (["embed", "{root}/resnet18.pt", "-o", "{tmp}/e.csv"], ["a task is a folder of images"]),
+        (
+            ["embed", "{root}/resnet18.pt", "-o", "{tmp}/e.csv"],
+            ["is a torch file of weights", "where TASK is a task"],
+        ),
         (["embed", "{root}/signs.npz", "-o", "{tmp}/e.txt"], ["must end in .csv or .npz"]),
         (["embed", "{root}/signs.npz", "-o", "{tmp}/nowhere/e.csv"], ["does not exist"]),
         (
@@ -227,10 +231,14 @@ def test_recommend_with_a_selector_or_a_pipeline_ending_in_one(files, embedded, 
             ["no such file"],
         ),
         (["embed", "{root}/signs.npz", "{tmp}/signs.npz", "-o", "{tmp}/e.csv"], ["the same name 'signs'"]),
-        (["distances", "{root}/signs.npz", "--alpha", "-1"], ["--alpha -1.0: must be a number >= 0"]),
-        (["distances", "{root}/resnet18.pt"], ["must be a .csv or .npz file"]),
-        (["recommend", "{tmp}/missing.joblib", "{root}/signs.npz"], ["no such file"]),
-        (["recommend", "{tmp}/missing.joblib", "{root}/signs.npz", "--top", "0"], ["--top 0: must be >= 1"]),
+        (["distances", "{tmp}/missing.csv", "--alpha", "-1"], ["--alpha -1.0: must be a number >= 0"]),
+        (["distances", "{root}/resnet18.pt"], ["is a torch file of weights", "a .csv or .npz file"]),
+        (
+            ["distances", "{root}/signs.npz"],
+            ["is a task (an .npz file of arrays X and y)", "where EMBEDDINGS"],
+        ),
+        (["recommend", "{tmp}/missing.joblib", "{tmp}/missing.npz"], ["no such file"]),
+        (["recommend", "{tmp}/missing.joblib", "{tmp}/missing.npz", "--top", "0"], ["--top 0: must be >= 1"]),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(files, tmp_path, capsys, argv, fragments):
@@ -278,7 +286,6 @@ def test_data_errors_exit_1_with_one_line_naming_the_file(files, embedded, tmp_p
         (["distances", tmp_path / "bad.csv"], "not a number"),
         (["distances", tmp_path / "negative.csv"], "negative"),
         (["distances", tmp_path / "ragged.csv"], "one value per filter (2)"),
-        (["distances", root / "signs.npz"], "has no array embeddings or tasks"),
         (["recommend", tmp_path / "dict.joblib", embedded], "holds a dict, not a Model2VecSelector"),
         (["recommend", tmp_path / "unfitted.joblib", embedded], "is not fitted"),
         (["recommend", tmp_path / "garbage.joblib", embedded], "cannot load it with joblib"),
@@ -617,3 +624,16 @@ def test_image_size_help_guides_small_images(capsys):
     status, out, _ = run(capsys, "embed", "--help")
     assert status == 0
     assert "for small images" in " ".join(out.split()) and "32 or 64" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("command", ["embed", "diversity"])
+def test_progress_is_shown_on_a_terminal_unless_quiet(command, monkeypatch, capsys):
+    """--verbose (always) and --quiet (never) exclude each other; neither: the estimators'
+    verbose="auto", progress bars only when standard error is a terminal."""
+    import sklearn_task2vec.cli as cli
+
+    assert main([command, "x", "--verbose", "--quiet"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    for verbose_flag, quiet_flag, verbose in ((False, False, "auto"), (True, False, 1), (False, True, 0)):
+        args = argparse.Namespace(verbose=verbose_flag, quiet=quiet_flag)
+        assert cli._verbosity(args) == verbose

@@ -69,7 +69,8 @@ def test_demo_options(capsys):
 
 
 # --------------------------------------------------------------------------------------
-# Readable without the paper (issue 15): notes under the tables, a figure without overlaps
+# Readable without the paper (issue 15): notes under the tables (the figure, drawn with
+# sklearn_task2vec.plotting, is tested with the Displays in test_plotting.py)
 # --------------------------------------------------------------------------------------
 
 NAMES = [name for name, *_ in demo.TASKS]
@@ -100,45 +101,3 @@ def test_hub_notes_explain_a_task_that_is_nearest_to_most():
     assert line.strip().startswith("all10 is the nearest task of 8 of the 10")
     assert "its examples include those of each of them" in line
     assert demo.hub_notes(NAMES, [(i + 1) % 10 for i in range(10)]) == []  # no hub, no note
-
-
-def test_figure_has_no_overlapping_labels_and_a_readable_scale():
-    plt = pytest.importorskip("matplotlib.pyplot")
-    from matplotlib.layout_engine import ConstrainedLayoutEngine
-    from matplotlib.text import Text
-
-    rng = np.random.RandomState(0)
-    distances = rng.uniform(0.3, 0.8, size=(10, 10))
-    distances = (distances + distances.T) / 2
-    np.fill_diagonal(distances, 0.0)
-    figure = demo._figure(plt, NAMES, distances, NORMS, RAW_ERRORS, ROWS)
-    try:
-        figure.canvas.draw()
-        renderer = figure.canvas.get_renderer()
-        heat, scatter, bars = figure.axes[:3]
-        assert isinstance(figure.get_layout_engine(), ConstrainedLayoutEngine)
-
-        def boxes(texts):  # the text itself, without an annotation's leader line
-            return [Text.get_window_extent(text, renderer) for text in texts if text.get_text()]
-
-        def assert_apart(found):
-            for i, first in enumerate(found):
-                for second in found[i + 1 :]:
-                    assert not first.overlaps(second), (first, second)
-
-        assert_apart(boxes(scatter.texts))
-        assert len(scatter.texts) == 10
-        assert_apart(boxes(heat.get_xticklabels()))
-        assert_apart(boxes(heat.get_yticklabels()))
-        assert all(label.get_rotation() == 90 for label in heat.get_xticklabels())
-        assert bars.get_xscale() == "symlog"  # the paper's tens of percent beside hundreds
-        legend = figure.legends[0].get_window_extent(renderer)
-        for bar in bars.patches:
-            assert not legend.overlaps(bar.get_window_extent(renderer))
-        axes_boxes = [axes.get_tightbbox(renderer) for axes in (heat, scatter, bars)]
-        assert_apart(axes_boxes)
-        inside = figure.bbox  # nothing cut off at the figure's edges
-        for box in [*axes_boxes, legend, *boxes(scatter.texts)]:
-            assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
-    finally:
-        plt.close(figure)

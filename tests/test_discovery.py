@@ -241,6 +241,18 @@ def test_diversity_keeps_found_tasks_apart():
     np.testing.assert_array_equal(free.labels_[0], apart.labels_[0])
 
 
+def test_progress_names_each_search_and_does_not_change_it(capsys):
+    X = features(n=40, d=3)
+    settings = dict(n_tasks=2, budget=16, n_candidates=8, score_params={"n_steps": 10}, random_state=0)
+    quiet = TaskDiscovery(verbose=0, **settings).fit(X)
+    assert capsys.readouterr().err == ""
+    loud = TaskDiscovery(verbose=1, **settings).fit(X)
+    shown = capsys.readouterr().err
+    assert "task 1/2" in shown and "task 2/2" in shown and "16/16" in shown and "best=" in shown
+    np.testing.assert_array_equal(loud.labels_, quiet.labels_)
+    np.testing.assert_array_equal(loud.history_, quiet.history_)
+
+
 def test_batched_candidates_with_the_network_scores():
     X = features(n=40, d=3)
     search = TaskDiscovery(budget=16, n_candidates=16, score_params={"n_steps": 10}, random_state=0).fit(X)

@@ -34,6 +34,7 @@ DOCUMENTED_MODULES = (
     "sklearn_task2vec.zoo",
     "sklearn_task2vec.discovery",
     "sklearn_task2vec.diversity",
+    "sklearn_task2vec.plotting",
     "sklearn_task2vec.cli",
 )
 # Modules without a leading underscore that users never import (``_cache`` has a page with

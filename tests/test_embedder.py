@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import sys
 import warnings
 
 import numpy as np
@@ -240,6 +241,43 @@ def test_verbose_progress_does_not_change_results(capsys):
         loud = FisherTaskEmbedder(random_state=0, verbose=1).fit_transform(tasks)
     np.testing.assert_array_equal(loud, quiet)
     assert "tasks" in capsys.readouterr().err
+
+
+class _Terminal:
+    """A stand-in standard error that is a terminal, keeping what is written."""
+
+    def __init__(self):
+        self.text = []
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text.append(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_by_default_only_on_a_terminal(terminal, monkeypatch, capsys):
+    """verbose="auto" (the default) shows the tasks' and phases' bars when standard error is a
+    terminal and nothing in a log or pipe; verbose=0 silences a terminal too."""
+    _, tasks = feature_tasks()
+    stream = _Terminal()
+    if terminal:
+        monkeypatch.setattr(sys, "stderr", stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tqdm may warn about the missing notebook frontend
+        rows = FisherTaskEmbedder(random_state=0).fit_transform(tasks)
+        shown = "".join(stream.text) + capsys.readouterr().err
+        assert ("tasks" in shown) == terminal
+        assert ("task 0: Fisher" in shown) == terminal
+        silent = _Terminal()
+        monkeypatch.setattr(sys, "stderr", silent)
+        quiet = FisherTaskEmbedder(random_state=0, verbose=0).fit_transform(tasks)
+    assert "".join(silent.text) == ""
+    np.testing.assert_array_equal(rows, quiet)
 
 
 def test_max_samples_embeds_a_random_subset_of_each_task():

@@ -43,7 +43,16 @@ def test_model_selection_recipe(agg_backend, one_thread):
     header = lines.index("task      recommended   top experts (probability)")
     assert lines[header + 1].split()[:2] == ["new_task", recommended]
     assert "Wrote the embeddings of 1 task (64 filters each)" in output
-    # The figure: the error matrix and the new dataset's errors.
-    assert len(agg_backend.gcf().axes) == 3  # two panels and the colour bar
+    # The figure: the error matrix, the selection's error increase and the new dataset's errors.
+    figure = agg_backend.gcf()
+    assert len(figure.axes) == 4  # three panels and the colour bar
+    middle = figure.axes[1]
+    assert [label.get_text() for label in middle.get_yticklabels()] == [
+        "oracle",
+        "Model2VecSelector (in-sample)",
+        "always generic",
+        "chance (random expert)",
+    ]
+    assert middle.patches[0].get_width() == pytest.approx(namespace["increase"])
     # Its files were in a temporary folder, removed at the end.
     assert not namespace["workdir"].exists()

@@ -1,23 +1,43 @@
 """Transferability scores against small independent computations, and the selector built on them."""
 
+import itertools
+from collections import Counter
+
 import joblib
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.optimize
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LinearRegression
+from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_task2vec.selector import model_selection_scorer, weighted_kendall_tau
 from sklearn_task2vec.transferability import (
+    SCORE_NAMES,
     TransferabilitySelector,
+    gbc_score,
     h_score,
+    knn_score,
     leep_score,
     logme_score,
     nce_score,
+    nleep_score,
+    parc_score,
+    sfda_score,
+    transrate_score,
 )
+
+# BLAS on one thread: on a busy shared machine its threads cost the larger LogME cases ~100x.
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 # ----------------------------------------------------------------------------- LogME
 
@@ -34,28 +54,33 @@ def direct_log_evidence(features, y, log_alpha, log_beta):
     return -0.5 * (n * np.log(2 * np.pi) + 2 * np.log(np.diag(factor[0])).sum() + quadratic)
 
 
+def direct_max_evidence(features, y):
+    """The marginal likelihood of one column ``y`` maximised numerically over (log alpha, log
+    beta), per example; several starts, bounds that keep the covariance well conditioned (the
+    maxima of these cases lie inside, or the evidence is flat within 1e-6 beyond them)."""
+    n = len(y)
+    best = min(
+        (
+            scipy.optimize.minimize(
+                lambda p: -direct_log_evidence(features, y, *p) / n,
+                start,
+                method="L-BFGS-B",
+                bounds=[(-10, 25), (-10, 12)],
+            )
+            for start in [(0, 0), (8, 8), (-8, 8), (8, -2), (0, 10), (20, 0)]
+        ),
+        key=lambda result: result.fun,
+    )
+    return -best.fun
+
+
 def direct_logme(features, labels):
-    """The marginal likelihood maximised numerically over (log alpha, log beta), per example,
-    averaged over the classes; several starts, bounds that keep the covariance well conditioned
-    (the maxima of these cases lie inside, or the evidence is flat within 1e-6 beyond them)."""
-    n = len(labels)
-    values = []
-    for label in np.unique(labels):
-        y = (labels == label).astype(float)
-        best = min(
-            (
-                scipy.optimize.minimize(
-                    lambda p, y=y: -direct_log_evidence(features, y, *p) / n,
-                    start,
-                    method="L-BFGS-B",
-                    bounds=[(-10, 25), (-10, 12)],
-                )
-                for start in [(0, 0), (8, 8), (-8, 8), (8, -2), (0, 10), (20, 0)]
-            ),
-            key=lambda result: result.fun,
+    """The maximised evidence of each class's indicator, averaged over the classes."""
+    return float(
+        np.mean(
+            [direct_max_evidence(features, (labels == label).astype(float)) for label in np.unique(labels)]
         )
-        values.append(-best.fun)
-    return float(np.mean(values))
+    )
 
 
 def _features(n, d, *, dead=0, informative=True, seed=0, n_classes=3):
@@ -213,17 +238,402 @@ def test_h_score_shrinkage_is_the_stated_regularisation():
         h_score(np.c_[features, np.zeros(100)], labels, shrinkage=0.0)
 
 
+# ----------------------------------------------------------------------------- regression targets
+
+
+def _regression_task(n=80, d=6, seed=0, noise=0.3):
+    rng = np.random.RandomState(seed)
+    features = rng.normal(size=(n, d))
+    values = features @ rng.normal(size=d) + noise * rng.normal(size=n)
+    return features, values
+
+
+@pytest.mark.parametrize(("n", "d"), [(80, 6), (40, 60)])
+def test_logme_of_a_regression_target_is_its_maximised_marginal_likelihood(n, d):
+    features, values = _regression_task(n, d, seed=n)
+    assert logme_score(features, values) == pytest.approx(direct_max_evidence(features, values), abs=1e-6)
+
+
+def test_a_linear_target_scores_above_its_shuffle():
+    # The issue's case: given continuous targets, LogME and H-score made each distinct value a
+    # class, and a linear target and its shuffle scored the same (H-score: the feature count).
+    features, values = _regression_task(100, 16, seed=1, noise=0.1)
+    shuffled = np.random.RandomState(2).permutation(values)
+    assert logme_score(features, values) > logme_score(features, shuffled) + 2.0
+    assert h_score(features, values) > 0.99 > 0.5 > h_score(features, shuffled)
+    assert knn_score(features, values) > knn_score(features, shuffled)
+    # Told they are classes, the scores are the old ones: every value its own class.
+    assert h_score(features, values, target="classification") == pytest.approx(16.0)
+
+
+def test_regression_h_score_is_the_trace_formula_with_the_least_squares_conditional_mean():
+    features, values = _regression_task(60, 5, seed=3)
+    design = np.c_[np.ones(60), values]
+    coefficients, *_ = np.linalg.lstsq(design, features, rcond=None)
+    conditional = design @ coefficients  # E[f | y] by least squares of each feature on y
+    expected = np.trace(np.linalg.inv(np.cov(features, rowvar=False)) @ np.cov(conditional, rowvar=False))
+    assert h_score(features, values) == pytest.approx(expected, rel=1e-10)
+    r_squared = LinearRegression().fit(features, values).score(features, values)
+    assert h_score(features, values) == pytest.approx(r_squared, rel=1e-10)
+    shrunk = 0.8 * np.cov(features, rowvar=False) + 0.2 * np.trace(
+        np.cov(features, rowvar=False)
+    ) / 5 * np.eye(5)
+    expected = np.trace(np.linalg.inv(shrunk) @ np.cov(conditional, rowvar=False))
+    assert h_score(features, values, shrinkage=0.2) == pytest.approx(expected, rel=1e-10)
+
+
+@settings(max_examples=6)
+@given(st.integers(0, 2**31 - 1), st.integers(4, 40), st.integers(1, 5))
+def test_auto_reads_classes_and_regression_targets_as_type_of_target_does(seed, n, n_values):
+    rng = np.random.RandomState(seed)
+    features = rng.normal(size=(n, 3))
+    codes = np.r_[np.arange(min(n_values + 1, n // 2)), rng.randint(min(n_values + 1, n // 2), size=n)][:n]
+    # Integer-valued labels, as ints, floats or strings, are classes: one score whatever the type.
+    expected = logme_score(features, codes, target="classification")
+    for labels in (codes, codes.astype(float), codes.astype(str)):
+        assert logme_score(features, labels) == pytest.approx(expected, rel=1e-12)
+    # Values that are not all integers are a regression target.
+    values = codes + rng.uniform(0.01, 0.99, size=n)
+    assert logme_score(features, values) == pytest.approx(
+        logme_score(features, values, target="regression"), rel=1e-12
+    )
+    assert h_score(features, values) == pytest.approx(
+        h_score(features, values, target="regression"), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("score", [logme_score, h_score, knn_score])
+def test_auto_refuses_integers_that_may_be_classes_or_a_count(score):
+    features, _ = _regression_task(20, 3)
+    counts = np.arange(20) % 15  # 15 distinct integers for 20 examples
+    options = {"n_neighbors": 3} if score is knn_score else {}
+    with pytest.raises(ValueError, match="15 distinct integer values for 20 examples.*target="):
+        score(features, counts, **options)
+    as_values = score(features, counts, target="regression", **options)
+    as_classes = score(features, counts, target="classification", **options)
+    assert np.isfinite(as_values) and np.isfinite(as_classes) and as_values != as_classes
+
+
+# ----------------------------------------------------------------------------- k-NN
+
+
+def loop_knn(features, labels, n_neighbors, metric, regression):
+    """Leave-one-out k-NN by explicit loops: neighbours sorted on (distance, index), the vote by
+    counting, a tie to the class met first in that order."""
+
+    def distance(a, b):
+        if metric == "euclidean":
+            return float(np.sum((a - b) ** 2))
+        return 1.0 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    n = len(labels)
+    hits, errors = 0, []
+    for i in range(n):
+        others = (j for j in range(n) if j != i)
+        nearest = sorted(others, key=lambda j, i=i: (distance(features[i], features[j]), j))[:n_neighbors]
+        if regression:
+            errors.append((np.mean([labels[j] for j in nearest]) - labels[i]) ** 2)
+            continue
+        votes = Counter(labels[j] for j in nearest)
+        top = max(votes.values())
+        predicted = next(labels[j] for j in nearest if votes[labels[j]] == top)
+        hits += predicted == labels[i]
+    return -float(np.mean(errors)) if regression else hits / n
+
+
+@settings(max_examples=40)
+@given(
+    st.integers(6, 25).flatmap(
+        lambda n: st.tuples(
+            # Small integers: many exact ties of distance and of votes.
+            hnp.arrays(np.float64, (n, 2), elements=st.integers(-2, 2)),
+            hnp.arrays(np.int64, n, elements=st.integers(0, 2)),
+            st.integers(1, n - 1),
+        )
+    ),
+    st.sampled_from(["euclidean", "cosine"]),
+)
+def test_knn_is_the_leave_one_out_vote_with_its_tie_rules(data, metric):
+    features, labels, n_neighbors = data
+    if metric == "cosine":
+        features = features + 3.0  # no zero vector
+    if len(np.unique(labels)) < 2:
+        labels[0] = (labels[0] + 1) % 3
+    expected = loop_knn(features, labels, n_neighbors, metric, regression=False)
+    assert (
+        knn_score(features, labels, n_neighbors=n_neighbors, metric=metric, target="classification")
+        == expected
+    )
+    values = labels + 0.5 * features[:, 0]
+    if np.ptp(values) > 0:
+        expected = loop_knn(features, values, n_neighbors, metric, regression=True)
+        got = knn_score(features, values, n_neighbors=n_neighbors, metric=metric, target="regression")
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_knn_is_computed_in_blocks_of_rows_alike(monkeypatch):
+    from sklearn_task2vec import transferability
+
+    features, labels = _features(70, 4, seed=11)
+    whole = knn_score(features, labels, n_neighbors=7)
+    monkeypatch.setattr(transferability, "_KNN_BLOCK_ROWS", 16)
+    assert knn_score(features, labels, n_neighbors=7) == whole
+
+
+# ----------------------------------------------------------------------------- SFDA
+
+
+def direct_fisher_probabilities(features, labels, shrinkage):
+    """p(y | x) of the regularised Fisher discriminant, through the explicit projection on the
+    first n_classes - 1 generalised eigenvectors of the scatter matrices (Shao et al. sec. 3.2)."""
+    classes = np.unique(labels)
+    n, d = features.shape
+    mean = features.mean(axis=0)
+    within, between = np.zeros((d, d)), np.zeros((d, d))
+    means, priors = [], []
+    for c in classes:
+        rows = features[labels == c]
+        means.append(rows.mean(axis=0))
+        priors.append(len(rows) / n)
+        within += priors[-1] * np.cov(rows, rowvar=False, bias=True).reshape(d, d)
+        between += priors[-1] * np.outer(means[-1] - mean, means[-1] - mean)
+    if shrinkage is None:
+        shrinkage = np.exp(-5.0 * np.linalg.eigvalsh(within)[-1])
+    regularised = (1 - shrinkage) * within + shrinkage * np.trace(within) / d * np.eye(d)
+    eigenvalues, eigenvectors = scipy.linalg.eigh(between, regularised)
+    projection = eigenvectors[:, np.argsort(eigenvalues)[::-1][: len(classes) - 1]]
+    projected_means = np.array(means) @ projection
+    scores = (
+        features @ projection @ projected_means.T - 0.5 * (projected_means**2).sum(axis=1) + np.log(priors)
+    )
+    return scipy.special.softmax(scores, axis=1), shrinkage
+
+
+def direct_sfda(features, labels, shrinkage=None):
+    """SFDA: the discriminant, ConfMix by a loop over the examples, the discriminant again."""
+    classes = list(np.unique(labels))
+    probabilities, shrinkage = direct_fisher_probabilities(features, labels, shrinkage)
+    means = {c: features[labels == c].mean(axis=0) for c in classes}
+    mixed = features.copy()
+    for i, label in enumerate(labels):
+        confidence = scipy.special.softmax(probabilities[i])[classes.index(label)]
+        others = np.mean([means[c] for c in classes if c != label], axis=0)
+        mixed[i] = confidence * features[i] + (1 - confidence) * others
+    probabilities, _ = direct_fisher_probabilities(mixed, labels, shrinkage)
+    return float(np.mean([np.log(probabilities[i, classes.index(label)]) for i, label in enumerate(labels)]))
+
+
+@settings(max_examples=15)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.integers(2, 4),
+    st.integers(2, 6),
+    st.sampled_from([0.2, 1.0, 3.0]),
+    st.sampled_from([None, 0.3]),
+)
+def test_sfda_is_the_projected_discriminant_with_confmix(seed, n_classes, d, scale, shrinkage):
+    rng = np.random.RandomState(seed)
+    labels = np.r_[np.arange(n_classes), rng.randint(n_classes, size=40)]
+    features = scale * (rng.normal(size=(len(labels), d)) + rng.normal(size=(n_classes, d))[labels])
+    expected = direct_sfda(features, labels, shrinkage)
+    assert sfda_score(features, labels, shrinkage=shrinkage) == pytest.approx(expected, rel=1e-8, abs=1e-10)
+
+
+def test_sfda_refuses_a_singular_within_class_covariance():
+    features, labels = _features(20, 40, seed=12)
+    with pytest.raises(ValueError, match="sfda_score: the within-class covariance .* singular"):
+        sfda_score(features, labels, shrinkage=0.0)
+    assert np.isfinite(sfda_score(features, labels, shrinkage=0.5))
+
+
+# ----------------------------------------------------------------------------- N-LEEP
+
+
+def test_nleep_is_leep_of_the_mixture_posteriors_on_the_principal_components():
+    features, labels = _features(120, 10, seed=13)
+    reduced = PCA(n_components=0.8, svd_solver="full").fit_transform(features)
+    mixture = GaussianMixture(n_components=15, random_state=4).fit(reduced)
+    expected = loop_leep(mixture.predict_proba(reduced), labels)
+    assert nleep_score(features, labels, random_state=4) == pytest.approx(expected, rel=1e-12)
+    mixture = GaussianMixture(n_components=4, random_state=5).fit(features)
+    expected = loop_leep(mixture.predict_proba(features), labels)
+    got = nleep_score(features, labels, pca_variance=None, mixture_components=4, random_state=5)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_nleep_refuses_more_mixture_components_than_examples():
+    features, labels = _features(12, 3, seed=14)
+    with pytest.raises(ValueError, match="a mixture of 15 Gaussians needs 15 examples at least, got 12"):
+        nleep_score(features, labels)
+
+
+# ----------------------------------------------------------------------------- TransRate
+
+
+def direct_transrate(features, labels, eps):
+    """R(Z) - sum_c n_c / n R(Z_c) by log-determinants of the D x D matrices."""
+    centred = features - features.mean(axis=0)
+    n, d = centred.shape
+
+    def rate(rows):
+        return 0.5 * np.linalg.slogdet(np.eye(d) + rows.T @ rows / (len(rows) * eps))[1]
+
+    return rate(centred) - sum(np.mean(labels == c) * rate(centred[labels == c]) for c in np.unique(labels))
+
+
+@settings(max_examples=25)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 4), st.integers(1, 12), st.sampled_from([1e-4, 1e-2, 1.0]))
+def test_transrate_is_the_coding_rate_difference_and_not_negative(seed, n_classes, d, eps):
+    rng = np.random.RandomState(seed)
+    labels = np.r_[np.arange(n_classes), rng.randint(n_classes, size=rng.randint(1, 30))]
+    features = rng.normal(size=(len(labels), d)) + rng.normal(size=(n_classes, d))[labels]
+    score = transrate_score(features, labels, eps=eps)
+    assert score == pytest.approx(direct_transrate(features, labels, eps), rel=1e-9, abs=1e-9)
+    assert score >= -1e-9
+
+
+# ----------------------------------------------------------------------------- GBC
+
+
+def direct_gbc(features, labels, covariance):
+    """-sum over ordered pairs of exp(-D_B), with explicit covariance matrices and determinants."""
+    classes = np.unique(labels)
+    d = features.shape[1]
+    gaussians = {}
+    for c in classes:
+        rows = features[labels == c]
+        variances = rows.var(axis=0)
+        if covariance == "spherical":
+            variances = np.full(d, variances.mean())
+        gaussians[c] = rows.mean(axis=0), np.diag(variances)
+    total = 0.0
+    for first, second in itertools.permutations(classes, 2):
+        (mu_1, sigma_1), (mu_2, sigma_2) = gaussians[first], gaussians[second]
+        sigma = (sigma_1 + sigma_2) / 2
+        distance = (mu_1 - mu_2) @ np.linalg.inv(sigma) @ (mu_1 - mu_2) / 8 + 0.5 * np.log(
+            np.linalg.det(sigma) / np.sqrt(np.linalg.det(sigma_1) * np.linalg.det(sigma_2))
+        )
+        total += np.exp(-distance)
+    return -total
+
+
+@settings(max_examples=25)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.integers(2, 5),
+    st.integers(1, 6),
+    st.sampled_from(["diagonal", "spherical"]),
+)
+def test_gbc_is_the_bhattacharyya_overlap_of_the_class_gaussians(seed, n_classes, d, covariance):
+    rng = np.random.RandomState(seed)
+    labels = np.r_[np.repeat(np.arange(n_classes), 2), rng.randint(n_classes, size=30)]
+    features = (
+        rng.normal(size=(len(labels), d)) * rng.uniform(0.5, 2, size=d)
+        + rng.normal(size=(n_classes, d))[labels]
+    )
+    expected = direct_gbc(features, labels, covariance)
+    got = gbc_score(features, labels, covariance=covariance, pca_components=None)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert -n_classes * (n_classes - 1) <= got <= 0
+
+
+def test_gbc_and_parc_reduce_with_pca_first():
+    features, labels = _features(60, 12, seed=15)
+    reduced = PCA(n_components=5, svd_solver="full").fit_transform(features)
+    assert gbc_score(features, labels, pca_components=5) == pytest.approx(
+        gbc_score(reduced, labels, pca_components=None), rel=1e-10
+    )
+    assert parc_score(features, labels, pca_components=5) == pytest.approx(
+        parc_score(reduced, labels, pca_components=None), rel=1e-10
+    )
+    # More components than examples or features: all of them (less the rank's last, without variance).
+    assert gbc_score(features, labels, pca_components=100) == pytest.approx(
+        gbc_score(PCA(svd_solver="full").fit_transform(features), labels, pca_components=None), rel=1e-10
+    )
+
+
+def test_gbc_refuses_degenerate_class_gaussians():
+    features, labels = _features(30, 3, seed=16)
+    with pytest.raises(ValueError, match="class 7 of labels has a single example"):
+        gbc_score(features, np.r_[labels[:-1], 7])
+    dead = np.c_[features, np.zeros(30)]
+    with pytest.raises(ValueError, match="do not vary along feature dimension 3"):
+        gbc_score(dead, labels, pca_components=None)
+    assert np.isfinite(gbc_score(dead, labels, pca_components=None, covariance="spherical"))
+    coinciding = features.copy()
+    coinciding[labels == 1] = 0.5
+    with pytest.raises(ValueError, match="the examples of class 1 coincide"):
+        gbc_score(coinciding, labels, pca_components=None, covariance="spherical")
+    assert gbc_score(dead, labels) == pytest.approx(gbc_score(features, labels), rel=1e-10)  # PCA drops it
+
+
+# ----------------------------------------------------------------------------- PARC
+
+
+def direct_parc(features, labels):
+    """Spearman correlation of the two dissimilarity matrices, built pair by pair; dissimilarities
+    equal to 12 decimals are ties."""
+
+    def pearson(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return a @ b / np.sqrt((a @ a) * (b @ b))
+
+    n = len(labels)
+    standardised = (features - features.mean(axis=0)) / features.std(axis=0)
+    one_hot = (labels[:, None] == np.unique(labels)[None, :]).astype(float)
+    feature_pairs, label_pairs = [], []
+    for i, j in itertools.combinations(range(n), 2):
+        feature_pairs.append(1 - pearson(standardised[i], standardised[j]))
+        label_pairs.append(1 - pearson(one_hot[i], one_hot[j]))
+    ranks_f = scipy.stats.rankdata(np.round(feature_pairs, 12))
+    ranks_y = scipy.stats.rankdata(np.round(label_pairs, 12))
+    return np.corrcoef(ranks_f, ranks_y)[0, 1]
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 4), st.integers(2, 6))
+def test_parc_is_the_rank_correlation_of_the_dissimilarities(seed, n_classes, d):
+    rng = np.random.RandomState(seed)
+    labels = np.r_[np.repeat(np.arange(n_classes), 2), rng.randint(n_classes, size=20)]
+    features = rng.normal(size=(len(labels), d)) + rng.normal(size=(n_classes, d))[labels]
+    got = parc_score(features, labels, pca_components=None)
+    assert got == pytest.approx(direct_parc(features, labels), rel=1e-9, abs=1e-12)
+    assert -1 <= got <= 1
+
+
+def test_parc_refuses_undefined_correlations():
+    features, labels = _features(30, 4, seed=17)
+    with pytest.raises(ValueError, match="single dimension"):
+        parc_score(features[:, :1], labels, pca_components=None)
+    with pytest.raises(ValueError, match="no two examples share a class"):
+        parc_score(features[:3], [0, 1, 2])
+    # Rows in opposite pairs and a zero row: the columns' means are 0, and the zero row stays
+    # zero when standardised.
+    symmetric = np.r_[features[:10], -features[:10], np.zeros((1, 4))]
+    with pytest.raises(ValueError, match="example 20 are equal in every dimension"):
+        parc_score(symmetric, np.r_[labels[:10], labels[:10], 0], pca_components=None)
+
+
 # ----------------------------------------------------------------------------- properties
+
+
+# The scores of features and labels, with settings that suit small data.
+FEATURE_SCORES = {
+    "logme": logme_score,
+    "h_score": h_score,
+    "knn": lambda features, labels: knn_score(features, labels, n_neighbors=5),
+    "sfda": sfda_score,
+    "nleep": lambda features, labels: nleep_score(features, labels, mixture_components=4, random_state=0),
+    "transrate": transrate_score,
+    "gbc": gbc_score,
+    "parc": parc_score,
+}
 
 
 def _all_scores(features, probabilities, source, labels):
     return np.array(
-        [
-            logme_score(features, labels),
-            leep_score(probabilities, labels),
-            nce_score(source, labels),
-            h_score(features, labels),
-        ]
+        [leep_score(probabilities, labels), nce_score(source, labels)]
+        + [score(features, labels) for score in FEATURE_SCORES.values()]
     )
 
 
@@ -242,14 +652,31 @@ def test_scores_do_not_depend_on_the_names_or_order_of_the_classes():
     assert nce_score(renamed_source, labels) == pytest.approx(nce_score(source, labels))
 
 
-def test_features_that_separate_the_classes_score_above_noise():
-    rng = np.random.RandomState(8)
+@settings(max_examples=8)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 4))
+def test_feature_scores_do_not_depend_on_the_order_of_the_examples_or_the_class_codes(seed, n_classes):
+    rng = np.random.RandomState(seed)
+    labels = np.r_[np.repeat(np.arange(n_classes), 3), rng.randint(n_classes, size=30)]
+    features = rng.normal(size=(len(labels), 5)) + rng.normal(size=(n_classes, 5))[labels]
+    order = rng.permutation(len(labels))
+    recoded = rng.permutation(n_classes)[labels]
+    for name, score in FEATURE_SCORES.items():
+        expected = score(features, labels)
+        assert score(features, recoded) == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+        if name != "nleep":  # the mixture's initialisation draws examples by position
+            assert score(features[order], labels[order]) == pytest.approx(expected, rel=1e-9, abs=1e-12), name
+
+
+@settings(max_examples=5)
+@given(st.integers(0, 2**31 - 1))
+def test_features_that_separate_the_classes_score_above_noise(seed):
+    rng = np.random.RandomState(seed)
     labels = rng.randint(3, size=150)
     noise = rng.normal(size=(150, 6))
     separating = noise.copy()
     separating[:, :3] += 3.0 * np.eye(3)[labels]
-    assert logme_score(separating, labels) > logme_score(noise, labels)
-    assert h_score(separating, labels) > h_score(noise, labels)
+    for name, score in FEATURE_SCORES.items():
+        assert score(separating, labels) > score(noise, labels), name
     # A source head that knows the classes vs one that guesses.
     informed = np.full((150, 3), 0.05)
     informed[np.arange(150), labels] = 0.9
@@ -257,6 +684,9 @@ def test_features_that_separate_the_classes_score_above_noise():
     assert leep_score(informed, labels) > leep_score(uniform, labels)
     assert nce_score(labels, labels) == pytest.approx(0.0)
     assert nce_score(rng.randint(3, size=150), labels) < -0.5
+
+
+_CONTINUOUS = [0.5, 1.5, 0.25, 2.0]
 
 
 @pytest.mark.parametrize(
@@ -276,6 +706,41 @@ def test_features_that_separate_the_classes_score_above_noise():
         (lambda: nce_score([0, 1, 2], [0, 1]), "3 labels for 2 examples"),
         (lambda: nce_score([0, 1], ["a", "a"]), "single class"),
         (lambda: nce_score([0, None], ["a", "b"]), "None or NaN"),
+        # Regression targets.
+        (lambda: logme_score(np.eye(4), [1.5, 1.5, 1.5, 1.5], target="regression"), "constant"),
+        (lambda: h_score(np.eye(4), ["a", "b", "a", "b"], target="regression"), "must be numbers"),
+        (lambda: knn_score(np.eye(4), [0.5, 1.5, np.inf, 2.0], target="regression"), "NaN or infinity"),
+        (lambda: logme_score(np.eye(4), [0.5, 1.5, 2.5], target="regression"), "3 values for 4 examples"),
+        # Scores of classes, given a continuous target.
+        *[
+            (lambda score=score: score(np.eye(4), _CONTINUOUS), f"{score.__name__}: labels has non-integer")
+            for score in (sfda_score, nleep_score, transrate_score, gbc_score, parc_score)
+        ],
+        (lambda: leep_score(np.full((4, 2), 0.5), _CONTINUOUS), "leep_score: labels has non-integer"),
+        (lambda: nce_score([0, 1, 0, 1], _CONTINUOUS), "nce_score: labels has non-integer"),
+        # The new scores' other refusals.
+        *[
+            (
+                lambda score=score: score([[0.0, np.nan], [1.0, 2.0]], [0, 1]),
+                f"{score.__name__}: features: .*NaN",
+            )
+            for score in (knn_score, sfda_score, nleep_score, transrate_score, gbc_score, parc_score)
+        ],
+        *[
+            (lambda score=score: score(np.eye(4), [0, 1, 0]), f"{score.__name__}: labels has 3 labels for 4")
+            for score in (knn_score, sfda_score, nleep_score, transrate_score, gbc_score, parc_score)
+        ],
+        *[
+            (lambda score=score: score(np.eye(4), ["a"] * 4), f"{score.__name__}: labels has a single class")
+            for score in (knn_score, sfda_score, nleep_score, transrate_score, gbc_score, parc_score)
+        ],
+        (
+            lambda: knn_score(np.eye(4), [0, 1, 0, 1]),
+            r"n_neighbors=20 needs 21 examples at least \(each example is predicted from 20 others\), got 4",
+        ),
+        (lambda: knn_score(np.eye(4) * [1, 1, 1, 0], [0, 1, 0, 1], n_neighbors=2), "example 3 are all zero"),
+        (lambda: nleep_score(np.ones((12, 2)), [0, 1] * 6, mixture_components=2), "features are constant"),
+        (lambda: gbc_score(np.ones((12, 2)), [0, 1] * 6), "features are constant"),
     ],
 )
 def test_bad_inputs_are_refused_with_a_message(call, message):
@@ -283,17 +748,43 @@ def test_bad_inputs_are_refused_with_a_message(call, message):
         call()
 
 
-def test_bad_shrinkage_is_refused():
-    with pytest.raises(ValueError, match="shrinkage"):
-        h_score(np.eye(4), [0, 1, 0, 1], shrinkage=1.5)
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: h_score(np.eye(4), [0, 1, 0, 1], shrinkage=1.5), "shrinkage"),
+        (lambda: sfda_score(np.eye(4), [0, 1, 0, 1], shrinkage=-0.1), "shrinkage"),
+        (lambda: logme_score(np.eye(4), [0, 1, 0, 1], target="ordinal"), "target"),
+        (lambda: knn_score(np.eye(4), [0, 1, 0, 1], n_neighbors=0), "n_neighbors"),
+        (lambda: knn_score(np.eye(4), [0, 1, 0, 1], n_neighbors=True), "n_neighbors"),
+        (lambda: knn_score(np.eye(4), [0, 1, 0, 1], metric="manhattan"), "metric"),
+        (lambda: nleep_score(np.eye(4), [0, 1, 0, 1], pca_variance=1.0), "pca_variance"),
+        (lambda: nleep_score(np.eye(4), [0, 1, 0, 1], mixture_components=0), "mixture_components"),
+        (lambda: transrate_score(np.eye(4), [0, 1, 0, 1], eps=0.0), "eps"),
+        (lambda: gbc_score(np.eye(4), [0, 1, 0, 1], covariance="full"), "covariance"),
+        (lambda: parc_score(np.eye(4), [0, 1, 0, 1], pca_components=1), "pca_components"),
+    ],
+)
+def test_bad_parameters_are_refused(call, name):
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
+        call()
 
 
 # ----------------------------------------------------------------------------- the selector
 
 
-@parametrize_with_checks([TransferabilitySelector()])
+@parametrize_with_checks([TransferabilitySelector(), TransferabilitySelector(score_name="sfda")])
 def test_sklearn_compatible_selector(estimator, check):
     check(estimator)
+
+
+def test_selector_records_the_name_of_its_score():
+    scores = np.array([[-0.7, -0.5, -0.9], [-0.2, -0.6, -0.4]])
+    for name in SCORE_NAMES:
+        selector = TransferabilitySelector(score_name=name).fit(scores)
+        assert f"score_name='{name}'" in repr(selector)
+        np.testing.assert_array_equal(selector.predict(scores), [1, 0])  # the name leaves the choice alone
+    with pytest.raises(ValueError, match="'score_name' parameter .* Got 'kendall'"):
+        TransferabilitySelector(score_name="kendall").fit(scores)
 
 
 def test_selector_picks_the_best_score_and_scores_like_model2vec():

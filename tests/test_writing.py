@@ -79,7 +79,7 @@ def produce(kind, folder, inputs, *, overwrite=False):
             save_expert(Expert(nn.Linear(3, 2), "tiny", head=nn.Linear(2, 2)), target, overwrite=overwrite)
             status = 0
         else:
-            panels = {"names": ["a", "b", "c"], "distances": np.eye(3), "rows": []}
+            panels = {"names": ["a", "b", "c"], "distances": 1 - np.eye(3), "rows": []}
             demo.write_plots(
                 folder, norms=np.array([1.0, 2.0, 3.0]), errors=np.array([0.1, 0.3, 0.2]), **panels
             )

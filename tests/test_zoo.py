@@ -7,13 +7,28 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.model_selection import StratifiedShuffleSplit
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from sklearn_task2vec._utils import draw_seeds
 from sklearn_task2vec.probes import build_named_probe
 from sklearn_task2vec.selector import Model2VecSelector, model_selection_scorer
 from sklearn_task2vec.task_library import TaskLibrary
-from sklearn_task2vec.transferability import TransferabilitySelector
+from sklearn_task2vec.transferability import (
+    SCORE_NAMES,
+    TransferabilitySelector,
+    gbc_score,
+    h_score,
+    knn_score,
+    leep_score,
+    logme_score,
+    nce_score,
+    nleep_score,
+    parc_score,
+    sfda_score,
+    transrate_score,
+)
 from sklearn_task2vec.zoo import (
     Expert,
     error_matrix,
@@ -593,6 +608,43 @@ def test_every_score_prefers_each_tasks_own_expert_and_the_selector_picks_the_or
         selector = TransferabilitySelector(experts=names).fit(scores[name])
         assert model_selection_scorer(selector, scores[name], errors=errors) == 0.0, name
     assert np.all(scores["leep"] <= 0) and np.all(scores["nce"] <= 0)
+
+
+def test_every_score_by_name_is_its_function_on_the_training_split_features(zoo):
+    _, experts, tasks = zoo
+    scores = transferability_scores(experts, tasks, scores=list(SCORE_NAMES), random_state=0)
+    assert sorted(scores) == sorted(SCORE_NAMES)
+    seeds = draw_seeds(0, len(tasks))  # the tasks' seeds: their splits' and N-LEEP's
+    for row, (inputs, labels) in enumerate(tasks):
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=0.3, random_state=seeds[row])
+        train, _ = next(splitter.split(np.zeros((len(labels), 1)), labels))
+        for column, expert in enumerate(experts):
+            own, y = features(expert.module, inputs[train]), labels[train]
+            with torch.no_grad():
+                probabilities = torch.softmax(expert.head(torch.as_tensor(own)).double(), dim=1).numpy()
+            direct = {
+                "logme": logme_score(own, y),
+                "leep": leep_score(probabilities, y),
+                "nce": nce_score(probabilities.argmax(axis=1), y),
+                "h_score": h_score(own, y),
+                "knn": knn_score(own, y),
+                "sfda": sfda_score(own, y),
+                "nleep": nleep_score(own, y, random_state=seeds[row]),
+                "transrate": transrate_score(own, y),
+                "gbc": gbc_score(own, y),
+                "parc": parc_score(own, y),
+            }
+            for name in SCORE_NAMES:
+                assert scores[name][row, column] == pytest.approx(direct[name], rel=1e-5, abs=1e-8), name
+
+
+def test_a_score_that_refuses_a_task_names_the_expert_and_the_task(zoo):
+    _, experts, tasks = zoo
+    with pytest.raises(
+        ValueError, match=r"expert 'stripes expert' on task 0 \('stripes'\): knn_score: n_neighbors"
+    ):
+        # test_size=0.7 leaves 18 of the 60 examples for scoring: too few for 20 neighbours.
+        transferability_scores(experts, tasks, scores=["knn"], test_size=0.7, random_state=0)
 
 
 def test_scores_use_the_error_matrix_features_from_the_cache_and_the_training_split(tmp_path):

@@ -20,10 +20,10 @@ features. This module builds both, scaled down to what a CPU runs:
   shared by all experts; what ``Model2VecSelector.fit(..., errors=...)`` and
   :data:`~sklearn_task2vec.selector.model_selection_scorer` read.
 * :func:`transferability_scores`: the alternatives to TASK2VEC that score every expert on the
-  new task itself (LogME, LEEP, NCE, H-score, :mod:`sklearn_task2vec.transferability`), from
-  the same features and splits as :func:`error_matrix`; LEEP and NCE use the expert's source
-  ``head``;
-  :func:`selection_stability`: how often each of those scores' chosen expert changes when a
+  new task itself (LogME, LEEP, NCE, H-score, k-NN, SFDA, N-LEEP, TransRate, GBC, PARC:
+  :mod:`sklearn_task2vec.transferability`), from the same features and splits as
+  :func:`error_matrix`; LEEP and NCE use the expert's source ``head``.
+* :func:`selection_stability`: how often each of those scores' chosen expert changes when a
   task's examples are resampled (bootstrap), from the same features.
 """
 

@@ -146,6 +146,12 @@ def save_expert(expert, path, *, overwrite=False):
     return write_folder(folder, fill, overwrite=overwrite, check=_check_expert_folder)
 
 
+def is_expert_folder(path):
+    """Whether ``path`` is a folder holding an expert's metadata file, as :func:`save_expert`
+    writes (what the command line calls an expert folder; :func:`load_expert` checks the rest)."""
+    return Path(path).is_dir() and (Path(path) / _METADATA_FILE).is_file()
+
+
 def _check_expert_folder(folder):
     """Refuse a folder that is not an expert saved by :func:`save_expert`: one holding anything
     but its three files, or whose ``expert.json`` is not an expert's metadata. Only such a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -32,7 +33,19 @@ from .._utils import (
 )
 from ..task_library import TaskLibrary
 from ..tasks import coerce_task, encode_labels, is_bare_pair
-from ..transferability import h_score, leep_score, logme_score, nce_score
+from ..transferability import (
+    SCORE_NAMES,
+    gbc_score,
+    h_score,
+    knn_score,
+    leep_score,
+    logme_score,
+    nce_score,
+    nleep_score,
+    parc_score,
+    sfda_score,
+    transrate_score,
+)
 from ._expert import Expert, check_experts
 
 
@@ -157,9 +170,19 @@ def error_matrix(
     return errors
 
 
-# The scores transferability_scores computes, by name.
-TRANSFERABILITY_SCORES = ("logme", "leep", "nce", "h_score")
+# What transferability_scores computes when not told: the four classic scores.
+DEFAULT_SCORES = ("logme", "leep", "nce", "h_score")
 _NEEDS_HEAD = {"leep", "nce"}
+# The scores of features and labels, by name, with their defaults (N-LEEP also takes a seed).
+_FEATURE_SCORES = {
+    "logme": functools.partial(logme_score, target="classification"),
+    "h_score": functools.partial(h_score, target="classification"),
+    "knn": functools.partial(knn_score, target="classification"),
+    "sfda": sfda_score,
+    "transrate": transrate_score,
+    "gbc": gbc_score,
+    "parc": parc_score,
+}
 
 
 @validate_params(
@@ -180,7 +203,7 @@ def transferability_scores(
     experts,
     tasks,
     *,
-    scores=TRANSFERABILITY_SCORES,
+    scores=DEFAULT_SCORES,
     test_size=0.3,
     task_names=None,
     batch_size=64,
@@ -188,7 +211,7 @@ def transferability_scores(
     device="auto",
     random_state=None,
 ):
-    """Transferability scores of every expert on every task: LogME, LEEP, NCE, H-score.
+    """Transferability scores of every expert on every task: LogME, LEEP, NCE, H-score and others.
 
     Each score of :mod:`sklearn_task2vec.transferability`, computed on each task's
     *training* split (the examples whose labels a user of a new task has) from the same
@@ -197,6 +220,9 @@ def transferability_scores(
     it never saw, and with the same ``cache`` the features are read back, not recomputed.
     LEEP and NCE read the expert's source head (the ``head`` of its :class:`Expert`) applied
     to those features: its softmax is LEEP's ``theta(x)``, its arg-max NCE's source label.
+    The others read the features and the labels (as classes), each with its function's
+    defaults; N-LEEP's mixture is seeded per task from ``random_state`` (the same seed for
+    every expert on a task, so that experts are compared under one draw).
 
     Parameters
     ----------
@@ -204,8 +230,12 @@ def transferability_scores(
         The experts (columns). LEEP and NCE need each to have a ``head``.
     tasks : list of tasks
         The tasks (rows), as :func:`error_matrix` takes them.
-    scores : sequence of {"logme", "leep", "nce", "h_score"}, default=all four
-        Which scores to compute.
+    scores : sequence of str, default=("logme", "leep", "nce", "h_score")
+        Which scores to compute, by the names of
+        :data:`~sklearn_task2vec.transferability.SCORE_NAMES`: ``"logme"``, ``"leep"``,
+        ``"nce"``, ``"h_score"``, ``"knn"``, ``"sfda"``, ``"nleep"``, ``"transrate"``,
+        ``"gbc"``, ``"parc"``. The default, the four classic ones, keeps the cost of a call
+        low (N-LEEP fits a Gaussian mixture per expert and task).
     test_size : float, default=0.3
         Fraction of each task's examples held out (not scored), as in :func:`error_matrix`.
     task_names : sequence of str or None, default=None
@@ -217,7 +247,7 @@ def transferability_scores(
     device : str or torch.device, default="auto"
         Where the experts run.
     random_state : int, RandomState instance or None, default=None
-        Seeds the splits, as in :func:`error_matrix`.
+        Seeds the splits, as in :func:`error_matrix`, and N-LEEP's mixtures.
 
     Returns
     -------
@@ -230,7 +260,8 @@ def transferability_scores(
     ------
     ValueError
         If a score name is unknown or repeated, LEEP or NCE is asked for an expert without a
-        head (or whose head does not take its features), or for any reason of
+        head (or whose head does not take its features), a score refuses a task's features
+        (the message names the expert and the task), or for any reason of
         :func:`error_matrix`.
 
     Examples
@@ -282,7 +313,7 @@ def selection_stability(
     experts,
     tasks,
     *,
-    scores=TRANSFERABILITY_SCORES,
+    scores=DEFAULT_SCORES,
     n_bootstrap=100,
     test_size=0.3,
     task_names=None,
@@ -317,8 +348,12 @@ def selection_stability(
         The experts. LEEP and NCE need each to have a ``head``.
     tasks : list of tasks
         The tasks, as :func:`error_matrix` takes them.
-    scores : sequence of {"logme", "leep", "nce", "h_score"}, default=all four
-        Which scores.
+    scores : sequence of str, default=("logme", "leep", "nce", "h_score")
+        Which scores, by the names :func:`transferability_scores` takes. Each resample costs
+        one evaluation of each: N-LEEP fits a Gaussian mixture each time. k-NN's
+        leave-one-out sees an example's copies in a resample as its nearest neighbours, so its
+        resampled values are higher than its value on the split; the choice compares experts
+        on the same resample, which keeps the rate meaningful, but not the scale.
     n_bootstrap : int, default=100
         Resamples per task.
     test_size : float, default=0.3
@@ -396,11 +431,10 @@ def _check_score_names(scores, experts):
     """``scores`` as a list of distinct known names, after checking the experts have the heads
     that LEEP and NCE read."""
     names = list(scores)
-    unknown = [name for name in names if name not in TRANSFERABILITY_SCORES]
+    unknown = [name for name in names if name not in SCORE_NAMES]
     if unknown or not names or len(set(names)) != len(names):
         raise ValueError(
-            f"scores must list distinct names among {list(TRANSFERABILITY_SCORES)}, one at least; got "
-            f"{names!r}."
+            f"scores must list distinct names among {list(SCORE_NAMES)}, one at least; got {names!r}."
         )
     if _NEEDS_HEAD.intersection(names):
         headless = [expert.name for expert in experts if expert.head is None]
@@ -409,18 +443,22 @@ def _check_score_names(scores, experts):
                 f"LEEP and NCE need each expert's source head (its classifier over its training "
                 f"task's classes); these experts have none: {headless[:10]}. train_expert keeps "
                 f"the head, save_expert and load_expert keep it too (experts saved in format "
-                f"version 1 have none); or ask only for scores=['logme', 'h_score']."
+                f"version 1 have none); or ask only for scores of the features, e.g. "
+                f"scores=['logme', 'h_score']."
             )
     return names
 
 
 class _TrainingSplit(NamedTuple):
     """What the scores read of one (expert, task) pair: the training split's features, labels
-    and, for LEEP and NCE, the expert's source-head probabilities (None if not asked for)."""
+    and, for LEEP and NCE, the expert's source-head probabilities (None if not asked for); the
+    task's seed (N-LEEP's) and the pair's name in messages."""
 
     features: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray | None
+    seed: int
+    where: str
 
     @classmethod
     def of(cls, pair, names):
@@ -428,23 +466,30 @@ class _TrainingSplit(NamedTuple):
         probabilities = None
         if _NEEDS_HEAD.intersection(names):
             probabilities = _source_probabilities(pair.expert, features, pair.where)
-        return cls(features, pair.codes[pair.train], probabilities)
+        return cls(features, pair.codes[pair.train], probabilities, pair.seed, pair.where)
 
     def scores(self, names, rows=None):
         """Each score of ``names`` on the split, or on its examples ``rows`` (repeats allowed)."""
-        features, labels, probabilities = self
+        features, labels, probabilities = self.features, self.labels, self.probabilities
         if rows is not None:
             features, labels = features[rows], labels[rows]
             probabilities = None if probabilities is None else probabilities[rows]
+        calls = {
+            name: functools.partial(_FEATURE_SCORES[name], features, labels)
+            for name in names
+            if name in _FEATURE_SCORES
+        }
+        if "nleep" in names:
+            calls["nleep"] = functools.partial(nleep_score, features, labels, random_state=self.seed)
+        if probabilities is not None:
+            calls["leep"] = functools.partial(leep_score, probabilities, labels)
+            calls["nce"] = functools.partial(nce_score, probabilities.argmax(axis=1), labels)
         computed = {}
-        if "logme" in names:
-            computed["logme"] = logme_score(features, labels)
-        if "h_score" in names:
-            computed["h_score"] = h_score(features, labels)
-        if "leep" in names:
-            computed["leep"] = leep_score(probabilities, labels)
-        if "nce" in names:
-            computed["nce"] = nce_score(probabilities.argmax(axis=1), labels)
+        for name in names:
+            try:
+                computed[name] = calls[name]()
+            except ValueError as exc:
+                raise ValueError(f"{self.where}: {exc}") from exc
         return computed
 
 
@@ -492,7 +537,7 @@ class _ExpertTaskFeatures(NamedTuple):
     codes: np.ndarray
     train: np.ndarray
     test: np.ndarray
-    seed: int  # the seed of the task's split
+    seed: int  # the task's seed, drawn from random_state: its split's and N-LEEP's; its resamples'
 
 
 def _expert_task_features(experts, tasks, task_names, test_size, batch_size, cache, device, random_state):
