@@ -23,11 +23,17 @@ relative increase over the oracle (the best expert of each task). Here:
   best-scoring expert chosen (LEEP and NCE read each expert's source head; the generic
   probe's is a softmax regression on its features of its own 10-class task);
 * for every selector, the weighted Kendall's tau between its scores of the experts and their
-  accuracy (the LogME paper's measure, averaged over the tasks), and its cost for a new task:
-  how many networks the task is pushed through, and the seconds per new task measured in
-  this run on a few tasks without any cache, the best of three runs (TASK2VEC: the probe's
+  accuracy (the LogME paper's measure, averaged over the tasks) with its 95 % percentile
+  bootstrap interval over the tasks
+  (:func:`~sklearn_task2vec.selector.weighted_kendall_tau_interval`), and its cost for a new
+  task: how many networks the task is pushed through, and the seconds per new task measured
+  in this run on a few tasks without any cache, the best of three runs (TASK2VEC: the probe's
   features, head and Fisher passes; the scores: every expert's features, which the four
-  share, and the four scores).
+  share, and the four scores);
+* for every score, how often its chosen expert changes when a task's training examples are
+  resampled (stratified bootstrap, ``--n-bootstrap`` resamples per task; the mean over the
+  tasks of :func:`~sklearn_task2vec.zoo.selection_stability`, from the cached features). The
+  TASK2VEC rows have none: each resample would be embedded again.
 
 Embeddings, experts and features are cached under ``<output-dir>`` so reruns are fast.
 Run: ``python examples/slow_model_selection.py [--n-init 40] [--folds K] [--expert-epochs 8]``.
@@ -59,7 +65,7 @@ from torch import nn
 from sklearn_task2vec import Model2VecSelector
 from sklearn_task2vec.distances import pairwise_task_distances
 from sklearn_task2vec.plotting import ModelSelectionDisplay
-from sklearn_task2vec.selector import relative_error_increase, weighted_kendall_tau
+from sklearn_task2vec.selector import relative_error_increase, weighted_kendall_tau_interval
 from sklearn_task2vec.transferability import TransferabilitySelector
 from sklearn_task2vec.zoo import (
     Expert,
@@ -67,6 +73,7 @@ from sklearn_task2vec.zoo import (
     load_expert,
     model_embeddings,
     save_expert,
+    selection_stability,
     train_expert,
     transferability_scores,
 )
@@ -203,7 +210,8 @@ def measured_costs(embedder, experts, timed_tasks, scores=tuple(SCORE_ROWS)):
 
 
 def selection_rows(X, M, errors, scores, expert_names, args, generic=-1):
-    """The rows of the Table 1 analogue: ``(label, mean error, relative increase, tau_w)``.
+    """The rows of the Table 1 analogue: ``(label, mean error, relative increase, tau_w)``,
+    ``tau_w`` a :class:`~sklearn_task2vec.selector.WeightedTauResult` (or None).
 
     ``X``: the tasks' embeddings; ``M``: the experts' (their training tasks'); ``scores``:
     :func:`~sklearn_task2vec.zoo.transferability_scores`'s dict. ``generic``: the column of
@@ -238,38 +246,52 @@ def selection_rows(X, M, errors, scores, expert_names, args, generic=-1):
         chosen = np.array([expert_names.index(expert) for expert in selector.predict(scores[name])])
         selections.append((label, chosen, scores[name]))
     for label, chosen, task_scores in selections:
-        tau = float(np.nanmean(weighted_kendall_tau(task_scores, errors)))
+        tau = weighted_kendall_tau_interval(task_scores, errors, random_state=args.seed)
         rows.append(
             (label, errors[np.arange(n_tasks), chosen].mean(), relative_error_increase(errors, chosen), tau)
         )
     return rows, model2vec
 
 
-def print_table(rows, costs, n_experts):
-    """Print the Table 1 analogue beside the paper's rows, with each selector's cost."""
+def print_table(rows, costs, n_experts, change_rates, args):
+    """Print the Table 1 analogue beside the paper's rows, with each selector's tau_w and its
+    interval, its cost, and (for the scores) ``change_rates``: how often its choice changes
+    under resampling of a task's examples, by row label."""
     networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
     networks.update({label: n_experts for label in SCORE_ROWS.values()})
     print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
-    print("weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks);")
     print(
-        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
-        f"best of {TIMING_REPEATS} runs)"
+        "weighted Kendall's tau of each selector's scores against the experts' accuracy (mean over tasks) "
+        "and its 95 % bootstrap interval over the tasks;"
     )
     print(
-        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w':>6} {'networks':>8} {'s/task':>7}"
-        f"   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
+        f"cost of a new task: networks it is pushed through, seconds (mean of {TIMED_TASKS} tasks, no cache, "
+        f"best of {TIMING_REPEATS} runs);"
+    )
+    print(
+        f"changes: how often a score's chosen expert changes over {args.n_bootstrap} bootstrap resamples of a "
+        f"task's training examples (mean over tasks)"
+    )
+    print(
+        f"  {'selector':<21} {'ours: error':>11} {'ours: +%':>9} {'tau_w [95 % interval]':>22} {'networks':>8} "
+        f"{'s/task':>7} {'changes':>7}   {'paper row':<10} {'paper: error':>12} {'paper: +%':>9}"
     )
     for label, error, increase, tau in rows:
         paper_error, paper_increase = PAPER.get(label, (None, None))
         paper_error = "" if paper_error is None else f"{paper_error:.2f}"
         paper_increase = "" if paper_increase is None else f"{paper_increase:+8.2f}%"
         paper_name = PAPER_NAMES.get(label, "same") if label in PAPER else "-"
-        tau_text = "" if tau is None else f"{tau:.2f}"
+        tau_text = (
+            ""
+            if tau is None
+            else f"{tau.tau:.2f} [{tau.confidence_interval[0]:.2f}, {tau.confidence_interval[1]:.2f}]"
+        )
         network_text = str(networks.get(label, ""))
         seconds = "" if label not in costs else f"{costs[label]:.2f}"
+        change_text = "" if label not in change_rates else f"{change_rates[label]:.2f}"
         print(
-            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>6} {network_text:>8} "
-            f"{seconds:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
+            f"  {label:<21} {100 * error:>11.2f} {100 * increase:>+8.2f}% {tau_text:>22} {network_text:>8} "
+            f"{seconds:>7} {change_text:>7}   {paper_name:<10} {paper_error:>12} {paper_increase:>9}"
         )
 
 
@@ -303,6 +325,12 @@ def main(argv=None):
         "--folds", type=int, default=None, help="folds of tasks for MODEL2VEC (default: leave-one-out)"
     )
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81, the paper's)")
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=50,
+        help="resamples of each task's examples for the scores' choice changes (default 50)",
+    )
     args = parser.parse_args(argv)
     folder = _common.output_dir(args)
     begin = time.perf_counter()
@@ -369,6 +397,21 @@ def main(argv=None):
         random_state=args.seed,  # the error matrix's splits: scored on the training examples
     )
     print(f"Transferability scores {sorted(scores)} in {time.perf_counter() - start:.1f} s (cached features)")
+    start = time.perf_counter()
+    changes = selection_stability(
+        experts,
+        [entry["task"] for entry in library],
+        scores=list(SCORE_ROWS),
+        n_bootstrap=args.n_bootstrap,
+        task_names=names,
+        cache=folder / "feature-cache",
+        device="cpu",
+        random_state=args.seed,  # the same splits: the resamples are of the scored examples
+    )
+    print(
+        f"Choice changes of the scores over {args.n_bootstrap} resamples of each task in "
+        f"{time.perf_counter() - start:.1f} s (cached features)"
+    )
 
     start = time.perf_counter()
     rows, model2vec = selection_rows(X, M, errors, scores, [expert.name for expert in experts], args)
@@ -380,7 +423,13 @@ def main(argv=None):
     print(f"Timing each selector on {TIMED_TASKS} new tasks, no cache ...")
     timed = [entry["task"] for entry in library[:TIMED_TASKS]]
     costs = measured_costs(embedder, experts, timed)
-    print_table(rows, costs, len(experts))
+    print_table(
+        rows,
+        costs,
+        len(experts),
+        {label: float(changes[name].mean()) for name, label in SCORE_ROWS.items()},
+        args,
+    )
     print(
         f"  (chance = the expected error of a uniformly random expert; experts chosen by "
         f"MODEL2VEC: {np.bincount(model2vec, minlength=len(experts)).tolist()}, oracle: "

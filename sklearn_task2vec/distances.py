@@ -19,20 +19,37 @@ contributes 0 to both normalised vectors, i.e. it is left out. Two embeddings wh
 normalised vectors are both all zero (both embeddings zero) are at distance 0; when only
 one of them is all zero (one embedding zero), the cosine is undefined and the distance is
 taken as 1, the largest value the cosine distance takes on non-negative vectors.
+
+Beside them, a distance between the datasets themselves that needs neither a probe's Fisher
+nor any training: the optimal transport dataset distance (OTDD; Alvarez-Melis & Fusi,
+"Geometric Dataset Distances via Optimal Transport", NeurIPS 2020), :func:`otdd_distance` and
+:func:`pairwise_otdd_distances`. It compares the examples of two tasks, features and labels,
+by optimal transport, each label being the distribution of the features of its class; it
+needs the Python Optimal Transport library (``pip install 'sklearn-task2vec[ot]'``).
 """
 
 from __future__ import annotations
 
 import functools
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.utils._param_validation import StrOptions, validate_params
 
 from ._kernels import symmetric_distance_matrix
-from ._utils import StrictInterval, check_embeddings
+from ._otdd import check_tasks, import_ot, labelled_features, otdd_matrix, prepared_probe
+from ._utils import StrictInterval, check_embeddings, draw_seeds, resolve_device
+from .tasks import is_bare_pair
 
-__all__ = ["asymmetric_distance", "pairwise_task_distances", "symmetric_distance", "task_distance_metric"]
+__all__ = [
+    "asymmetric_distance",
+    "otdd_distance",
+    "pairwise_otdd_distances",
+    "pairwise_task_distances",
+    "symmetric_distance",
+    "task_distance_metric",
+]
 
 # Parameter constraints shared by several functions. alpha weighs a distance: finite and
 # non-negative, as in Model2VecSelector. An array's content (shape, signs) is checked in the
@@ -304,4 +321,314 @@ def task_distance_metric(kind="symmetric", *, alpha=0.15, trivial=None):
         return symmetric_distance
     return functools.partial(
         asymmetric_distance, alpha=alpha, trivial=None if trivial is None else np.asarray(trivial)
+    )
+
+
+_OTDD_PARAMETERS = {
+    "method": [StrOptions({"exact", "gaussian", "sliced"})],
+    "probe": [torch.nn.Module, None],
+    "max_points": [StrictInterval(Integral, 2, None, closed="left"), None],
+    "n_projections": [StrictInterval(Integral, 1, None, closed="left")],
+    "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
+    "device": [str, torch.device],
+    "random_state": ["random_state"],
+}
+
+
+@validate_params(
+    {"task_a": "no_validation", "task_b": "no_validation", **_OTDD_PARAMETERS},
+    prefer_skip_nested_validation=True,
+)
+def otdd_distance(
+    task_a,
+    task_b,
+    *,
+    method="exact",
+    probe=None,
+    max_points=None,
+    n_projections=256,
+    batch_size=64,
+    device="auto",
+    random_state=None,
+):
+    """Optimal transport dataset distance (OTDD) between two tasks.
+
+    Alvarez-Melis & Fusi, "Geometric Dataset Distances via Optimal Transport", NeurIPS 2020,
+    sec. 3: a task is the distribution of its labelled examples ``z = (x, y)``, and a label
+    ``y`` is represented by ``alpha_y``, the distribution of the features of its class. Two
+    labelled examples are at the squared distance (the paper's ``d_Z``, with ``p = 2``)
+
+    ``d_Z((x, y), (x', y'))^2 = ||x - x'||^2 + W_2^2(alpha_y, alpha'_y')``,
+
+    and the OTDD is the optimal transport cost between the two tasks with that cost,
+
+    ``d_OT(A, B) = min_pi sum_ij pi_ij d_Z(z_i, z'_j)^2``
+
+    over the couplings ``pi`` of the uniform weights on the examples of ``A`` and of ``B``.
+    That is the squared 2-Wasserstein distance between the tasks on the feature-label space;
+    its square root is a distance (symmetric, triangle inequality). Labels are compared only
+    through their examples: the labels' names (and whether the tasks share them) do not matter,
+    and tasks with disjoint label sets are compared as well.
+
+    ``method`` says how ``W_2^2(alpha_y, alpha'_y')`` and the outer problem are computed:
+
+    * ``"exact"``: the label distances are exact optimal transport problems between the two
+      classes' examples, the outer problem an exact one (``ot.emd2``, the network simplex)
+      over all pairs of examples, each class pair's examples' squared distances and the
+      tasks' computed as differences (``O(n m d)``). The network simplex's time grows faster
+      than the ``n m`` pairs (one core of a shared machine, 32 features, 10 classes: 0.14 s
+      at 200 x 200, 1.5 s at 1,000 x 1,000, a minute at 5,000 x 5,000); its memory is about
+      40 bytes per pair (the cost, the coupling, the solver's arcs). Pairs of tasks whose
+      product of sizes is over 25,000,000 (5,000 x 5,000 examples, 1 GB) are refused rather
+      than run out of memory.
+    * ``"gaussian"``: each class is approximated by a Gaussian with its mean ``mu`` and
+      covariance ``Sigma``, and the label distance is the 2-Wasserstein distance between
+      Gaussians in closed form (the paper's fast approximation, sec. 4),
+      ``||mu - mu'||^2 + tr Sigma + tr Sigma' - 2 tr (Sigma^{1/2} Sigma' Sigma^{1/2})^{1/2}``;
+      the outer problem is exact as above, with the same limit. Cheaper than ``"exact"`` when
+      classes are large: ``O(n_classes^2 d^3)`` for the label distances instead of an exact
+      problem per pair of classes (0.7 s at 1,000 x 1,000, 30 s at 5,000 x 5,000 above).
+    * ``"sliced"``: for large tasks. Each example becomes ``[x, mu_y, sigma_y]``: its
+      features, the mean and the per-feature standard deviations of its class, a ``D = 3d``
+      vector whose squared Euclidean distances are ``||x - x'||^2`` plus the 2-Wasserstein
+      distance between the *diagonal* Gaussians of the two classes (exact for those:
+      ``||mu - mu'||^2 + ||sigma - sigma'||^2``), i.e. the OTDD's ground cost with
+      diagonal-Gaussian label distances. The outer problem is then the sliced Wasserstein
+      distance: the mean over ``n_projections`` random unit directions of the exact
+      one-dimensional ``W_2^2`` between the projected tasks, times ``D``. The directions are
+      orthonormal sets (columns of random orthogonal matrices); with a multiple of ``D`` of
+      them, the value is never above the diagonal-Gaussian OTDD (each direction's
+      one-dimensional problem costs at most what the optimal coupling's projection costs) and
+      equals it when the tasks differ by a translation. Otherwise it is often far below it in
+      high dimension (a fifth of the exact OTDD for 32 features, ``D = 96``): compare tasks
+      with one method, not values across methods. Time
+      ``O(n_projections (n d + n log n))``, memory ``O(n d)`` (above: 2.3 s and 60 MB at
+      5,000 x 5,000, 10 s and 85 MB at 20,000 x 20,000, 256 directions).
+
+    A task is at distance 0 from itself by construction, for every method: squared distances
+    between examples are computed as differences (exactly 0 between equal examples), the
+    network simplex finds the identity coupling, and the Gaussian label distance is debiased,
+    each trace replaced by the class's own fidelity term (``W^2(a, b) - W^2(a, a) / 2 -
+    W^2(b, b) / 2``, which is ``W^2(a, b)`` in exact arithmetic), computed from a
+    factorisation of the covariance, not matrix square roots, so that a class is at distance
+    0 from itself in floating point too (entropic solvers and square roots of singular
+    covariances leave a self-distance well above 0).
+
+    Parameters
+    ----------
+    task_a, task_b : task
+        Two tasks, as the estimators take them (:mod:`sklearn_task2vec.tasks`): an
+        ``(inputs, labels)`` pair, a torch Dataset or a DataLoader. With ``probe=None`` the
+        inputs are the features: a 2-D array ``(n_examples, n_features)``, two examples at
+        least; images need ``probe=``. Text tasks are refused: turn them into features first.
+    method : {"exact", "gaussian", "sliced"}, default="exact"
+        How the distance is computed (above).
+    probe : torch.nn.Module or None, default=None
+        Maps a batch of inputs to ``(batch, d)`` features (a frozen copy runs, in eval mode,
+        without gradients, in batches of ``batch_size``); e.g. a pretrained network cut before
+        its classifier, or an expert's module (:class:`~sklearn_task2vec.zoo.Expert`).
+        ``None``: the inputs are the features.
+    max_points : int or None, default=None
+        At most this many examples of each task, drawn at random without replacement (with the
+        same seed for each task, so that a task compared with itself is compared with the same
+        subset). The distance of the subsets estimates the distance of the tasks. ``None``:
+        every example.
+    n_projections : int, default=256
+        Directions of the sliced method (ignored by the others). The estimate's spread shrinks
+        as ``1 / sqrt(n_projections)``.
+    batch_size : int, default=64
+        Examples per batch read from the task (and per forward pass of the probe).
+    device : str or torch.device, default="auto"
+        Where the probe runs; ``"auto"`` is CUDA when available, else CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subsampling (``max_points``) and the sliced method's directions; the exact
+        and Gaussian methods on whole tasks draw nothing.
+
+    Returns
+    -------
+    distance : float
+        ``d_OT(task_a, task_b) >= 0``, in squared feature units.
+
+    Raises
+    ------
+    ValueError
+        If a task has a single example, NaN or infinite inputs, inputs that are not 2-D
+        features without a probe, or a number of features other than the other task's; if
+        the exact or Gaussian method is asked for tasks over its size limit (the message
+        points to ``method="sliced"`` and ``max_points``).
+    TypeError
+        If a task is not a task.
+    ImportError
+        If the Python Optimal Transport library is not installed.
+
+    See Also
+    --------
+    pairwise_otdd_distances : The OTDD between every pair of tasks of a list, for
+        ``metric="precomputed"`` in scikit-learn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec.distances import otdd_distance
+    >>> X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    >>> otdd_distance((X, y), (X, y))
+    0.0
+    >>> otdd_distance((X, y), (X + 1.0, y))  # moved by 1: 1 for the features, 1 for the labels
+    2.0
+    >>> otdd_distance((X, y), (X + 1.0, y), method="gaussian")
+    2.0
+    >>> otdd_distance((X, y), (X, np.array(["b", "b", "a", "a"])))  # the labels' names do not matter
+    0.0
+    """
+    return float(
+        _otdd_distances(
+            [task_a],
+            [task_b],
+            ("a",),
+            ("b",),
+            method=method,
+            probe=probe,
+            max_points=max_points,
+            n_projections=n_projections,
+            batch_size=batch_size,
+            device=device,
+            random_state=random_state,
+        )[0, 0]
+    )
+
+
+@validate_params(
+    {"tasks": [list, tuple], "other_tasks": [list, tuple, None], **_OTDD_PARAMETERS},
+    prefer_skip_nested_validation=True,
+)
+def pairwise_otdd_distances(
+    tasks,
+    other_tasks=None,
+    *,
+    method="exact",
+    probe=None,
+    max_points=None,
+    n_projections=256,
+    batch_size=64,
+    device="auto",
+    random_state=None,
+):
+    """OTDD between every pair of tasks: a matrix for ``metric="precomputed"``.
+
+    :func:`otdd_distance` for every task of ``tasks`` and of ``other_tasks`` (or of ``tasks``
+    again), each task read (and put through the probe) once. scikit-learn's ``metric=``
+    callables compare two rows of numbers, not two datasets, so the OTDD enters scikit-learn
+    as this precomputed matrix: e.g. ``NearestNeighbors(metric="precomputed").fit(D)``,
+    ``AgglomerativeClustering(metric="precomputed", linkage="average").fit(D)`` or
+    ``sklearn.manifold.MDS(dissimilarity="precomputed")``. Its entries are squared
+    2-Wasserstein distances: take ``np.sqrt(D)`` where a metric is required (the square root
+    satisfies the triangle inequality). The sliced method uses the same directions for every
+    pair, and with ``max_points`` each task is subsampled once, for all its pairs.
+
+    Parameters
+    ----------
+    tasks : list of tasks
+        The rows, as :func:`otdd_distance` takes each task.
+    other_tasks : list of tasks or None, default=None
+        The columns; ``None``: ``tasks`` again, and only one triangle is computed.
+    method, probe, max_points, n_projections, batch_size, device, random_state
+        As in :func:`otdd_distance`.
+
+    Returns
+    -------
+    distances : ndarray of shape (n_tasks, n_other_tasks)
+        ``distances[i, j] = d_OT(tasks[i], other_tasks[j])``; with ``other_tasks=None``,
+        exactly symmetric with a zero diagonal.
+
+    Raises
+    ------
+    ValueError, TypeError, ImportError
+        As :func:`otdd_distance`, naming the task (``"task 2"``, ``"task 0 of other_tasks"``);
+        also if a list is empty or is one ``(inputs, labels)`` pair rather than a list of tasks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.neighbors import NearestNeighbors
+    >>> from sklearn_task2vec.distances import pairwise_otdd_distances
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.normal(size=(40, 3)), np.repeat([0, 1], 20)
+    >>> tasks = [(X, y), (X + 0.1, y), (X + 1.0, y)]  # moved by v: 2 ||v||^2 (features and labels)
+    >>> D = pairwise_otdd_distances(tasks, method="gaussian")
+    >>> D.round(2)
+    array([[0.  , 0.06, 6.  ],
+           [0.06, 0.  , 4.86],
+           [6.  , 4.86, 0.  ]])
+    >>> NearestNeighbors(n_neighbors=2, metric="precomputed").fit(D).kneighbors(return_distance=False)
+    array([[1, 2],
+           [0, 2],
+           [1, 0]])
+    """
+    for name, value in (("tasks", tasks), ("other_tasks", other_tasks)):
+        if value is not None and is_bare_pair(value):
+            raise TypeError(
+                f"{name} must be a list of tasks, e.g. [(inputs, labels), ...]; got one (inputs, labels) "
+                f"pair: use otdd_distance for two tasks."
+            )
+        if value is not None and len(value) == 0:
+            raise ValueError(f"{name} is empty: give one task at least.")
+    return _otdd_distances(
+        tasks,
+        other_tasks,
+        range(len(tasks)),
+        None if other_tasks is None else [f"{j} of other_tasks" for j in range(len(other_tasks))],
+        method=method,
+        probe=probe,
+        max_points=max_points,
+        n_projections=n_projections,
+        batch_size=batch_size,
+        device=device,
+        random_state=random_state,
+    )
+
+
+def _otdd_distances(
+    tasks,
+    other_tasks,
+    indices,
+    other_indices,
+    *,
+    method,
+    probe,
+    max_points,
+    n_projections,
+    batch_size,
+    device,
+    random_state,
+):
+    """The OTDD matrix of ``tasks`` against ``other_tasks`` (None: ``tasks``, one triangle),
+    naming each task ``"task {index}"`` by ``indices`` and ``other_indices``."""
+    ot = import_ot()
+    device = resolve_device(device)
+    subsample_seed, direction_seed = draw_seeds(random_state, 2)
+    module = prepared_probe(probe, device)
+
+    def read(task, index):
+        return labelled_features(
+            task,
+            index,
+            probe=module,
+            batch_size=batch_size,
+            device=device,
+            max_points=max_points,
+            rng=np.random.RandomState(subsample_seed),
+        )
+
+    first = [read(task, index) for task, index in zip(tasks, indices)]
+    symmetric = other_tasks is None
+    second = first if symmetric else [read(task, index) for task, index in zip(other_tasks, other_indices)]
+    check_tasks(first, second, method=method, symmetric=symmetric)
+    return otdd_matrix(
+        first,
+        second,
+        method=method,
+        ot=ot,
+        n_projections=n_projections,
+        rng=np.random.RandomState(direction_seed),
+        symmetric=symmetric,
     )

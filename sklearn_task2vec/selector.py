@@ -19,11 +19,13 @@ non-negative task embeddings, e.g. the output of
 The module also has the paper's metric (Table 1), :func:`relative_error_increase`, and a
 scorer for it, :data:`model_selection_scorer`, to which scikit-learn's metadata routing
 passes the error matrix; and the LogME paper's measure of how well a score ranks the
-experts, :func:`weighted_kendall_tau`.
+experts, :func:`weighted_kendall_tau`, with its bootstrap confidence interval over tasks,
+:func:`weighted_kendall_tau_interval`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from numbers import Integral, Real
 
 import numpy as np
@@ -49,6 +51,8 @@ __all__ = [
     "relative_error_increase",
     "soft_labels",
     "weighted_kendall_tau",
+    "weighted_kendall_tau_interval",
+    "WeightedTauResult",
 ]
 
 # Standard deviation, in log space, of the random multiplicative perturbation of the experts'
@@ -269,6 +273,115 @@ def weighted_kendall_tau(scores, errors):
         if np.ptp(task_scores) > 0 and np.ptp(task_errors) > 0:
             tau[row] = scipy.stats.weightedtau(task_scores, 1.0 - task_errors).statistic
     return tau
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedTauResult:
+    """The mean weighted Kendall's tau of a score over tasks, with its confidence interval.
+
+    Attributes
+    ----------
+    tau : float
+        The mean of the tasks' weighted taus, over the tasks that have one.
+    confidence_interval : tuple of float
+        ``(low, high)``: the percentile bootstrap interval of that mean at
+        ``confidence_level``, from resampling the tasks with replacement.
+    confidence_level : float
+    per_task : ndarray of shape (n_tasks,)
+        Each task's weighted tau (:func:`weighted_kendall_tau`), NaN where it has none.
+    n_bootstrap : int
+        Resamples of the tasks.
+    """
+
+    tau: float
+    confidence_interval: tuple
+    confidence_level: float
+    per_task: np.ndarray
+    n_bootstrap: int
+
+    def __repr__(self):
+        low, high = self.confidence_interval
+        return (
+            f"WeightedTauResult(tau={self.tau:.4f}, confidence_interval=({low:.4f}, {high:.4f}), "
+            f"confidence_level={self.confidence_level:g}, n_tasks={int(np.sum(~np.isnan(self.per_task)))})"
+        )
+
+
+@validate_params(
+    {
+        "scores": ["array-like"],
+        "errors": ["array-like"],
+        "n_bootstrap": [StrictInterval(Integral, 1, None, closed="left")],
+        "confidence_level": [StrictInterval(Real, 0, 1, closed="neither")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def weighted_kendall_tau_interval(
+    scores, errors, *, n_bootstrap=1000, confidence_level=0.95, random_state=None
+):
+    """Mean weighted Kendall's tau over tasks with its percentile bootstrap confidence interval.
+
+    The tasks on which a score is judged are a sample of the tasks it will meet: the mean of
+    their :func:`weighted_kendall_tau` (the LogME paper's measure, You et al., ICML 2021, sec.
+    5.1) would change with another sample of tasks. The interval says by how much: the tasks
+    are resampled with replacement ``n_bootstrap`` times, the mean recomputed on each
+    resample, and the interval is the ``(1 - confidence_level) / 2`` and
+    ``(1 + confidence_level) / 2`` quantiles of those means (Efron's percentile bootstrap).
+    Tasks whose tau is NaN (all scores or all errors equal: no order to compare) are left
+    out, of the mean and of the resamples. The interval is about the tasks only: each task's
+    tau is taken as exact (for the resampling of a task's own examples, see
+    :func:`~sklearn_task2vec.zoo.selection_stability`).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_tasks, n_experts)
+        Any score of every expert on every task, higher for better experts: finite.
+    errors : array-like of shape (n_tasks, n_experts)
+        Test error of every expert on every task.
+    n_bootstrap : int, default=1000
+        Resamples of the tasks.
+    confidence_level : float, default=0.95
+        In (0, 1).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the resamples.
+
+    Returns
+    -------
+    result : WeightedTauResult
+        The mean tau, its interval, and each task's tau.
+
+    Raises
+    ------
+    ValueError
+        For any reason of :func:`weighted_kendall_tau`, or if fewer than two tasks have a tau
+        (one task's tau has no spread to resample).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_task2vec.selector import weighted_kendall_tau_interval
+    >>> rng = np.random.RandomState(0)
+    >>> errors = rng.uniform(size=(30, 5))
+    >>> scores = -errors + rng.normal(scale=0.2, size=(30, 5))  # a noisy but useful score
+    >>> result = weighted_kendall_tau_interval(scores, errors, random_state=0)
+    >>> result
+    WeightedTauResult(tau=0.6723, confidence_interval=(0.5592, 0.7767), confidence_level=0.95, n_tasks=30)
+    """
+    per_task = weighted_kendall_tau(scores, errors)
+    defined = per_task[~np.isnan(per_task)]
+    if len(defined) < 2:
+        raise ValueError(
+            f"{len(defined)} of the {len(per_task)} tasks have a weighted tau (a task whose scores or "
+            f"errors are all equal has none): a confidence interval over tasks needs two at least."
+        )
+    resamples = check_random_state(random_state).randint(len(defined), size=(n_bootstrap, len(defined)))
+    means = defined[resamples].mean(axis=1)
+    tail = (1.0 - confidence_level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return WeightedTauResult(
+        float(defined.mean()), (float(low), float(high)), float(confidence_level), per_task, n_bootstrap
+    )
 
 
 class ModelSelectionScorer:

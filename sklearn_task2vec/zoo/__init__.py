@@ -23,11 +23,13 @@ features. This module builds both, scaled down to what a CPU runs:
   new task itself (LogME, LEEP, NCE, H-score, k-NN, SFDA, N-LEEP, TransRate, GBC, PARC:
   :mod:`sklearn_task2vec.transferability`), from the same features and splits as
   :func:`error_matrix`; LEEP and NCE use the expert's source ``head``.
+* :func:`selection_stability`: how often each of those scores' chosen expert changes when a
+  task's examples are resampled (bootstrap), from the same features.
 """
 
 from ._expert import Expert, model_embeddings
 from ._files import load_expert, save_expert
-from ._ground_truth import error_matrix, transferability_scores
+from ._ground_truth import error_matrix, selection_stability, transferability_scores
 from ._training import train_expert
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "load_expert",
     "model_embeddings",
     "save_expert",
+    "selection_stability",
     "train_expert",
     "transferability_scores",
 ]

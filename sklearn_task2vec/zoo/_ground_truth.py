@@ -282,6 +282,154 @@ def transferability_scores(
     array([0, 1])
     """
     experts = check_experts(experts)
+    names = _check_score_names(scores, experts)
+    pairs = _expert_task_features(
+        experts, tasks, task_names, test_size, batch_size, cache, device, random_state
+    )
+    result = {name: np.empty((len(tasks), len(experts))) for name in names}
+    for pair in pairs:
+        training = _TrainingSplit.of(pair, names)
+        for name, value in training.scores(names).items():
+            result[name][pair.row, pair.column] = value
+    return result
+
+
+@validate_params(
+    {
+        "experts": [list, tuple],
+        "tasks": [list, tuple],
+        "scores": [list, tuple],
+        "n_bootstrap": [StrictInterval(Integral, 1, None, closed="left")],
+        "test_size": [StrictInterval(Real, 0, 1, closed="neither")],
+        "task_names": ["array-like", None],
+        "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
+        "cache": [str, os.PathLike, joblib.Memory, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def selection_stability(
+    experts,
+    tasks,
+    *,
+    scores=DEFAULT_SCORES,
+    n_bootstrap=100,
+    test_size=0.3,
+    task_names=None,
+    batch_size=64,
+    cache=None,
+    device="auto",
+    random_state=None,
+):
+    """How often each score's chosen expert changes when a task's examples are resampled.
+
+    A score picks, for a new task, the expert with the highest score on the task's labelled
+    examples, the training split of :func:`transferability_scores` (same ``test_size`` and
+    ``random_state``: same splits, and with the same ``cache`` the same features, read back).
+    Another draw of as many examples from the same task could pick another expert. For each
+    task this function draws ``n_bootstrap`` bootstrap resamples of its training split,
+    stratified (each class's examples drawn with replacement, as many as the class has, so
+    that every class stays), the same resamples for every expert; it scores every expert on
+    each resample and returns how often the best-scoring expert differs from the one chosen on
+    the split itself. The experts' features are computed once: a resample costs only the
+    scores, no forward pass.
+
+    0 means the choice does not depend on which examples the task happens to have; a
+    frequency near ``1 - 1/k`` means the score cannot tell ``k`` experts apart on this task.
+    A score's ranking quality over tasks (its weighted Kendall's tau and its interval, see
+    :func:`~sklearn_task2vec.selector.weighted_kendall_tau_interval`) and this per-task
+    stability answer different questions: how well it ranks, and how much a given task's
+    sample decides its choice.
+
+    Parameters
+    ----------
+    experts : list of Expert
+        The experts. LEEP and NCE need each to have a ``head``.
+    tasks : list of tasks
+        The tasks, as :func:`error_matrix` takes them.
+    scores : sequence of str, default=("logme", "leep", "nce", "h_score")
+        Which scores, by the names :func:`transferability_scores` takes. Each resample costs
+        one evaluation of each: N-LEEP fits a Gaussian mixture each time. k-NN's
+        leave-one-out sees an example's copies in a resample as its nearest neighbours, so its
+        resampled values are higher than its value on the split; the choice compares experts
+        on the same resample, which keeps the rate meaningful, but not the scale.
+    n_bootstrap : int, default=100
+        Resamples per task.
+    test_size : float, default=0.3
+        Fraction of each task's examples held out (neither scored nor resampled), as in
+        :func:`transferability_scores`.
+    task_names : sequence of str or None, default=None
+        Names of the tasks, for error messages.
+    batch_size : int, default=64
+        Examples per forward pass.
+    cache : str, path-like, joblib.Memory or None, default=None
+        The feature store of :func:`error_matrix`; shared with it.
+    device : str or torch.device, default="auto"
+        Where the experts run.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the splits, as in :func:`transferability_scores`; each task's resamples are
+        drawn from its split's seed, so the result is the same for the same value.
+
+    Returns
+    -------
+    changes : dict of str to ndarray of shape (n_tasks,)
+        For each requested score, ``changes[name][i]``: the fraction of task ``i``'s resamples
+        on which the score's best expert is not the one it picks on the training split
+        itself, in [0, 1]. Ties go to the first expert, on the split and on every resample.
+
+    Raises
+    ------
+    ValueError
+        For any reason of :func:`transferability_scores`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_task2vec.zoo import Expert, selection_stability
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(60, 2)).astype(np.float32)
+    >>> first = Expert(nn.Linear(2, 1, bias=False), "first")
+    >>> second = Expert(nn.Linear(2, 1, bias=False), "second")
+    >>> _ = first.module.weight.data.copy_(torch.tensor([[1.0, 0.0]]))   # sees feature 0 only
+    >>> _ = second.module.weight.data.copy_(torch.tensor([[0.0, 1.0]]))  # sees feature 1 only
+    >>> tasks = [(X, X[:, 0] > 0), (X, X[:, 1] > 0)]   # each task's expert is unambiguous
+    >>> selection_stability([first, second], tasks, scores=["logme"], n_bootstrap=20, random_state=0)
+    {'logme': array([0., 0.])}
+    """
+    experts = check_experts(experts)
+    names = _check_score_names(scores, experts)
+    pairs = _expert_task_features(
+        experts, tasks, task_names, test_size, batch_size, cache, device, random_state
+    )
+    chosen = {name: np.empty((len(tasks), len(experts))) for name in names}
+    resampled = {name: np.empty((len(tasks), len(experts), n_bootstrap)) for name in names}
+    for pair in pairs:
+        training = _TrainingSplit.of(pair, names)
+        for name, value in training.scores(names).items():
+            chosen[name][pair.row, pair.column] = value
+        # Seeded by the task alone: every expert is scored on the same resamples.
+        rng = np.random.default_rng([pair.seed, _RESAMPLE_STREAM])
+        for draw in range(n_bootstrap):
+            rows = _stratified_resample(training.labels, rng)
+            for name, value in training.scores(names, rows).items():
+                resampled[name][pair.row, pair.column, draw] = value
+    return {
+        name: np.mean(resampled[name].argmax(axis=1) != chosen[name].argmax(axis=1)[:, None], axis=1)
+        for name in names
+    }
+
+
+# The resamples of selection_stability are drawn from a task's split seed and this stream
+# number, apart from the split's own draws.
+_RESAMPLE_STREAM = 1
+
+
+def _check_score_names(scores, experts):
+    """``scores`` as a list of distinct known names, after checking the experts have the heads
+    that LEEP and NCE read."""
     names = list(scores)
     unknown = [name for name in names if name not in SCORE_NAMES]
     if unknown or not names or len(set(names)) != len(names):
@@ -298,29 +446,63 @@ def transferability_scores(
                 f"version 1 have none); or ask only for scores of the features, e.g. "
                 f"scores=['logme', 'h_score']."
             )
-    pairs = _expert_task_features(
-        experts, tasks, task_names, test_size, batch_size, cache, device, random_state
-    )
-    result = {name: np.empty((len(tasks), len(experts))) for name in names}
-    for pair in pairs:
-        features, labels = pair.features[pair.train], pair.codes[pair.train]
+    return names
+
+
+class _TrainingSplit(NamedTuple):
+    """What the scores read of one (expert, task) pair: the training split's features, labels
+    and, for LEEP and NCE, the expert's source-head probabilities (None if not asked for); the
+    task's seed (N-LEEP's) and the pair's name in messages."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    seed: int
+    where: str
+
+    @classmethod
+    def of(cls, pair, names):
+        features = pair.features[pair.train]
+        probabilities = None
+        if _NEEDS_HEAD.intersection(names):
+            probabilities = _source_probabilities(pair.expert, features, pair.where)
+        return cls(features, pair.codes[pair.train], probabilities, pair.seed, pair.where)
+
+    def scores(self, names, rows=None):
+        """Each score of ``names`` on the split, or on its examples ``rows`` (repeats allowed)."""
+        features, labels, probabilities = self.features, self.labels, self.probabilities
+        if rows is not None:
+            features, labels = features[rows], labels[rows]
+            probabilities = None if probabilities is None else probabilities[rows]
         calls = {
             name: functools.partial(_FEATURE_SCORES[name], features, labels)
             for name in names
             if name in _FEATURE_SCORES
         }
-        if "nleep" in result:
-            calls["nleep"] = functools.partial(nleep_score, features, labels, random_state=pair.seed)
-        if _NEEDS_HEAD.intersection(names):
-            probabilities = _source_probabilities(pair.expert, features, pair.where)
+        if "nleep" in names:
+            calls["nleep"] = functools.partial(nleep_score, features, labels, random_state=self.seed)
+        if probabilities is not None:
             calls["leep"] = functools.partial(leep_score, probabilities, labels)
             calls["nce"] = functools.partial(nce_score, probabilities.argmax(axis=1), labels)
+        computed = {}
         for name in names:
             try:
-                result[name][pair.row, pair.column] = calls[name]()
+                computed[name] = calls[name]()
             except ValueError as exc:
-                raise ValueError(f"{pair.where}: {exc}") from exc
-    return result
+                raise ValueError(f"{self.where}: {exc}") from exc
+        return computed
+
+
+def _stratified_resample(labels, rng):
+    """Indices of a bootstrap resample of ``labels``' examples: each class's drawn with
+    replacement, as many as it has."""
+    return np.concatenate(
+        [
+            rng.choice(np.flatnonzero(labels == code), size=count)
+            for code, count in enumerate(np.bincount(labels))
+            if count
+        ]
+    )
 
 
 def _source_probabilities(expert, features, where):
@@ -355,7 +537,7 @@ class _ExpertTaskFeatures(NamedTuple):
     codes: np.ndarray
     train: np.ndarray
     test: np.ndarray
-    seed: int  # the task's seed, drawn from random_state: its split's and N-LEEP's
+    seed: int  # the task's seed, drawn from random_state: its split's and N-LEEP's; its resamples'
 
 
 def _expert_task_features(experts, tasks, task_names, test_size, batch_size, cache, device, random_state):
