@@ -101,7 +101,18 @@ PAPER = {
 }
 PAPER_NAMES = {"generic": "ImageNet"}
 #: The transferability scores, as rows of the table.
-SCORE_ROWS = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score"}
+SCORE_ROWS = {
+    "logme": "LogME",
+    "leep": "LEEP",
+    "nce": "NCE",
+    "h_score": "H-score",
+    "knn": "k-NN",
+    "sfda": "SFDA",
+    "nleep": "N-LEEP",
+    "transrate": "TransRate",
+    "gbc": "GBC",
+    "parc": "PARC",
+}
 #: Tasks embedded and scored again without any cache, to time each selector per new task.
 TIMED_TASKS = 3
 TIMING_REPEATS = 3
@@ -392,6 +403,7 @@ def main(argv=None):
         experts,
         [entry["task"] for entry in library],
         task_names=names,
+        scores=list(SCORE_ROWS),
         cache=folder / "feature-cache",  # the error matrix's features: no forward pass here
         device="cpu",
         random_state=args.seed,  # the error matrix's splits: scored on the training examples

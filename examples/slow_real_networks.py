@@ -20,8 +20,11 @@ of downloads, once) and read with :func:`sklearn_task2vec.probes.onnx_probe`:
   real networks (PP-LCNet, PP-OCR's MobileNetV3 text-direction classifier, the PP-OCRv4 text
   detector's backbone, ddddocr's captcha detector's backbone) and the small Fashion-MNIST
   experts of ``slow_model_selection.py`` (in-domain experts). PP-LCNet is the generic expert
-  (the paper's ImageNet row). LEEP and NCE are left out: they read a source classifier over
-  the expert's training classes, which the detectors do not have.
+  (the paper's ImageNet row). Beside TASK2VEC and MODEL2VEC, the transferability scores that
+  need no source classifier (LogME, H-score, k-NN, SFDA, N-LEEP, TransRate, GBC, PARC; LEEP and
+  NCE read a classifier over the expert's training classes, which the detectors do not have),
+  each with weighted Kendall's tau and its bootstrap interval, its cost, and how often its
+  choice changes when a task's examples are resampled.
 
 Run: ``python examples/slow_real_networks.py [--seed 1] [--part structure|selection]``; it
 prints its tables and writes ``real_networks.png`` into ``<output-dir>``.
@@ -39,13 +42,20 @@ import torch
 from scipy.stats import spearmanr
 
 from sklearn_task2vec.distances import pairwise_task_distances
+from sklearn_task2vec.plotting import NormDifficultyDisplay, TaskDistanceDisplay
 from sklearn_task2vec.task_library import hierarchy_tasks
-from sklearn_task2vec.zoo import Expert, error_matrix, model_embeddings, transferability_scores
+from sklearn_task2vec.zoo import (
+    Expert,
+    error_matrix,
+    model_embeddings,
+    selection_stability,
+    transferability_scores,
+)
 
 #: Pairs of MNIST digits (the MNIST tasks of the structure study).
 MNIST_PAIRS = [(3, 5), (4, 9), (1, 7), (0, 6), (2, 8), (0, 1)]
-#: Scores of the selection study: those that need no source classifier.
-FEATURE_SCORES = ["logme", "h_score"]
+#: Scores of the selection study: those that need no source classifier (LEEP and NCE do).
+FEATURE_SCORES = [name for name in selection.SCORE_ROWS if name not in ("leep", "nce")]
 
 
 def structure_tasks(args):
@@ -123,6 +133,7 @@ def structure_study(probes, args, folder):
             "seconds": embedding_seconds,
             "norms": norms,
             "errors": errors,
+            "distances": distances,
             "names": names,
         }
         print(f"  {label}: {X.shape[1]} filters, {len(tasks)} tasks embedded in {embedding_seconds:.0f} s")
@@ -220,11 +231,22 @@ def selection_study(probe, files, args, folder):
         device="cpu",
         random_state=args.seed,
     )
+    changes = selection_stability(
+        experts,
+        tasks,
+        scores=FEATURE_SCORES,
+        n_bootstrap=args.n_bootstrap,
+        task_names=names,
+        cache=folder / "feature-cache",
+        device="cpu",
+        random_state=args.seed,
+    )
     rows, model2vec = selection.selection_rows(
         X, M, errors, scores, [expert.name for expert in experts], args
     )
     costs = selection.measured_costs(embedder, experts, tasks[: selection.TIMED_TASKS], scores=FEATURE_SCORES)
-    selection.print_table(rows, costs, len(experts))
+    change_rates = {selection.SCORE_ROWS[name]: float(changes[name].mean()) for name in FEATURE_SCORES}
+    selection.print_table(rows, costs, len(experts), change_rates, args)
     print(
         f"  (generic = PP-LCNet; experts chosen by MODEL2VEC: "
         f"{dict(zip(short, np.bincount(model2vec, minlength=len(experts)).tolist()))}; oracle: "
@@ -234,12 +256,23 @@ def selection_study(probe, files, args, folder):
 
 
 def plot(plt, structure):
-    figure, axes = plt.subplots(1, len(structure), figsize=(5.5 * len(structure), 4.4), squeeze=False)
-    for ax, (label, row) in zip(axes[0], structure.items()):
-        ax.scatter(100 * row["errors"], row["norms"], s=16)
-        ax.set_xlabel("test error of a linear probe on its features (%)")
-        ax.set_ylabel("L1 norm of the embedding")
-        ax.set_title(f"{label}: norm vs difficulty (Spearman {row['difficulty']:+.2f})")
+    figure, axes = plt.subplots(
+        len(structure),
+        2,
+        figsize=(15, 7 * len(structure)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.3, 1]},
+    )
+    for (heat, difficulty), (label, row) in zip(axes, structure.items()):
+        TaskDistanceDisplay(row["distances"], names=row["names"]).plot(ax=heat, dendrogram=False)
+        heat.set_title(f"{label}: d_sym, average-linkage order (Spearman with D_tax {row['taxonomy']:+.2f})")
+        NormDifficultyDisplay(
+            row["norms"],
+            100 * row["errors"],
+            names=row["names"],
+            difficulty_label="test error of a linear probe (%)",
+        ).plot(ax=difficulty, fontsize=6)
+        difficulty.set_title(f"{label}: norm vs difficulty (Spearman {row['difficulty']:+.2f})")
     figure.tight_layout()
     return figure
 
@@ -254,6 +287,9 @@ def main(argv=None):
     parser.add_argument("--n-init", type=int, default=40, help="MODEL2VEC restarts (default 40)")
     parser.add_argument("--folds", type=int, default=None, help="folds of tasks for MODEL2VEC")
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81)")
+    parser.add_argument(
+        "--n-bootstrap", type=int, default=20, help="resamples of each task for the scores' choice changes"
+    )
     parser.add_argument(
         "--zoo-cache", default=str(_real_zoo.DEFAULT_CACHE), help="where the wheels' files go"
     )
