@@ -1137,7 +1137,6 @@ def _check_transformers():
         raise UsageError(str(exc)) from exc
 
 
-@contextlib.contextmanager
 def _progress_options(command):
     """``--verbose`` and ``--quiet``: progress bars always, or never; by default, when standard
     error is a terminal."""
@@ -1153,6 +1152,7 @@ def _verbosity(args):
     return 1 if args.verbose else 0 if args.quiet else "auto"
 
 
+@contextlib.contextmanager
 def _quiet_transformers(verbose):
     """Without ``--verbose``, transformers' progress bars (its weights being loaded) are off, so
     that stderr holds the command's own lines; they are turned on again after."""
