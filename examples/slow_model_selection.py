@@ -43,7 +43,7 @@ the one stored in ``docs/images/``, from a run with ``--seed 1``; the script wri
 into ``<output-dir>``.
 
 Run time: 160 s on a shared 2-core CPU machine, one thread, and 30 s when rerun from
-the cache (README, "Reproducing the paper"), measured before the transferability scores
+the cache (docs/paper.md, "Reproducing the paper"), measured before the transferability scores
 were added; no run time of the current version is stored.
 
 .. image:: /images/model_selection.png

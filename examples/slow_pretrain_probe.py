@@ -15,7 +15,7 @@ Not run by the documentation build (the file name starts with ``slow_``): the fi
 the one stored in ``docs/images/``, from an earlier run of the script; the script writes its
 own into ``<output-dir>``.
 
-Run time: 12 s on a shared 2-core CPU machine, one thread (README, "Reproducing the
+Run time: 12 s on a shared 2-core CPU machine, one thread (docs/paper.md, "Reproducing the
 paper").
 
 .. image:: /images/pretrain_probe.png

@@ -240,7 +240,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         that takes depends on the probe: a few dozen where the loss is nearly quadratic in the
         filters' noise (probes linear in their filters, the random ReLU probe), hundreds or
         more on deep ReLU networks, whose kinks make each step's estimate noisy (see the
-        README's performance section).
+        performance notes, docs/performance.md).
     variational_noise : {"per_example", "per_position"}, default="per_example"
         How ``method="variational"`` perturbs a layer that applies its weights at several
         positions (a convolution). ``"per_example"``: one weight perturbation per example,
