@@ -325,7 +325,12 @@ POSITIVE = "a float in the range \\(0.0, inf\\)"
 
 BAD_PARAMS = [
     ({"probe": "resnet9000"}, ValueError, "^Unknown probe 'resnet9000'.*resnet18"),
-    _violates("probe", 3, "an instance of 'str', an instance of 'os.PathLike' or an instance of 'torch.nn.*Module'", TypeError),
+    _violates(
+        "probe",
+        3,
+        "an instance of 'str', an instance of 'os.PathLike' or an instance of 'torch.nn.*Module'",
+        TypeError,
+    ),
     _violates("method", "fancy", "a str among {.*'exact'.*}"),
     *(_violates("batch_size", value, INT_FROM_1) for value in (0, 2.5, True, None)),
     *(_violates("max_samples", value, INT_FROM_1 + " or None") for value in (0, "10", 0.5)),
