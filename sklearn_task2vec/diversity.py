@@ -135,7 +135,7 @@ def diversity_coefficient(
         Draws the batches and seeds the embedder (Monte Carlo labels).
     **embedder_params
         Other parameters of :class:`~sklearn_task2vec.FisherTaskEmbedder`: ``method``,
-        ``head_epochs`` (here 10 unless given: :data:`HEAD_EPOCHS`), ``max_length``, ``device``, ``n_jobs`` (many batches in parallel, any
+        ``head_epochs`` (here 10 unless given: ``diversity.HEAD_EPOCHS``), ``max_length``, ``device``, ``n_jobs`` (many batches in parallel, any
         joblib backend, dask included), ``memory`` (a folder that keeps each batch's row: a
         rerun, or another coefficient over the same batches, computes nothing again), ...
 

@@ -200,7 +200,7 @@ def embedding_provenance(
     probe : str
         The probe's name or class (see :class:`EmbeddingProvenance`).
     probe_digest : str
-        :func:`~sklearn_task2vec._utils.module_digest` of the fitted probe.
+        The SHA-256 digest of the fitted probe (its structure and weights).
     settings : EmbeddingSettings
         The embedder's row-changing settings.
     normalize : {None, "trivial"}
@@ -209,7 +209,7 @@ def embedding_provenance(
     image_size : int or None, default=None
         The side images were cut to by ``task2vec embed``.
     tokenizer : str or None, default=None
-        The tokenizer's record (:func:`~sklearn_task2vec._text.tokenizer_record`).
+        The tokenizer's record (its class, name and a digest of its vocabulary).
 
     Returns
     -------
