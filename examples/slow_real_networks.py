@@ -138,12 +138,14 @@ def structure_study(probes, args, folder):
         }
         print(f"  {label}: {X.shape[1]} filters, {len(tasks)} tasks embedded in {embedding_seconds:.0f} s")
     print(
-        f"\n  {'probe':<22} {'rho(d, D_tax)':>13} {'rho(norm, error)':>16} {'nearest task, same dataset':>27}"
+        f"\n  {'probe':<22} {'rho(d, D_tax)':>13} {'rho(norm, error)':>16} {'nearest task, same dataset':>27} "
+        f"{'linear probe error':>19}"
     )
     for label, row in results.items():
         print(
             f"  {label:<22} {row['taxonomy']:>+13.2f} {row['difficulty']:>+16.2f} "
-            f"{100 * row['same_dataset']:>20.0f}% (chance {100 * row['chance_same']:.0f}%)"
+            f"{100 * row['same_dataset']:>13.0f}% (chance {100 * row['chance_same']:.0f}%) "
+            f"{100 * row['errors'].mean():>18.1f}%"
         )
     return results
 
