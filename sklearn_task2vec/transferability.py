@@ -891,8 +891,9 @@ def sfda_score(features, labels, *, shrinkage=None):
     first's. Unlike it: ``lambda_max`` is exact (their code takes three power iterations) and
     the score keeps the log of the likelihood (their code averages the probabilities, "the log
     function is ignored in case of instability"; log-probabilities are computed stably here,
-    and the two can rank models differently). The score depends on the features' scale
-    through ``s``.
+    and the two can rank models differently), and features constant over the examples (dead
+    units, which add the same to every class's score) are left out rather than floored. The
+    score depends on the features' scale through ``s``.
 
     Parameters
     ----------
@@ -930,6 +931,11 @@ def sfda_score(features, labels, *, shrinkage=None):
     where = "sfda_score"
     features = _checked_matrix(features, "features", where)
     codes, n_classes = _checked_labels(labels, features.shape[0], "labels", where)
+    # A feature constant over the examples (a dead ReLU unit) adds the same to every class's
+    # score, before and after ConfMix: left out, it cannot make S_W singular.
+    features = features[:, np.ptp(features, axis=0) > 0]
+    if features.shape[1] == 0:
+        raise ValueError(f"{where}: features are constant over the examples: no class can be told apart.")
     log_probabilities, shrinkage = _fisher_log_probabilities(features, codes, n_classes, shrinkage, where)
     confidence = scipy.special.softmax(np.exp(log_probabilities), axis=1)[np.arange(len(codes)), codes]
     counts = np.bincount(codes, minlength=n_classes)

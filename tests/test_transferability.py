@@ -844,3 +844,19 @@ def test_weighted_kendall_tau_per_task():
     assert 0 < top < bottom < 1
     with pytest.raises(ValueError, match="shape"):
         weighted_kendall_tau(scores[:, :3], errors)
+
+
+@settings(max_examples=15)
+@given(n_dead=st.integers(1, 6), value=st.floats(-3, 3), seed=st.integers(0, 2**16))
+def test_sfda_leaves_dead_units_out(n_dead, value, seed):
+    """Features constant over the examples (dead ReLU units) change no class's score relative to
+    another: SFDA is the same with them, and they never make the covariance singular, even
+    where the paper's shrinkage is negligible (features of large spread)."""
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(3, size=60)
+    features = 4.0 * rng.normal(size=(60, 5)) + 6.0 * np.eye(5)[labels]
+    dead = np.full((60, n_dead), value)
+    with_dead = np.hstack([dead[:, : n_dead // 2], features, dead[:, n_dead // 2 :]])
+    assert sfda_score(with_dead, labels) == pytest.approx(sfda_score(features, labels), rel=1e-12)
+    with pytest.raises(ValueError, match="constant over the examples"):
+        sfda_score(dead, labels)
