@@ -224,30 +224,27 @@ def selection_study(probe, files, args, folder):
         print(
             f"  {name:<18}" + "".join(f"{100 * v:>9.1f}{'*' if k == j else ' '}" for k, v in enumerate(row))
         )
-    scores = transferability_scores(
-        experts,
-        tasks,
-        scores=FEATURE_SCORES,
-        task_names=names,
-        cache=folder / "feature-cache",
-        device="cpu",
-        random_state=args.seed,
-    )
-    changes = selection_stability(
-        experts,
-        tasks,
-        scores=FEATURE_SCORES,
-        n_bootstrap=args.n_bootstrap,
-        task_names=names,
-        cache=folder / "feature-cache",
-        device="cpu",
-        random_state=args.seed,
-    )
+    # Each score on its own: one that refuses this zoo (a score refuses features it cannot
+    # score correctly) is reported as refused, and the others are kept.
+    scores, changes, refused = {}, {}, {}
+    for name in FEATURE_SCORES:
+        options = dict(task_names=names, cache=folder / "feature-cache", device="cpu", random_state=args.seed)
+        try:
+            scores.update(transferability_scores(experts, tasks, scores=[name], **options))
+            changes.update(
+                selection_stability(experts, tasks, scores=[name], n_bootstrap=args.n_bootstrap, **options)
+            )
+        except ValueError as error:
+            refused[name] = str(error)
+            scores.pop(name, None)
+    for name, reason in refused.items():
+        print(f"  {selection.SCORE_ROWS[name]} refused: {reason}")
+    scored = [name for name in FEATURE_SCORES if name in scores]
     rows, model2vec = selection.selection_rows(
         X, M, errors, scores, [expert.name for expert in experts], args
     )
-    costs = selection.measured_costs(embedder, experts, tasks[: selection.TIMED_TASKS], scores=FEATURE_SCORES)
-    change_rates = {selection.SCORE_ROWS[name]: float(changes[name].mean()) for name in FEATURE_SCORES}
+    costs = selection.measured_costs(embedder, experts, tasks[: selection.TIMED_TASKS], scores=scored)
+    change_rates = {selection.SCORE_ROWS[name]: float(changes[name].mean()) for name in scored}
     selection.print_table(rows, costs, len(experts), change_rates, args)
     print(
         f"  (generic = PP-LCNet; experts chosen by MODEL2VEC: "
