@@ -278,7 +278,7 @@ def plot(plt, structure):
 
 def main(argv=None):
     parser = _common.base_parser(__doc__.strip().splitlines()[0])
-    parser.set_defaults(max_examples=300)
+    parser.set_defaults(max_examples=200)
     parser.add_argument("--part", choices=["structure", "selection", "both"], default="both")
     parser.add_argument("--selection-examples", type=int, default=300, help="images per selection task")
     parser.add_argument("--expert-epochs", type=int, default=8, help="fine-tuning epochs per small expert")
