@@ -20,7 +20,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from torch.utils.data import DataLoader
 
 from ._cache import EmbeddingCache, cache_folder, settings_key, task_key
-from ._fisher import METHODS, VARIATIONAL_NOISES, task_fisher
+from ._fisher import METHODS, VARIATIONAL_CURVATURES, VARIATIONAL_NOISES, task_fisher
 from ._heads import POOLINGS, Readout, channel_fix
 from ._onnx import OnnxProbe, is_onnx_file
 from ._pipeline import (
@@ -381,6 +381,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         "variational_steps": [StrictInterval(Integral, 0, None, closed="left")],
         "variational_tol": [StrictInterval(Real, 0, None, closed="left")],
         "variational_noise": [StrOptions(set(VARIATIONAL_NOISES))],
+        "variational_curvature": [StrOptions(set(VARIATIONAL_CURVATURES))],
         "device": [str, torch.device],
         "autocast": [StrOptions({"bfloat16", "float16"}), None],
         "n_jobs": [Integral, None],
@@ -408,8 +409,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         head_weight_decay=5e-4,
         variational_beta=1e-3,
         variational_steps=300,
-        variational_tol=0.1,
+        variational_tol=0.05,
         variational_noise="per_example",
+        variational_curvature="gauss_newton",
         device="auto",
         autocast=None,
         n_jobs=None,
@@ -435,6 +437,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.variational_steps = variational_steps
         self.variational_tol = variational_tol
         self.variational_noise = variational_noise
+        self.variational_curvature = variational_curvature
         self.device = device
         self.autocast = autocast
         self.n_jobs = n_jobs
@@ -642,6 +645,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             variational_steps=self.variational_steps,
             variational_tol=self.variational_tol,
             variational_noise=self.variational_noise,
+            variational_curvature=self.variational_curvature,
             skip_layers=self.skip_layers,
             autocast=self.autocast,
             pooling=self.pooling,
