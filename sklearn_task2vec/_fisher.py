@@ -22,7 +22,9 @@ Two estimators of it, per example:
 
 and the paper's robust estimator, ``"variational"`` (:func:`variational_fisher`): the
 precision of the largest Gaussian perturbation of each filter that the task's loss tolerates,
-trained by stochastic variational Bayes; it is not a sum over examples.
+the stationary point of the paper's variational objective; it is not a sum over examples. Its
+default curvature is the Fisher above at the perturbed weights (the Gauss-Newton part of the
+loss's Hessian), recorded by the same hooks under the noise of :class:`VariationalFilterNoise`.
 
 Each backward direction gives, at every filter module, the output gradient ``g_n`` of each
 example ``n``; with the module's input ``a_n`` the per-example weight gradient is
@@ -740,8 +742,10 @@ class VariationalFilterNoise:
         #: ``n_k``, the weights of each filter, float64 numpy of shape (n_filters,).
         self.weights_per_filter = np.concatenate(weights_per_filter) if weights_per_filter else np.zeros(0)
         self._handles = []
-        #: The random draws of the last forward through each filter module (see :meth:`_draw`):
-        #: ``("flipout", epsilon, input signs, output signs)`` or ``("outputs", gaussians)``.
+        #: The random draws of the last forward through each filter module: Flipout's
+        #: ``("flipout", epsilon, input signs, output signs)`` (``epsilon`` of the weight's
+        #: shape, one sign per example and channel), or the local reparametrisation's
+        #: ``("outputs", gaussians)`` of the output's shape.
         self.last_draws = [None] * len(filters)
         self._replayed = None
 
