@@ -60,6 +60,9 @@ def parse_args(argv=None):
         default=300,
         help="most steps of the 'hessian' run (default: 300, the estimator's default cap)",
     )
+    parser.add_argument(
+        "--plain-repeats", type=int, default=3, help="timed plain passes, median (default: 3)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images, labels and probe")
     return parser.parse_args(argv)
@@ -102,7 +105,9 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     model = plain_model(args.probe, args.n_classes, device)
-    plain = median_time(plain_forward_backward(model, images, labels, args.batch_size, device), device, 3)
+    plain = median_time(
+        plain_forward_backward(model, images, labels, args.batch_size, device), device, args.plain_repeats
+    )
     del model
     body = build_named_probe(args.probe, None, seed=args.seed)
     record = RunRecord()
@@ -119,8 +124,8 @@ def main(argv=None):
         warned = any(issubclass(warning.category, ConvergenceWarning) for warning in caught)
         return embedder, row, seconds, record.result, warned
 
-    run(variational_steps=2, variational_tol=0.0, random_state=0)  # warm-up
-    print(f"\nplain fwd+bwd of the task (reference): {plain:.2f} s")
+    print(f"\nplain fwd+bwd of the task (reference): {plain:.2f} s", flush=True)
+    run(variational_steps=1, variational_tol=0.0, random_state=0)  # warm-up
     defaults, first, seconds, result, warned = run(random_state=0)
     _, second, seconds_1, result_1, warned_1 = run(random_state=1)
     print(
