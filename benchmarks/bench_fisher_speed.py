@@ -358,9 +358,10 @@ def main(argv=None):
             )
             print(f"  {name:<32} {n_classes:>3} classes {total:8.3f} s {total / baseline[n_classes]:6.2f}x")
         print(
-            "  variational: the defaults (variational_noise='per_example', variational_tol=1e-3): one"
-            " point-estimate pass (its start) + steps of twice a batch until the windowed objective stops"
-            f" falling, at most variational_steps={args.variational_steps}"
+            "  variational: the defaults (variational_curvature='gauss_newton', variational_noise="
+            "'per_example', variational_tol=0.05): one point-estimate pass (its start) + steps of one batch"
+            " with the weight noise until the row's relative standard error is at most variational_tol,"
+            f" at most variational_steps={args.variational_steps}"
         )
 
     if args.profile:

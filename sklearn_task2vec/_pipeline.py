@@ -41,6 +41,7 @@ class EmbeddingSettings:
     variational_steps: int
     variational_tol: float
     variational_noise: str
+    variational_curvature: str
     skip_layers: str | None
     autocast: str | None
     pooling: str = "mean"
@@ -391,6 +392,8 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
             head_weight_decay=settings.head_weight_decay,
             generator=fisher_generator(seeds, device),
             noise=settings.variational_noise,
+            curvature=settings.variational_curvature,
+            label_method=point_method,
             fisher=point,
         )
     stopped_early = settings.variational_tol > 0 and not result.converged

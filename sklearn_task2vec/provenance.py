@@ -43,7 +43,13 @@ __all__ = [
 
 # Settings that only method="variational" reads: recorded as None for the other methods, whose
 # rows they do not change (so that they do not make equal rows look different).
-_VARIATIONAL_SETTINGS = ("variational_beta", "variational_steps", "variational_tol", "variational_noise")
+_VARIATIONAL_SETTINGS = (
+    "variational_beta",
+    "variational_steps",
+    "variational_tol",
+    "variational_noise",
+    "variational_curvature",
+)
 # Digests are shown this long in messages: enough to tell two apart.
 _SHOWN_DIGEST = 12
 

@@ -414,6 +414,26 @@ def test_a_variational_run_its_cap_ends_is_a_warning_in_the_command_lines_terms(
     assert status == 0 and "warning" not in err
 
 
+@pytest.mark.parametrize("curvature", [None, "gauss_newton", "hessian"])
+def test_variational_curvature_reaches_the_estimator(files, tmp_path, capsys, curvature):
+    """--variational-curvature gives the estimator's rows (default: its default), and an
+    unknown value is a usage error."""
+    root, arrays = files
+    argv = ["embed", root / "signs.npz", "--method", "variational", "--variational-steps", 3]
+    argv += ["--variational-tol", 0, "-o", tmp_path / "e.npz"]
+    if curvature is not None:
+        argv += ["--variational-curvature", curvature]
+    assert run(capsys, *argv)[0] == 0
+    params = {} if curvature is None else {"variational_curvature": curvature}
+    expected = FisherTaskEmbedder(
+        method="variational", variational_steps=3, variational_tol=0, random_state=0, **params
+    ).fit_transform([arrays["signs"]])
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as stored:
+        np.testing.assert_array_equal(stored["embeddings"], expected)
+    status, _, err = run(capsys, *argv[:-2], "--variational-curvature", "fisher")
+    assert status == 2 and "invalid choice: 'fisher'" in err
+
+
 def test_on_error_warn_writes_the_finished_rows_and_names_the_failed_task(files, tmp_path, capsys):
     root, arrays = files
     broken, output = bad_task(tmp_path), tmp_path / "e.npz"

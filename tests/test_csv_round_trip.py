@@ -26,7 +26,9 @@ names = st.lists(
 values = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 
-SETTINGS = EmbeddingSettings("auto", 64, None, 100, 1.0, 5e-4, 1e-3, 300, 0.1, "per_example", None, None)
+SETTINGS = EmbeddingSettings(
+    "auto", 64, None, 100, 1.0, 5e-4, 1e-3, 300, 0.05, "per_example", "gauss_newton", None, None
+)
 
 
 def round_trip(names, rows, *, normalised=False, bom=False):

@@ -7,6 +7,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
@@ -15,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec import _fisher as fisher
+from sklearn_task2vec import _pipeline as pipeline
 from sklearn_task2vec._pipeline import EmbeddingSettings, task_head
 from sklearn_task2vec._probes import prepare_probe
 from sklearn_task2vec.distances import pairwise_task_distances, symmetric_distance
@@ -97,7 +102,8 @@ def test_filter_ranking_agrees_with_exact_on_a_well_posed_task(digits_3_vs_8, pr
     assert 0.5 < fisher_part.mean() / exact.embedding_.mean() < 2.0
 
 
-def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
+@pytest.mark.parametrize(("curvature", "max_steps"), [("hessian", 1000), ("gauss_newton", 60)])
+def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8, curvature, max_steps):
     """From a start ten times off the second-order optimum in each direction, stochastic
     variational Bayes moves the precisions most of the way back (the objective, not the start,
     carries the estimate)."""
@@ -128,10 +134,11 @@ def test_the_objective_moves_a_wrong_start_towards_the_fisher(digits_3_vs_8):
             prior=embedder.trivial_embedding_,
             initial_precision=start,
             beta=beta,
-            max_steps=1000,
+            max_steps=max_steps,
             tol=0.0,
             head_weight_decay=embedder.head_weight_decay,
             generator=torch.Generator().manual_seed(0),
+            curvature=curvature,
         )
         # Compare the Fisher parts, Lambda - lambda^2 against (N / beta) F (the prior is trained too).
         # Filters the task uses (dead ReLU units have F = 0).
@@ -210,6 +217,10 @@ def test_normalised_rows_are_divided_by_their_own_prior(digits_3_vs_8):
             {"variational_noise": "per_weight"},
             "'variational_noise' parameter .* must be a str among .*per_example.*Got 'per_weight'",
         ),
+        (
+            {"variational_curvature": "fisher"},
+            "'variational_curvature' parameter .* must be a str among .*gauss_newton.*Got 'fisher'",
+        ),
     ],
 )
 def test_bad_variational_parameters(params, message):
@@ -275,7 +286,9 @@ def conv_pool_task():
     return probe, head, torch.from_numpy(X), torch.as_tensor(y), exact
 
 
-def run_conv_pool(conv_pool_task, start, noise, *, max_steps, prior=None, point=None, tol=0.0):
+def run_conv_pool(
+    conv_pool_task, start, noise, *, max_steps, prior=None, point=None, tol=0.0, curvature="hessian"
+):
     probe, head, inputs, codes, exact = conv_pool_task
     order = np.random.RandomState(0)
 
@@ -296,21 +309,27 @@ def run_conv_pool(conv_pool_task, start, noise, *, max_steps, prior=None, point=
         head_weight_decay=exact.head_weight_decay,
         generator=torch.Generator().manual_seed(0),
         noise=noise,
+        curvature=curvature,
         fisher=point,
     )
 
 
+@pytest.mark.parametrize(("curvature", "max_steps"), [("hessian", 1500), ("gauss_newton", 100)])
 @pytest.mark.parametrize("start", ["prior", "ten times above", "ten times below"])
-def test_conv_followed_by_average_pooling_converges_to_the_fisher(conv_pool_task, start):
+def test_conv_followed_by_average_pooling_converges_to_the_fisher(
+    conv_pool_task, start, curvature, max_steps
+):
     """(row - prior term) / F within 25% of 1 where the data dominate the prior, from the prior
     and from ten times off the optimum in either direction: the objective, not the start,
-    carries the estimate, and its optimum is the Fisher of method="exact". Without the control
-    variate, whose mean is that Fisher: the steps' own estimates, from the draws alone."""
+    carries the estimate, and its optimum is the Fisher of method="exact". The logits are
+    linear in the convolution's weights, so the loss's Hessian is its Gauss-Newton part and
+    both estimators have this optimum; the pathwise one without the control variate, whose
+    mean is that Fisher: the steps' own estimates, from the draws alone."""
     exact = conv_pool_task[-1]
     trivial, n, beta = exact.trivial_embedding_, len(conv_pool_task[3]), 1e-3
     optimum = trivial + n / beta * exact.embedding_
     initial = {"prior": trivial, "ten times above": 10 * optimum, "ten times below": optimum / 10}[start]
-    result = run_conv_pool(conv_pool_task, initial, "per_example", max_steps=1500)
+    result = run_conv_pool(conv_pool_task, initial, "per_example", max_steps=max_steps, curvature=curvature)
     data_dominate = n / beta * exact.embedding_ > 10 * trivial
     assert data_dominate.sum() >= 6
     ratio = (result.estimate - result.prior_term) / exact.embedding_
@@ -375,12 +394,13 @@ def test_a_control_variate_that_barely_helps_is_dropped_after_its_first_epoch(co
     assert dropped.n_steps == 30 and len(calls) == 14 and np.all(np.isfinite(dropped.estimate))
 
 
-def test_per_position_noise_settles_far_below_the_fisher_there(conv_pool_task):
+@pytest.mark.parametrize(("curvature", "max_steps"), [("hessian", 800), ("gauss_newton", 60)])
+def test_per_position_noise_settles_far_below_the_fisher_there(conv_pool_task, curvature, max_steps):
     """The paper's approximation, kept as variational_noise="per_position": its optimum is the
     position-diagonal part of the Fisher, over an order of magnitude below F here."""
     exact = conv_pool_task[-1]
     optimum = exact.trivial_embedding_ + len(conv_pool_task[3]) / 1e-3 * exact.embedding_
-    result = run_conv_pool(conv_pool_task, optimum, "per_position", max_steps=800)
+    result = run_conv_pool(conv_pool_task, optimum, "per_position", max_steps=max_steps, curvature=curvature)
     ratio = (result.estimate - result.prior_term) / exact.embedding_
     assert np.all(ratio < 0.2)
 
@@ -419,6 +439,7 @@ def test_stopping_rule_stops_at_its_standard_error_and_lands_near_a_long_run(dig
             tol=tol,
             head_weight_decay=embedder.head_weight_decay,
             generator=torch.Generator().manual_seed(seed),
+            curvature="hessian",
             fisher=point,
         )
 
@@ -524,3 +545,268 @@ def test_tasks_run_side_by_side_in_threads_give_the_sequential_rows():
     embedder = FisherTaskEmbedder(random_state=0, n_jobs=2, **params)
     with joblib.parallel_config(backend="threading"):
         np.testing.assert_allclose(embedder.fit_transform(tasks), expected, rtol=1e-12)
+
+
+# ------------------------------------------- the Gauss-Newton curvature (the default estimator)
+def perturbed_weights(module, draws, deviation, activation):
+    """Each example's weights ``w_hat + delta_n`` that one forward's draws stand for, (n, *w.shape):
+    Flipout's ``delta_n = sigma * epsilon * (s_n r_n^T)``; for the local reparametrisation of a
+    Linear layer applied once per example, a ``delta_n`` with ``delta_n x_n`` equal to the drawn
+    output noise ``sigma ||x_n|| xi_n`` (the network then computes the same function)."""
+    weight = module.weight.detach()
+    kind, *tensors = draws
+    trailing = (1,) * (weight.dim() - 2)
+    if kind == "flipout":
+        epsilon, in_signs, out_signs = tensors
+        n, (n_out, in_per_group) = len(in_signs), weight.shape[:2]
+        groups = getattr(module, "groups", 1)
+        channel = (torch.arange(n_out) // (n_out // groups))[:, None] * in_per_group + torch.arange(
+            in_per_group
+        )
+        signs = out_signs.reshape(n, -1)[:, :, None] * in_signs.reshape(n, -1)[:, channel]
+        delta = deviation.view(1, -1, 1, *trailing) * epsilon * signs.view(*signs.shape, *trailing)
+    else:
+        (gaussians,) = tensors
+        # An input of all zeros (every ReLU before it off) reads no weight: any delta_n will do.
+        direction = activation / activation.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        delta = deviation[None, :, None] * gaussians[:, :, None] * direction[:, None, :]
+    return weight + delta
+
+
+def autograd_filter_rows(net, paths, weights, inputs, direction):
+    """Mean squared gradient per filter of ``(net(x_n) * direction_n).sum()`` for each example
+    ``n`` run alone at its own weights (``weights``: per path, (n, *w.shape)): torch.func."""
+    rows = []
+    for n in range(len(inputs)):
+
+        def projected(params, n=n):
+            return (
+                torch.func.functional_call(net, params, (inputs[n : n + 1],)) * direction[n : n + 1]
+            ).sum()
+
+        params = {f"{path}.weight": weight[n] for path, weight in zip(paths, weights)}
+        gradients = torch.func.grad(projected)(params)
+        rows.append(torch.cat([gradients[f"{path}.weight"].square().flatten(1).mean(1) for path in paths]))
+    return torch.stack(rows)
+
+
+def relu_net(kind):
+    if kind == "linear":
+        return nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)), (5,)
+    return (
+        nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, groups=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4 * 3 * 3, 3),
+        ),
+        (2, 5, 5),
+    )
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+@given(seed=st.integers(0, 2**16))
+@hypothesis_settings(max_examples=5)
+def test_recorded_gradients_are_those_at_the_perturbed_weights(kind, seed):
+    """Under the noise, the per-example filter gradients that the recorder reads off each layer's
+    input and perturbed output gradient are those of the network at each example's own weights
+    ``w_hat + delta_n``, by torch.func on a perturbed copy: the local reparametrisation on a
+    Linear-only net (exact there), Flipout on a conv net (grouped), with the draws fixed."""
+    torch.manual_seed(seed)
+    net, shape = relu_net(kind)
+    net = net.double()
+    filters = [
+        (path, module) for path, module in net.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))
+    ]
+    n_filters = sum(module.weight.shape[0] for _, module in filters)
+    generator = torch.Generator().manual_seed(seed)
+    # Noise of the weights' own size: ReLUs switch under it, so the perturbed rows differ.
+    precisions = np.random.RandomState(seed).uniform(2.0, 20.0, n_filters)
+    perturbation = fisher.VariationalFilterNoise(
+        filters, [None] * len(filters), precisions, generator, differentiable=False
+    )
+    inputs = torch.randn((4, *shape), dtype=torch.float64, generator=generator)
+    read = {}
+    handles = [
+        module.register_forward_hook(
+            lambda module, args, output, path=path: read.update({path: args[0].detach()})
+        )
+        for path, module in filters
+    ]
+    with torch.enable_grad(), fisher.FilterFisherRecorder(filters) as recorder, perturbation:
+        recorder.start_batch(len(inputs), inputs.device)
+        outputs = net(inputs)
+        direction = torch.randn(outputs.shape, dtype=torch.float64, generator=generator)
+        (outputs * direction).sum().backward()
+    for handle in handles:
+        handle.remove()
+    paths = [path for path, _ in filters]
+    weights = [
+        perturbed_weights(module, draws, deviation, read[path])
+        for (path, module), draws, deviation in zip(
+            filters, perturbation.last_draws, perturbation.deviations()
+        )
+    ]
+    expected = autograd_filter_rows(net, paths, weights, inputs, direction)
+    torch.testing.assert_close(recorder.rows, expected, rtol=1e-9, atol=1e-12)
+    kinds = {draws[0] for draws in perturbation.last_draws}
+    assert kinds == ({"outputs"} if kind == "linear" else {"outputs", "flipout"})
+    clean = [module.weight.detach().expand(len(inputs), *module.weight.shape) for _, module in filters]
+    assert not torch.allclose(autograd_filter_rows(net, paths, clean, inputs, direction), expected, rtol=1e-2)
+
+
+def per_position_copies_rows(module, activation, output_grad):
+    """``sum_t sum_{i in k} (d out / d w_t,i)^2`` with a weight copy ``w_t`` of its own at every
+    output position ``t`` (the convolution written as unfold and product), per example."""
+    n = len(activation)
+    positions = output_grad[0, 0].numel()
+    groups, n_out = module.groups, module.out_channels
+    copies = module.weight.detach().reshape(1, groups, n_out // groups, -1).repeat(positions, 1, 1, 1)
+    rows = []
+    for example in range(n):
+        copies_n = copies.clone().requires_grad_()
+        patches = F.unfold(
+            activation[example : example + 1],
+            module.kernel_size,
+            dilation=module.dilation,
+            padding=module.padding,
+            stride=module.stride,
+        ).reshape(groups, -1, positions)
+        output = torch.einsum("tgoj,gjt->got", copies_n, patches).reshape(n_out, *output_grad.shape[2:])
+        torch.testing.assert_close(output, module(activation[example : example + 1])[0].detach())
+        (gradient,) = torch.autograd.grad((output * output_grad[example]).sum(), copies_n)
+        rows.append(gradient.square().sum((0, 3)).reshape(n_out))
+    return torch.stack(rows)
+
+
+@given(
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+    dilation=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**16),
+)
+@hypothesis_settings(max_examples=12)
+def test_position_diagonal_squares_are_those_of_a_weight_copy_per_position(
+    kernel, stride, padding, dilation, groups, seed
+):
+    """The curvature of variational_noise="per_position": ``sum_t ||u_t||^2 g_tk^2``, what a
+    weight copy at every output position (the paper's independent noise per position) gives,
+    by autograd on explicit copies; it drops the cross-position terms of the full square."""
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(
+        4, 6, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=False
+    )
+    conv = conv.double()
+    activation = torch.randn(3, 4, 7, 6, dtype=torch.float64)
+    output_grad = torch.randn_like(conv(activation))
+    computed = fisher.position_diagonal_squared_gradients(conv, activation, output_grad)
+    torch.testing.assert_close(computed, per_position_copies_rows(conv, activation, output_grad))
+    if output_grad[0, 0].numel() > 1:
+        full = fisher.squared_filter_gradients(conv, activation, output_grad)
+        assert not torch.allclose(computed, full, rtol=1e-3)
+    # A Linear layer on sequences: the same per token; on features, the full square.
+    linear = nn.Linear(5, 3).double()
+    tokens, grads = torch.randn(2, 4, 5, dtype=torch.float64), torch.randn(2, 4, 3, dtype=torch.float64)
+    expected = (tokens.square().sum(2, keepdim=True) * grads.square()).sum(1)
+    torch.testing.assert_close(fisher.position_diagonal_squared_gradients(linear, tokens, grads), expected)
+    torch.testing.assert_close(
+        fisher.position_diagonal_squared_gradients(linear, tokens[:, 0], grads[:, 0]),
+        fisher.squared_filter_gradients(linear, tokens[:, 0], grads[:, 0]),
+    )
+
+
+@pytest.fixture(scope="module")
+def cnn_digits_task():
+    """The small ReLU CNN (folded BatchNorm, grouped conv, Linear) on the 3-vs-8 digits, with
+    its head and the exact Fisher (method="exact")."""
+    X, y = load_digits(return_X_y=True)
+    keep = np.isin(y, [3, 8])
+    X, y = (X[keep] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), y[keep]
+    exact = FisherTaskEmbedder(probe=small_cnn(), method="exact", random_state=0).fit(X, y)
+    cpu = torch.device("cpu")
+    probe = prepare_probe(exact.probe_, None, cpu)
+    settings = EmbeddingSettings(
+        **{name: getattr(exact, name) for name in EmbeddingSettings.__dataclass_fields__}
+    )
+    head = task_head(probe, ArrayTask(torch.from_numpy(X), y, "X"), settings, cpu).head
+    return probe, head, torch.from_numpy(X), torch.as_tensor(y == 8, dtype=torch.long), exact
+
+
+@pytest.mark.parametrize("noise", ["per_example", "per_position"])
+def test_gauss_newton_curvature_without_noise_is_half_the_exact_fisher(cnn_digits_task, noise):
+    """With the noise near zero (precisions 1e12), one step's Gauss-Newton curvature on the
+    whole task as one batch is ``n_k F_k / 2``, F the exact Fisher (for per_position noise its
+    position-diagonal part, the recorder's at zero noise). From a start at the prior (whose own
+    curvature is 0, counted as one step), the row's Fisher part is then ``g_1 / n_k = F_k / 2``."""
+    probe, head, inputs, codes, exact = cnn_digits_task
+    n = len(codes)
+    huge = np.full(len(exact.trivial_embedding_), 1e12)
+    result = fisher.variational_fisher(
+        probe,
+        head,
+        lambda: iter([(inputs, codes)]),
+        n,
+        prior=huge,
+        initial_precision=huge,
+        beta=1e-3,
+        max_steps=1,
+        tol=0.0,
+        head_weight_decay=exact.head_weight_decay,
+        generator=torch.Generator().manual_seed(0),
+        noise=noise,
+        label_method="exact",
+    )
+    expected = exact.embedding_
+    if noise == "per_position":
+        with fisher.FilterFisherRecorder(probe.filters, probe.scales, position_diagonal=True) as recorder:
+            rows = fisher.per_example_fisher(probe.module, head, inputs, "exact", None, recorder)
+        expected = rows.mean(0).numpy()
+        assert not np.allclose(expected, exact.embedding_, rtol=0.05)  # the cross terms count here
+    # float32 probe, summed in other orders than exact's batches of 64: 1e-6 of the largest.
+    np.testing.assert_allclose(
+        result.estimate - result.prior_term, expected / 2, rtol=1e-4, atol=1e-6 * expected.max()
+    )
+
+
+def digits_cnn_embedder(**params):
+    return FisherTaskEmbedder(probe=small_cnn(), method="variational", **params)
+
+
+@pytest.fixture(scope="module")
+def digits_10_classes():
+    X, y = load_digits(return_X_y=True)
+    return (X[:512] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), y[:512]
+
+
+def test_default_run_converges_agrees_across_seeds_and_with_a_long_run(digits_10_classes, monkeypatch):
+    """The default estimator on a small ReLU CNN (10 classes, Monte Carlo labels): its stopping
+    rule ends the run (no ConvergenceWarning), two random states on the same probe agree within
+    10% (relative L2), and so does a run four times as long with the rule off."""
+    results = []
+    computed = pipeline.variational_fisher
+
+    def recorded(*args, **kwargs):
+        results.append(computed(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(pipeline, "variational_fisher", recorded)
+    task = [digits_10_classes]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        first = digits_cnn_embedder(random_state=0).fit_transform(task)[0]
+        second = digits_cnn_embedder(random_state=1).fit_transform(task)[0]
+    epoch = -(-len(digits_10_classes[1]) // 64)
+    assert all(result.converged and result.n_steps < 3 * epoch for result in results)
+    long = digits_cnn_embedder(random_state=2, variational_tol=0.0, variational_steps=4 * epoch)
+    long_row = long.fit_transform(task)[0]
+    assert results[-1].n_steps == 4 * epoch
+
+    def distance(row, reference):
+        return np.linalg.norm(row - reference) / np.linalg.norm(reference)
+
+    assert distance(first, second) < 0.1
+    assert distance(first, long_row) < 0.1 and distance(second, long_row) < 0.1
