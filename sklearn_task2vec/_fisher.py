@@ -499,7 +499,7 @@ def _masked(gradient, layer):
     return gradient if mask is None else gradient * mask
 
 
-def per_example_fisher(probe, head, inputs, method, generator, recorder):
+def per_example_fisher(probe, head, inputs, method, generator, recorder, *, label_draws=1):
     """Each example's contribution to the Fisher diagonal of the probe's filters, (n, n_filters).
 
     Their mean over a task is the task's embedding (sec. 3.1). ``recorder`` must be entered
@@ -513,8 +513,9 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
     are drawn independently and each score has mean zero, so the cross terms vanish and the
     sequence's Fisher is the sum of its slots' (eq. 1 per slot). ``"montecarlo"`` draws every
     slot's ``y_t`` and squares the gradient of their summed log-likelihood (one backward pass,
-    unbiased); ``"exact"`` takes each slot's expectation in closed form (``C - 1`` backward
-    passes per slot).
+    unbiased), ``label_draws`` times independently, and averages the squares (one backward pass
+    per draw, the forward pass shared; the variance falls as ``1 / label_draws``); ``"exact"``
+    takes each slot's expectation in closed form (``C - 1`` backward passes per slot).
     """
     recorder.start_batch(inputs.shape[0], inputs.device)
     with torch.enable_grad():
@@ -529,9 +530,14 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
         # Slots without a label get no direction (masked in place: no host sync per batch).
         unlabelled = ~valid.reshape(-1, 1, 1)
         if method == "montecarlo":
-            directions = sampled_logit_directions(probs, generator).masked_fill_(unlabelled, 0)
-            logits.backward(directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype))
-            return recorder.rows
+            for draw in range(label_draws):
+                directions = sampled_logit_directions(probs, generator).masked_fill_(unlabelled, 0)
+                logits.backward(
+                    directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype),
+                    retain_graph=draw < label_draws - 1,
+                )
+            # The recorder summed the draws' squares: their mean is the estimate.
+            return recorder.rows / label_draws
         if method != "exact":
             raise ValueError(f"per_example_fisher takes 'exact' or 'montecarlo', not {method!r}.")
         directions = exact_logit_directions(probs).masked_fill_(unlabelled, 0).to(logits.dtype)
@@ -549,14 +555,24 @@ def per_example_fisher(probe, head, inputs, method, generator, recorder):
 
 
 def task_fisher(
-    probe, head, task, *, method, batch_size, generator, autocast=None, per_example=False, progress=None
+    probe,
+    head,
+    task,
+    *,
+    method,
+    batch_size,
+    generator,
+    label_draws=1,
+    autocast=None,
+    per_example=False,
+    progress=None,
 ):
     """The Fisher diagonal of a task's examples: their sum, or each example's row.
 
     One pass over ``task``'s batches (a coerced task, in its own order) through ``probe`` (a
     :class:`~sklearn_task2vec._probes.RunnableProbe`) and ``head``, on the head's device, with
     :func:`per_example_fisher` under the recorder's hooks. ``generator`` draws the Monte Carlo
-    labels; ``autocast`` is a reduced precision for the passes; ``progress`` (a tqdm bar or
+    labels, ``label_draws`` of them per example for ``"montecarlo"``; ``autocast`` is a reduced precision for the passes; ``progress`` (a tqdm bar or
     None) is advanced by each batch's examples.
 
     Returns
@@ -575,7 +591,9 @@ def task_fisher(
         total = torch.zeros(recorder.n_filters, dtype=torch.float64, device=device)
         for inputs in batches:
             with autocast_context(autocast, device):
-                batch_rows = per_example_fisher(probe.module, head, inputs, method, generator, recorder)
+                batch_rows = per_example_fisher(
+                    probe.module, head, inputs, method, generator, recorder, label_draws=label_draws
+                )
             if per_example:
                 rows.append(batch_rows)
             else:
