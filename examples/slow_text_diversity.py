@@ -100,6 +100,7 @@ import time
 from pathlib import Path
 
 import _common
+import joblib
 import numpy as np
 import torch
 from scipy import stats
@@ -161,30 +162,30 @@ def make_corpora(n_texts, text_length, seed):
             n_texts=2 * n_texts,
             text_length=text_length,
             topic_concentration=TOPIC_CONCENTRATION,
-            random_state=seed + ("word_prefix" in spec),
+            random_state=2 * seed + ("word_prefix" in spec),
         )
         measured[name], training[name] = texts[:n_texts], texts[n_texts:]
     return measured, training
 
 
-def train_probe(tokenizer, texts, *, steps, batch_size=32, learning_rate=3e-3, seed=0):
+def train_probe(tokenizer, texts, *, steps, batch_size, learning_rate=3e-3, seed=0):
     """A 2-layer GPT-2 trained for ``steps`` AdamW steps on ``texts`` (next-token loss)."""
     import transformers
 
     torch.manual_seed(seed)
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
     config = transformers.GPT2Config(
         n_layer=2,
         n_embd=64,
         n_head=2,
-        n_positions=64,
+        n_positions=ids.shape[1],
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.bos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = transformers.GPT2LMHeadModel(config)
-    encoded = tokenizer(texts, padding=True, return_tensors="pt")
-    ids, mask = encoded["input_ids"], encoded["attention_mask"]
     labels = ids.masked_fill(mask == 0, -100)  # no loss on padding
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
@@ -207,7 +208,7 @@ def median_distance(first_rows, second_rows):
     )
 
 
-def ours_diversities(measured, probe, tokenizer, args):
+def ours_diversities(measured, probe, tokenizer, args, seed):
     """``diversity_coefficient`` of each corpus, the cross-diversity of :data:`CROSS`, the noise
     floors and the seconds per batch.
 
@@ -220,7 +221,8 @@ def ours_diversities(measured, probe, tokenizer, args):
         "tokenizer": tokenizer,
         "batch_size": args.batch_size,
         "n_batches": args.n_batches,
-        "random_state": args.seed,
+        "label_draws": args.label_draws,
+        "random_state": seed,
         "device": "cpu",
     }
     results, floors, seconds, n_rows = {}, {}, 0.0, 0
@@ -233,7 +235,8 @@ def ours_diversities(measured, probe, tokenizer, args):
             again = FisherTaskEmbedder(
                 probe,
                 tokenizer=tokenizer,
-                random_state=args.seed + 1,
+                label_draws=args.label_draws,
+                random_state=seed + 1,
                 device="cpu",
                 head_epochs=HEAD_EPOCHS,
             ).fit_transform(
@@ -244,10 +247,10 @@ def ours_diversities(measured, probe, tokenizer, args):
     return results, cross, floors, seconds / n_rows
 
 
-def reference_diversities(measured, batches, probe, tokenizer, args):
+def reference_diversities(measured, batches, probe, tokenizer, args, seed):
     """The reference's rows of the same batches, its coefficients (mean ± std), cross-diversity,
     noise floors and seconds per batch."""
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
 
     def embed(texts, batch):
         return reference_batch_embedding(
@@ -276,19 +279,40 @@ def half_width(result):
     return (high - low) / 2
 
 
-def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors):
+def rises(values, intervals=None):
+    """Whether ``values`` rise strictly; with ``intervals``, whether each one's interval lies
+    wholly above the previous one's."""
+    if intervals is None:
+        return bool(np.all(np.diff(values) > 0))
+    return all(high_before < low for (_, high_before), (low, _) in zip(intervals, intervals[1:]))
+
+
+def plot(plt, runs, reference):
+    """Ours for every corpus seed (one shade each) and the reference for the first, with their
+    noise floors (dotted)."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    styles = (
-        (ours, floors, "o-", "C0", "ours (per-sequence)"),
-        (reference, reference_floors, "s--", "C1", "reference"),
-    )
+    series = [
+        (
+            run["ours"],
+            run["cross"],
+            run["floors"],
+            "o-",
+            plt.cm.Blues(0.9 - 0.25 * index),
+            f"ours, seed {seed}",
+        )
+        for index, (seed, run) in enumerate(runs.items())
+    ]
+    if reference is not None:
+        series.append(
+            (reference["results"], reference["cross"], reference["floors"], "s--", "C1", "reference")
+        )
 
     def panel(axis, names, x, xlabel):
-        for results, noise, style, color, label in styles:
+        for results, _, noise, style, color, label in series:
             values = np.array([results[name][0] for name in names])
             errors = np.array([results[name][1] for name in names])
             axis.errorbar(x, values, yerr=errors, fmt=style, color=color, capsize=3, label=label)
-            axis.plot(x, [noise[name] for name in names], ":", color=color, label=f"{label}: noise floor")
+            axis.plot(x, [noise[name] for name in names], ":", color=color)
         axis.set_xscale("log", base=2)
         axis.set_xticks(x, [str(v) for v in x])
         axis.set_xlabel(xlabel)
@@ -296,18 +320,18 @@ def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors)
         axis.set_ylim(bottom=0)
 
     panel(axes[0], [concepts_corpus(k) for k in CONCEPTS], CONCEPTS, "concepts")
-    axes[0].set_title(f"{BASE_VOCABULARY} words")
+    axes[0].set_title(f"{BASE_VOCABULARY} words (dotted: noise floors)")
     axes[0].legend(fontsize="small")
     panel(axes[1], [vocabulary_corpus(v) for v in VOCABULARIES], VOCABULARIES, "vocabulary size (words)")
     axes[1].set_title(f"{BASE_CONCEPTS} concepts")
     first, second = CROSS
     positions = np.arange(3)
-    for offset, results, cross_result, (_, _, _, color, label) in zip(
-        (-0.2, 0.2), (ours, reference), (cross, reference_cross), styles
-    ):
-        values = [results[first][0], results[second][0], cross_result[0]]
-        errors = [results[first][1], results[second][1], cross_result[1]]
-        axes[2].bar(positions + offset, values, 0.4, yerr=errors, capsize=3, color=color, label=label)
+    width = 0.8 / len(series)
+    for index, (results, cross, _, _, color, label) in enumerate(series):
+        values = [results[first][0], results[second][0], cross[0]]
+        errors = [results[first][1], results[second][1], cross[1]]
+        offset = (index - (len(series) - 1) / 2) * width
+        axes[2].bar(positions + offset, values, width, yerr=errors, capsize=2, color=color, label=label)
     axes[2].set_xticks(positions, ["div(w)", "div(a)", "cross(w, a)"])
     axes[2].set_title(f"disjoint vocabularies ({BASE_CONCEPTS} concepts, {BASE_VOCABULARY} words each)")
     axes[2].legend(fontsize="small")
@@ -315,13 +339,161 @@ def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors)
     return figure
 
 
+def run_seed(args, seed, with_reference):
+    """One draw of the corpora (``seed``): their probe, our coefficients and floors, and, with
+    ``with_reference``, the reference's on the same batches. Runs in a worker process with
+    ``--n-jobs``: sets its own thread count."""
+    torch.set_num_threads(args.threads)
+    measured, training = make_corpora(args.n_texts, args.text_length, seed)
+    tokenizer = word_level_tokenizer([text for texts in measured.values() for text in texts])
+    started = time.perf_counter()
+    mixture = [text for texts in training.values() for text in texts]
+    probe, losses = train_probe(
+        tokenizer, mixture, steps=args.train_steps, batch_size=args.train_batch_size, seed=seed
+    )
+    print(
+        f"Seed {seed}: {len(tokenizer)} tokens; probe trained {args.train_steps} steps of "
+        f"{args.train_batch_size} texts on {len(mixture)} other texts of the corpora: loss "
+        f"{np.mean(losses[:10]):.2f} -> {np.mean(losses[-20:]):.2f} nats (uniform: "
+        f"{np.log(len(tokenizer)):.2f}) in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    ours, cross, floors, seconds = ours_diversities(measured, probe, tokenizer, args, seed)
+    run = {
+        "ours": {name: (result.coefficient, half_width(result)) for name, result in ours.items()},
+        "intervals": {name: result.confidence_interval for name, result in ours.items()},
+        "cross": (cross.coefficient, half_width(cross)),
+        "floors": floors,
+        "seconds": seconds,
+    }
+    if not with_reference:
+        return run, None
+    batches = {name: result.batches for name, result in ours.items()}
+    rows, results, reference_cross, reference_floors, reference_seconds = reference_diversities(
+        measured, batches, probe, tokenizer, args, seed
+    )
+    reference = {
+        "results": results,
+        "cross": reference_cross,
+        "floors": reference_floors,
+        "seconds": reference_seconds,
+        "ours_vs_reference": {
+            name: median_distance(result.embeddings, rows[name]) for name, result in ours.items()
+        },
+    }
+    return run, reference
+
+
+def report(args, runs, reference):
+    seeds = list(runs)
+    names = list(corpus_specs())
+    print()
+    print(
+        f"Diversity coefficient, {args.n_batches} batches of {args.batch_size} texts of "
+        f"{args.text_length} words per corpus"
+    )
+    print(
+        f"  ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval "
+        f"mode, {args.label_draws} label draws per token); (floor)"
+    )
+    if reference is not None:
+        print(
+            f"  reference (seed {seeds[0]}): mean ± std of the distances (batch-mean gradient, train mode, "
+            "head fine-tuned); floor"
+        )
+    print(
+        f"  floor: median distance between two rows of one batch under two random states ({FLOOR_BATCHES} "
+        "batches)"
+    )
+    header = f"{'corpus':<12}" + "".join(f" {'ours, seed ' + str(seed):>25}" for seed in seeds)
+    if reference is not None:
+        print("  ours-vs-ref: median symmetric distance between the two estimators' rows of one batch")
+        header += f" {'reference':>24} {'ours-vs-ref':>12}"
+    print(header)
+    print("-" * len(header))
+    for name in [*names, "cross(w, a)"]:
+        line = f"{name:<12}"
+        for seed in seeds:
+            run = runs[seed]
+            if name in run["ours"]:
+                value, error = run["ours"][name]
+                line += f"  {value:.4f} ± {error:.4f} ({run['floors'][name]:.4f})"
+            else:
+                line += f"  {run['cross'][0]:.4f} ± {run['cross'][1]:.4f}         "
+        if reference is not None and name in reference["results"]:
+            mean, spread = reference["results"][name]
+            line += f"  {mean:.4f} ± {spread:.4f} ({reference['floors'][name]:.4f})"
+            line += f" {reference['ours_vs_reference'][name]:>12.4f}"
+        elif reference is not None:
+            line += f"  {reference['cross'][0]:.4f} ± {reference['cross'][1]:.4f}"
+        print(line)
+    print()
+    if reference is not None:
+        agreement(runs[seeds[0]], reference, names, seeds[0])
+    seconds = np.mean([run["seconds"] for run in runs.values()])
+    print(
+        f"Time per batch: ours {seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence Fisher, "
+        f"{args.label_draws} draws)"
+        + (
+            ""
+            if reference is None
+            else f", reference {reference['seconds']:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
+        )
+    )
+    concepts = [concepts_corpus(k) for k in CONCEPTS]
+    vocabularies = [vocabulary_corpus(v) for v in VOCABULARIES]
+    for seed, run in runs.items():
+        values = {name: value for name, (value, _) in run["ours"].items()}
+        print(
+            f"ours, seed {seed}: rises with the concepts {rises([values[n] for n in concepts])} (intervals "
+            f"apart: {rises(None, [run['intervals'][n] for n in concepts])}), with the vocabulary "
+            f"{rises([values[n] for n in vocabularies])} (intervals apart: "
+            f"{rises(None, [run['intervals'][n] for n in vocabularies])}); cross(w, a) above both "
+            f"diversities {bool(run['cross'][0] > max(values[n] for n in CROSS))}"
+        )
+    if reference is None:
+        return
+    values = {name: mean for name, (mean, _) in reference["results"].items()}
+    print(
+        f"reference, seed {seeds[0]}: rises with the concepts {rises([values[n] for n in concepts])}, with "
+        f"the vocabulary {rises([values[n] for n in vocabularies])}; cross(w, a) above both diversities "
+        f"{bool(reference['cross'][0] > max(values[n] for n in CROSS))}"
+    )
+
+
+def agreement(first, reference, names, seed):
+    """How the two estimators' coefficients of one draw of the corpora agree."""
+    ours_values = [first["ours"][name][0] for name in names] + [first["cross"][0]]
+    reference_values = [reference["results"][name][0] for name in names] + [reference["cross"][0]]
+    print(
+        f"Seed {seed}, across the {len(ours_values)} coefficients: Pearson "
+        f"{stats.pearsonr(ours_values, reference_values)[0]:.3f}, Spearman "
+        f"{stats.spearmanr(ours_values, reference_values)[0]:.3f}; reference / ours: median "
+        f"{np.median(np.divide(reference_values, ours_values)):.2f}"
+    )
+
+
 def main(argv=None):
     parser = _common.base_parser(__doc__.strip().splitlines()[0])
     parser.add_argument("--n-texts", type=int, default=512, help="texts measured per corpus (default 512)")
-    parser.add_argument("--text-length", type=int, default=31, help="words per text (default 31)")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
-    parser.add_argument("--n-batches", type=int, default=5, help="batches per corpus (default 5)")
+    parser.add_argument("--text-length", type=int, default=124, help="words per text (default 124)")
+    parser.add_argument("--batch-size", type=int, default=8, help="texts per batch (default 8)")
+    parser.add_argument("--n-batches", type=int, default=12, help="batches per corpus (default 12)")
+    parser.add_argument("--label-draws", type=int, default=8, help="Monte Carlo labels per token (default 8)")
+    parser.add_argument("--n-seeds", type=int, default=3, help="draws of the corpora (default 3)")
     parser.add_argument("--train-steps", type=int, default=300, help="probe training steps (default 300)")
+    parser.add_argument(
+        "--train-batch-size", type=int, default=8, help="texts per probe training step (default 8)"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the reference estimator (the slowest part)"
+    )
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="draws of the corpora computed in parallel processes (default 1)",
+    )
     parser.add_argument(
         "--reference-epochs",
         type=int,
@@ -331,83 +503,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     folder = _common.output_dir(args)
     start = time.perf_counter()
-
-    measured, training = make_corpora(args.n_texts, args.text_length, args.seed)
-    tokenizer = word_level_tokenizer([text for texts in measured.values() for text in texts])
     print(
-        f"{len(measured)} corpora of {args.n_texts} texts of {args.text_length} words "
-        f"(topic_concentration={TOPIC_CONCENTRATION}); {len(tokenizer)} tokens"
+        f"{len(corpus_specs())} corpora of {args.n_texts} texts of {args.text_length} words "
+        f"(topic_concentration={TOPIC_CONCENTRATION}) per seed"
     )
-    started = time.perf_counter()
-    mixture = [text for texts in training.values() for text in texts]
-    probe, losses = train_probe(tokenizer, mixture, steps=args.train_steps, seed=args.seed)
-    print(
-        f"Probe: GPT-2, 2 layers x 64 features, trained {args.train_steps} steps on {len(mixture)} other "
-        f"texts of the corpora: loss {np.mean(losses[:10]):.2f} -> {np.mean(losses[-20:]):.2f} nats "
-        f"(uniform: {np.log(len(tokenizer)):.2f}) in {time.perf_counter() - started:.0f} s"
+    seeds = range(args.seed, args.seed + args.n_seeds)
+    # The reference runs on the first draw only.
+    done = joblib.Parallel(n_jobs=args.n_jobs)(
+        joblib.delayed(run_seed)(args, seed, with_reference=seed == args.seed and not args.no_reference)
+        for seed in seeds
     )
-
-    ours, cross, floors, ours_seconds = ours_diversities(measured, probe, tokenizer, args)
-    batches = {name: result.batches for name, result in ours.items()}
-    reference_rows, reference, reference_cross, reference_floors, reference_seconds = reference_diversities(
-        measured, batches, probe, tokenizer, args
-    )
-
-    print()
-    print(f"Diversity coefficient, {args.n_batches} batches of {args.batch_size} texts per corpus")
-    print("  ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)")
-    print("  reference: mean ± std of the distances (batch-mean gradient, train mode, head fine-tuned)")
-    print(
-        f"  floor: median distance between two rows of one batch under two random states ({FLOOR_BATCHES} batches)"
-    )
-    print("  ours-vs-ref: median symmetric distance between the two estimators' rows of one batch")
-    header = f"{'corpus':<12} {'ours':>16} {'floor':>7} {'reference':>16} {'floor':>7} {'ours-vs-ref':>12}"
-    print(header)
-    print("-" * len(header))
-    for name, result in ours.items():
-        print(
-            f"{name:<12} {result.coefficient:>7.4f} ± {half_width(result):.4f} {floors[name]:>7.4f} "
-            f"{reference[name][0]:>7.4f} ± {reference[name][1]:.4f} {reference_floors[name]:>7.4f} "
-            f"{median_distance(result.embeddings, reference_rows[name]):>12.4f}"
-        )
-    print(
-        f"{'cross(w, a)':<12} {cross.coefficient:>7.4f} ± {half_width(cross):.4f} {'':>7} "
-        f"{reference_cross[0]:>7.4f} ± {reference_cross[1]:.4f}"
-    )
-
-    ours_values = [result.coefficient for result in ours.values()] + [cross.coefficient]
-    reference_values = [mean for mean, _ in reference.values()] + [reference_cross[0]]
-    print()
-    print(
-        f"Across the {len(ours_values)} coefficients: Pearson {stats.pearsonr(ours_values, reference_values)[0]:.3f}, "
-        f"Spearman {stats.spearmanr(ours_values, reference_values)[0]:.3f}; reference / ours: median "
-        f"{np.median(np.divide(reference_values, ours_values)):.2f}"
-    )
-    print(
-        f"Time per batch: ours {ours_seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence "
-        f"Fisher), reference {reference_seconds:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
-    )
-    for label, values, cross_value in (
-        ("ours", {name: result.coefficient for name, result in ours.items()}, cross.coefficient),
-        ("reference", {name: mean for name, (mean, _) in reference.items()}, reference_cross[0]),
-    ):
-        by_concepts = [values[concepts_corpus(k)] for k in CONCEPTS]
-        by_vocabulary = [values[vocabulary_corpus(v)] for v in VOCABULARIES]
-        print(
-            f"{label}: rises with the concepts {bool(np.all(np.diff(by_concepts) > 0))}, with the vocabulary "
-            f"{bool(np.all(np.diff(by_vocabulary) > 0))}; cross(w, a) above both diversities "
-            f"{bool(cross_value > max(values[name] for name in CROSS))}"
-        )
-    _common.savefig(
-        plot,
-        folder / "text_diversity.png",
-        ours={name: (result.coefficient, half_width(result)) for name, result in ours.items()},
-        reference=reference,
-        cross=(cross.coefficient, half_width(cross)),
-        reference_cross=reference_cross,
-        floors=floors,
-        reference_floors=reference_floors,
-    )
+    runs = {seed: run for seed, (run, _) in zip(seeds, done)}
+    reference = done[0][1]
+    report(args, runs, reference)
+    _common.savefig(plot, folder / "text_diversity.png", runs=runs, reference=reference)
     print(f"Total {time.perf_counter() - start:.0f} s")
 
 

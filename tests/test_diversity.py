@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from sklearn_task2vec.distances import pairwise_task_distances
 from sklearn_task2vec.diversity import (
+    LABEL_DRAWS,
     alignment_coefficient,
     coefficient_from_embeddings,
     cross_diversity_coefficient,
@@ -145,6 +146,19 @@ def test_coefficients_reuse_each_corpus_batches_and_cached_rows(language_model, 
     np.testing.assert_array_equal(cross.embeddings[1], other.embeddings)
     alignment = alignment_coefficient(first, second, **common)
     assert alignment.coefficient == pytest.approx(1 - cross.coefficient)
+
+
+def test_the_coefficients_draw_several_labels_per_token_by_default(language_model, one_thread):
+    model, tokenizer = language_model
+    common = dict(probe=model, tokenizer=tokenizer, batch_size=3, n_batches=3, random_state=0, head_epochs=2)
+    texts = _corpus(WORDS_A, 9, 3)
+    default = diversity_coefficient(texts, **common)
+    np.testing.assert_array_equal(
+        default.embeddings, diversity_coefficient(texts, label_draws=LABEL_DRAWS, **common).embeddings
+    )
+    assert not np.allclose(
+        default.embeddings, diversity_coefficient(texts, label_draws=1, **common).embeddings
+    )
 
 
 def test_bad_corpora_are_refused(language_model):
