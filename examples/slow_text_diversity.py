@@ -13,83 +13,79 @@ measured with a tiny GPT-2 probe. The paper expects it to rise with the number o
 cross-diversity of two corpora over disjoint vocabularies (4 concepts over 200 words each,
 ``w0 w1 ...`` and ``a0 a1 ...``,
 :func:`~sklearn_task2vec.diversity.cross_diversity_coefficient`) to exceed the diversity of
-each.
+each. Every corpus is drawn afresh for each of ``--n-seeds`` seeds (its chains and texts),
+with a probe of its own.
 
 The probe: a word-level tokenizer of all the corpora
 (:func:`~sklearn_task2vec.datasets.word_level_tokenizer`) and a 2-layer GPT-2 (64 features, 2
-heads), trained here for a few hundred steps on texts of the same corpora that are never
-measured, so that it is not a random network. Each batch's head is the diversity functions'
-default: 10 L-BFGS iterations from the model's own output layer
-(``sklearn_task2vec.diversity.HEAD_EPOCHS``).
+heads), trained here for 300 steps of 8 texts on texts of the same corpora that are never
+measured, so that it is not a random network. Each batch is 8 texts of 124 words; its head is
+the diversity functions' default (10 L-BFGS iterations from the model's own output layer,
+``sklearn_task2vec.diversity.HEAD_EPOCHS``), and its Fisher averages 8 draws of the next token
+at every position (``label_draws``, the functions' default ``diversity.LABEL_DRAWS``).
 
-On the same batches, the authors' estimator (``benchmarks/reference_diversity.py``, our own
-implementation of their recipe, see ``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy
-of the model in train mode, its output layer (tied to the token embeddings) fine-tuned on the
-batch for 10 epochs, the square of the gradient of the **mean** loss of each mini-batch of 8
-texts, Task2Vec's normalised cosine, mean ± standard deviation of the distances. Ours: the
-per-sequence Fisher in eval mode, the probe unchanged, mean ± a jackknife 95% interval.
+With ``--no-reference`` left out, the authors' estimator also runs on the first seed's batches
+(``benchmarks/reference_diversity.py``, our own implementation of their recipe, see
+``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy of the model in train mode, its
+output layer (tied to the token embeddings) fine-tuned on the batch for 10 epochs, the square
+of the gradient of the **mean** loss of each mini-batch of 8 texts, Task2Vec's normalised
+cosine, mean ± standard deviation of the distances. Ours: the per-sequence Fisher in eval mode,
+the probe unchanged, mean ± a jackknife 95% interval. The run below leaves it out (it costs
+more than ours; its comparison at the earlier settings is in docs/text.md).
 
-Both estimators sample labels from the model (and the reference's dropout is on), so a
-batch's row is noisy: the *noise floor* is the distance between two rows of the **same**
-batch under two random states (median over two batches per corpus). A distance between two
-batches is about the data's part plus the noise floor (cosine distances of small differences
-add), so only what the coefficient has above its floor is the corpus's diversity.
+A batch's row is a Monte Carlo estimate, so the *noise floor* is the distance between two rows
+of the **same** batch under two random states (median over two batches per corpus). A
+distance between two batches is about the data's part plus the noise floor.
 
-Run: ``python examples/slow_text_diversity.py [--batch-size 32] [--n-batches 5]``.
+Run: ``python examples/slow_text_diversity.py [--n-seeds 3] [--n-jobs 3] [--no-reference]``.
 
 Not run by the documentation build (the file name starts with ``slow_``): the figure below is
-the one stored in ``docs/images/``, from an earlier run of the script; the script writes its
-own into ``<output-dir>``.
+the one stored in ``docs/images/``, from the run below; the script writes its own into
+``<output-dir>``.
 
-Run time: 7 minutes on a shared 2-core CPU machine under a load of about 3.5, one thread (the
-run below); the times per batch vary twofold with the machine's load from run to run.
+Run time: 21 minutes on a shared 2-core CPU machine under a load of 13 to 18 (other jobs), one
+thread per process, two seeds in two processes, without the reference (the run below); on a
+quiet machine a few minutes.
 
-What the run below shows. The cross-diversity check holds for both estimators: 0.44 between
-the two vocabularies, against at most 0.15 (ours) and 0.21 (reference) within either. The
-rises with the number of concepts and with the vocabulary do **not** appear at this scale,
-for either estimator: ours lies between 0.10 and 0.15 over noise floors of 0.07 to 0.11, and
-the reference's floor (0.14 to 0.18) is about its coefficient (0.14 to 0.21): its distances
-between batches are nearly all the noise of its four squared mini-batch gradients and of
-dropout. With batches of 32 texts of 31 words the noise of the sampled labels is as large as
-what the corpora's differences move, and larger batches do not help (the noise and the
-batches' differences both shrink as one over the square root of the batch size); longer
-texts, a probe that tells the concepts apart better (the paper's is a pretrained GPT-2), or
-more label draws per token would. The two estimators agree on the coefficients mostly through
-the cross-diversity (Pearson 0.96 over the 8, Spearman 0.45); their rows of one batch are 0.15
-to 0.33 apart.
+What the run below shows. **The diversity rises with the number of concepts** for both draws
+of the corpora (0.088, 0.102, 0.141, 0.155 and 0.127, 0.151, 0.162, 0.202 at 1, 2, 4, 8
+concepts); 1 and 8 concepts' intervals are apart, neighbouring ones overlap (the step from 4 to
+8 concepts adds little by construction: batches' concept proportions differ as ``1 - 1/K``).
+**The cross-diversity check holds**: 0.42 and 0.48 between the two vocabularies, against at
+most 0.16 within either. **The rise with the vocabulary does not appear**: 0.125, 0.141, 0.120
+and 0.150, 0.162, 0.144 at 50, 200, 800 words, within each other's intervals. The noise floors
+are 0.03 to 0.05. What made the difference from the earlier settings (31 words, batches of
+32, one draw per token, where nothing rose): docs/text.md, "The synthetic checks".
 
 .. image:: /images/text_diversity.png
    :alt: Diversity coefficient against the number of concepts and the vocabulary size, and
-         the cross-diversity of two disjoint-vocabulary corpora, for both estimators, with
-         their noise floors
+         the cross-diversity of two disjoint-vocabulary corpora, for two draws of the corpora,
+         with their noise floors
 
-Output of a run (``python examples/slow_text_diversity.py``, defaults)::
+Output of a run (``python examples/slow_text_diversity.py --no-reference --n-seeds 2 --n-jobs 2``)::
 
-    7 corpora of 512 texts of 31 words (topic_concentration=0.1); 830 tokens
-    Probe: GPT-2, 2 layers x 64 features, trained 300 steps on 3584 other texts of the corpora: loss 6.15 -> 3.65 nats (uniform: 6.72) in 14 s
+    7 corpora of 512 texts of 124 words (topic_concentration=0.1) per seed
+    Seed 1: 888 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.28 -> 3.49 nats (uniform: 6.79) in 292 s
+    Seed 0: 889 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.32 -> 3.78 nats (uniform: 6.79) in 304 s
 
-    Diversity coefficient, 5 batches of 32 texts per corpus
-      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)
-      reference: mean ± std of the distances (batch-mean gradient, train mode, head fine-tuned)
+    Diversity coefficient, 12 batches of 8 texts of 124 words per corpus
+      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode, 8 label draws per token); (floor)
       floor: median distance between two rows of one batch under two random states (2 batches)
-      ours-vs-ref: median symmetric distance between the two estimators' rows of one batch
-    corpus                   ours   floor        reference   floor  ours-vs-ref
-    ---------------------------------------------------------------------------
-    1 concept     0.1127 ± 0.0194  0.0942  0.2139 ± 0.0309  0.1840       0.3254
-    2 concepts    0.0958 ± 0.0172  0.0726  0.1902 ± 0.0136  0.1575       0.2342
-    4 concepts    0.1300 ± 0.0255  0.0733  0.1922 ± 0.0268  0.1551       0.2068
-    8 concepts    0.1208 ± 0.0135  0.0812  0.1787 ± 0.0195  0.1404       0.1509
-    50 words      0.1484 ± 0.0185  0.0789  0.1920 ± 0.0365  0.1708       0.3109
-    800 words     0.0970 ± 0.0425  0.0727  0.1464 ± 0.0134  0.1616       0.2136
-    a-words       0.1286 ± 0.0402  0.1095  0.1391 ± 0.0169  0.1574       0.3189
-    cross(w, a)   0.4426 ± 0.0225          0.4350 ± 0.0169
+    corpus                    ours, seed 0              ours, seed 1
+    ----------------------------------------------------------------
+    1 concept     0.0880 ± 0.0227 (0.0287)  0.1266 ± 0.0244 (0.0325)
+    2 concepts    0.1017 ± 0.0366 (0.0364)  0.1505 ± 0.0564 (0.0335)
+    4 concepts    0.1409 ± 0.0333 (0.0506)  0.1622 ± 0.0437 (0.0318)
+    8 concepts    0.1547 ± 0.0249 (0.0325)  0.2022 ± 0.0256 (0.0496)
+    50 words      0.1251 ± 0.0413 (0.0354)  0.1495 ± 0.0341 (0.0383)
+    800 words     0.1197 ± 0.0192 (0.0346)  0.1436 ± 0.0511 (0.0318)
+    a-words       0.1175 ± 0.0232 (0.0286)  0.1480 ± 0.0359 (0.0360)
+    cross(w, a)   0.4234 ± 0.0166           0.4801 ± 0.0200
 
-    Across the 8 coefficients: Pearson 0.958, Spearman 0.452; reference / ours: median 1.48
-    Time per batch: ours 3.23 s (head: 10 L-BFGS iterations; per-sequence Fisher), reference 5.14 s (10 epochs of head fine-tuning)
-    ours: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
-    reference: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
-    Wrote <output-dir>/text_diversity.png
-    Total 422 s
+    Time per batch: ours 7.64 s (head: 10 L-BFGS iterations; per-sequence Fisher, 8 draws)
+    ours, seed 0: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    ours, seed 1: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    Total 1254 s
 """
 
 # sphinx_gallery_thumbnail_path = "images/text_diversity.png"
@@ -426,7 +422,7 @@ def report(args, runs, reference):
             line += f" {reference['ours_vs_reference'][name]:>12.4f}"
         elif reference is not None:
             line += f"  {reference['cross'][0]:.4f} ± {reference['cross'][1]:.4f}"
-        print(line)
+        print(line.rstrip())
     print()
     if reference is not None:
         agreement(runs[seeds[0]], reference, names, seeds[0])
