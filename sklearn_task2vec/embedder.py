@@ -180,9 +180,10 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         averaged, one backward pass each over the same forward pass, so the row's Monte Carlo
         variance falls as ``1 / label_draws``. Worth raising where one draw per example is
         noisy against what the rows are compared for: a language-modelling task's sequence
-        has one sampled token per position, and two rows of the same batches of 8 sequences
-        of 124 words with one draw each are about as far apart as batches of different
-        corpora (see the diversity page of the documentation).
+        has one sampled token per position, and with one draw two rows of the same batch of
+        8 texts of 124 words (a tiny GPT-2) are about as far apart as batches of different
+        corpora (the text page of the documentation, "The synthetic checks"). The diversity
+        functions take 8.
     tokenizer : None, str or tokenizer, default=None
         What turns a text task's strings into tokens: a Hugging Face tokenizer, or its name or
         folder (``AutoTokenizer.from_pretrained``). ``None``: the tokenizer loaded with an
