@@ -13,83 +13,79 @@ measured with a tiny GPT-2 probe. The paper expects it to rise with the number o
 cross-diversity of two corpora over disjoint vocabularies (4 concepts over 200 words each,
 ``w0 w1 ...`` and ``a0 a1 ...``,
 :func:`~sklearn_task2vec.diversity.cross_diversity_coefficient`) to exceed the diversity of
-each.
+each. Every corpus is drawn afresh for each of ``--n-seeds`` seeds (its chains and texts),
+with a probe of its own.
 
 The probe: a word-level tokenizer of all the corpora
 (:func:`~sklearn_task2vec.datasets.word_level_tokenizer`) and a 2-layer GPT-2 (64 features, 2
-heads), trained here for a few hundred steps on texts of the same corpora that are never
-measured, so that it is not a random network. Each batch's head is the diversity functions'
-default: 10 L-BFGS iterations from the model's own output layer
-(``sklearn_task2vec.diversity.HEAD_EPOCHS``).
+heads), trained here for 300 steps of 8 texts on texts of the same corpora that are never
+measured, so that it is not a random network. Each batch is 8 texts of 124 words; its head is
+the diversity functions' default (10 L-BFGS iterations from the model's own output layer,
+``sklearn_task2vec.diversity.HEAD_EPOCHS``), and its Fisher averages 8 draws of the next token
+at every position (``label_draws``, the functions' default ``diversity.LABEL_DRAWS``).
 
-On the same batches, the authors' estimator (``benchmarks/reference_diversity.py``, our own
-implementation of their recipe, see ``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy
-of the model in train mode, its output layer (tied to the token embeddings) fine-tuned on the
-batch for 10 epochs, the square of the gradient of the **mean** loss of each mini-batch of 8
-texts, Task2Vec's normalised cosine, mean ± standard deviation of the distances. Ours: the
-per-sequence Fisher in eval mode, the probe unchanged, mean ± a jackknife 95% interval.
+With ``--no-reference`` left out, the authors' estimator also runs on the first seed's batches
+(``benchmarks/reference_diversity.py``, our own implementation of their recipe, see
+``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy of the model in train mode, its
+output layer (tied to the token embeddings) fine-tuned on the batch for 10 epochs, the square
+of the gradient of the **mean** loss of each mini-batch of 8 texts, Task2Vec's normalised
+cosine, mean ± standard deviation of the distances. Ours: the per-sequence Fisher in eval mode,
+the probe unchanged, mean ± a jackknife 95% interval. The run below leaves it out (it costs
+more than ours; its comparison at the earlier settings is in docs/text.md).
 
-Both estimators sample labels from the model (and the reference's dropout is on), so a
-batch's row is noisy: the *noise floor* is the distance between two rows of the **same**
-batch under two random states (median over two batches per corpus). A distance between two
-batches is about the data's part plus the noise floor (cosine distances of small differences
-add), so only what the coefficient has above its floor is the corpus's diversity.
+A batch's row is a Monte Carlo estimate, so the *noise floor* is the distance between two rows
+of the **same** batch under two random states (median over two batches per corpus). A
+distance between two batches is about the data's part plus the noise floor.
 
-Run: ``python examples/slow_text_diversity.py [--batch-size 32] [--n-batches 5]``.
+Run: ``python examples/slow_text_diversity.py [--n-seeds 3] [--n-jobs 3] [--no-reference]``.
 
 Not run by the documentation build (the file name starts with ``slow_``): the figure below is
-the one stored in ``docs/images/``, from an earlier run of the script; the script writes its
-own into ``<output-dir>``.
+the one stored in ``docs/images/``, from the run below; the script writes its own into
+``<output-dir>``.
 
-Run time: 7 minutes on a shared 2-core CPU machine under a load of about 3.5, one thread (the
-run below); the times per batch vary twofold with the machine's load from run to run.
+Run time: 21 minutes on a shared 2-core CPU machine under a load of 13 to 18 (other jobs), one
+thread per process, two seeds in two processes, without the reference (the run below); on a
+quiet machine a few minutes.
 
-What the run below shows. The cross-diversity check holds for both estimators: 0.44 between
-the two vocabularies, against at most 0.15 (ours) and 0.21 (reference) within either. The
-rises with the number of concepts and with the vocabulary do **not** appear at this scale,
-for either estimator: ours lies between 0.10 and 0.15 over noise floors of 0.07 to 0.11, and
-the reference's floor (0.14 to 0.18) is about its coefficient (0.14 to 0.21): its distances
-between batches are nearly all the noise of its four squared mini-batch gradients and of
-dropout. With batches of 32 texts of 31 words the noise of the sampled labels is as large as
-what the corpora's differences move, and larger batches do not help (the noise and the
-batches' differences both shrink as one over the square root of the batch size); longer
-texts, a probe that tells the concepts apart better (the paper's is a pretrained GPT-2), or
-more label draws per token would. The two estimators agree on the coefficients mostly through
-the cross-diversity (Pearson 0.96 over the 8, Spearman 0.45); their rows of one batch are 0.15
-to 0.33 apart.
+What the run below shows. **The diversity rises with the number of concepts** for both draws
+of the corpora (0.088, 0.102, 0.141, 0.155 and 0.127, 0.151, 0.162, 0.202 at 1, 2, 4, 8
+concepts); 1 and 8 concepts' intervals are apart, neighbouring ones overlap (the step from 4 to
+8 concepts adds little by construction: batches' concept proportions differ as ``1 - 1/K``).
+**The cross-diversity check holds**: 0.42 and 0.48 between the two vocabularies, against at
+most 0.16 within either. **The rise with the vocabulary does not appear**: 0.125, 0.141, 0.120
+and 0.150, 0.162, 0.144 at 50, 200, 800 words, within each other's intervals. The noise floors
+are 0.03 to 0.05. What made the difference from the earlier settings (31 words, batches of
+32, one draw per token, where nothing rose): docs/text.md, "The synthetic checks".
 
 .. image:: /images/text_diversity.png
    :alt: Diversity coefficient against the number of concepts and the vocabulary size, and
-         the cross-diversity of two disjoint-vocabulary corpora, for both estimators, with
-         their noise floors
+         the cross-diversity of two disjoint-vocabulary corpora, for two draws of the corpora,
+         with their noise floors
 
-Output of a run (``python examples/slow_text_diversity.py``, defaults)::
+Output of a run (``python examples/slow_text_diversity.py --no-reference --n-seeds 2 --n-jobs 2``)::
 
-    7 corpora of 512 texts of 31 words (topic_concentration=0.1); 830 tokens
-    Probe: GPT-2, 2 layers x 64 features, trained 300 steps on 3584 other texts of the corpora: loss 6.15 -> 3.65 nats (uniform: 6.72) in 14 s
+    7 corpora of 512 texts of 124 words (topic_concentration=0.1) per seed
+    Seed 1: 888 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.28 -> 3.49 nats (uniform: 6.79) in 292 s
+    Seed 0: 889 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.32 -> 3.78 nats (uniform: 6.79) in 304 s
 
-    Diversity coefficient, 5 batches of 32 texts per corpus
-      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)
-      reference: mean ± std of the distances (batch-mean gradient, train mode, head fine-tuned)
+    Diversity coefficient, 12 batches of 8 texts of 124 words per corpus
+      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode, 8 label draws per token); (floor)
       floor: median distance between two rows of one batch under two random states (2 batches)
-      ours-vs-ref: median symmetric distance between the two estimators' rows of one batch
-    corpus                   ours   floor        reference   floor  ours-vs-ref
-    ---------------------------------------------------------------------------
-    1 concept     0.1127 ± 0.0194  0.0942  0.2139 ± 0.0309  0.1840       0.3254
-    2 concepts    0.0958 ± 0.0172  0.0726  0.1902 ± 0.0136  0.1575       0.2342
-    4 concepts    0.1300 ± 0.0255  0.0733  0.1922 ± 0.0268  0.1551       0.2068
-    8 concepts    0.1208 ± 0.0135  0.0812  0.1787 ± 0.0195  0.1404       0.1509
-    50 words      0.1484 ± 0.0185  0.0789  0.1920 ± 0.0365  0.1708       0.3109
-    800 words     0.0970 ± 0.0425  0.0727  0.1464 ± 0.0134  0.1616       0.2136
-    a-words       0.1286 ± 0.0402  0.1095  0.1391 ± 0.0169  0.1574       0.3189
-    cross(w, a)   0.4426 ± 0.0225          0.4350 ± 0.0169
+    corpus                    ours, seed 0              ours, seed 1
+    ----------------------------------------------------------------
+    1 concept     0.0880 ± 0.0227 (0.0287)  0.1266 ± 0.0244 (0.0325)
+    2 concepts    0.1017 ± 0.0366 (0.0364)  0.1505 ± 0.0564 (0.0335)
+    4 concepts    0.1409 ± 0.0333 (0.0506)  0.1622 ± 0.0437 (0.0318)
+    8 concepts    0.1547 ± 0.0249 (0.0325)  0.2022 ± 0.0256 (0.0496)
+    50 words      0.1251 ± 0.0413 (0.0354)  0.1495 ± 0.0341 (0.0383)
+    800 words     0.1197 ± 0.0192 (0.0346)  0.1436 ± 0.0511 (0.0318)
+    a-words       0.1175 ± 0.0232 (0.0286)  0.1480 ± 0.0359 (0.0360)
+    cross(w, a)   0.4234 ± 0.0166           0.4801 ± 0.0200
 
-    Across the 8 coefficients: Pearson 0.958, Spearman 0.452; reference / ours: median 1.48
-    Time per batch: ours 3.23 s (head: 10 L-BFGS iterations; per-sequence Fisher), reference 5.14 s (10 epochs of head fine-tuning)
-    ours: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
-    reference: rises with the concepts False, with the vocabulary False; cross(w, a) above both diversities True
-    Wrote <output-dir>/text_diversity.png
-    Total 422 s
+    Time per batch: ours 7.64 s (head: 10 L-BFGS iterations; per-sequence Fisher, 8 draws)
+    ours, seed 0: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    ours, seed 1: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    Total 1254 s
 """
 
 # sphinx_gallery_thumbnail_path = "images/text_diversity.png"
@@ -100,6 +96,7 @@ import time
 from pathlib import Path
 
 import _common
+import joblib
 import numpy as np
 import torch
 from scipy import stats
@@ -161,30 +158,30 @@ def make_corpora(n_texts, text_length, seed):
             n_texts=2 * n_texts,
             text_length=text_length,
             topic_concentration=TOPIC_CONCENTRATION,
-            random_state=seed + ("word_prefix" in spec),
+            random_state=2 * seed + ("word_prefix" in spec),
         )
         measured[name], training[name] = texts[:n_texts], texts[n_texts:]
     return measured, training
 
 
-def train_probe(tokenizer, texts, *, steps, batch_size=32, learning_rate=3e-3, seed=0):
+def train_probe(tokenizer, texts, *, steps, batch_size, learning_rate=3e-3, seed=0):
     """A 2-layer GPT-2 trained for ``steps`` AdamW steps on ``texts`` (next-token loss)."""
     import transformers
 
     torch.manual_seed(seed)
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
     config = transformers.GPT2Config(
         n_layer=2,
         n_embd=64,
         n_head=2,
-        n_positions=64,
+        n_positions=ids.shape[1],
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.bos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = transformers.GPT2LMHeadModel(config)
-    encoded = tokenizer(texts, padding=True, return_tensors="pt")
-    ids, mask = encoded["input_ids"], encoded["attention_mask"]
     labels = ids.masked_fill(mask == 0, -100)  # no loss on padding
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
@@ -207,7 +204,7 @@ def median_distance(first_rows, second_rows):
     )
 
 
-def ours_diversities(measured, probe, tokenizer, args):
+def ours_diversities(measured, probe, tokenizer, args, seed):
     """``diversity_coefficient`` of each corpus, the cross-diversity of :data:`CROSS`, the noise
     floors and the seconds per batch.
 
@@ -220,7 +217,8 @@ def ours_diversities(measured, probe, tokenizer, args):
         "tokenizer": tokenizer,
         "batch_size": args.batch_size,
         "n_batches": args.n_batches,
-        "random_state": args.seed,
+        "label_draws": args.label_draws,
+        "random_state": seed,
         "device": "cpu",
     }
     results, floors, seconds, n_rows = {}, {}, 0.0, 0
@@ -233,7 +231,8 @@ def ours_diversities(measured, probe, tokenizer, args):
             again = FisherTaskEmbedder(
                 probe,
                 tokenizer=tokenizer,
-                random_state=args.seed + 1,
+                label_draws=args.label_draws,
+                random_state=seed + 1,
                 device="cpu",
                 head_epochs=HEAD_EPOCHS,
             ).fit_transform(
@@ -244,10 +243,10 @@ def ours_diversities(measured, probe, tokenizer, args):
     return results, cross, floors, seconds / n_rows
 
 
-def reference_diversities(measured, batches, probe, tokenizer, args):
+def reference_diversities(measured, batches, probe, tokenizer, args, seed):
     """The reference's rows of the same batches, its coefficients (mean ± std), cross-diversity,
     noise floors and seconds per batch."""
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
 
     def embed(texts, batch):
         return reference_batch_embedding(
@@ -276,19 +275,40 @@ def half_width(result):
     return (high - low) / 2
 
 
-def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors):
+def rises(values, intervals=None):
+    """Whether ``values`` rise strictly; with ``intervals``, whether each one's interval lies
+    wholly above the previous one's."""
+    if intervals is None:
+        return bool(np.all(np.diff(values) > 0))
+    return all(high_before < low for (_, high_before), (low, _) in zip(intervals, intervals[1:]))
+
+
+def plot(plt, runs, reference):
+    """Ours for every corpus seed (one shade each) and the reference for the first, with their
+    noise floors (dotted)."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    styles = (
-        (ours, floors, "o-", "C0", "ours (per-sequence)"),
-        (reference, reference_floors, "s--", "C1", "reference"),
-    )
+    series = [
+        (
+            run["ours"],
+            run["cross"],
+            run["floors"],
+            "o-",
+            plt.cm.Blues(0.9 - 0.25 * index),
+            f"ours, seed {seed}",
+        )
+        for index, (seed, run) in enumerate(runs.items())
+    ]
+    if reference is not None:
+        series.append(
+            (reference["results"], reference["cross"], reference["floors"], "s--", "C1", "reference")
+        )
 
     def panel(axis, names, x, xlabel):
-        for results, noise, style, color, label in styles:
+        for results, _, noise, style, color, label in series:
             values = np.array([results[name][0] for name in names])
             errors = np.array([results[name][1] for name in names])
             axis.errorbar(x, values, yerr=errors, fmt=style, color=color, capsize=3, label=label)
-            axis.plot(x, [noise[name] for name in names], ":", color=color, label=f"{label}: noise floor")
+            axis.plot(x, [noise[name] for name in names], ":", color=color)
         axis.set_xscale("log", base=2)
         axis.set_xticks(x, [str(v) for v in x])
         axis.set_xlabel(xlabel)
@@ -296,18 +316,18 @@ def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors)
         axis.set_ylim(bottom=0)
 
     panel(axes[0], [concepts_corpus(k) for k in CONCEPTS], CONCEPTS, "concepts")
-    axes[0].set_title(f"{BASE_VOCABULARY} words")
+    axes[0].set_title(f"{BASE_VOCABULARY} words (dotted: noise floors)")
     axes[0].legend(fontsize="small")
     panel(axes[1], [vocabulary_corpus(v) for v in VOCABULARIES], VOCABULARIES, "vocabulary size (words)")
     axes[1].set_title(f"{BASE_CONCEPTS} concepts")
     first, second = CROSS
     positions = np.arange(3)
-    for offset, results, cross_result, (_, _, _, color, label) in zip(
-        (-0.2, 0.2), (ours, reference), (cross, reference_cross), styles
-    ):
-        values = [results[first][0], results[second][0], cross_result[0]]
-        errors = [results[first][1], results[second][1], cross_result[1]]
-        axes[2].bar(positions + offset, values, 0.4, yerr=errors, capsize=3, color=color, label=label)
+    width = 0.8 / len(series)
+    for index, (results, cross, _, _, color, label) in enumerate(series):
+        values = [results[first][0], results[second][0], cross[0]]
+        errors = [results[first][1], results[second][1], cross[1]]
+        offset = (index - (len(series) - 1) / 2) * width
+        axes[2].bar(positions + offset, values, width, yerr=errors, capsize=2, color=color, label=label)
     axes[2].set_xticks(positions, ["div(w)", "div(a)", "cross(w, a)"])
     axes[2].set_title(f"disjoint vocabularies ({BASE_CONCEPTS} concepts, {BASE_VOCABULARY} words each)")
     axes[2].legend(fontsize="small")
@@ -315,13 +335,161 @@ def plot(plt, ours, reference, cross, reference_cross, floors, reference_floors)
     return figure
 
 
+def run_seed(args, seed, with_reference):
+    """One draw of the corpora (``seed``): their probe, our coefficients and floors, and, with
+    ``with_reference``, the reference's on the same batches. Runs in a worker process with
+    ``--n-jobs``: sets its own thread count."""
+    torch.set_num_threads(args.threads)
+    measured, training = make_corpora(args.n_texts, args.text_length, seed)
+    tokenizer = word_level_tokenizer([text for texts in measured.values() for text in texts])
+    started = time.perf_counter()
+    mixture = [text for texts in training.values() for text in texts]
+    probe, losses = train_probe(
+        tokenizer, mixture, steps=args.train_steps, batch_size=args.train_batch_size, seed=seed
+    )
+    print(
+        f"Seed {seed}: {len(tokenizer)} tokens; probe trained {args.train_steps} steps of "
+        f"{args.train_batch_size} texts on {len(mixture)} other texts of the corpora: loss "
+        f"{np.mean(losses[:10]):.2f} -> {np.mean(losses[-20:]):.2f} nats (uniform: "
+        f"{np.log(len(tokenizer)):.2f}) in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    ours, cross, floors, seconds = ours_diversities(measured, probe, tokenizer, args, seed)
+    run = {
+        "ours": {name: (result.coefficient, half_width(result)) for name, result in ours.items()},
+        "intervals": {name: result.confidence_interval for name, result in ours.items()},
+        "cross": (cross.coefficient, half_width(cross)),
+        "floors": floors,
+        "seconds": seconds,
+    }
+    if not with_reference:
+        return run, None
+    batches = {name: result.batches for name, result in ours.items()}
+    rows, results, reference_cross, reference_floors, reference_seconds = reference_diversities(
+        measured, batches, probe, tokenizer, args, seed
+    )
+    reference = {
+        "results": results,
+        "cross": reference_cross,
+        "floors": reference_floors,
+        "seconds": reference_seconds,
+        "ours_vs_reference": {
+            name: median_distance(result.embeddings, rows[name]) for name, result in ours.items()
+        },
+    }
+    return run, reference
+
+
+def report(args, runs, reference):
+    seeds = list(runs)
+    names = list(corpus_specs())
+    print()
+    print(
+        f"Diversity coefficient, {args.n_batches} batches of {args.batch_size} texts of "
+        f"{args.text_length} words per corpus"
+    )
+    print(
+        f"  ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval "
+        f"mode, {args.label_draws} label draws per token); (floor)"
+    )
+    if reference is not None:
+        print(
+            f"  reference (seed {seeds[0]}): mean ± std of the distances (batch-mean gradient, train mode, "
+            "head fine-tuned); floor"
+        )
+    print(
+        f"  floor: median distance between two rows of one batch under two random states ({FLOOR_BATCHES} "
+        "batches)"
+    )
+    header = f"{'corpus':<12}" + "".join(f" {'ours, seed ' + str(seed):>25}" for seed in seeds)
+    if reference is not None:
+        print("  ours-vs-ref: median symmetric distance between the two estimators' rows of one batch")
+        header += f" {'reference':>24} {'ours-vs-ref':>12}"
+    print(header)
+    print("-" * len(header))
+    for name in [*names, "cross(w, a)"]:
+        line = f"{name:<12}"
+        for seed in seeds:
+            run = runs[seed]
+            if name in run["ours"]:
+                value, error = run["ours"][name]
+                line += f"  {value:.4f} ± {error:.4f} ({run['floors'][name]:.4f})"
+            else:
+                line += f"  {run['cross'][0]:.4f} ± {run['cross'][1]:.4f}         "
+        if reference is not None and name in reference["results"]:
+            mean, spread = reference["results"][name]
+            line += f"  {mean:.4f} ± {spread:.4f} ({reference['floors'][name]:.4f})"
+            line += f" {reference['ours_vs_reference'][name]:>12.4f}"
+        elif reference is not None:
+            line += f"  {reference['cross'][0]:.4f} ± {reference['cross'][1]:.4f}"
+        print(line.rstrip())
+    print()
+    if reference is not None:
+        agreement(runs[seeds[0]], reference, names, seeds[0])
+    seconds = np.mean([run["seconds"] for run in runs.values()])
+    print(
+        f"Time per batch: ours {seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence Fisher, "
+        f"{args.label_draws} draws)"
+        + (
+            ""
+            if reference is None
+            else f", reference {reference['seconds']:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
+        )
+    )
+    concepts = [concepts_corpus(k) for k in CONCEPTS]
+    vocabularies = [vocabulary_corpus(v) for v in VOCABULARIES]
+    for seed, run in runs.items():
+        values = {name: value for name, (value, _) in run["ours"].items()}
+        print(
+            f"ours, seed {seed}: rises with the concepts {rises([values[n] for n in concepts])} (intervals "
+            f"apart: {rises(None, [run['intervals'][n] for n in concepts])}), with the vocabulary "
+            f"{rises([values[n] for n in vocabularies])} (intervals apart: "
+            f"{rises(None, [run['intervals'][n] for n in vocabularies])}); cross(w, a) above both "
+            f"diversities {bool(run['cross'][0] > max(values[n] for n in CROSS))}"
+        )
+    if reference is None:
+        return
+    values = {name: mean for name, (mean, _) in reference["results"].items()}
+    print(
+        f"reference, seed {seeds[0]}: rises with the concepts {rises([values[n] for n in concepts])}, with "
+        f"the vocabulary {rises([values[n] for n in vocabularies])}; cross(w, a) above both diversities "
+        f"{bool(reference['cross'][0] > max(values[n] for n in CROSS))}"
+    )
+
+
+def agreement(first, reference, names, seed):
+    """How the two estimators' coefficients of one draw of the corpora agree."""
+    ours_values = [first["ours"][name][0] for name in names] + [first["cross"][0]]
+    reference_values = [reference["results"][name][0] for name in names] + [reference["cross"][0]]
+    print(
+        f"Seed {seed}, across the {len(ours_values)} coefficients: Pearson "
+        f"{stats.pearsonr(ours_values, reference_values)[0]:.3f}, Spearman "
+        f"{stats.spearmanr(ours_values, reference_values)[0]:.3f}; reference / ours: median "
+        f"{np.median(np.divide(reference_values, ours_values)):.2f}"
+    )
+
+
 def main(argv=None):
     parser = _common.base_parser(__doc__.strip().splitlines()[0])
     parser.add_argument("--n-texts", type=int, default=512, help="texts measured per corpus (default 512)")
-    parser.add_argument("--text-length", type=int, default=31, help="words per text (default 31)")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
-    parser.add_argument("--n-batches", type=int, default=5, help="batches per corpus (default 5)")
+    parser.add_argument("--text-length", type=int, default=124, help="words per text (default 124)")
+    parser.add_argument("--batch-size", type=int, default=8, help="texts per batch (default 8)")
+    parser.add_argument("--n-batches", type=int, default=12, help="batches per corpus (default 12)")
+    parser.add_argument("--label-draws", type=int, default=8, help="Monte Carlo labels per token (default 8)")
+    parser.add_argument("--n-seeds", type=int, default=3, help="draws of the corpora (default 3)")
     parser.add_argument("--train-steps", type=int, default=300, help="probe training steps (default 300)")
+    parser.add_argument(
+        "--train-batch-size", type=int, default=8, help="texts per probe training step (default 8)"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the reference estimator (the slowest part)"
+    )
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="draws of the corpora computed in parallel processes (default 1)",
+    )
     parser.add_argument(
         "--reference-epochs",
         type=int,
@@ -331,83 +499,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     folder = _common.output_dir(args)
     start = time.perf_counter()
-
-    measured, training = make_corpora(args.n_texts, args.text_length, args.seed)
-    tokenizer = word_level_tokenizer([text for texts in measured.values() for text in texts])
     print(
-        f"{len(measured)} corpora of {args.n_texts} texts of {args.text_length} words "
-        f"(topic_concentration={TOPIC_CONCENTRATION}); {len(tokenizer)} tokens"
+        f"{len(corpus_specs())} corpora of {args.n_texts} texts of {args.text_length} words "
+        f"(topic_concentration={TOPIC_CONCENTRATION}) per seed"
     )
-    started = time.perf_counter()
-    mixture = [text for texts in training.values() for text in texts]
-    probe, losses = train_probe(tokenizer, mixture, steps=args.train_steps, seed=args.seed)
-    print(
-        f"Probe: GPT-2, 2 layers x 64 features, trained {args.train_steps} steps on {len(mixture)} other "
-        f"texts of the corpora: loss {np.mean(losses[:10]):.2f} -> {np.mean(losses[-20:]):.2f} nats "
-        f"(uniform: {np.log(len(tokenizer)):.2f}) in {time.perf_counter() - started:.0f} s"
+    seeds = range(args.seed, args.seed + args.n_seeds)
+    # The reference runs on the first draw only.
+    done = joblib.Parallel(n_jobs=args.n_jobs)(
+        joblib.delayed(run_seed)(args, seed, with_reference=seed == args.seed and not args.no_reference)
+        for seed in seeds
     )
-
-    ours, cross, floors, ours_seconds = ours_diversities(measured, probe, tokenizer, args)
-    batches = {name: result.batches for name, result in ours.items()}
-    reference_rows, reference, reference_cross, reference_floors, reference_seconds = reference_diversities(
-        measured, batches, probe, tokenizer, args
-    )
-
-    print()
-    print(f"Diversity coefficient, {args.n_batches} batches of {args.batch_size} texts per corpus")
-    print("  ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode)")
-    print("  reference: mean ± std of the distances (batch-mean gradient, train mode, head fine-tuned)")
-    print(
-        f"  floor: median distance between two rows of one batch under two random states ({FLOOR_BATCHES} batches)"
-    )
-    print("  ours-vs-ref: median symmetric distance between the two estimators' rows of one batch")
-    header = f"{'corpus':<12} {'ours':>16} {'floor':>7} {'reference':>16} {'floor':>7} {'ours-vs-ref':>12}"
-    print(header)
-    print("-" * len(header))
-    for name, result in ours.items():
-        print(
-            f"{name:<12} {result.coefficient:>7.4f} ± {half_width(result):.4f} {floors[name]:>7.4f} "
-            f"{reference[name][0]:>7.4f} ± {reference[name][1]:.4f} {reference_floors[name]:>7.4f} "
-            f"{median_distance(result.embeddings, reference_rows[name]):>12.4f}"
-        )
-    print(
-        f"{'cross(w, a)':<12} {cross.coefficient:>7.4f} ± {half_width(cross):.4f} {'':>7} "
-        f"{reference_cross[0]:>7.4f} ± {reference_cross[1]:.4f}"
-    )
-
-    ours_values = [result.coefficient for result in ours.values()] + [cross.coefficient]
-    reference_values = [mean for mean, _ in reference.values()] + [reference_cross[0]]
-    print()
-    print(
-        f"Across the {len(ours_values)} coefficients: Pearson {stats.pearsonr(ours_values, reference_values)[0]:.3f}, "
-        f"Spearman {stats.spearmanr(ours_values, reference_values)[0]:.3f}; reference / ours: median "
-        f"{np.median(np.divide(reference_values, ours_values)):.2f}"
-    )
-    print(
-        f"Time per batch: ours {ours_seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence "
-        f"Fisher), reference {reference_seconds:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
-    )
-    for label, values, cross_value in (
-        ("ours", {name: result.coefficient for name, result in ours.items()}, cross.coefficient),
-        ("reference", {name: mean for name, (mean, _) in reference.items()}, reference_cross[0]),
-    ):
-        by_concepts = [values[concepts_corpus(k)] for k in CONCEPTS]
-        by_vocabulary = [values[vocabulary_corpus(v)] for v in VOCABULARIES]
-        print(
-            f"{label}: rises with the concepts {bool(np.all(np.diff(by_concepts) > 0))}, with the vocabulary "
-            f"{bool(np.all(np.diff(by_vocabulary) > 0))}; cross(w, a) above both diversities "
-            f"{bool(cross_value > max(values[name] for name in CROSS))}"
-        )
-    _common.savefig(
-        plot,
-        folder / "text_diversity.png",
-        ours={name: (result.coefficient, half_width(result)) for name, result in ours.items()},
-        reference=reference,
-        cross=(cross.coefficient, half_width(cross)),
-        reference_cross=reference_cross,
-        floors=floors,
-        reference_floors=reference_floors,
-    )
+    runs = {seed: run for seed, (run, _) in zip(seeds, done)}
+    reference = done[0][1]
+    report(args, runs, reference)
+    _common.savefig(plot, folder / "text_diversity.png", runs=runs, reference=reference)
     print(f"Total {time.perf_counter() - start:.0f} s")
 
 

@@ -536,26 +536,31 @@ def _masked(gradient, layer):
     return gradient if mask is None else gradient * mask
 
 
-def per_example_fisher(probe, head, inputs, method, generator, recorder):
+def per_example_fisher(probe, head, inputs, method, generator, recorder, *, label_draws=1):
     """Each example's contribution to the Fisher diagonal of the probe's filters, (n, n_filters).
 
     Their mean over a task is the task's embedding (sec. 3.1). ``recorder`` must be entered
     on ``probe``'s filters; ``head`` (a :class:`~sklearn_task2vec._heads.Readout`) maps the
     probe's output to the logits of each example's label slots and is held fixed. The
-    backward passes are :func:`backward_label_directions`'.
+    backward passes are :func:`backward_label_directions`': for ``"montecarlo"``,
+    ``label_draws`` independent draws over the same forward pass, their squares averaged (the
+    variance falls as ``1 / label_draws``).
     """
     recorder.start_batch(inputs.shape[0], inputs.device)
     with torch.enable_grad():
         logits, valid = head(probe(inputs), inputs)
         if not logits.requires_grad:
             raise ValueError("The probe's output does not depend on any of its filters.")
-        backward_label_directions(logits, valid, method, generator)
+        draws = backward_label_directions(logits, valid, method, generator, label_draws=label_draws)
+    # The recorder summed the draws' squares: their mean is the estimate.
+    return recorder.rows / draws if draws > 1 else recorder.rows
     return recorder.rows
 
 
-def backward_label_directions(logits, valid, method, generator):
+def backward_label_directions(logits, valid, method, generator, *, label_draws=1):
     """Backward passes from ``logits`` along the scores of the model's own labels: under a
-    :class:`FilterFisherRecorder`, they add each example's Fisher diagonal to its rows.
+    :class:`FilterFisherRecorder`, they add each example's Fisher diagonal to its rows, times
+    the number of draws returned (``label_draws`` for ``"montecarlo"``, else 1).
 
     ``logits`` of shape (n, slots, classes) and ``valid`` (n, slots), which slots hold a label
     (:class:`~sklearn_task2vec._heads.Readout`). An example with several label slots (a
@@ -565,8 +570,8 @@ def backward_label_directions(logits, valid, method, generator):
     x) = sum_t log p(y_t | x_<t)``; the ``y_t`` are drawn independently and each score has
     mean zero, so the cross terms vanish and the sequence's Fisher is the sum of its slots'
     (eq. 1 per slot). ``"montecarlo"`` draws every slot's ``y_t`` from ``generator`` and
-    backpropagates the gradient of their summed log-likelihood (one backward pass, unbiased);
-    ``"exact"`` takes each slot's expectation in closed form (``C - 1`` backward passes per
+    backpropagates the gradient of their summed log-likelihood (one backward pass, unbiased),
+    ``label_draws`` times independently (the forward pass shared); ``"exact"`` takes each slot's expectation in closed form (``C - 1`` backward passes per
     slot, :func:`exact_logit_directions`).
     """
     n_examples, n_slots, n_classes = logits.shape
@@ -576,9 +581,13 @@ def backward_label_directions(logits, valid, method, generator):
     # Slots without a label get no direction (masked in place: no host sync per batch).
     unlabelled = ~valid.reshape(-1, 1, 1)
     if method == "montecarlo":
-        directions = sampled_logit_directions(probs, generator).masked_fill_(unlabelled, 0)
-        logits.backward(directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype))
-        return
+        for draw in range(label_draws):
+            directions = sampled_logit_directions(probs, generator).masked_fill_(unlabelled, 0)
+            logits.backward(
+                directions.reshape(n_examples, n_slots, n_classes).to(logits.dtype),
+                retain_graph=draw < label_draws - 1,
+            )
+        return label_draws
     if method != "exact":
         raise ValueError(f"The Fisher's expectation over labels is 'exact' or 'montecarlo', not {method!r}.")
     directions = exact_logit_directions(probs).masked_fill_(unlabelled, 0).to(logits.dtype)
@@ -592,18 +601,30 @@ def backward_label_directions(logits, valid, method, generator):
             direction = torch.zeros_like(direction)
             direction[:, slot] = directions[:, slot, :, index]
         logits.backward(direction, retain_graph=number < len(passes) - 1)
+    return 1
 
 
 def task_fisher(
-    probe, head, task, *, method, batch_size, generator, autocast=None, per_example=False, progress=None
+    probe,
+    head,
+    task,
+    *,
+    method,
+    batch_size,
+    generator,
+    label_draws=1,
+    autocast=None,
+    per_example=False,
+    progress=None,
 ):
     """The Fisher diagonal of a task's examples: their sum, or each example's row.
 
     One pass over ``task``'s batches (a coerced task, in its own order) through ``probe`` (a
     :class:`~sklearn_task2vec._probes.RunnableProbe`) and ``head``, on the head's device, with
     :func:`per_example_fisher` under the recorder's hooks. ``generator`` draws the Monte Carlo
-    labels; ``autocast`` is a reduced precision for the passes; ``progress`` (a tqdm bar or
-    None) is advanced by each batch's examples.
+    labels, ``label_draws`` of them per example for ``"montecarlo"``; ``autocast`` is a
+    reduced precision for the passes; ``progress`` (a tqdm bar or None) is advanced by each
+    batch's examples.
 
     Returns
     -------
@@ -621,7 +642,9 @@ def task_fisher(
         total = torch.zeros(recorder.n_filters, dtype=torch.float64, device=device)
         for inputs in batches:
             with autocast_context(autocast, device):
-                batch_rows = per_example_fisher(probe.module, head, inputs, method, generator, recorder)
+                batch_rows = per_example_fisher(
+                    probe.module, head, inputs, method, generator, recorder, label_draws=label_draws
+                )
             if per_example:
                 rows.append(batch_rows)
             else:

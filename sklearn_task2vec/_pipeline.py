@@ -46,6 +46,7 @@ class EmbeddingSettings:
     autocast: str | None
     pooling: str = "mean"
     max_length: int | None = None
+    label_draws: int = 1
 
 
 class Seeds(NamedTuple):
@@ -314,6 +315,7 @@ def _embed_task(probe, task, settings, seeds, *, device, trivial, bar):
         method=method,
         batch_size=settings.batch_size,
         generator=fisher_generator(seeds, device),
+        label_draws=settings.label_draws,
         autocast=settings.autocast,
         progress=bar,
     )
@@ -371,6 +373,7 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
         method=point_method,
         batch_size=settings.batch_size,
         generator=fisher_generator(seeds, device),
+        label_draws=settings.label_draws,
         autocast=settings.autocast,
     )
     point = point / fitted.n_examples

@@ -1778,8 +1778,13 @@ def _diversity(args):
     texts = [[line.text for line in lines] for lines in read]
 
     from . import __version__
-    from .diversity import coefficient_from_embeddings, cross_diversity_coefficient, diversity_coefficient
-    from .embedder import FisherTaskEmbedder
+    from .diversity import (
+        HEAD_EPOCHS,
+        LABEL_DRAWS,
+        coefficient_from_embeddings,
+        cross_diversity_coefficient,
+        diversity_coefficient,
+    )
 
     common = dict(
         probe=args.probe,
@@ -1794,9 +1799,10 @@ def _diversity(args):
         memory=args.memory,
         verbose=_verbosity(args),
     )
-    # The embedder's own default when not given, named so that the settings record it.
-    head_epochs = FisherTaskEmbedder().head_epochs if args.head_epochs is None else args.head_epochs
-    common["head_epochs"] = head_epochs
+    # The Python functions' defaults when not given, named so that the settings record them.
+    head_epochs = HEAD_EPOCHS if args.head_epochs is None else args.head_epochs
+    label_draws = LABEL_DRAWS if args.label_draws is None else args.label_draws
+    common.update(head_epochs=head_epochs, label_draws=label_draws)
     with _quiet_transformers(args.verbose):
         if len(texts) == 1:
             results = [diversity_coefficient(texts[0], **common)]
@@ -1838,6 +1844,7 @@ def _diversity(args):
             "max_length": args.max_length,
             "random_state": args.random_state,
             "head_epochs": head_epochs,
+            "label_draws": label_draws,
             "confidence_level": args.confidence_level,
             "device": args.device,
         },
@@ -2195,7 +2202,13 @@ def _parser():
         "--head-epochs",
         type=_int_from(0),
         metavar="N",
-        help="most epochs of each batch's head (default: the embedder's, 100)",
+        help="most epochs of each batch's head (default: the Python functions', 10)",
+    )
+    diversity.add_argument(
+        "--label-draws",
+        type=_int_from(1),
+        metavar="N",
+        help="next tokens drawn per position for the Fisher (default: the Python functions', 8)",
     )
     diversity.add_argument(
         "--memory",

@@ -135,9 +135,12 @@ def diversity_coefficient(
         Draws the batches and seeds the embedder (Monte Carlo labels).
     **embedder_params
         Other parameters of :class:`~sklearn_task2vec.FisherTaskEmbedder`: ``method``,
-        ``head_epochs`` (here 10 unless given: ``diversity.HEAD_EPOCHS``), ``max_length``, ``device``, ``n_jobs`` (many batches in parallel, any
-        joblib backend, dask included), ``memory`` (a folder that keeps each batch's row: a
-        rerun, or another coefficient over the same batches, computes nothing again), ...
+        ``head_epochs`` (here 10 unless given: ``diversity.HEAD_EPOCHS``), ``label_draws``
+        (here 8 unless given: ``diversity.LABEL_DRAWS``; one draw per token leaves a noise
+        floor under every distance), ``max_length``, ``device``, ``n_jobs`` (many batches in
+        parallel, any joblib backend, dask included), ``memory`` (a folder that keeps each
+        batch's row: a rerun, or another coefficient over the same batches, computes nothing
+        again), ...
 
     Returns
     -------
@@ -388,10 +391,18 @@ def _draw_batches(n_texts, batch_size, n_batches, seed):
 HEAD_EPOCHS = 10
 
 
+#: Next tokens drawn per position (the embedder's ``label_draws``) unless ``label_draws`` is
+#: given. One draw per token makes two rows of the same batch differ by as much as batches of
+#: different corpora do: a floor of about 0.2 under every distance between batches of 8 texts
+#: of 124 words (docs/text.md, the synthetic checks), which hides how corpora differ. The floor
+#: falls as one over the number of draws, each draw one more backward pass over the batch.
+LABEL_DRAWS = 8
+
+
 def _embedder(probe, tokenizer, seed, embedder_params):
     if probe is None:
         raise ValueError("probe is required: a causal language model, e.g. probe='hf:gpt2'.")
-    embedder_params = {"head_epochs": HEAD_EPOCHS, **embedder_params}
+    embedder_params = {"head_epochs": HEAD_EPOCHS, "label_draws": LABEL_DRAWS, **embedder_params}
     return FisherTaskEmbedder(probe, tokenizer=tokenizer, random_state=seed, **embedder_params)
 
 

@@ -176,6 +176,16 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         noise and the point estimate's backward pass on one batch, at most
         ``variational_steps``), has no per-example rows, and its rows are best compared with
         ``normalize="trivial"``, which divides each by its own prior term.
+    label_draws : int, default=1
+        Labels drawn per example by ``"montecarlo"`` (and by ``"auto"`` where it resolves to
+        it; ignored by ``"exact"``): the squared gradients of that many independent draws are
+        averaged, one backward pass each over the same forward pass, so the row's Monte Carlo
+        variance falls as ``1 / label_draws``. Worth raising where one draw per example is
+        noisy against what the rows are compared for: a language-modelling task's sequence
+        has one sampled token per position, and with one draw two rows of the same batch of
+        8 texts of 124 words (a tiny GPT-2) are about as far apart as batches of different
+        corpora (the text page of the documentation, "The synthetic checks"). The diversity
+        functions take 8.
     tokenizer : None, str or tokenizer, default=None
         What turns a text task's strings into tokens: a Hugging Face tokenizer, or its name or
         folder (``AutoTokenizer.from_pretrained``). ``None``: the tokenizer loaded with an
@@ -391,6 +401,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         "max_length": [StrictInterval(Integral, 2, None, closed="left"), None],
         "pooling": [StrOptions(set(POOLINGS))],
         "method": [StrOptions({"auto", *METHODS})],
+        "label_draws": [StrictInterval(Integral, 1, None, closed="left")],
         "normalize": [StrOptions({"trivial"}), None],
         "skip_layers": [str, None],
         "max_samples": [StrictInterval(Integral, 1, None, closed="left"), None],
@@ -421,6 +432,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         max_length=None,
         pooling="mean",
         method="auto",
+        label_draws=1,
         normalize=None,
         skip_layers=None,
         max_samples=None,
@@ -447,6 +459,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         self.max_length = max_length
         self.pooling = pooling
         self.method = method
+        self.label_draws = label_draws
         self.normalize = normalize
         self.skip_layers = skip_layers
         self.max_samples = max_samples
@@ -671,6 +684,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             autocast=self.autocast,
             pooling=self.pooling,
             max_length=self.max_length,
+            label_draws=self.label_draws,
         )
 
     # ------------------------------------------------------------ transform
@@ -779,6 +793,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             method=self.method_,
             batch_size=self.batch_size,
             generator=fisher_generator(seeds, device),
+            label_draws=self.label_draws,
             autocast=self.autocast,
             per_example=True,
         )

@@ -409,6 +409,7 @@ def test_diversity_of_one_corpus_is_the_python_functions(probe, corpora, tmp_pat
         "max_length": None,
         "random_state": 7,
         "head_epochs": 2,
+        "label_draws": 8,
         "confidence_level": 0.95,
         "device": "auto",
     }

@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from sklearn_task2vec.distances import pairwise_task_distances
 from sklearn_task2vec.diversity import (
+    LABEL_DRAWS,
     alignment_coefficient,
     coefficient_from_embeddings,
     cross_diversity_coefficient,
@@ -147,6 +148,19 @@ def test_coefficients_reuse_each_corpus_batches_and_cached_rows(language_model, 
     assert alignment.coefficient == pytest.approx(1 - cross.coefficient)
 
 
+def test_the_coefficients_draw_several_labels_per_token_by_default(language_model, one_thread):
+    model, tokenizer = language_model
+    common = dict(probe=model, tokenizer=tokenizer, batch_size=3, n_batches=3, random_state=0, head_epochs=2)
+    texts = _corpus(WORDS_A, 9, 3)
+    default = diversity_coefficient(texts, **common)
+    np.testing.assert_array_equal(
+        default.embeddings, diversity_coefficient(texts, label_draws=LABEL_DRAWS, **common).embeddings
+    )
+    assert not np.allclose(
+        default.embeddings, diversity_coefficient(texts, label_draws=1, **common).embeddings
+    )
+
+
 def test_bad_corpora_are_refused(language_model):
     model, tokenizer = language_model
     with pytest.raises(TypeError, match=r"texts: text 1 is int"):
@@ -155,3 +169,76 @@ def test_bad_corpora_are_refused(language_model):
         cross_diversity_coefficient(["a1 a2"] * 4, ["a1"], probe=model, tokenizer=tokenizer, batch_size=2)
     with pytest.raises(ValueError, match=r"probe is required"):
         diversity_coefficient(["a1 a2"] * 4, batch_size=2)
+
+
+def _concept_diversities(concepts, *, text_length, batch_size, n_batches, label_draws, seed=0):
+    """The diversity coefficient of nested GINC-style corpora of 1, 2, ... concepts (200 words,
+    each concept with a topic of its own), with a 2-layer GPT-2 trained 200 steps on other
+    texts of the same corpora (a random network tells the concepts apart less well)."""
+    import torch
+
+    from sklearn_task2vec.datasets import markov_text_corpus, word_level_tokenizer
+
+    n_texts = batch_size * n_batches
+    corpora = {
+        k: markov_text_corpus(
+            k,
+            vocab_size=200,
+            n_texts=2 * n_texts,
+            text_length=text_length,
+            topic_concentration=0.1,
+            random_state=seed,
+        )
+        for k in concepts
+    }
+    tokenizer = word_level_tokenizer([text for texts in corpora.values() for text in texts])
+    encoded = tokenizer([text for texts in corpora.values() for text in texts[n_texts:]], padding=True)
+    ids, mask = torch.tensor(encoded["input_ids"]), torch.tensor(encoded["attention_mask"])
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            n_layer=2,
+            n_embd=32,
+            n_head=2,
+            n_positions=ids.shape[1],
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    labels = ids.masked_fill(mask == 0, -100)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(200):
+        rows = torch.randint(len(ids), (8,), generator=generator)
+        loss = model(input_ids=ids[rows], attention_mask=mask[rows], labels=labels[rows]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return [
+        diversity_coefficient(
+            texts[:n_texts],
+            probe=model.eval(),
+            tokenizer=tokenizer,
+            batch_size=batch_size,
+            n_batches=n_batches,
+            label_draws=label_draws,
+            random_state=seed,
+            device="cpu",
+        )
+        for texts in corpora.values()
+    ]
+
+
+@pytest.mark.slow
+def test_diversity_rises_with_the_number_of_concepts(one_thread):
+    """Miranda et al. (2023, Fig. 4): mixing more latent concepts raises the diversity
+    coefficient. Seen with texts of 124 words in batches of 8 and 8 next tokens drawn per
+    position (the functions' default); with the old settings of the example (31 words, batches
+    of 32, one draw) the same check fails: 0.064, 0.114, 0.092."""
+    one, two, four = _concept_diversities(
+        (1, 2, 4), text_length=124, batch_size=8, n_batches=6, label_draws=8
+    )
+    assert one.coefficient < two.coefficient < four.coefficient
+    assert four.coefficient > one.confidence_interval[1], "4 concepts above 1 concept's interval"

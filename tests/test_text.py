@@ -223,6 +223,33 @@ def test_language_modelling_montecarlo_is_unbiased(large, tokenizer, monkeypatch
     assert mean < one / 3, "averaging draws converges (the estimator is unbiased, not just noisy)"
 
 
+def test_label_draws_average_the_squares_of_independent_draws(tokenizer, monkeypatch, one_thread):
+    """``label_draws=k`` is the mean of ``k`` one-draw rows, each the square of the summed
+    scores of one fresh draw of every position's next token (recorded, then replayed one at a
+    time into a one-draw embedder)."""
+    model = _gpt2()
+    task = [(_texts(4, seed=3, shortest=4), None)]
+    common = dict(tokenizer=tokenizer, batch_size=4, head_epochs=3, method="montecarlo", random_state=0)
+    drawn = []
+    sample = _fisher.sampled_logit_directions
+
+    def record(probs, generator):
+        drawn.append(sample(probs, generator))
+        return drawn[-1].clone()
+
+    monkeypatch.setattr(_fisher, "sampled_logit_directions", record)
+    averaged = FisherTaskEmbedder(model, label_draws=3, **common).fit_transform(task)[0]
+    assert len(drawn) == 3, "one batch, three draws"
+    assert all(not torch.equal(drawn[0], other) for other in drawn[1:]), "independent draws"
+    replayed = []
+    for directions in drawn:
+        monkeypatch.setattr(
+            _fisher, "sampled_logit_directions", lambda probs, generator, fixed=directions: fixed.clone()
+        )
+        replayed.append(FisherTaskEmbedder(model, **common).fit_transform(task)[0])
+    np.testing.assert_allclose(averaged, np.mean(replayed, 0), rtol=1e-10)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_rows_do_not_depend_on_padding_or_batch_size(name, tokenizer, one_thread):
     model = MODELS[name]()
