@@ -64,6 +64,7 @@ def parse_args(argv=None):
         "--plain-repeats", type=int, default=3, help="timed plain passes, median (default: 3)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images, labels and probe")
     return parser.parse_args(argv)
 
@@ -90,14 +91,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     generator = torch.Generator().manual_seed(args.seed)
     images = torch.randn((args.n_examples, 3, args.image_size, args.image_size), generator=generator)
     labels = torch.randint(args.n_classes, (args.n_examples,), generator=generator).numpy()
     task = (images, labels)
     print(
         f"# method='variational': probe {args.probe} (random init, seed {args.seed}), {args.n_examples} "
-        f"images 3x{args.image_size}x{args.image_size}, {args.n_classes} classes, batch {args.batch_size}, CPU"
+        f"images 3x{args.image_size}x{args.image_size}, {args.n_classes} classes, batch {args.batch_size}, {device}"
     )
     for line in machine_info(device):
         print("# " + line)
