@@ -494,7 +494,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             return self
         probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_)
         settings = self._settings()
-        fitted = task_head(probe, task, settings, device)
+        fitted = task_head(probe, task, settings, device, retain=True)
         if self.method_ == "variational":
             embedding, self.prior_embedding_, unconverged_error = variational_embedding(
                 probe, fitted, settings, seeds, device=device, trivial=self.trivial_embedding_
@@ -503,7 +503,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 self._warn_unconverged("The task (X, y)", unconverged_error)
             self.embedding_ = self._normalised(embedding, self.prior_embedding_)
         else:
-            rows = self._example_rows(probe, fitted.head, fitted.fisher_task, seeds, device)
+            rows = self._example_rows(
+                probe, fitted.head, fitted.fisher_task, seeds, device, retained=fitted.retained
+            )
             check_fisher_row(rows.mean(axis=0), "X")
             self.embedding_ = self._normalised(rows).mean(axis=0)
         self._readout = fitted.head.cpu()
@@ -745,8 +747,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _array_task(self, X, y):
         return ArrayTask(check_inputs(X, "X", self.probe_layers_.input_dtype), np.asarray(y), "X")
 
-    def _example_rows(self, probe, head, task, seeds, device):
-        """Each example's Fisher row under ``head`` (the array task's per-example rows)."""
+    def _example_rows(self, probe, head, task, seeds, device, retained=None):
+        """Each example's Fisher row under ``head`` (the array task's per-example rows);
+        ``retained``: the features pass's kept forwards (see :func:`task_fisher`)."""
         return task_fisher(
             probe,
             head,
@@ -756,6 +759,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             generator=fisher_generator(seeds, device),
             autocast=self.autocast,
             per_example=True,
+            retained=retained,
         )
 
     def _refuse_language_modelling(self, tasks):
