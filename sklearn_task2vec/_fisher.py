@@ -51,7 +51,7 @@ from torch import nn
 from torch.autograd import forward_ad
 
 from ._heads import run_probe, run_without_gradient
-from ._probe_layers import PRUNING_MASK
+from ._probe_layers import PROBE_VERDICTS, PRUNING_MASK
 from ._utils import autocast_context, module_dtype, to_device
 
 #: Estimators of the Fisher diagonal that :func:`per_example_fisher` implements.
@@ -64,7 +64,8 @@ EXACT_MAX_CLASSES = 3
 # Examples of a task's first batch on which check_per_example_gradients verifies the probe.
 _CHECKED_EXAMPLES = 2
 
-# The probe modules check_per_example_gradients has accepted.
+# The probe modules check_per_example_gradients has accepted, for those PROBE_VERDICTS cannot
+# key (a module is private to its prepared probe, which nothing changes).
 _CHECKED_PROBES = weakref.WeakSet()
 
 # Steps after which method='variational' judges its control variate, once, at the end of an
@@ -400,7 +401,7 @@ class FilterFisherRecorder:
         return on_forward
 
 
-def check_per_example_gradients(module, filters, inputs):
+def check_per_example_gradients(module, filters, inputs, digest=None):
     """Refuse a probe whose per-example filter gradients the hooks would get wrong.
 
     On ``inputs`` (a few examples) and a random direction ``r`` on the features, compares
@@ -411,7 +412,11 @@ def check_per_example_gradients(module, filters, inputs):
     miss, or when a layer mixes examples (a first axis that is not the batch, as in a
     sequence-first transformer; batch statistics), which per-example rows cannot express.
 
-    It runs on a float64 copy on the CPU, once per probe module (later calls return at once):
+    Once per probe: a probe accepted before with the same structure, weights (``digest``: the
+    :func:`~sklearn_task2vec._utils.module_digest` of the frozen probe ``module`` was prepared
+    from; None: ``module``'s, computed here) and input shape and dtype returns at once
+    (:data:`~sklearn_task2vec._probe_layers.PROBE_VERDICTS`), as does a module accepted before.
+    It runs on a float64 copy on the CPU:
     in float32 a deep network's batched and single-example gradients differ by several
     percent (EfficientNet's squeeze-excitation layers: 4%), in float64 by 1e-11. A probe whose
     forward fixes its own precision (``x.float()``, a float32 constant it multiplies a weight
@@ -423,12 +428,18 @@ def check_per_example_gradients(module, filters, inputs):
     """
     if module in _CHECKED_PROBES:
         return
+    key = PROBE_VERDICTS.key(
+        ("per-example gradients", *(path for path, _ in filters)), module, digest, inputs
+    )
+    if PROBE_VERDICTS.get(key):
+        return
     try:
         _compare_per_example_gradients(*_cpu_copy(module, filters, torch.float64), inputs, FLOAT64_TOLERANCE)
     except RuntimeError:  # torch's dtype errors: the forward casts to a precision of its own
         own = module_dtype(module)
         _compare_per_example_gradients(*_cpu_copy(module, filters, own), inputs, OWN_PRECISION_TOLERANCE)
     _CHECKED_PROBES.add(module)
+    PROBE_VERDICTS.put(key, True)
 
 
 #: Relative tolerance of :func:`check_per_example_gradients` in float64, where rounding through
@@ -716,7 +727,7 @@ def task_fisher(
     else:
         first = kept[0][0] if kept else None
     if first is not None:
-        check_per_example_gradients(probe.module, probe.filters, first[:_CHECKED_EXAMPLES])
+        check_per_example_gradients(probe.module, probe.filters, first[:_CHECKED_EXAMPLES], probe.digest)
     recorder = FilterFisherRecorder(probe.filters, probe.scales)
     if kept is None:
         hooks = recorder
