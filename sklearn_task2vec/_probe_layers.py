@@ -356,6 +356,11 @@ class ProbeVerdicts:
         digest = module_digest(module) if digest is None else digest
         return check, fingerprint, digest, tuple(tensor.shape[1:]), tensor.dtype
 
+    def clear(self):
+        """Forget every verdict."""
+        with self._lock:
+            self._verdicts.clear()
+
     def get(self, key):
         """The verdict kept under ``key``, or None."""
         if key is None:
