@@ -173,9 +173,7 @@ def task_head(probe, task, settings, device, *, retain=False):
             f"{task.where}: skip_layers does not apply to text tasks (the stem's output has no "
             f"attention mask). Use skip_layers=None."
         )
-    retained = None
-    if retain:
-        retained = RetainedForwards(probe, len(task) if hasattr(task, "__len__") else None)
+    retained = RetainedForwards(probe, most_examples(task)) if retain else None
     features = task_features(
         probe.module,
         task,
@@ -227,6 +225,19 @@ def task_head(probe, task, settings, device, *, retain=False):
         )
     head = Readout(linear, features.kind, pooling=settings.pooling, tokens=tokens)
     return TaskHead(classes, head, fisher_task, n_examples, retained)
+
+
+def most_examples(task):
+    """At most how many examples a pass over a coerced ``task`` reads, or None where that is not
+    known (a DataLoader without a length or a batch size)."""
+    if hasattr(task, "__len__"):
+        return len(task)
+    if task.max_samples is not None:
+        return task.max_samples
+    try:
+        return len(task.loader) * task.loader.batch_size
+    except TypeError:  # an iterable dataset without a length, or a batch sampler of its own
+        return None
 
 
 def language_model_output(module, where):
