@@ -255,7 +255,10 @@ def _token(value):
     if isinstance(value, dict):
         return type(value), tuple((_token(key), _token(item)) for key, item in value.items())
     if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
-        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        try:
+            data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as exc:  # no data to read (meta, sparse)
+            raise _Unsummarised(type(value).__qualname__) from exc
         return "tensor", tuple(value.shape), value.dtype, value.device, hashlib.sha256(data.data).hexdigest()
     raise _Unsummarised(type(value).__qualname__)
 
