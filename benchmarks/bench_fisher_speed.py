@@ -15,7 +15,9 @@ batches). Its inputs start on the CPU and go to the device batch by batch, as ou
 
 The breakdown times the stages of one task through the pipeline's own functions
 (``sklearn_task2vec._pipeline``: building the probe, preparing it, the features pass, the
-head, the Fisher pass), the way :func:`embed_task` chains them.
+head, the Fisher pass), the way :func:`embed_task` chains them: the features pass keeps its
+forwards (with their graphs) for the Fisher pass where they fit in memory, so that the
+Fisher pass is its backward passes only.
 
 Every figure is the median of ``--repeats`` runs after one warm-up run.
 
@@ -23,6 +25,7 @@ Every figure is the median of ``--repeats`` runs after one warm-up run.
     python benchmarks/bench_fisher_speed.py --probe resnet34 --image-size 224 --n-examples 128
     python benchmarks/bench_fisher_speed.py --device cuda
     python benchmarks/bench_fisher_speed.py --profile 25         # + top ops of the Fisher pass
+    python benchmarks/bench_fisher_speed.py --cases montecarlo-2 --skip-sequence --skip-others  # README case
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from sklearn_task2vec import FisherTaskEmbedder  # noqa: E402
-from sklearn_task2vec._fisher import resolve_method, task_fisher  # noqa: E402
-from sklearn_task2vec._heads import task_features, train_head  # noqa: E402
+from sklearn_task2vec._fisher import RetainedForwards, resolve_method, task_fisher  # noqa: E402
+from sklearn_task2vec._heads import Readout, task_features, train_head  # noqa: E402
 from sklearn_task2vec._pipeline import embedding_seeds, fisher_generator  # noqa: E402
 from sklearn_task2vec._probes import build_named_probe, frozen_copy, prepare_probe  # noqa: E402
 from sklearn_task2vec._utils import to_device  # noqa: E402
@@ -53,6 +56,12 @@ CASES = (
     ("montecarlo", "montecarlo", 10),
     ("auto", "auto", 10),
 )
+
+
+def case_name(case):
+    label, _, n_classes = case
+    return f"{label}-{n_classes}"
+
 
 # (label, n_classes, FisherTaskEmbedder parameters): further settings, timed as totals only.
 OTHER_CASES = (
@@ -80,12 +89,29 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random images and labels")
     parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "process"),
+        help="wall: elapsed seconds (default); process: this process's CPU seconds, for a CPU run "
+        "with --threads 1 on a busy machine, where other processes' load inflates elapsed time",
+    )
+    parser.add_argument(
         "--variational-steps",
         type=int,
         default=300,
         help="variational_steps (most steps) of the variational case (default: 300, the estimator's default)",
     )
     parser.add_argument("--skip-others", action="store_true", help="skip the other settings")
+    parser.add_argument(
+        "--cases",
+        default=",".join(case_name(case) for case in CASES),
+        help="comma-separated cases of the table, as METHOD-CLASSES (default: all, "
+        + ", ".join(case_name(case) for case in CASES)
+        + "); --cases montecarlo-2 --skip-others --skip-sequence times the README's case alone",
+    )
+    parser.add_argument(
+        "--skip-sequence", action="store_true", help="skip the 'per task of --n-tasks' column"
+    )
     parser.add_argument(
         "--profile",
         type=int,
@@ -94,6 +120,11 @@ def parse_args(argv=None):
         help="also profile one Fisher pass (torch.profiler) and print its top N ops by self time",
     )
     args = parser.parse_args(argv)
+    names = {case_name(case): case for case in CASES}
+    unknown = [name for name in args.cases.split(",") if name not in names]
+    if unknown:
+        parser.error(f"--cases: unknown {unknown}; the cases are {', '.join(names)}")
+    args.cases = [names[name] for name in args.cases.split(",")]
     for name in ("image_size", "n_examples", "batch_size", "n_tasks", "repeats", "variational_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -101,6 +132,8 @@ def parse_args(argv=None):
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
+    if args.clock == "process" and args.device != "cpu":
+        parser.error("--clock process counts CPU seconds: it takes --device cpu")
     return args
 
 
@@ -110,13 +143,18 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
+#: How seconds are counted (--clock): elapsed, or this process's CPU time.
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+clock = CLOCKS["wall"]
+
+
 def timed(function, device):
     """(seconds, result) of ``function()``, the device synchronised on both sides."""
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     result = function()
     synchronize(device)
-    return time.perf_counter() - start, result
+    return clock() - start, result
 
 
 def median_time(function, device, repeats):
@@ -186,7 +224,9 @@ def end_to_end(args, device, tasks, **params):
 
 def breakdown(args, method, task, device):
     """Seconds of each stage of one task, through the pipeline's functions, chained as
-    ``embed_task`` chains them; and what a profile of the Fisher pass needs."""
+    ``embed_task`` chains them (the features pass keeping its forwards for the Fisher pass,
+    which then runs its backward passes only); and a Fisher pass to profile (with its own
+    forwards: the kept ones serve once)."""
     seeds = embedding_seeds(0)
     times = {}
     times["probe"], probe = timed(
@@ -196,19 +236,24 @@ def breakdown(args, method, task, device):
     coerced = coerce_task(
         task, 0, dtype=torch.float32, batch_size=args.batch_size, max_samples=None, rng=None
     )
+    retained = RetainedForwards(runnable, len(coerced))
     times["features"], features = timed(
-        lambda: task_features(runnable.module, coerced, batch_size=args.batch_size, device=device), device
+        lambda: task_features(
+            runnable.module, coerced, batch_size=args.batch_size, device=device, run=retained.run
+        ),
+        device,
     )
     classes, codes = encode_labels(features.labels, coerced.where)
-    times["head"], head = timed(
+    times["head"], linear = timed(
         lambda: train_head(
             features.features, codes, len(classes), max_iter=100, learning_rate=1.0, weight_decay=5e-4
         ),
         device,
     )
+    head = Readout(linear, features.kind)
     used = resolve_method(method, len(classes))
 
-    def fisher_pass():
+    def fisher_pass(retained=None):
         return task_fisher(
             runnable,
             head,
@@ -216,9 +261,10 @@ def breakdown(args, method, task, device):
             method=used,
             batch_size=args.batch_size,
             generator=fisher_generator(seeds, device),
+            retained=retained,
         )
 
-    times["fisher"], _ = timed(fisher_pass, device)
+    times["fisher"], _ = timed(lambda: fisher_pass(retained), device)
     return times, fisher_pass
 
 
@@ -264,22 +310,25 @@ def machine_info(device):
 
 
 def main(argv=None):
+    global clock
     args = parse_args(argv)
+    clock = CLOCKS[args.clock]
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(args.seed)
     shape = (args.n_examples, 3, args.image_size, args.image_size)
     inputs = torch.randn(shape, generator=generator, dtype=torch.float32)
+    others = () if args.skip_others else OTHER_CASES
     labels = {
         c: [torch.randint(c, (args.n_examples,), generator=generator).numpy() for _ in range(args.n_tasks)]
-        for c in sorted({c for _, _, c in CASES} | {c for _, c, _ in OTHER_CASES})
+        for c in sorted({c for _, _, c in args.cases} | {c for _, c, _ in others})
     }
 
     print(
         f"# Fisher embedding speed through the public API: probe {args.probe} (probe_weights=None), "
         f"{args.n_examples} images 3x{args.image_size}x{args.image_size}, batch {args.batch_size}, "
-        f"device {device}, median of {args.repeats} after 1 warm-up"
+        f"device {device}, median of {args.repeats} after 1 warm-up, {args.clock} clock"
     )
     for line in machine_info(device):
         print("# " + line)
@@ -315,15 +364,17 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     profiled = None
-    for name, method, n_classes in CASES:
+    for name, method, n_classes in args.cases:
         one_task = [(inputs, labels[n_classes][0])]
         tasks = [(inputs, task_labels) for task_labels in labels[n_classes]]
         single = median_time(
             functools.partial(end_to_end, args, device, one_task, method=method), device, args.repeats
         )
-        sequence = median_time(
-            functools.partial(end_to_end, args, device, tasks, method=method), device, args.repeats
-        )
+        sequence = float("nan")
+        if not args.skip_sequence:
+            sequence = median_time(
+                functools.partial(end_to_end, args, device, tasks, method=method), device, args.repeats
+            )
         state = {}
 
         def stages(method=method, task=one_task[0], state=state):
@@ -333,10 +384,11 @@ def main(argv=None):
         parts = median_dict(stages, args.repeats)
         ref = baseline[n_classes]
         per_task = sequence / args.n_tasks
+        sequence_cell = "-" if args.skip_sequence else f"{per_task:9.2f}s {per_task / ref:5.2f}x"
         cells = " ".join(f"{parts[key]:5.2f}s/{parts[key] / ref:4.2f}x".rjust(11) for key in parts)
         print(
             f"{name:<11} {resolve_method(method, n_classes):<11} {n_classes:>7} "
-            f"{single:7.2f}s {single / ref:5.2f}x {per_task:9.2f}s {per_task / ref:5.2f}x | {cells}"
+            f"{single:7.2f}s {single / ref:5.2f}x {sequence_cell:>17} | {cells}"
         )
         if profiled is None:
             profiled = (name, n_classes, state["fisher_pass"])
@@ -344,7 +396,8 @@ def main(argv=None):
     print("ratio: seconds / plain fwd+bwd with the same number of classes. one task = fit_transform([task])")
     print("end to end; per task = fit_transform(tasks) / n_tasks. Stages (seconds/ratio, medians of separate")
     print("runs, so they need not add up): probe = building the named probe; prepare = BatchNorm folding;")
-    print("features = no-grad forward caching the features; head = head training; fisher = Fisher pass.")
+    print("features = forward caching the features (keeping its graphs for the Fisher pass where they fit")
+    print("in memory); head = head training; fisher = Fisher pass (backward passes only on kept forwards).")
 
     if not args.skip_others:
         print()

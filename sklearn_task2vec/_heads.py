@@ -34,8 +34,13 @@ def channel_fix(channels, probe_channels):
 def run_without_gradient(module, inputs, where):
     """``module(inputs)`` without gradients; a failure is a ValueError naming the task, except
     running out of memory (a ``torch.OutOfMemoryError``, named by the embedder's boundary)."""
+    return run_probe(module, inputs, where, gradient=False)
+
+
+def run_probe(module, inputs, where, *, gradient):
+    """``module(inputs)`` with gradients on or off; its failures as in :func:`run_without_gradient`."""
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(gradient):
             return module(inputs)
     except torch.cuda.OutOfMemoryError:
         raise  # not the inputs' fault: it stays catchable as what it is
@@ -53,10 +58,10 @@ def probe_input_error(module, inputs, error):
     return f"the probe cannot take inputs of shape {tuple(inputs.shape)} (dtype {inputs.dtype}): {error}{fix}"
 
 
-def probe_features(probe, inputs, where):
-    """``probe(inputs)`` without gradients, checked to be a ``(batch, d)`` feature matrix or a
-    ``(batch, length, d)`` sequence of hidden states."""
-    features = run_without_gradient(probe, inputs, where)
+def probe_features(probe, inputs, where, run=run_without_gradient):
+    """``run(probe, inputs, where)`` (by default without gradients), checked to be a ``(batch,
+    d)`` feature matrix or a ``(batch, length, d)`` sequence of hidden states."""
+    features = run(probe, inputs, where)
     if (
         not isinstance(features, torch.Tensor)
         or features.dim() not in (2, 3)
@@ -167,14 +172,19 @@ class TaskFeatures(NamedTuple):
     kind: str
 
 
-def task_features(module, task, *, batch_size, device, stem=None, autocast=None, pooling="mean"):
-    """One no-grad pass of a task's batches through ``module`` (after ``stem``, if given).
+def task_features(
+    module, task, *, batch_size, device, stem=None, autocast=None, pooling="mean", run=run_without_gradient
+):
+    """One pass of a task's batches through ``module`` (after ``stem``, if given).
 
     ``task`` is a coerced task (:func:`~sklearn_task2vec.tasks.coerce_task`), read once in
     its own order; ``autocast`` is a reduced precision for the pass (see
     :func:`~sklearn_task2vec._utils.autocast_context`); ``pooling`` that of a text
     classification task (:class:`Readout`). The features come back in the module's own
-    precision whatever autocast computed them in, so that the head is trained in it.
+    precision whatever autocast computed them in, so that the head is trained in it, and
+    without gradient history. ``run(module, inputs, where)`` runs ``module`` on a batch: by
+    default without gradients; the Fisher pass's
+    :meth:`~sklearn_task2vec._fisher.RetainedForwards.run` keeps the forwards it can reuse.
     """
     features, labels, stem_outputs, kind = [], [], [], None
     language_modelling = getattr(task, "language_modelling", False)
@@ -185,10 +195,10 @@ def task_features(module, task, *, batch_size, device, stem=None, autocast=None,
             if stem is not None:
                 inputs = run_without_gradient(stem, inputs, task.where)
                 stem_outputs.append(inputs.cpu())
-            outputs = probe_features(module, inputs, task.where)
+            outputs = probe_features(module, inputs, task.where, run)
         kind = kind or readout_kind(outputs, language_modelling, task.where)
         slots, valid = head_inputs(outputs, inputs, kind, pooling=pooling, tokens=tokens)
-        features.append(slots[valid])
+        features.append(slots[valid].detach())
         if language_modelling:
             labels.append(next_tokens(inputs, valid).cpu().numpy())
         else:

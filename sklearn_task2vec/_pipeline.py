@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._fisher import resolve_method, task_fisher, variational_fisher
+from ._fisher import RetainedForwards, resolve_method, task_fisher, variational_fisher
 from ._heads import Readout, run_without_gradient, task_features, train_head
 from ._utils import autocast_context, draw_seeds, progress_bar, to_device
 from .tasks import ArrayTask, encode_labels
@@ -78,13 +78,16 @@ class TaskHead(NamedTuple):
 
     ``head`` is None for a task with a single class. ``fisher_task`` is what the Fisher pass
     runs on: the task itself, or with a probe stem (``skip_layers``) its examples' stem
-    outputs. ``n_examples``: the examples in the task.
+    outputs. ``n_examples``: the examples in the task. ``retained``: the features pass's
+    forwards kept for the Fisher pass (:class:`~sklearn_task2vec._fisher.RetainedForwards`),
+    or None.
     """
 
     classes: np.ndarray
     head: torch.nn.Linear | None
     fisher_task: object
     n_examples: int
+    retained: RetainedForwards | None = None
 
 
 class TaskEmbedding(NamedTuple):
@@ -153,10 +156,13 @@ def check_fisher_row(row, where):
     return row
 
 
-def task_head(probe, task, settings, device):
+def task_head(probe, task, settings, device, *, retain=False):
     """Cache the probe's features of a coerced ``task`` and fit a head on them (sec. 3.1).
 
-    ``probe`` is a :class:`~sklearn_task2vec._probes.RunnableProbe` on ``device``. The head is
+    ``probe`` is a :class:`~sklearn_task2vec._probes.RunnableProbe` on ``device``. ``retain``:
+    keep the features pass's forwards for the Fisher pass where memory allows
+    (:class:`~sklearn_task2vec._fisher.RetainedForwards`, passed on as the result's
+    ``retained``). The head is
     a :class:`~sklearn_task2vec._heads.Readout`: a linear layer over the probe's features (a
     text classification task's: its pooled hidden states), or for a language-modelling task
     over every token's hidden state, predicting the next token over the whole vocabulary and
@@ -169,6 +175,7 @@ def task_head(probe, task, settings, device):
             f"{task.where}: skip_layers does not apply to text tasks (the stem's output has no "
             f"attention mask). Use skip_layers=None."
         )
+    retained = RetainedForwards(probe, most_examples(task)) if retain else None
     features = task_features(
         probe.module,
         task,
@@ -177,6 +184,7 @@ def task_head(probe, task, settings, device):
         stem=probe.stem,
         autocast=settings.autocast,
         pooling=settings.pooling,
+        run=run_without_gradient if retained is None else retained.run,
     )
     fisher_task = task
     if features.stem_outputs is not None:
@@ -218,7 +226,20 @@ def task_head(probe, task, settings, device):
             f"{LARGE_INPUTS_ADVICE}"
         )
     head = Readout(linear, features.kind, pooling=settings.pooling, tokens=tokens)
-    return TaskHead(classes, head, fisher_task, n_examples)
+    return TaskHead(classes, head, fisher_task, n_examples, retained)
+
+
+def most_examples(task):
+    """At most how many examples a pass over a coerced ``task`` reads, or None where that is not
+    known (a DataLoader without a length or a batch size)."""
+    if hasattr(task, "__len__"):
+        return len(task)
+    if task.max_samples is not None:
+        return task.max_samples
+    try:
+        return len(task.loader) * task.loader.batch_size
+    except TypeError:  # an iterable dataset without a length, or a batch sampler of its own
+        return None
 
 
 def language_model_output(module, where):
@@ -290,7 +311,7 @@ def embed_task(probe, task, settings, seeds, *, device, trivial, progress=False)
 
 def _embed_task(probe, task, settings, seeds, *, device, trivial, bar):
     """:func:`embed_task`, naming its phases on ``bar`` (a tqdm bar or None)."""
-    fitted = task_head(probe, task, settings, device)
+    fitted = task_head(probe, task, settings, device, retain=True)
     n_classes = len(fitted.classes)
     if fitted.head is None:
         return single_class_embedding(settings, trivial, fitted.n_examples)
@@ -318,6 +339,7 @@ def _embed_task(probe, task, settings, seeds, *, device, trivial, bar):
         label_draws=settings.label_draws,
         autocast=settings.autocast,
         progress=bar,
+        retained=fitted.retained,
     )
     return TaskEmbedding(check_fisher_row(total / fitted.n_examples, task.where), trivial, n_classes)
 
@@ -375,6 +397,7 @@ def variational_embedding(probe, fitted, settings, seeds, *, device, trivial):
         generator=fisher_generator(seeds, device),
         label_draws=settings.label_draws,
         autocast=settings.autocast,
+        retained=fitted.retained,
     )
     point = point / fitted.n_examples
     prior_term = settings.variational_beta / fitted.n_examples * trivial

@@ -22,10 +22,13 @@ held at zero, not weights, so their gradients are masked (:data:`PRUNING_MASK`).
 from __future__ import annotations
 
 import collections
+import hashlib
+import threading
+import types
 from typing import NamedTuple
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.nn.utils import parametrize, prune, remove_spectral_norm, remove_weight_norm
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
@@ -33,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ._heads import probe_input_error
+from ._utils import module_digest
 
 #: Modules whose weights are filters: one embedding coordinate per output channel/unit.
 FILTER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
@@ -208,6 +212,179 @@ def _remove_reparametrisations(layer):
         layer.__class__ = type(layer).__bases__[0]
         for name, value in computed.items():
             layer.register_parameter(name, nn.Parameter(value, requires_grad=False))
+
+
+# ------------------------------------------------------------------------ verdict cache
+
+
+class _Unsummarised(Exception):
+    """An attribute of a kind :func:`probe_fingerprint` cannot summarise: nothing is cached."""
+
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.memory_format)
+_CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodDescriptorType, type, types.ModuleType)
+
+
+class _Same:
+    """An object compared by identity, and kept alive so that no other takes its ``id``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self):
+        return id(self.value)
+
+
+def _token(value):
+    """A hashable summary of an instance attribute's value, equal only for values a forward
+    cannot tell apart; code (functions, classes) by identity, the objects themselves kept in
+    the token so that no other object can take their ``id``."""
+    if isinstance(value, _SCALARS):
+        return type(value), value
+    if isinstance(value, _CODE):
+        return _Same(value)
+    if isinstance(value, (tuple, list)):
+        return type(value), tuple(_token(item) for item in value)
+    if isinstance(value, (set, frozenset)):
+        return type(value), frozenset(_token(item) for item in value)
+    if isinstance(value, dict):
+        return type(value), tuple((_token(key), _token(item)) for key, item in value.items())
+    if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+        try:
+            data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as exc:  # no data to read (meta, sparse)
+            raise _Unsummarised(type(value).__qualname__) from exc
+        return "tensor", tuple(value.shape), value.dtype, value.device, hashlib.sha256(data.data).hexdigest()
+    raise _Unsummarised(type(value).__qualname__)
+
+
+def _class_token(module):
+    """The code of ``module``'s class: every class of its method resolution order with what its
+    namespace holds, by identity (a method replaced on the class changes it); a ``torch.fx``
+    graph module's own class (made for each instance) by the code it generated."""
+    kinds = type(module).__mro__
+    if isinstance(module, fx.GraphModule):
+        kinds = kinds[1:]  # GraphModule.__new__ makes a class per instance; its code is the graph's
+    namespaces = tuple(
+        (_Same(kind), tuple((name, _Same(value)) for name, value in vars(kind).items()))
+        for kind in kinds
+        if kind not in (nn.Module, object)
+    )
+    return (module.code if isinstance(module, fx.GraphModule) else None), namespaces
+
+
+# What a module's instance dictionary holds that probe_fingerprint summarises otherwise (or,
+# for a graph module's graph, through the code generated from it).
+_SUMMARISED_APART = frozenset({"_parameters", "_buffers", "_modules", "_graph"})
+
+
+def probe_fingerprint(module):
+    """What the probe checks' verdicts depend on besides the weights' values and the inputs, or
+    None where it cannot be summarised (then nothing is cached).
+
+    For every submodule, shared ones once (the sharing is part of it): its path, its class's
+    code (:func:`_class_token`), every instance attribute (hyper-parameters, flags, the
+    ``training`` flag, every kind of hook registered on it, a parametrization's modules), and
+    the name, kind, shape, dtype, device, layout and ``requires_grad`` of each parameter and
+    buffer, with which of them are shared (tied weights); and the global module hooks. An
+    instance attribute of a kind it cannot compare (an arbitrary object) makes the whole
+    fingerprint None. It does not cover what the forward reads outside the probe (module
+    globals) or a mutable object changed in place on a class.
+    """
+    import torch.nn.modules.module as module_globals
+
+    parts, module_index, tensor_index = [], {}, {}
+    try:
+        for path, submodule in module.named_modules(remove_duplicate=False):
+            if id(submodule) in module_index:
+                parts.append((path, "same module as", module_index[id(submodule)]))
+                continue
+            module_index[id(submodule)] = path
+            tensors = []
+            for kind in ("_parameters", "_buffers"):
+                for name, tensor in vars(submodule)[kind].items():
+                    if tensor is None:
+                        tensors.append((kind, name, None))
+                        continue
+                    shared = tensor_index.setdefault(id(tensor), (path, name))
+                    tensors.append(
+                        (kind, name, type(tensor), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+                        + (tensor.device, tensor.requires_grad, shared)
+                    )
+            attributes = tuple(
+                (name, _token(value))
+                for name, value in vars(submodule).items()
+                if name not in _SUMMARISED_APART
+            )
+            parts.append((path, _class_token(submodule), attributes, tuple(tensors)))
+        hooks = tuple(
+            (name, _token(value))
+            for name, value in sorted(vars(module_globals).items())
+            if name.startswith("_global_") and isinstance(value, dict)
+        )
+    except _Unsummarised:
+        return None
+    return tuple(parts), hooks
+
+
+class ProbeVerdicts:
+    """The verdicts of the probe checks, kept by what they depend on, so that each probe is
+    checked once (:func:`inspect_probe`, :func:`~sklearn_task2vec._fisher.check_per_example_gradients`).
+
+    The key is the check's name, :func:`probe_fingerprint`, the weights' values (the
+    frozen probe's :func:`~sklearn_task2vec._utils.module_digest`: a check passed by
+    particular weights, a zero-initialised branch, must not vouch for others) and the inputs'
+    shape and dtype; only accepted probes are kept (a refusal runs again and says again why).
+    Not kept where the fingerprint is None. The last ``size`` verdicts are kept.
+    """
+
+    def __init__(self, size=64):
+        self.size = size
+        self._verdicts = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(check, module, digest, inputs):
+        """The key of ``check`` on ``module`` (weights ``digest``, or None: hashed here) and
+        ``inputs`` (a tensor, or array-like), or None where nothing may be cached."""
+        fingerprint = probe_fingerprint(module)
+        if fingerprint is None:
+            return None
+        tensor = torch.as_tensor(inputs)
+        digest = module_digest(module) if digest is None else digest
+        return check, fingerprint, digest, tuple(tensor.shape[1:]), tensor.dtype
+
+    def clear(self):
+        """Forget every verdict."""
+        with self._lock:
+            self._verdicts.clear()
+
+    def get(self, key):
+        """The verdict kept under ``key``, or None."""
+        if key is None:
+            return None
+        with self._lock:
+            if key in self._verdicts:
+                self._verdicts.move_to_end(key)
+                return self._verdicts[key]
+        return None
+
+    def put(self, key, verdict):
+        if key is None:
+            return
+        with self._lock:
+            self._verdicts[key] = verdict
+            while len(self._verdicts) > self.size:
+                self._verdicts.popitem(last=False)
+
+
+#: The process's verdicts of the probe checks.
+PROBE_VERDICTS = ProbeVerdicts()
 
 
 # ------------------------------------------------------------------------------- inspection
@@ -409,8 +586,11 @@ def _input_tensor(example, dtype):
     return tensor.to(dtype) if tensor.dtype != dtype else tensor.clone()
 
 
-def inspect_probe(probe, example, float_dtype):
+def inspect_probe(probe, example, float_dtype, *, digest=None):
     """:class:`ProbeLayers` of a frozen probe (after :func:`plain_layers`), from one forward pass.
+
+    Once per probe: a probe accepted before with the same structure, weights and example
+    shape and dtype gets the same answer at once (:data:`PROBE_VERDICTS`).
 
     Parameters
     ----------
@@ -421,12 +601,24 @@ def inspect_probe(probe, example, float_dtype):
         probe takes them so: token ids).
     float_dtype : torch.dtype
         The probe's floating dtype, for inputs it does not take as integers.
+    digest : str or None, default=None
+        The probe's :func:`~sklearn_task2vec._utils.module_digest`, if known (else computed).
 
     Raises
     ------
     ValueError
         Naming the layer and the reason, for a probe whose filters the Fisher cannot compute.
     """
+    key = PROBE_VERDICTS.key(("inspect_probe", float_dtype), probe, digest, example)
+    known = PROBE_VERDICTS.get(key)
+    if known is not None:
+        return known._replace(left_out=dict(known.left_out))
+    layers = _inspect_probe(probe, example, float_dtype)
+    PROBE_VERDICTS.put(key, layers._replace(left_out=dict(layers.left_out)))
+    return layers
+
+
+def _inspect_probe(probe, example, float_dtype):
     filters = filter_layers(probe)
     check_untied(probe, list(filters.items()))
     check_examples_independent(probe)

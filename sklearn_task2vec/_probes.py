@@ -507,13 +507,16 @@ class RunnableProbe(NamedTuple):
     ``module`` maps the probe's input (or, with a ``stem``, the stem's output) to features;
     ``stem`` (or None) computes the activations before the first embedded layer, without
     gradients; ``filters`` pairs each embedded filter path with the module ``module`` calls;
-    ``scales`` holds a folded BatchNorm's ``gamma / sigma`` per filter module, or None.
+    ``scales`` holds a folded BatchNorm's ``gamma / sigma`` per filter module, or None;
+    ``digest``: the :func:`~sklearn_task2vec._utils.module_digest` of the frozen probe it was
+    prepared from, naming its weights for the probe checks' verdicts, or None.
     """
 
     module: nn.Module
     filters: list
     scales: list
     stem: nn.Module | None = None
+    digest: str | None = None
 
 
 def _trace(probe, start):
@@ -618,13 +621,15 @@ def folded_filters(probe, start=None, layers=None):
     return RunnableProbe(folded, filters, [scales.get(path) for path, _ in filters], stem)
 
 
-def prepare_probe(probe, start, device, layers=None):
+def prepare_probe(probe, start, device, layers=None, digest=None):
     """The frozen ``probe`` ready for the Fisher pass on ``device``: a :class:`RunnableProbe`
     (BatchNorm folded, cut at layer ``start`` if given, see :func:`folded_filters`), in
     channels-last memory format where that is faster. ``layers``: the probe's
-    :class:`~sklearn_task2vec._probe_layers.ProbeLayers` (None: every filter module).
+    :class:`~sklearn_task2vec._probe_layers.ProbeLayers` (None: every filter module);
+    ``digest``: ``probe``'s :func:`~sklearn_task2vec._utils.module_digest`, if known.
     ``probe`` itself is not modified."""
-    return _placed(folded_filters(on_device(probe, device), start, layers), device)
+    runnable = folded_filters(on_device(probe, device), start, layers)
+    return _placed(runnable._replace(digest=digest), device)
 
 
 def copy_probe(runnable, device):

@@ -529,9 +529,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             self.prior_embedding_ = trivial.prior
             self.embedding_ = self._normalised(trivial.row, trivial.prior)
             return self
-        probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_)
+        probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_, self._probe_digest)
         settings = self._settings()
-        fitted = task_head(probe, task, settings, device)
+        fitted = task_head(probe, task, settings, device, retain=True)
         if self.method_ == "variational":
             embedding, self.prior_embedding_, unconverged_error = variational_embedding(
                 probe, fitted, settings, seeds, device=device, trivial=self.trivial_embedding_
@@ -540,7 +540,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 self._warn_unconverged("The task (X, y)", unconverged_error)
             self.embedding_ = self._normalised(embedding, self.prior_embedding_)
         else:
-            rows = self._example_rows(probe, fitted.head, fitted.fisher_task, seeds, device)
+            rows = self._example_rows(
+                probe, fitted.head, fitted.fisher_task, seeds, device, retained=fitted.retained
+            )
             check_fisher_row(rows.mean(axis=0), "X")
             self.embedding_ = self._normalised(rows).mean(axis=0)
         self._readout = fitted.head.cpu()
@@ -599,7 +601,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
                 self.probe_, "resnet34" if self.probe == "auto" else os.fspath(self.probe), input_shape, where
             )
         try:
-            self.probe_layers_ = inspect_probe(self.probe_, example, module_dtype(self.probe_))
+            self.probe_layers_ = inspect_probe(
+                self.probe_, example, module_dtype(self.probe_), digest=self._probe_digest
+            )
         except Exception as exc:  # named whatever it is, keeping its type (ProbeRefused, out of memory)
             raise with_context(exc, where)  # noqa: B904 (chained by with_context)
         filters = embedded_filters(self.probe_, self.skip_layers, self.probe_layers_)
@@ -721,7 +725,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             return np.zeros((X.shape[0], len(self.trivial_embedding_)))
         device = resolve_device(self.device)
         task = self._array_task(X, np.zeros(X.shape[0]))
-        probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_)
+        probe = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_, self._probe_digest)
         task = stem_task(probe, task, self._settings(), device)
         # The head_ the user sees is the readout's linear layer, which may have been replaced.
         head = Readout(self.head_, self._readout.kind, pooling=self.pooling)
@@ -784,8 +788,9 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
     def _array_task(self, X, y):
         return ArrayTask(check_inputs(X, "X", self.probe_layers_.input_dtype), np.asarray(y), "X")
 
-    def _example_rows(self, probe, head, task, seeds, device):
-        """Each example's Fisher row under ``head`` (the array task's per-example rows)."""
+    def _example_rows(self, probe, head, task, seeds, device, retained=None):
+        """Each example's Fisher row under ``head`` (the array task's per-example rows);
+        ``retained``: the features pass's kept forwards (see :func:`task_fisher`)."""
         return task_fisher(
             probe,
             head,
@@ -796,6 +801,7 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
             label_draws=self.label_draws,
             autocast=self.autocast,
             per_example=True,
+            retained=retained,
         )
 
     def _refuse_language_modelling(self, tasks):
@@ -842,10 +848,16 @@ class FisherTaskEmbedder(TransformerMixin, BaseEstimator):
         # The probe is traced here, in the calling thread, once: in-process every task shares
         # it; joblib workers copy it once each (see copy_probe).
         if effective_n_jobs(self.n_jobs) == 1:
-            probe, template = prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_), None
+            probe, template = (
+                prepare_probe(self.probe_, self.skip_layers, device, self.probe_layers_, self._probe_digest),
+                None,
+            )
         else:
             cpu = torch.device("cpu")
-            probe, template = None, prepare_probe(self.probe_, self.skip_layers, cpu, self.probe_layers_)
+            probe, template = (
+                None,
+                prepare_probe(self.probe_, self.skip_layers, cpu, self.probe_layers_, self._probe_digest),
+            )
         jobs = (
             delayed(_embed_task_or_error)(task, index, job, probe, template)
             for index, task in enumerate(tasks)
