@@ -31,9 +31,9 @@ relative increase over the oracle (the best expert of each task). Here:
   features, head and Fisher passes; the scores: every expert's features, which the four
   share, and the four scores);
 * for every score, how often its chosen expert changes when a task's training examples are
-  resampled (stratified bootstrap, ``--n-bootstrap`` resamples per task; the mean over the
-  tasks of :func:`~sklearn_task2vec.zoo.selection_stability`, from the cached features). The
-  TASK2VEC rows have none: each resample would be embedded again.
+  subsampled (half of each class without replacement, ``--n-resamples`` subsamples per task;
+  the mean over the tasks of :func:`~sklearn_task2vec.zoo.selection_stability`, from the
+  cached features). The TASK2VEC rows have none: each subsample would be embedded again.
 
 Embeddings, experts and features are cached under ``<output-dir>`` so reruns are fast.
 Run: ``python examples/slow_model_selection.py [--n-init 40] [--folds K] [--expert-epochs 8]``.
@@ -267,7 +267,7 @@ def selection_rows(X, M, errors, scores, expert_names, args, generic=-1):
 def print_table(rows, costs, n_experts, change_rates, args):
     """Print the Table 1 analogue beside the paper's rows, with each selector's tau_w and its
     interval, its cost, and (for the scores) ``change_rates``: how often its choice changes
-    under resampling of a task's examples, by row label."""
+    under subsampling of a task's examples, by row label."""
     networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
     networks.update({label: n_experts for label in SCORE_ROWS.values()})
     print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
@@ -280,7 +280,7 @@ def print_table(rows, costs, n_experts, change_rates, args):
         f"best of {TIMING_REPEATS} runs);"
     )
     print(
-        f"changes: how often a score's chosen expert changes over {args.n_bootstrap} bootstrap resamples of a "
+        f"changes: how often a score's chosen expert changes over {args.n_resamples} half-subsamples of a "
         f"task's training examples (mean over tasks)"
     )
     print(
@@ -337,10 +337,11 @@ def main(argv=None):
     )
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81, the paper's)")
     parser.add_argument(
-        "--n-bootstrap",
+        "--n-resamples",
         type=int,
-        default=50,
-        help="resamples of each task's examples for the scores' choice changes (default 50)",
+        default=10,
+        help="half-subsamples of each task's examples for the scores' choice changes (default 10; "
+        "each costs every score of every expert, N-LEEP's and PARC's about a second each)",
     )
     args = parser.parse_args(argv)
     folder = _common.output_dir(args)
@@ -414,14 +415,14 @@ def main(argv=None):
         experts,
         [entry["task"] for entry in library],
         scores=list(SCORE_ROWS),
-        n_bootstrap=args.n_bootstrap,
+        n_resamples=args.n_resamples,
         task_names=names,
         cache=folder / "feature-cache",
         device="cpu",
-        random_state=args.seed,  # the same splits: the resamples are of the scored examples
+        random_state=args.seed,  # the same splits: the subsamples are of the scored examples
     )
     print(
-        f"Choice changes of the scores over {args.n_bootstrap} resamples of each task in "
+        f"Choice changes of the scores over {args.n_resamples} subsamples of each task in "
         f"{time.perf_counter() - start:.1f} s (cached features)"
     )
 

@@ -24,7 +24,7 @@ of downloads, once) and read with :func:`sklearn_task2vec.probes.onnx_probe`:
   need no source classifier (LogME, H-score, k-NN, SFDA, N-LEEP, TransRate, GBC, PARC; LEEP and
   NCE read a classifier over the expert's training classes, which the detectors do not have),
   each with weighted Kendall's tau and its bootstrap interval, its cost, and how often its
-  choice changes when a task's examples are resampled.
+  choice changes when a task's examples are subsampled (half of each class).
 
 Run: ``python examples/slow_real_networks.py [--seed 1] [--part structure|selection]``; it
 prints its tables and writes ``real_networks.png`` into ``<output-dir>``.
@@ -232,7 +232,7 @@ def selection_study(probe, files, args, folder):
         try:
             scores.update(transferability_scores(experts, tasks, scores=[name], **options))
             changes.update(
-                selection_stability(experts, tasks, scores=[name], n_bootstrap=args.n_bootstrap, **options)
+                selection_stability(experts, tasks, scores=[name], n_resamples=args.n_resamples, **options)
             )
         except ValueError as error:
             refused[name] = str(error)
@@ -287,7 +287,10 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=None, help="folds of tasks for MODEL2VEC")
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81)")
     parser.add_argument(
-        "--n-bootstrap", type=int, default=10, help="resamples of each task for the scores' choice changes"
+        "--n-resamples",
+        type=int,
+        default=10,
+        help="half-subsamples of each task for the scores' choice changes",
     )
     parser.add_argument(
         "--zoo-cache", default=str(_real_zoo.DEFAULT_CACHE), help="where the wheels' files go"
