@@ -98,21 +98,22 @@ def domain_distances(target_features, source_features):
 def spearman_scores(distances, relative_error, rng, n_bootstrap):
     """``(within, within interval, pooled, pooled interval)``: Spearman's rho between
     ``distances`` and ``relative_error`` (both ``(n_targets, n_sources)``), within each target
-    and averaged, and over all pairs; percentile intervals from resampling the targets."""
-
-    def within(rows):
-        return np.nanmean([spearmanr(distances[row], relative_error[row])[0] for row in rows])
+    and averaged, and over all pairs; percentile intervals from resampling the targets (a
+    target whose errors are all equal has no within-target rho and is left out of the mean)."""
+    per_target = np.array([spearmanr(row, errors)[0] for row, errors in zip(distances, relative_error)])
 
     def pooled(rows):
         return spearmanr(distances[rows].ravel(), relative_error[rows].ravel())[0]
 
-    targets = np.arange(len(distances))
-    draws = rng.integers(len(targets), size=(n_bootstrap, len(targets)))
-    result = []
-    for statistic in (within, pooled):
-        values = np.array([statistic(rows) for rows in draws])
-        result += [statistic(targets), tuple(np.nanpercentile(values, [2.5, 97.5]))]
-    return result
+    draws = rng.integers(len(distances), size=(n_bootstrap, len(distances)))
+    within_draws = np.nanmean(per_target[draws], axis=1)
+    pooled_draws = np.array([pooled(rows) for rows in draws])
+    return (
+        np.nanmean(per_target),
+        tuple(np.percentile(within_draws, [2.5, 97.5])),
+        pooled(np.arange(len(distances))),
+        tuple(np.percentile(pooled_draws, [2.5, 97.5])),
+    )
 
 
 def seconds_per_task(compare, tasks):
