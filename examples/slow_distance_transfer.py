@@ -40,8 +40,10 @@ Reuses ``slow_model_selection.py``'s probe, experts, embeddings and feature cach
 ``<output-dir>`` (it computes what is missing). Run:
 ``python examples/slow_distance_transfer.py [--otdd-points 500] [--n-bootstrap 2000]``.
 
-Not run by the documentation build (the file name starts with ``slow_``). Run time: 13 min on
-a shared 2-core machine, one thread, from the cache of ``slow_model_selection.py``.
+Not run by the documentation build (the file name starts with ``slow_``). Run time: 76 min on
+a shared 2-core machine under load average 15 to 18, one thread at ``nice -n 10``, from the
+cache of ``slow_model_selection.py`` (the two OTDDs 12 min, the timing most of the rest; the
+intervals' loop has been made faster since).
 """
 
 import time
