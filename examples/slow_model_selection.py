@@ -31,9 +31,9 @@ relative increase over the oracle (the best expert of each task). Here:
   features, head and Fisher passes; the scores: every expert's features, which the four
   share, and the four scores);
 * for every score, how often its chosen expert changes when a task's training examples are
-  resampled (stratified bootstrap, ``--n-bootstrap`` resamples per task; the mean over the
-  tasks of :func:`~sklearn_task2vec.zoo.selection_stability`, from the cached features). The
-  TASK2VEC rows have none: each resample would be embedded again.
+  subsampled (half of each class without replacement, ``--n-resamples`` subsamples per task;
+  the mean over the tasks of :func:`~sklearn_task2vec.zoo.selection_stability`, from the
+  cached features). The TASK2VEC rows have none: each subsample would be embedded again.
 
 Embeddings, experts and features are cached under ``<output-dir>`` so reruns are fast.
 Run: ``python examples/slow_model_selection.py [--n-init 40] [--folds K] [--expert-epochs 8]``.
@@ -190,6 +190,32 @@ def cross_validated_choices(X, errors, start_embeddings, args):
     return chosen, scores
 
 
+def scores_and_changes(experts, tasks, score_names, args, **options):
+    """Each score of ``score_names`` on every (task, expert), and how often its choice changes
+    over ``args.n_resamples`` subsamples of each task (for the scores of
+    ``args.stability_scores``, all if None): ``(scores, changes)``, dicts by score name.
+
+    Each score on its own: one that refuses the zoo (a score refuses features it cannot score
+    correctly) is reported as refused and left out, the others kept. ``options`` go to
+    :func:`~sklearn_task2vec.zoo.transferability_scores` and
+    :func:`~sklearn_task2vec.zoo.selection_stability` (the same splits and cache).
+    """
+    scores, changes = {}, {}
+    for name in score_names:
+        try:
+            scores.update(transferability_scores(experts, tasks, scores=[name], **options))
+            if args.stability_scores is None or name in args.stability_scores:
+                changes.update(
+                    selection_stability(
+                        experts, tasks, scores=[name], n_resamples=args.n_resamples, **options
+                    )
+                )
+        except ValueError as error:
+            print(f"  {SCORE_ROWS[name]} refused: {error}")
+            scores.pop(name, None)
+    return scores, changes
+
+
 def seconds_per_task(function, tasks):
     """Wall-clock seconds of ``function(tasks)`` per task: the best of ``TIMING_REPEATS`` runs
     (on a shared machine the other processes only ever add time)."""
@@ -267,7 +293,7 @@ def selection_rows(X, M, errors, scores, expert_names, args, generic=-1):
 def print_table(rows, costs, n_experts, change_rates, args):
     """Print the Table 1 analogue beside the paper's rows, with each selector's tau_w and its
     interval, its cost, and (for the scores) ``change_rates``: how often its choice changes
-    under resampling of a task's examples, by row label."""
+    under subsampling of a task's examples, by row label."""
     networks = {label: 1 for label in ("TASK2VEC", "asymmetric TASK2VEC", "MODEL2VEC")}
     networks.update({label: n_experts for label in SCORE_ROWS.values()})
     print("\nTable 1 analogue: mean test error over the tasks and relative increase over the oracle;")
@@ -280,7 +306,7 @@ def print_table(rows, costs, n_experts, change_rates, args):
         f"best of {TIMING_REPEATS} runs);"
     )
     print(
-        f"changes: how often a score's chosen expert changes over {args.n_bootstrap} bootstrap resamples of a "
+        f"changes: how often a score's chosen expert changes over {args.n_resamples} half-subsamples of a "
         f"task's training examples (mean over tasks)"
     )
     print(
@@ -320,6 +346,17 @@ def plot(plt, rows):
     return figure
 
 
+def add_stability_option(parser):
+    parser.add_argument(
+        "--stability-scores",
+        nargs="+",
+        choices=list(SCORE_ROWS),
+        default=None,
+        help="the scores whose choice changes are measured (default: all; N-LEEP's mixtures cost about a "
+        "second per expert and subsample)",
+    )
+
+
 def main(argv=None):
     parser = _common.base_parser(__doc__.strip().splitlines()[0])
     # Tasks and experts large enough that the error matrix is more than noise: with 360 test
@@ -337,11 +374,13 @@ def main(argv=None):
     )
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81, the paper's)")
     parser.add_argument(
-        "--n-bootstrap",
+        "--n-resamples",
         type=int,
-        default=50,
-        help="resamples of each task's examples for the scores' choice changes (default 50)",
+        default=10,
+        help="half-subsamples of each task's examples for the scores' choice changes (default 10; "
+        "each costs every score of every expert, N-LEEP's and PARC's about a second each)",
     )
+    add_stability_option(parser)
     args = parser.parse_args(argv)
     folder = _common.output_dir(args)
     begin = time.perf_counter()
@@ -399,30 +438,19 @@ def main(argv=None):
         )
 
     start = time.perf_counter()
-    scores = transferability_scores(
+    scores, changes = scores_and_changes(
         experts,
         [entry["task"] for entry in library],
+        list(SCORE_ROWS),
+        args,
         task_names=names,
-        scores=list(SCORE_ROWS),
         cache=folder / "feature-cache",  # the error matrix's features: no forward pass here
         device="cpu",
-        random_state=args.seed,  # the error matrix's splits: scored on the training examples
-    )
-    print(f"Transferability scores {sorted(scores)} in {time.perf_counter() - start:.1f} s (cached features)")
-    start = time.perf_counter()
-    changes = selection_stability(
-        experts,
-        [entry["task"] for entry in library],
-        scores=list(SCORE_ROWS),
-        n_bootstrap=args.n_bootstrap,
-        task_names=names,
-        cache=folder / "feature-cache",
-        device="cpu",
-        random_state=args.seed,  # the same splits: the resamples are of the scored examples
+        random_state=args.seed,  # the error matrix's splits: scored (and subsampled) on the training examples
     )
     print(
-        f"Choice changes of the scores over {args.n_bootstrap} resamples of each task in "
-        f"{time.perf_counter() - start:.1f} s (cached features)"
+        f"Transferability scores and their choice changes over {args.n_resamples} subsamples of each task in "
+        f"{time.perf_counter() - start:.0f} s (cached features)"
     )
 
     start = time.perf_counter()
@@ -434,12 +462,12 @@ def main(argv=None):
 
     print(f"Timing each selector on {TIMED_TASKS} new tasks, no cache ...")
     timed = [entry["task"] for entry in library[:TIMED_TASKS]]
-    costs = measured_costs(embedder, experts, timed)
+    costs = measured_costs(embedder, experts, timed, scores=list(scores))
     print_table(
         rows,
         costs,
         len(experts),
-        {label: float(changes[name].mean()) for name, label in SCORE_ROWS.items()},
+        {SCORE_ROWS[name]: float(rate.mean()) for name, rate in changes.items()},
         args,
     )
     print(

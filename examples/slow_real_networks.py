@@ -24,7 +24,7 @@ of downloads, once) and read with :func:`sklearn_task2vec.probes.onnx_probe`:
   need no source classifier (LogME, H-score, k-NN, SFDA, N-LEEP, TransRate, GBC, PARC; LEEP and
   NCE read a classifier over the expert's training classes, which the detectors do not have),
   each with weighted Kendall's tau and its bootstrap interval, its cost, and how often its
-  choice changes when a task's examples are resampled.
+  choice changes when a task's examples are subsampled (half of each class).
 
 Run: ``python examples/slow_real_networks.py [--seed 1] [--part structure|selection]``; it
 prints its tables and writes ``real_networks.png`` into ``<output-dir>``.
@@ -48,8 +48,6 @@ from sklearn_task2vec.zoo import (
     Expert,
     error_matrix,
     model_embeddings,
-    selection_stability,
-    transferability_scores,
 )
 
 #: Pairs of MNIST digits (the MNIST tasks of the structure study).
@@ -224,27 +222,22 @@ def selection_study(probe, files, args, folder):
         print(
             f"  {name:<18}" + "".join(f"{100 * v:>9.1f}{'*' if k == j else ' '}" for k, v in enumerate(row))
         )
-    # Each score on its own: one that refuses this zoo (a score refuses features it cannot
-    # score correctly) is reported as refused, and the others are kept.
-    scores, changes, refused = {}, {}, {}
-    for name in FEATURE_SCORES:
-        options = dict(task_names=names, cache=folder / "feature-cache", device="cpu", random_state=args.seed)
-        try:
-            scores.update(transferability_scores(experts, tasks, scores=[name], **options))
-            changes.update(
-                selection_stability(experts, tasks, scores=[name], n_bootstrap=args.n_bootstrap, **options)
-            )
-        except ValueError as error:
-            refused[name] = str(error)
-            scores.pop(name, None)
-    for name, reason in refused.items():
-        print(f"  {selection.SCORE_ROWS[name]} refused: {reason}")
-    scored = [name for name in FEATURE_SCORES if name in scores]
+    scores, changes = selection.scores_and_changes(
+        experts,
+        tasks,
+        FEATURE_SCORES,
+        args,
+        task_names=names,
+        cache=folder / "feature-cache",
+        device="cpu",
+        random_state=args.seed,
+    )
+    scored = list(scores)
     rows, model2vec = selection.selection_rows(
         X, M, errors, scores, [expert.name for expert in experts], args
     )
     costs = selection.measured_costs(embedder, experts, tasks[: selection.TIMED_TASKS], scores=scored)
-    change_rates = {selection.SCORE_ROWS[name]: float(changes[name].mean()) for name in scored}
+    change_rates = {selection.SCORE_ROWS[name]: float(rate.mean()) for name, rate in changes.items()}
     selection.print_table(rows, costs, len(experts), change_rates, args)
     print(
         f"  (generic = PP-LCNet; experts chosen by MODEL2VEC: "
@@ -286,8 +279,12 @@ def main(argv=None):
     parser.add_argument("--n-init", type=int, default=40, help="MODEL2VEC restarts (default 40)")
     parser.add_argument("--folds", type=int, default=None, help="folds of tasks for MODEL2VEC")
     parser.add_argument("--max-iter", type=int, default=81, help="MODEL2VEC epochs (default 81)")
+    selection.add_stability_option(parser)
     parser.add_argument(
-        "--n-bootstrap", type=int, default=10, help="resamples of each task for the scores' choice changes"
+        "--n-resamples",
+        type=int,
+        default=10,
+        help="half-subsamples of each task for the scores' choice changes",
     )
     parser.add_argument(
         "--zoo-cache", default=str(_real_zoo.DEFAULT_CACHE), help="where the wheels' files go"

@@ -1,8 +1,9 @@
 """How uncertain a score's ranking of experts is: the bootstrap interval of its mean weighted
 Kendall's tau over tasks (against the bootstrap distribution worked out by hand, and against
 the normal approximation), and how often its chosen expert changes when a task's examples are
-resampled (0 for an unambiguous choice, about a quarter for two experts the score cannot tell
-apart)."""
+subsampled (0 for an unambiguous choice, also with more features than examples; about a quarter
+for two experts the score cannot tell apart; subsamples of distinct examples, each class's
+share)."""
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from sklearn_task2vec.selector import WeightedTauResult, weighted_kendall_tau, weighted_kendall_tau_interval
+from sklearn_task2vec.transferability import logme_score
 from sklearn_task2vec.zoo import Expert, selection_stability
+from sklearn_task2vec.zoo._ground_truth import stratified_subsample
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -116,10 +119,11 @@ def test_interval_refuses_bad_input():
 
 
 def linear_expert(weights, name):
-    """An expert whose single feature is ``weights . x``."""
-    expert = Expert(nn.Linear(len(weights), 1, bias=False), name)
+    """An expert whose features are ``weights @ x`` (one feature for a vector of weights)."""
+    weights = torch.as_tensor(np.atleast_2d(weights), dtype=torch.float32)
+    expert = Expert(nn.Linear(weights.shape[1], weights.shape[0], bias=False), name)
     with torch.no_grad():
-        expert.module.weight.copy_(torch.tensor([weights]))
+        expert.module.weight.copy_(weights)
     return expert
 
 
@@ -133,10 +137,54 @@ def test_an_unambiguous_choice_never_changes():
     X = rng.normal(size=(80, 3)).astype(np.float32)
     experts = [linear_expert(list(row), f"feature {k}") for k, row in enumerate(np.eye(3))]
     tasks = [(X, X[:, 0] > 0), (X, X[:, 1] > 0)]
-    changes = selection_stability(experts, tasks, scores=["logme", "h_score"], n_bootstrap=20, random_state=0)
+    changes = selection_stability(experts, tasks, scores=["logme", "h_score"], n_resamples=20, random_state=0)
     assert sorted(changes) == ["h_score", "logme"]
     for frequency in changes.values():
         np.testing.assert_array_equal(frequency, [0.0, 0.0])
+
+
+def test_logme_choice_is_stable_beside_an_expert_with_more_features_than_examples():
+    """The real-network zoo's case: a wide expert (60 features, 56 training examples) beside the
+    one expert that sees the labels' feature. On the split LogME prefers the informative one,
+    and on every subsample too. A bootstrap resample would repeat examples: with fewer distinct
+    examples than rows, each class indicator is a linear function of the wide expert's
+    features, whose evidence is then unbounded, and the choice would move to the wide expert
+    on every resample (change rate 1)."""
+    rng = np.random.RandomState(0)
+    n_inputs = 100
+    wide = linear_expert(rng.normal(size=(60, n_inputs)), "wide")
+    informative = linear_expert([1.0] + [0.0] * (n_inputs - 1), "informative")
+    tasks = []
+    for _ in range(2):
+        X = rng.normal(size=(80, n_inputs)).astype(np.float32)
+        tasks.append((X, X[:, 0] + 0.1 * rng.normal(size=80) > 0))
+    changes = selection_stability(
+        [wide, informative], tasks, scores=["logme"], n_resamples=20, random_state=0
+    )
+    np.testing.assert_array_equal(changes["logme"], [0.0, 0.0])
+
+    X, labels = tasks[0]
+    with torch.no_grad():
+        features = wide.module(torch.from_numpy(X[:56])).numpy().astype(np.float64)
+    resample = rng.choice(56, size=56)
+    assert np.isfinite(logme_score(features, labels[:56]))
+    assert logme_score(features[resample], labels[:56][resample]) == np.inf
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 30), min_size=1, max_size=5),
+    fraction=st.floats(0.01, 0.99),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_subsamples_are_distinct_examples_of_each_class(counts, fraction, seed):
+    """``ceil(fraction * count)`` distinct examples of each class, in increasing order."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.repeat(np.arange(len(counts)), counts))
+    rows = stratified_subsample(labels, fraction, np.random.default_rng(seed))
+    assert np.all(np.diff(rows) > 0)
+    for code, count in enumerate(counts):
+        assert np.sum(labels[rows] == code) == np.ceil(fraction * count)
 
 
 def test_indistinguishable_experts_change_about_a_quarter_of_the_time():
@@ -148,11 +196,11 @@ def test_indistinguishable_experts_change_about_a_quarter_of_the_time():
     for _ in range(12):
         X = rng.normal(size=(80, 2)).astype(np.float32)
         tasks.append((X, X.sum(axis=1) + rng.normal(scale=0.5, size=80) > 0))
-    changes = selection_stability([FIRST, SECOND], tasks, scores=["h_score"], n_bootstrap=30, random_state=0)
+    changes = selection_stability([FIRST, SECOND], tasks, scores=["h_score"], n_resamples=30, random_state=0)
     frequency = changes["h_score"]
     assert np.all((frequency >= 0) & (frequency <= 0.5 + 0.2))
     assert 0.12 < frequency.mean() < 0.4
-    again = selection_stability([FIRST, SECOND], tasks, scores=["h_score"], n_bootstrap=30, random_state=0)
+    again = selection_stability([FIRST, SECOND], tasks, scores=["h_score"], n_resamples=30, random_state=0)
     np.testing.assert_array_equal(again["h_score"], frequency)
 
 
@@ -163,5 +211,8 @@ def test_stability_refuses_bad_requests():
         selection_stability([FIRST], tasks, scores=["kendall"])
     with pytest.raises(ValueError, match="source head"):
         selection_stability([FIRST], tasks, scores=["leep"])
-    with pytest.raises(InvalidParameterError, match="n_bootstrap"):
-        selection_stability([FIRST], tasks, n_bootstrap=0)
+    with pytest.raises(InvalidParameterError, match="n_resamples"):
+        selection_stability([FIRST], tasks, n_resamples=0)
+    for fraction in (0, 1, 1.5):
+        with pytest.raises(InvalidParameterError, match="subsample"):
+            selection_stability([FIRST], tasks, subsample=fraction)

@@ -24,7 +24,7 @@ features. This module builds both, scaled down to what a CPU runs:
   :mod:`sklearn_task2vec.transferability`), from the same features and splits as
   :func:`error_matrix`; LEEP and NCE use the expert's source ``head``.
 * :func:`selection_stability`: how often each of those scores' chosen expert changes when a
-  task's examples are resampled (bootstrap), from the same features.
+  task's examples are subsampled (half of each class, without replacement), from the same features.
 """
 
 from ._expert import Expert, model_embeddings

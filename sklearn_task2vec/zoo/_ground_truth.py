@@ -299,7 +299,8 @@ def transferability_scores(
         "experts": [list, tuple],
         "tasks": [list, tuple],
         "scores": [list, tuple],
-        "n_bootstrap": [StrictInterval(Integral, 1, None, closed="left")],
+        "n_resamples": [StrictInterval(Integral, 1, None, closed="left")],
+        "subsample": [StrictInterval(Real, 0, 1, closed="neither")],
         "test_size": [StrictInterval(Real, 0, 1, closed="neither")],
         "task_names": ["array-like", None],
         "batch_size": [StrictInterval(Integral, 1, None, closed="left")],
@@ -314,7 +315,8 @@ def selection_stability(
     tasks,
     *,
     scores=DEFAULT_SCORES,
-    n_bootstrap=100,
+    n_resamples=100,
+    subsample=0.5,
     test_size=0.3,
     task_names=None,
     batch_size=64,
@@ -327,13 +329,28 @@ def selection_stability(
     A score picks, for a new task, the expert with the highest score on the task's labelled
     examples, the training split of :func:`transferability_scores` (same ``test_size`` and
     ``random_state``: same splits, and with the same ``cache`` the same features, read back).
-    Another draw of as many examples from the same task could pick another expert. For each
-    task this function draws ``n_bootstrap`` bootstrap resamples of its training split,
-    stratified (each class's examples drawn with replacement, as many as the class has, so
-    that every class stays), the same resamples for every expert; it scores every expert on
-    each resample and returns how often the best-scoring expert differs from the one chosen on
-    the split itself. The experts' features are computed once: a resample costs only the
-    scores, no forward pass.
+    Another draw of examples from the same task could pick another expert. For each task this
+    function draws ``n_resamples`` subsamples of its training split, stratified and without
+    replacement (a fraction ``subsample`` of each class's examples, rounded up, so that every
+    class stays), the same subsamples for every expert; it scores every expert on each and
+    returns how often the best-scoring expert differs from the one chosen on the split itself.
+    The experts' features are computed once: a subsample costs only the scores, no forward
+    pass.
+
+    Why subsamples and not bootstrap resamples: a bootstrap resample repeats examples (about
+    63 % of them are distinct), and repeated examples are not a sample any score assumes.
+    Given at least as many features as distinct examples, each class indicator is exactly a
+    linear function of the features on the resample, whose rank (the number of distinct
+    examples) is below its number of rows: LogME's evidence is then unbounded (``+inf``) for
+    every such expert, and the tie goes to the first of them on every resample. k-NN finds
+    an example's copies as its nearest neighbours. Examples kept distinct avoid both. Half of the examples (the default) is the
+    classical half-sample: the mean of a half-sample drawn without replacement varies about
+    its split's mean as much as a bootstrap resample's does (variance ``s^2 / n`` both;
+    McCarthy, "The bootstrap and finite population sampling", 1969; Politis & Romano,
+    "Large sample confidence regions based on subsamples", Ann. Statist. 1994), so the
+    frequencies keep the bootstrap's scale. A score whose ranking of the experts depends on
+    the number of examples may choose otherwise on half of them: a change rate counts that
+    too.
 
     0 means the choice does not depend on which examples the task happens to have; a
     frequency near ``1 - 1/k`` means the score cannot tell ``k`` experts apart on this task.
@@ -349,15 +366,15 @@ def selection_stability(
     tasks : list of tasks
         The tasks, as :func:`error_matrix` takes them.
     scores : sequence of str, default=("logme", "leep", "nce", "h_score")
-        Which scores, by the names :func:`transferability_scores` takes. Each resample costs
-        one evaluation of each: N-LEEP fits a Gaussian mixture each time. k-NN's
-        leave-one-out sees an example's copies in a resample as its nearest neighbours, so its
-        resampled values are higher than its value on the split; the choice compares experts
-        on the same resample, which keeps the rate meaningful, but not the scale.
-    n_bootstrap : int, default=100
-        Resamples per task.
+        Which scores, by the names :func:`transferability_scores` takes. Each subsample costs
+        one evaluation of each: N-LEEP fits a Gaussian mixture each time.
+    n_resamples : int, default=100
+        Subsamples per task.
+    subsample : float, default=0.5
+        Fraction of each class's training examples in a subsample, in (0, 1), rounded up
+        (one example of each class at least).
     test_size : float, default=0.3
-        Fraction of each task's examples held out (neither scored nor resampled), as in
+        Fraction of each task's examples held out (neither scored nor subsampled), as in
         :func:`transferability_scores`.
     task_names : sequence of str or None, default=None
         Names of the tasks, for error messages.
@@ -368,15 +385,15 @@ def selection_stability(
     device : str or torch.device, default="auto"
         Where the experts run.
     random_state : int, RandomState instance or None, default=None
-        Seeds the splits, as in :func:`transferability_scores`; each task's resamples are
+        Seeds the splits, as in :func:`transferability_scores`; each task's subsamples are
         drawn from its split's seed, so the result is the same for the same value.
 
     Returns
     -------
     changes : dict of str to ndarray of shape (n_tasks,)
-        For each requested score, ``changes[name][i]``: the fraction of task ``i``'s resamples
+        For each requested score, ``changes[name][i]``: the fraction of task ``i``'s subsamples
         on which the score's best expert is not the one it picks on the training split
-        itself, in [0, 1]. Ties go to the first expert, on the split and on every resample.
+        itself, in [0, 1]. Ties go to the first expert, on the split and on every subsample.
 
     Raises
     ------
@@ -396,7 +413,7 @@ def selection_stability(
     >>> _ = first.module.weight.data.copy_(torch.tensor([[1.0, 0.0]]))   # sees feature 0 only
     >>> _ = second.module.weight.data.copy_(torch.tensor([[0.0, 1.0]]))  # sees feature 1 only
     >>> tasks = [(X, X[:, 0] > 0), (X, X[:, 1] > 0)]   # each task's expert is unambiguous
-    >>> selection_stability([first, second], tasks, scores=["logme"], n_bootstrap=20, random_state=0)
+    >>> selection_stability([first, second], tasks, scores=["logme"], n_resamples=20, random_state=0)
     {'logme': array([0., 0.])}
     """
     experts = check_experts(experts)
@@ -405,15 +422,15 @@ def selection_stability(
         experts, tasks, task_names, test_size, batch_size, cache, device, random_state
     )
     chosen = {name: np.empty((len(tasks), len(experts))) for name in names}
-    resampled = {name: np.empty((len(tasks), len(experts), n_bootstrap)) for name in names}
+    resampled = {name: np.empty((len(tasks), len(experts), n_resamples)) for name in names}
     for pair in pairs:
         training = _TrainingSplit.of(pair, names)
         for name, value in training.scores(names).items():
             chosen[name][pair.row, pair.column] = value
-        # Seeded by the task alone: every expert is scored on the same resamples.
+        # Seeded by the task alone: every expert is scored on the same subsamples.
         rng = np.random.default_rng([pair.seed, _RESAMPLE_STREAM])
-        for draw in range(n_bootstrap):
-            rows = _stratified_resample(training.labels, rng)
+        for draw in range(n_resamples):
+            rows = stratified_subsample(training.labels, subsample, rng)
             for name, value in training.scores(names, rows).items():
                 resampled[name][pair.row, pair.column, draw] = value
     return {
@@ -422,7 +439,7 @@ def selection_stability(
     }
 
 
-# The resamples of selection_stability are drawn from a task's split seed and this stream
+# The subsamples of selection_stability are drawn from a task's split seed and this stream
 # number, apart from the split's own draws.
 _RESAMPLE_STREAM = 1
 
@@ -469,7 +486,7 @@ class _TrainingSplit(NamedTuple):
         return cls(features, pair.codes[pair.train], probabilities, pair.seed, pair.where)
 
     def scores(self, names, rows=None):
-        """Each score of ``names`` on the split, or on its examples ``rows`` (repeats allowed)."""
+        """Each score of ``names`` on the split, or on its examples ``rows``."""
         features, labels, probabilities = self.features, self.labels, self.probabilities
         if rows is not None:
             features, labels = features[rows], labels[rows]
@@ -493,15 +510,17 @@ class _TrainingSplit(NamedTuple):
         return computed
 
 
-def _stratified_resample(labels, rng):
-    """Indices of a bootstrap resample of ``labels``' examples: each class's drawn with
-    replacement, as many as it has."""
-    return np.concatenate(
-        [
-            rng.choice(np.flatnonzero(labels == code), size=count)
-            for code, count in enumerate(np.bincount(labels))
-            if count
-        ]
+def stratified_subsample(labels, fraction, rng):
+    """Indices of a stratified subsample of ``labels``' examples (integer codes), without
+    replacement: ``ceil(fraction * count)`` of each class's ``count`` examples, sorted."""
+    return np.sort(
+        np.concatenate(
+            [
+                rng.choice(np.flatnonzero(labels == code), size=math.ceil(fraction * count), replace=False)
+                for code, count in enumerate(np.bincount(labels))
+                if count
+            ]
+        )
     )
 
 
@@ -537,7 +556,7 @@ class _ExpertTaskFeatures(NamedTuple):
     codes: np.ndarray
     train: np.ndarray
     test: np.ndarray
-    seed: int  # the task's seed, drawn from random_state: its split's and N-LEEP's; its resamples'
+    seed: int  # the task's seed, drawn from random_state: its split's and N-LEEP's; its subsamples'
 
 
 def _expert_task_features(experts, tasks, task_names, test_size, batch_size, cache, device, random_state):
