@@ -9,11 +9,7 @@ alone (``nn.Linear(n_features, 2)``, a linear head on fixed features), runs thro
 kernels are fast on: vmap turns a convolution over stacked weights into a grouped convolution
 in the NCHW layout, where oneDNN is 2-3x slower than in channels-last; here the activations of
 all models stay one channels-last image batch ``(batch, models * channels, height, width)``
-and the linear layers are batched matrix products ``(models, batch, features)``. Flattening
-those images takes each model's features in height-width-channel order, contiguous runs of
-its channels in the channels-last memory; the columns of the first linear layer after it are
-permuted once to that order (:func:`population_forward`'s ``layout``), which changes no
-model's function.
+and the linear layers are batched matrix products ``(models, batch, features)``.
 """
 
 from __future__ import annotations
@@ -56,51 +52,21 @@ def two_logits(out):
 
 
 def population_forward(template, example_shape):
-    """``forward(weights, x)``: logits ``(n_models, batch, 2)`` of stacked models on ``x``, and
-    ``layout(weights)``: the stacked weights of ``template`` in the layout ``forward`` takes.
+    """``forward(weights, x)``: logits ``(n_models, batch, 2)`` of stacked models on ``x``.
 
     ``weights`` maps the parameter names of ``template`` to tensors with a leading model axis;
     ``x`` has shape ``(n_models, batch, *example_shape)``, each model its own batch.
-    ``forward(layout(weights), x)`` computes ``template`` with ``weights``; ``layout`` only
-    permutes (differentiably), so an elementwise optimiser such as Adam trains the same models
-    in either layout.
     """
     layers = _sequential_layers(template)
     if layers is not None and _runs_stacked(layers, example_shape):
-        flattened = _flattened_linear(_sequential_layers(copy.deepcopy(template).to("meta")), example_shape)
-
-        def layout(weights):
-            if flattened is None:
-                return dict(weights)
-            name, (channels, height, width) = flattened
-            # Columns from nn.Flatten's channel-height-width order to height-width-channel.
-            columns = weights[name].unflatten(-1, (channels, height, width)).permute(0, 1, 3, 4, 2)
-            return {**weights, name: columns.flatten(2)}
-
-        return lambda weights, x: two_logits(sequential_population(layers, weights, x)), layout
+        return lambda weights, x: two_logits(sequential_population(layers, weights, x))
     skeleton = copy.deepcopy(template).to("meta")
 
     def logits(params, x):
         out = functional_call(skeleton, params, (x,))
         return two_logits(out if out.dim() == 2 else out.reshape(out.shape[0], 1))
 
-    return vmap(logits, in_dims=(0, 0), randomness="different"), dict
-
-
-def _flattened_linear(meta_layers, example_shape):
-    """The weight name of the first linear layer after images are flattened, and the shape
-    ``(channels, height, width)`` they are flattened from; None when no image is flattened.
-
-    ``meta_layers``: the layers on the meta device, which gives the shapes without computing."""
-    h = torch.empty(1, *example_shape, device="meta")
-    flat_shape = None
-    for prefix, layer in meta_layers:
-        if type(layer) is nn.Flatten and h.dim() == 4:
-            flat_shape = tuple(h.shape[1:])
-        elif type(layer) is nn.Linear and flat_shape is not None:
-            return prefix + "weight", flat_shape
-        h = layer(h)
-    return None
+    return vmap(logits, in_dims=(0, 0), randomness="different")
 
 
 def _sequential_layers(template):
@@ -143,8 +109,6 @@ def _runs_stacked(layers, example_shape):
 def sequential_population(layers, weights, x):
     """Stacked models of one Sequential on ``x`` (``(n_models, batch, *example)``): ``(n_models, batch, out)``.
 
-    ``weights`` in the layout of :func:`population_forward`'s ``layout``.
-
     Images travel as one channels-last batch ``(batch, n_models * channels, height, width)``,
     model-major along the channels, so that a convolution is a grouped convolution with one
     group per model (times the layer's own groups); features travel as
@@ -170,11 +134,8 @@ def sequential_population(layers, weights, x):
             )
         elif type(layer) is nn.Flatten:
             # Features are already flat: (batch, features) per model.
-            # Height-width-channel order: each model's channels are contiguous in memory.
             if h.dim() == 4:
-                batch, _, height, width = h.shape
-                per_model = h.permute(0, 2, 3, 1).reshape(batch, height * width, n_models, -1)
-                h = per_model.permute(2, 0, 1, 3).flatten(2)
+                h = h.unflatten(1, (n_models, -1)).transpose(0, 1).flatten(2)
         elif type(layer) is nn.Linear:
             # (weight @ h^T)^T rather than h @ weight^T: the weight's gradient then comes out
             # in the weight's own layout, with no transposed copy of it at every step.

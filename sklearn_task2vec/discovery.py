@@ -443,11 +443,11 @@ def _train_population(template, X, labels, splits, seeds, scoring, stopping=None
 
     networks = [_initialised(template, seed).to(device) for seed in seeds]
     stacked, _ = stack_module_state(networks)
-    population, layout = population_forward(template, inputs.shape[1:])
     weights = {
         name: tensor.repeat(n_labellings, *([1] * (tensor.dim() - 1))).detach().requires_grad_()
-        for name, tensor in layout(stacked).items()
+        for name, tensor in stacked.items()
     }
+    population = population_forward(template, inputs.shape[1:])
     optimizer = torch.optim.Adam(list(weights.values()), lr=scoring.learning_rate, fused=True)
 
     n_train = train_index.shape[1]

@@ -66,10 +66,10 @@ def test_the_stacked_sequential_computes_what_vmap_computes(name):
     make, example_shape = NETWORKS[name]
     n_models, batch = 5, 7
     x = torch.randn(n_models, batch, *example_shape)
-    forward, layout = population_forward(make(), example_shape)
+    forward = population_forward(make(), example_shape)
     assert not hasattr(forward, "__wrapped__"), "expected the stacked path, not vmap"
     weights = stacked(make, n_models)
-    out = forward(layout(weights), x)
+    out = forward(weights, x)
     reference_weights = {k: v.detach().clone().requires_grad_() for k, v in weights.items()}
     reference = vmap_reference(make(), reference_weights, x)
     assert out.shape == (n_models, batch, 2)
@@ -104,10 +104,10 @@ class Residual(nn.Module):
 )
 def test_other_networks_run_through_vmap(make):
     x = torch.randn(3, 4, 1, 4, 4)
-    forward, layout = population_forward(make(), (1, 4, 4))
+    forward = population_forward(make(), (1, 4, 4))
     assert hasattr(forward, "__wrapped__"), "expected vmap"
     weights = stacked(make, 3)
-    torch.testing.assert_close(forward(layout(weights), x), vmap_reference(make(), weights, x))
+    torch.testing.assert_close(forward(weights, x), vmap_reference(make(), weights, x))
 
 
 def test_scores_do_not_depend_on_the_forward_path(monkeypatch):
@@ -117,7 +117,7 @@ def test_scores_do_not_depend_on_the_forward_path(monkeypatch):
     fast = taskness_score(images, labels, random_state=0, n_steps=12)
 
     def vmap_only(template, example_shape):
-        return (lambda weights, x: vmap_reference(template, weights, x)), dict
+        return lambda weights, x: vmap_reference(template, weights, x)
 
     monkeypatch.setattr(discovery, "population_forward", vmap_only)
     reference = taskness_score(images, labels, random_state=0, n_steps=12)
