@@ -1,11 +1,16 @@
 """Task discovery: the task-ness and agreement scores, the search and its diversity penalty."""
 
+import math
 import sys
 
+import hypothesis.extra.numpy as hnp
 import joblib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -376,3 +381,142 @@ def test_task2vec_diversity_is_one_minus_the_task2vec_distance():
     assert 0.0 < distance <= 1.0
     assert search.objectives_[1] == pytest.approx(-2.0 * (1.0 - distance), abs=1e-4)
     assert search.objectives_[1] == search.history_[1].max()
+
+
+# ---------------------------------------------------------------------------- shared work
+def _counting_scorer(calls):
+    def score(X, y):
+        calls.append(np.asarray(y).copy())
+        return float(np.dot(np.arange(len(y)) % 3, y)) / len(y)
+
+    return score
+
+
+@hypothesis_settings(max_examples=15)
+@given(
+    n_samples=st.integers(4, 9), positive_fraction=st.sampled_from([0.25, 0.4, 0.5]), seed=st.integers(0, 3)
+)
+def test_a_labelling_proposed_again_is_not_scored_again(n_samples, positive_fraction, seed):
+    calls = []
+    X = features(n=n_samples, d=2)
+    try:
+        search = TaskDiscovery(
+            budget=40,
+            n_candidates=4,
+            positive_fraction=positive_fraction,
+            scoring=_counting_scorer(calls),
+            random_state=seed,
+        ).fit(X)
+    except ValueError as error:  # too few examples for two of each class
+        assert "each class needs at least 2" in str(error)
+        return
+    # One call per distinct task: a labelling and its complement are one task.
+    tasks = {min(row.tobytes(), (1 - row).tobytes()) for row in calls}
+    assert len(tasks) == len(calls) == search.n_trainings_ <= 40
+    n_positive = int(np.floor(positive_fraction * n_samples + 0.5))
+    assert len(calls) <= math.comb(n_samples, n_positive)
+    # Every candidate's recorded objective is its labelling's score (the cache told the truth).
+    scored = {row.tobytes(): _counting_scorer([])(X, row) for row in calls}
+    assert set(np.round(search.history_[0], 12)) <= set(np.round(list(scored.values()), 12))
+
+
+def _reference_hopeless(curves, labelling, thresholds, baselines):
+    """The early-stopping rule evaluated directly, one labelling at a time."""
+    stop = []
+    for index, threshold in enumerate(thresholds):
+        rows = curves[labelling == index]
+        if len(rows) == 0:
+            stop.append(False)
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(rows, discovery.SMOOTHING_WINDOW, axis=1)
+        smoothed = np.median(windows, axis=-1)
+        b = baselines[index]
+        rising = smoothed[:, -1] - smoothed.min(axis=1) >= discovery.EARLY_STOPPING_RISE * b
+        partial = np.mean((b - smoothed.min(axis=1)) / b)
+        stop.append(bool(rising.all() and partial + discovery.EARLY_STOPPING_MARGIN < threshold))
+    return np.array(stop)
+
+
+@given(
+    curves=hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(5, 25)), elements=st.floats(0, 2)),
+    n_labellings=st.integers(1, 3),
+    thresholds=st.lists(st.floats(-1, 1), min_size=3, max_size=3),
+    baselines=st.lists(st.floats(0.1, 1), min_size=3, max_size=3),
+    seed=st.integers(0, 100),
+)
+def test_the_early_stopping_rule_is_the_documented_one(curves, n_labellings, thresholds, baselines, seed):
+    labelling = np.random.RandomState(seed).randint(n_labellings, size=len(curves))
+    thresholds, baselines = np.array(thresholds[:n_labellings]), np.array(baselines[:n_labellings])
+    stopping = discovery._EarlyStopping(thresholds, baselines)
+    got = discovery._hopeless(torch.as_tensor(curves), torch.as_tensor(labelling), stopping, n_labellings)
+    np.testing.assert_array_equal(got.numpy(), _reference_hopeless(curves, labelling, thresholds, baselines))
+
+
+def test_early_stopping_keeps_a_task_that_would_win_and_stops_random_ones():
+    X = features(n=60)
+    real = (X[:, 0] > 0.4).astype(int)
+    stack = np.vstack([real, random_labellings(real, 4)])
+    settings = {"n_steps": 60, "random_state": 0}
+    full = taskness_score(X, stack, **settings)
+    assert full[0] > full[1:].max() + 0.3
+    scoring = discovery._scoring(None, 0.2, 60, 32, 1e-3, 1, "prior", 5, "cpu")
+    split_seed, seed = draw_seeds(0, 2)
+    labels = discovery._check_labellings(stack, len(X))[0]
+    # Every labelling must beat the real task's score minus a hair: only the real task can.
+    thresholds = np.full(len(stack), full[0] - 1e-3)
+    scores, n_steps = discovery._network_scores(
+        X, labels, "taskness", scoring, split_seed, [seed], thresholds
+    )
+    assert n_steps[0] == 60 and scores[0] == pytest.approx(full[0], abs=1e-6)
+    assert np.all(n_steps[1:] < 60)
+    # A stopped training's score is the task-ness of its steps so far: a lower bound.
+    assert np.all(scores[1:] <= full[1:] + 1e-6)
+
+
+def test_early_stopping_does_not_change_the_search():
+    X = features(n=40, d=3)
+    settings = {"budget": 96, "n_candidates": 16, "score_params": {"n_steps": 30}, "random_state": 0}
+    fast = TaskDiscovery(**settings).fit(X)
+    full = TaskDiscovery(early_stopping=False, **settings).fit(X)
+    assert fast.n_stopped_early_ > 0 and full.n_stopped_early_ == 0
+    assert fast.n_steps_trained_ < full.n_steps_trained_ == 30 * full.n_trainings_
+    # The same candidates in the same order, the same task found: a stopped candidate is told
+    # a lower bound of its score, below its parent's, as its full score was.
+    np.testing.assert_array_equal(fast.labels_, full.labels_)
+    assert fast.scores_ == full.scores_ and fast.n_trainings_ == full.n_trainings_
+    changed = fast.history_ != full.history_
+    assert np.all(fast.history_[changed] < full.history_[changed])
+
+
+def test_batched_candidates_score_as_each_alone(monkeypatch):
+    X = features(n=40, d=3)
+    scored = []
+    network_scores = discovery._network_scores
+
+    def spy(X, labels, *args):
+        scores, n_steps = network_scores(X, labels, *args)
+        scored.extend(zip(labels, scores))
+        return scores, n_steps
+
+    monkeypatch.setattr(discovery, "_network_scores", spy)
+    search = TaskDiscovery(
+        budget=32, n_candidates=16, early_stopping=False, score_params={"n_steps": 10}, random_state=0
+    ).fit(X)
+    assert len(scored) == search.n_trainings_ > 16
+    monkeypatch.setattr(discovery, "_network_scores", network_scores)
+    for labels, score in scored:
+        alone = taskness_score(X, labels, n_steps=10, random_state=search.score_seed_)
+        assert score == pytest.approx(alone, abs=1e-5)
+
+
+def test_the_time_estimate_is_shown_before_the_search_goes_on(capsys, monkeypatch):
+    X = features(n=40, d=3)
+    clock = iter(np.arange(0.0, 1000.0, 6.0))  # each batch of candidates "takes" 6 s
+    monkeypatch.setattr(discovery, "perf_counter", lambda: next(clock))
+    settings = dict(n_tasks=2, budget=16, n_candidates=8, score_params={"n_steps": 10}, random_state=0)
+    TaskDiscovery(verbose=1, **settings).fit(X)
+    shown = capsys.readouterr().err
+    assert shown.count("TaskDiscovery: the first 8 candidates took 6.0 s: about 24 s for 32 candidates") == 1
+    assert "2 task(s) of budget 16" in shown
+    TaskDiscovery(verbose=0, **settings).fit(X)
+    assert capsys.readouterr().err == ""
