@@ -351,13 +351,12 @@ class ProbeVerdicts:
     @staticmethod
     def key(check, module, digest, inputs):
         """The key of ``check`` on ``module`` (weights ``digest``, or None: hashed here) and
-        ``inputs`` (a tensor, or array-like), or None where nothing may be cached."""
+        ``inputs`` (a tensor or an array, batch axis first), or None where nothing may be cached."""
         fingerprint = probe_fingerprint(module)
         if fingerprint is None:
             return None
-        tensor = torch.as_tensor(inputs)
         digest = module_digest(module) if digest is None else digest
-        return check, fingerprint, digest, tuple(tensor.shape[1:]), tensor.dtype
+        return check, fingerprint, digest, tuple(inputs.shape[1:]), str(inputs.dtype)
 
     def clear(self):
         """Forget every verdict."""
