@@ -175,7 +175,10 @@ def task_head(probe, task, settings, device, *, retain=False):
             f"{task.where}: skip_layers does not apply to text tasks (the stem's output has no "
             f"attention mask). Use skip_layers=None."
         )
-    retained = RetainedForwards(probe, most_examples(task)) if retain else None
+    # A stream of unknown length is read again by the Fisher pass: only a second pass shows that
+    # it can be read only once (its first batch, read to inspect the probe, is then lost).
+    n_examples = most_examples(task)
+    retained = RetainedForwards(probe, n_examples) if retain and n_examples is not None else None
     features = task_features(
         probe.module,
         task,

@@ -106,8 +106,12 @@ def test_corrupted_cache_file_is_detected_and_recomputed(tmp_path, counted, dama
     if damage == "truncate":
         content = content[: len(content) // 2]
     elif damage == "flip_a_byte":
-        # A byte of the stored row (the npz is an uncompressed zip: the data sit mid-file).
-        content[len(content) // 3] ^= 0x01
+        # A byte of the stored row itself (the npz is an uncompressed zip: its bytes are in the
+        # file as they are in memory), wherever the other entries put it.
+        offsets = [bytes(content).find(row.tobytes()) for row in np.asarray(expected, dtype=np.float64)]
+        start = max(offsets)
+        assert start >= 0, "the stored row's bytes are in the file"
+        content[start + len(expected[0]) * 4] ^= 0x01
     else:
         content = bytearray(b"not an npz file")
     path.write_bytes(bytes(content))
