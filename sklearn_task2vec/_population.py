@@ -59,6 +59,7 @@ def population_forward(template, example_shape):
     """
     layers = _sequential_layers(template)
     if layers is not None and _runs_stacked(layers, example_shape):
+        layers = _pools_before_relus(layers)
         return lambda weights, x: two_logits(sequential_population(layers, weights, x))
     skeleton = copy.deepcopy(template).to("meta")
 
@@ -81,6 +82,21 @@ def _sequential_layers(template):
         if any(True for _ in module.children()):
             return None
         layers.append((f"{name}." if name else "", module))
+    return layers
+
+
+def _pools_before_relus(layers):
+    """``layers`` with every ReLU that a max-pool follows moved after it.
+
+    ReLU is non-decreasing, so the max of the ReLUs of a window is the ReLU of its max, and the
+    gradient reaches the same input (none where the max is not positive): the same numbers,
+    with the ReLU and its backward on the pooled activations, a quarter of the size for 2x2
+    pools.
+    """
+    layers = list(layers)
+    for position in range(len(layers) - 1):
+        if type(layers[position][1]) is nn.ReLU and type(layers[position + 1][1]) is nn.MaxPool2d:
+            layers[position], layers[position + 1] = layers[position + 1], layers[position]
     return layers
 
 

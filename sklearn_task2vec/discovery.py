@@ -94,6 +94,9 @@ SMOOTHING_WINDOW = 5
 #: Most networks trained together in one batched training (labellings times seeds).
 MAX_STACKED_MODELS = 256
 BASELINES = ("prior", "blind", "mean")
+#: Images at least this large (both sides) run the seed's CNN unpadded; the two 5x5
+#: convolutions and 2x2 pools leave them at least one pixel.
+UNPADDED_CNN_MIN_SIZE = 16
 #: Early stopping of a search's trainings (task-ness): first checked after this many steps,
 #: then every EARLY_STOPPING_EVERY steps.
 EARLY_STOPPING_FIRST = 20
@@ -115,15 +118,18 @@ STUDIES = ("ablation", "class_ratio", "n_positives", "real_vs_random")
 def small_cnn(input_shape):
     """The seed's small CNN for binary tasks on images of shape ``(channels, height, width)``.
 
-    conv 5x5x6, 2x2 max-pool (stride 2), conv 5x5x16, fc 120, fc 84, fc 2, ReLU between
-    (seed 002, "Architecture Used"). The convolutions are zero-padded ("same") so that small
-    images (8x8 digits) keep a spatial extent; on 32x32 CIFAR images the unpadded original would
-    give 16x10x10 features instead of 16x16x16.
+    conv 5x5x6, ReLU, 2x2 max-pool, conv 5x5x16, ReLU, 2x2 max-pool, fc 120, fc 84, fc 2, ReLU
+    between. The seed's table (002, "Architecture Used") lists the layers of PyTorch's CIFAR-10
+    tutorial network by its attribute names and in their order (conv1, pool, conv2, fc1, fc2,
+    fc3), whose forward applies its one pool module after each convolution; on 32x32 CIFAR
+    images that gives its 16x5x5 features. The convolutions are unpadded, as there, when the
+    image is at least 16x16 pixels; smaller images (8x8 digits) are zero-padded ("same"), so
+    that both pools keep a spatial extent (16x2x2 features for 8x8 digits).
 
     Parameters
     ----------
     input_shape : tuple of int
-        ``(channels, height, width)``; height and width at least 2.
+        ``(channels, height, width)``; height and width at least 4.
 
     Returns
     -------
@@ -131,16 +137,23 @@ def small_cnn(input_shape):
         Maps ``(batch, channels, height, width)`` to ``(batch, 2)`` logits.
     """
     channels, height, width = (int(size) for size in input_shape)
-    if height < 2 or width < 2:
-        raise ValueError(f"small_cnn needs images of at least 2x2 pixels, got {height}x{width}.")
+    if height < 4 or width < 4:
+        raise ValueError(f"small_cnn needs images of at least 4x4 pixels, got {height}x{width}.")
+    padding = 0 if min(height, width) >= UNPADDED_CNN_MIN_SIZE else 2
+
+    def pooled(size):
+        return (size + 2 * padding - 4) // 2
+
+    features_height, features_width = pooled(pooled(height)), pooled(pooled(width))
     return nn.Sequential(
-        nn.Conv2d(channels, 6, 5, padding=2),
+        nn.Conv2d(channels, 6, 5, padding=padding),
         nn.ReLU(),
         nn.MaxPool2d(2, 2),
-        nn.Conv2d(6, 16, 5, padding=2),
+        nn.Conv2d(6, 16, 5, padding=padding),
         nn.ReLU(),
+        nn.MaxPool2d(2, 2),
         nn.Flatten(),
-        nn.Linear(16 * (height // 2) * (width // 2), 120),
+        nn.Linear(16 * features_height * features_width, 120),
         nn.ReLU(),
         nn.Linear(120, 84),
         nn.ReLU(),

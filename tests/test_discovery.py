@@ -169,6 +169,39 @@ def test_images_use_the_small_cnn():
 
 
 @pytest.mark.parametrize(
+    "shape, padding, n_features",
+    [
+        ((3, 32, 32), 0, 16 * 5 * 5),  # the seed's CIFAR images: the tutorial network's fc1 input
+        ((1, 28, 28), 0, 16 * 4 * 4),
+        ((1, 16, 20), 0, 16 * 1 * 2),
+        ((1, 15, 40), 2, 16 * 3 * 10),
+        ((1, 8, 8), 2, 16 * 2 * 2),
+        ((1, 4, 4), 2, 16 * 1 * 1),
+    ],
+)
+def test_the_small_cnn_is_the_seeds_network(shape, padding, n_features):
+    network = small_cnn(shape)
+    kinds = [type(layer).__name__ for layer in network]
+    assert kinds == [
+        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten",
+        "Linear", "ReLU", "Linear", "ReLU", "Linear",
+    ]  # fmt: skip
+    convolutions = [layer for layer in network if isinstance(layer, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.padding) for c in convolutions] == [
+        (6, (5, 5), (padding, padding)),
+        (16, (5, 5), (padding, padding)),
+    ]
+    assert [layer.out_features for layer in network if isinstance(layer, nn.Linear)] == [120, 84, 2]
+    assert network[7].in_features == n_features
+    assert network(torch.zeros(3, *shape)).shape == (3, 2)
+
+
+def test_the_small_cnn_refuses_images_too_small_for_two_pools():
+    with pytest.raises(ValueError, match="at least 4x4"):
+        small_cnn((1, 3, 8))
+
+
+@pytest.mark.parametrize(
     ("X", "y", "message"),
     [
         (features(), np.r_[np.ones(1), np.zeros(79)], "at least 2"),

@@ -33,7 +33,19 @@ def stacked(make, n_models):
 
 
 NETWORKS = {
-    "seed CNN": (lambda: small_cnn((1, 8, 8)), (1, 8, 8)),
+    "seed CNN, padded (8x8)": (lambda: small_cnn((1, 8, 8)), (1, 8, 8)),
+    "seed CNN, unpadded (16x16)": (lambda: small_cnn((2, 16, 17)), (2, 16, 17)),
+    "ReLU before overlapping padded max-pools, twice": (
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 3, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=1, padding=1),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Flatten(),
+            nn.Linear(3 * 3 * 3, 2),
+        ),
+        (1, 7, 7),
+    ),
     "seed MLP": (lambda: small_mlp(5), (5,)),
     "linear head alone": (lambda: nn.Linear(6, 2), (6,)),
     "one positive-class logit alone": (lambda: nn.Linear(6, 1, bias=False), (6,)),
