@@ -27,11 +27,10 @@ the ones stored in ``docs/images/``, from the run described on the task discover
 (:doc:`/discovery`: digits, three tasks of 500 candidates each); the script writes its own into
 ``<output-dir>``.
 
-Run time: the search of that run took 802 s for 1,413 trainings on a shared 2-core CPU
-machine (:doc:`/discovery`), before the population training was sped up; no time of the
-studies before it, nor of the whole script, is stored. The Fashion-MNIST run on that page
-(``--dataset fashion --budget 200 --n-tasks 2``) took 15 minutes in all, one thread: 84 s for
-the studies, 474 s for the search's 384 trainings.
+Run time (the seed's network, measured on a shared 2-core CPU machine, one thread, with another
+run of this script beside it): digits, three tasks of 500 candidates, 77 s for the studies and
+435 s for the search's 1,428 trainings; Fashion-MNIST (``--dataset fashion --budget 200
+--n-tasks 2``), 377 s for the studies and 492 s for the search's 382 trainings.
 
 .. image:: /images/discovery_learnability.png
    :alt: Task-ness against the fraction of shuffled labels and against the class ratio

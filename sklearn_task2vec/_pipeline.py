@@ -175,10 +175,12 @@ def task_head(probe, task, settings, device, *, retain=False):
             f"{task.where}: skip_layers does not apply to text tasks (the stem's output has no "
             f"attention mask). Use skip_layers=None."
         )
-    # A stream of unknown length is read again by the Fisher pass: only a second pass shows that
-    # it can be read only once (its first batch, read to inspect the probe, is then lost).
+    # A task that may be a one-shot stream is read again by the Fisher pass: only a second pass
+    # shows that it can be read only once (its first batch, read to inspect the probe, is then
+    # lost). The memory rule needs the task's size.
     n_examples = most_examples(task)
-    retained = RetainedForwards(probe, n_examples) if retain and n_examples is not None else None
+    keeps = retain and task.rereadable and n_examples is not None
+    retained = RetainedForwards(probe, n_examples) if keeps else None
     features = task_features(
         probe.module,
         task,

@@ -249,6 +249,8 @@ class ArrayTask:
 
     #: Its examples come in the same order at every pass (see :func:`loader_order`).
     order = "fixed"
+    #: Every pass reads it anew (see :attr:`LoaderTask.rereadable`).
+    rereadable = True
 
     def __init__(self, inputs, labels, where):
         self.inputs = inputs
@@ -309,6 +311,11 @@ class LoaderTask:
         self.seed = seed
         #: How the loader orders its examples from one pass to the next (:func:`loader_order`).
         self.order = loader_order(loader)
+        #: Whether every pass reads the task anew by construction: a map-style dataset read
+        #: through torch's own samplers. An iterable dataset, or a sampler of the caller's, may be
+        #: a one-shot stream, whose first batch (read to inspect the probe) a single pass would
+        #: lose unseen: only a second pass shows it, so such a task is read twice.
+        self.rereadable = not isinstance(loader.dataset, IterableDataset) and _torch_samplers(loader)
         self._examples_per_pass = None  # read by the first whole pass, to compare the others with
 
     def batches(self, batch_size=None, rng=None):
@@ -391,6 +398,15 @@ class LoaderTask:
         order = np.argsort(positions)
         inputs = torch.stack([kept_inputs[slot] for slot in order])
         return inputs, np.concatenate([kept_labels[slot] for slot in order])
+
+
+def _torch_samplers(loader):
+    """Whether ``loader`` draws its indices through torch's own sampler classes."""
+    samplers = [loader.sampler, loader.batch_sampler]
+    samplers.append(getattr(loader.batch_sampler, "sampler", None))
+    return all(
+        sampler is None or type(sampler).__module__ == "torch.utils.data.sampler" for sampler in samplers
+    )
 
 
 def loader_order(loader):

@@ -218,6 +218,44 @@ def test_a_stream_that_can_be_read_only_once_is_named_as_such(memory, as_loader,
     assert "empty" not in str(caught.value)
 
 
+class OneShotWithLength(OneShot):
+    """A one-shot stream that says its length: a loader over it knows the task's size."""
+
+    def __len__(self):
+        return N
+
+
+class OneShotSampler(torch.utils.data.Sampler):
+    """A sampler of the caller's over a generator: the loader's second pass reads nothing."""
+
+    def __init__(self):
+        self.indices = iter(range(N))
+
+    def __iter__(self):
+        return self.indices
+
+    def __len__(self):
+        return N
+
+
+@pytest.mark.parametrize(
+    "make_task",
+    [
+        lambda: OneShotWithLength(),
+        lambda: DataLoader(OneShotWithLength(), batch_size=8),
+        lambda: DataLoader(dataset(), batch_size=8, sampler=OneShotSampler()),
+        lambda: DataLoader(dataset(), batch_sampler=BatchSampler(OneShotSampler(), 8, drop_last=False)),
+    ],
+    ids=["stream with a length", "loader over it", "one-shot sampler", "batch sampler over it"],
+)
+def test_a_one_shot_task_of_known_size_is_read_twice_and_refused(make_task):
+    # Its size is known, so the features pass could keep its forwards for the Fisher pass and
+    # read it once; its first batch went to inspecting the probe, so that pass alone would embed
+    # 32 (39) of its 40 examples unseen.
+    with pytest.raises(ValueError, match="task 0 can be read only once: its first pass read 3[0-9] examples"):
+        embedder().fit_transform([make_task()])
+
+
 def test_a_stream_that_changes_between_passes_is_refused():
     with pytest.raises(ValueError, match=r"task 0 read 3\d examples in one pass and 3\d in another"):
         embedder().fit_transform([Shrinking()])
