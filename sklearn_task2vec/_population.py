@@ -51,15 +51,21 @@ def two_logits(out):
     return torch.cat((torch.zeros_like(out), out), dim=-1)
 
 
+def runs_stacked(template, example_shape):
+    """Whether :func:`population_forward` runs ``template`` as :func:`sequential_population`:
+    layers of known kinds only, none of which draws random numbers."""
+    layers = _sequential_layers(template)
+    return layers is not None and _runs_stacked(layers, example_shape)
+
+
 def population_forward(template, example_shape):
     """``forward(weights, x)``: logits ``(n_models, batch, 2)`` of stacked models on ``x``.
 
     ``weights`` maps the parameter names of ``template`` to tensors with a leading model axis;
     ``x`` has shape ``(n_models, batch, *example_shape)``, each model its own batch.
     """
-    layers = _sequential_layers(template)
-    if layers is not None and _runs_stacked(layers, example_shape):
-        layers = _pools_before_relus(layers)
+    if runs_stacked(template, example_shape):
+        layers = _pools_before_relus(_sequential_layers(template))
         return lambda weights, x: two_logits(sequential_population(layers, weights, x))
     skeleton = copy.deepcopy(template).to("meta")
 

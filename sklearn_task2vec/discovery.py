@@ -42,7 +42,10 @@ import importlib
 import inspect
 import itertools
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from numbers import Integral, Real
 from time import perf_counter
 from typing import NamedTuple
@@ -64,7 +67,7 @@ from sklearn.utils.validation import check_array, validate_data
 from torch import nn
 from torch.func import stack_module_state
 
-from ._population import population_forward
+from ._population import population_forward, runs_stacked
 from ._utils import (
     VERBOSE_CONSTRAINT,
     StrictInterval,
@@ -93,6 +96,8 @@ __all__ = [
 SMOOTHING_WINDOW = 5
 #: Most networks trained together in one batched training (labellings times seeds).
 MAX_STACKED_MODELS = 256
+#: Fewest networks in a batched training that runs beside others (see _populations_at_once).
+MIN_MODELS_PER_THREAD = 4
 BASELINES = ("prior", "blind", "mean")
 #: Images at least this large (both sides) run the seed's CNN unpadded; the two 5x5
 #: convolutions and 2x2 pools leave them at least one pixel.
@@ -382,10 +387,15 @@ def _hopeless(curves, labelling, stopping, n_labellings):
 
 
 # ---------------------------------------------------------------------------- batched training
+# Populations trained side by side in threads initialise their networks from torch's global
+# generator, one seed at a time.
+_INITIALISATION_LOCK = threading.Lock()
+
+
 def _initialised(template, seed):
     """A copy of ``template`` with every resettable layer re-initialised from ``seed``."""
     module = copy.deepcopy(template)
-    with torch.random.fork_rng(devices=[]):
+    with _INITIALISATION_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for layer in module.modules():
             if callable(getattr(layer, "reset_parameters", None)):
@@ -549,16 +559,24 @@ def _network_scores(X, labels, kind, scoring, split_seed, seeds, thresholds=None
     groups = {}
     for row, (train, val) in enumerate(splits):
         groups.setdefault((len(train), len(val)), []).append(row)
-    # Chunks bound the memory of one batched training; the models are independent, so chunking
-    # changes no score.
-    chunk = max(1, MAX_STACKED_MODELS // len(seeds))
-    chunks = [rows[start : start + chunk] for rows in groups.values() for start in range(0, len(rows), chunk)]
+    # Chunks bound the memory of one batched training and, where several train at once, share
+    # the stack out among them; the models are independent, so chunking changes no score.
     n_seeds = len(seeds)
-    for rows in chunks:
+    at_once = _populations_at_once(template, X.shape[1:], scoring.device, len(labels) * n_seeds)
+    chunks = []
+    for rows in groups.values():
+        per_chunk = min(max(1, MAX_STACKED_MODELS // n_seeds), -(-len(rows) // at_once))
+        chunks += [rows[start : start + per_chunk] for start in range(0, len(rows), per_chunk)]
+
+    def train(rows):
         stopping = None if thresholds is None else _EarlyStopping(thresholds[rows], baselines[rows])
-        val_losses, predictions, n_trained = _train_population(
+        return _train_population(
             template, X, labels[rows], [splits[row] for row in rows], seeds, scoring, stopping
         )
+
+    with _side_by_side(at_once) as map_chunks:
+        trained = list(map_chunks(train, chunks))
+    for rows, (val_losses, predictions, n_trained) in zip(chunks, trained):
         n_steps[rows] = n_trained.view(len(rows), n_seeds)[:, 0].numpy()
         if kind == "taskness":
             lowest = _rolling_median_minimum(val_losses, n_trained).view(len(rows), n_seeds).double().numpy()
@@ -569,6 +587,39 @@ def _network_scores(X, labels, kind, scoring, split_seed, seeds, thresholds=None
             for position, row in enumerate(rows):
                 scores[row] = _mean_pairwise_agreement(predictions[position].numpy())
     return scores, n_steps
+
+
+def _populations_at_once(template, example_shape, device, n_models):
+    """How many batched trainings of ``n_models`` networks run side by side, one per torch
+    thread: on a CPU, for networks that run stacked (no random numbers drawn in training),
+    with at least MIN_MODELS_PER_THREAD networks each.
+
+    The stacked networks' operations are small (6 and 16 channels per model for the seed's
+    CNN): split across threads inside each operation, every one waits at a barrier for the
+    slowest thread, and a core that another process holds stalls them all. Whole trainings
+    side by side, each operation on one thread, keep every core busy and degrade gracefully
+    on a shared machine.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2 or not runs_stacked(template, example_shape):
+        return 1
+    return max(1, min(threads, n_models // MIN_MODELS_PER_THREAD))
+
+
+@contextmanager
+def _side_by_side(at_once):
+    """A ``map`` that runs its calls ``at_once`` at a time in threads, torch's operations on one
+    thread each meanwhile (the number of threads restored after); the built-in ``map`` for 1."""
+    if at_once == 1:
+        yield map
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="task-discovery") as pool:
+            yield pool.map
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _mean_pairwise_agreement(predictions):

@@ -553,3 +553,42 @@ def test_the_time_estimate_is_shown_before_the_search_goes_on(capsys, monkeypatc
     assert "2 task(s) of budget 16" in shown
     TaskDiscovery(verbose=0, **settings).fit(X)
     assert capsys.readouterr().err == ""
+
+
+def test_populations_trained_side_by_side_score_as_alone(monkeypatch):
+    # With two torch threads the stack is shared out among two trainings running at once, each
+    # operation on one thread; every labelling still scores as it does alone, every time.
+    rng = np.random.RandomState(0)
+    images = rng.normal(size=(40, 1, 8, 8)).astype(np.float32)
+    labels = np.stack([rng.permutation(np.arange(40) % 4 == 0) for _ in range(10)])
+    alone = np.array([taskness_score(images, row, random_state=0, **FAST) for row in labels])
+    chunk_sizes = []
+    train_population = discovery._train_population
+
+    def counted(template, X, stack, *args, **kwargs):
+        chunk_sizes.append(len(stack))
+        return train_population(template, X, stack, *args, **kwargs)
+
+    monkeypatch.setattr(discovery, "_train_population", counted)
+    torch.set_num_threads(2)
+    try:
+        together = [taskness_score(images, labels, random_state=0, **FAST) for _ in range(2)]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert chunk_sizes == [5, 5, 5, 5]
+    np.testing.assert_array_equal(together[0], together[1])
+    np.testing.assert_allclose(together[0], alone, atol=1e-5)
+
+
+def test_networks_that_draw_random_numbers_train_one_population_at_a_time():
+    dropout = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    cpu = torch.device("cpu")
+    torch.set_num_threads(2)
+    try:
+        assert discovery._populations_at_once(small_cnn((1, 8, 8)), (1, 8, 8), cpu, 40) == 2
+        assert discovery._populations_at_once(small_cnn((1, 8, 8)), (1, 8, 8), cpu, 7) == 1
+        assert discovery._populations_at_once(dropout, (1, 8, 8), cpu, 40) == 1
+        assert discovery._populations_at_once(small_cnn((1, 8, 8)), (1, 8, 8), torch.device("meta"), 40) == 1
+    finally:
+        torch.set_num_threads(1)
