@@ -107,11 +107,18 @@ from scipy import stats
 from sklearn_task2vec import FisherTaskEmbedder
 from sklearn_task2vec.datasets import markov_text_corpus, word_level_tokenizer
 from sklearn_task2vec.distances import pairwise_task_distances
-from sklearn_task2vec.diversity import HEAD_EPOCHS, cross_diversity_coefficient, diversity_coefficient
+from sklearn_task2vec.diversity import (
+    HEAD_EPOCHS,
+    coefficient_from_embeddings,
+    cross_diversity_coefficient,
+    diversity_coefficient,
+)
 
 # The authors' recipe lives with the benchmarks, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference_diversity import (  # noqa: E402
+    FILTER_LAYOUTS,
+    filter_layout,
     reference_batch_embedding,
     reference_distances,
     reference_stats,
@@ -247,9 +254,14 @@ def ours_diversities(measured, probe, tokenizer, args, seed):
 
 
 def reference_diversities(measured, batches, probe, tokenizer, args, seed):
-    """The reference's rows of the same batches, its coefficients (mean ± std), cross-diversity,
-    noise floors and seconds per batch."""
+    """The reference's rows of the same batches in each layout of ``args.reference_filters``
+    (all from one fine-tuning and Fisher pass per batch), and per layout its coefficients
+    (mean ± std, as the authors report them, and our jackknife interval of the same mean),
+    cross-diversity, noise floors; the seconds per batch; for the authors' layout, the
+    coefficients of its token-embedding block (``wte``, one value per token) alone and of the
+    rest alone."""
     rng = np.random.default_rng(seed)
+    layouts = list(args.reference_filters)
 
     def embed(texts, batch):
         return reference_batch_embedding(
@@ -257,20 +269,47 @@ def reference_diversities(measured, batches, probe, tokenizer, args, seed):
             tokenizer,
             [texts[i] for i in batch],
             epochs=args.reference_epochs,
+            filters=layouts,
             random_state=int(rng.integers(2**31 - 1)),
         )
 
-    rows, results, floors, seconds, n_rows = {}, {}, {}, 0.0, 0
+    rows = {layout: {} for layout in layouts}
+    floors = {layout: {} for layout in layouts}
+    seconds, n_rows = 0.0, 0
     for name, texts in measured.items():
         started = time.perf_counter()
-        rows[name] = np.array([embed(texts, batch) for batch in batches[name]])
+        embedded = [embed(texts, batch) for batch in batches[name]]
         seconds += time.perf_counter() - started
         n_rows += len(batches[name])
-        results[name] = reference_stats(reference_distances(rows[name]))
         again = [embed(texts, batch) for batch in batches[name][:FLOOR_BATCHES]]
-        floors[name] = median_distance(rows[name], again)
-    cross = reference_stats(reference_distances(*(rows[name] for name in CROSS)), within=False)
-    return rows, results, cross, floors, seconds / n_rows
+        for index, layout in enumerate(layouts):
+            rows[layout][name] = np.array([row[index] for row in embedded])
+            floors[layout][name] = median_distance(rows[layout][name], [row[index] for row in again])
+    out = {"seconds": seconds / n_rows, "layouts": {}}
+    for layout in layouts:
+        out["layouts"][layout] = {
+            "rows": rows[layout],
+            "stats": {name: reference_stats(reference_distances(r)) for name, r in rows[layout].items()},
+            "jackknife": {name: coefficient_from_embeddings(r) for name, r in rows[layout].items()},
+            "cross": coefficient_from_embeddings(*(rows[layout][name] for name in CROSS)),
+            "cross_stats": reference_stats(
+                reference_distances(*(rows[layout][name] for name in CROSS)), within=False
+            ),
+            "floors": floors[layout],
+        }
+    if "reference" in layouts:
+        # The token-embedding block (tied to the head) against the rest of the authors' layout.
+        sizes = filter_layout(probe, "reference")
+        assert sizes[0][0].endswith("wte"), sizes[0]
+        tokens = sizes[0][1]
+        out["blocks"] = {
+            block: {
+                name: coefficient_from_embeddings(r[:, :tokens] if block == "wte only" else r[:, tokens:])
+                for name, r in rows["reference"].items()
+            }
+            for block in ("wte only", "without wte")
+        }
+    return out
 
 
 def half_width(result):
@@ -302,9 +341,17 @@ def plot(plt, runs, reference):
         for index, (seed, run) in enumerate(runs.items())
     ]
     if reference is not None:
-        series.append(
-            (reference["results"], reference["cross"], reference["floors"], "s--", "C1", "reference")
-        )
+        for index, (layout, found) in enumerate(reference["layouts"].items()):
+            series.append(
+                (
+                    found["results"],
+                    found["cross"],
+                    found["floors"],
+                    "s--",
+                    f"C{index + 1}",
+                    f"reference, {layout}",
+                )
+            )
 
     def panel(axis, names, x, xlabel):
         for results, _, noise, style, color, label in series:
@@ -368,18 +415,25 @@ def run_seed(args, seed, with_reference):
     if not with_reference:
         return run, None
     batches = {name: result.batches for name, result in ours.items()}
-    rows, results, reference_cross, reference_floors, reference_seconds = reference_diversities(
-        measured, batches, probe, tokenizer, args, seed
-    )
-    reference = {
-        "results": results,
-        "cross": reference_cross,
-        "floors": reference_floors,
-        "seconds": reference_seconds,
-        "ours_vs_reference": {
-            name: median_distance(result.embeddings, rows[name]) for name, result in ours.items()
-        },
-    }
+    computed = reference_diversities(measured, batches, probe, tokenizer, args, seed)
+    reference = {"seconds": computed["seconds"], "layouts": {}, "blocks": {}}
+    for layout, found in computed["layouts"].items():
+        reference["layouts"][layout] = {
+            "results": {name: (r.coefficient, half_width(r)) for name, r in found["jackknife"].items()},
+            "intervals": {name: r.confidence_interval for name, r in found["jackknife"].items()},
+            "std": {name: std for name, (_, std) in found["stats"].items()},
+            "cross": (found["cross"].coefficient, half_width(found["cross"])),
+            "floors": found["floors"],
+        }
+        if layout == "package":  # the same filters as ours: the two estimators' rows compared
+            reference["ours_vs_reference"] = {
+                name: median_distance(result.embeddings, found["rows"][name]) for name, result in ours.items()
+            }
+    for block, found in computed.get("blocks", {}).items():
+        reference["blocks"][block] = {
+            "results": {name: (r.coefficient, half_width(r)) for name, r in found.items()},
+            "intervals": {name: r.confidence_interval for name, r in found.items()},
+        }
     return run, reference
 
 
@@ -395,19 +449,11 @@ def report(args, runs, reference):
         f"  ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval "
         f"mode, {args.label_draws} label draws per token); (floor)"
     )
-    if reference is not None:
-        print(
-            f"  reference (seed {seeds[0]}): mean ± std of the distances (batch-mean gradient, train mode, "
-            "head fine-tuned); floor"
-        )
     print(
         f"  floor: median distance between two rows of one batch under two random states ({FLOOR_BATCHES} "
         "batches)"
     )
     header = f"{'corpus':<12}" + "".join(f" {'ours, seed ' + str(seed):>25}" for seed in seeds)
-    if reference is not None:
-        print("  ours-vs-ref: median symmetric distance between the two estimators' rows of one batch")
-        header += f" {'reference':>24} {'ours-vs-ref':>12}"
     print(header)
     print("-" * len(header))
     for name in [*names, "cross(w, a)"]:
@@ -418,17 +464,13 @@ def report(args, runs, reference):
                 value, error = run["ours"][name]
                 line += f"  {value:.4f} ± {error:.4f} ({run['floors'][name]:.4f})"
             else:
-                line += f"  {run['cross'][0]:.4f} ± {run['cross'][1]:.4f}         "
-        if reference is not None and name in reference["results"]:
-            mean, spread = reference["results"][name]
-            line += f"  {mean:.4f} ± {spread:.4f} ({reference['floors'][name]:.4f})"
-            line += f" {reference['ours_vs_reference'][name]:>12.4f}"
-        elif reference is not None:
-            line += f"  {reference['cross'][0]:.4f} ± {reference['cross'][1]:.4f}"
+                line += f"  {run['cross'][0]:.4f} ± {run['cross'][1]:.4f}"
         print(line.rstrip())
     print()
     if reference is not None:
-        agreement(runs[seeds[0]], reference, names, seeds[0])
+        reference_table(args, reference, names, seeds[0])
+        for layout, found in reference["layouts"].items():
+            agreement(runs[seeds[0]], found, names, seeds[0], layout)
     seconds = np.mean([run["seconds"] for run in runs.values()])
     print(
         f"Time per batch: ours {seconds:.2f} s (head: {HEAD_EPOCHS} L-BFGS iterations; per-sequence Fisher, "
@@ -436,36 +478,89 @@ def report(args, runs, reference):
         + (
             ""
             if reference is None
-            else f", reference {reference['seconds']:.2f} s ({args.reference_epochs} epochs of head fine-tuning)"
+            else f", reference {reference['seconds']:.2f} s ({args.reference_epochs} epochs of head "
+            f"fine-tuning; its {len(reference['layouts'])} layouts from one pass)"
         )
     )
-    concepts = [concepts_corpus(k) for k in CONCEPTS]
-    vocabularies = [vocabulary_corpus(v) for v in VOCABULARIES]
     for seed, run in runs.items():
-        values = {name: value for name, (value, _) in run["ours"].items()}
-        print(
-            f"ours, seed {seed}: rises with the concepts {rises([values[n] for n in concepts])} (intervals "
-            f"apart: {rises(None, [run['intervals'][n] for n in concepts])}), with the vocabulary "
-            f"{rises([values[n] for n in vocabularies])} (intervals apart: "
-            f"{rises(None, [run['intervals'][n] for n in vocabularies])}); cross(w, a) above both "
-            f"diversities {bool(run['cross'][0] > max(values[n] for n in CROSS))}"
-        )
+        print(checks(f"ours, seed {seed}", run["ours"], run["intervals"], run["cross"]))
     if reference is None:
         return
-    values = {name: mean for name, (mean, _) in reference["results"].items()}
-    print(
-        f"reference, seed {seeds[0]}: rises with the concepts {rises([values[n] for n in concepts])}, with "
-        f"the vocabulary {rises([values[n] for n in vocabularies])}; cross(w, a) above both diversities "
-        f"{bool(reference['cross'][0] > max(values[n] for n in CROSS))}"
+    for layout, found in reference["layouts"].items():
+        print(
+            checks(
+                f"reference ({layout}), seed {seeds[0]}", found["results"], found["intervals"], found["cross"]
+            )
+        )
+    for block, found in reference["blocks"].items():
+        print(checks(f"reference ({block}), seed {seeds[0]}", found["results"], found["intervals"], None))
+
+
+def checks(label, results, intervals, cross):
+    """One line: the rises with the concepts and the vocabulary (and whether neighbouring
+    intervals are apart), and whether the cross-diversity exceeds both diversities."""
+    concepts = [concepts_corpus(k) for k in CONCEPTS]
+    vocabularies = [vocabulary_corpus(v) for v in VOCABULARIES]
+    values = {name: value for name, (value, _) in results.items()}
+    line = (
+        f"{label}: rises with the concepts {rises([values[n] for n in concepts])} (intervals apart: "
+        f"{rises(None, [intervals[n] for n in concepts])}), with the vocabulary "
+        f"{rises([values[n] for n in vocabularies])} (intervals apart: "
+        f"{rises(None, [intervals[n] for n in vocabularies])})"
     )
+    if cross is not None:
+        line += f"; cross(w, a) above both diversities {bool(cross[0] > max(values[n] for n in CROSS))}"
+    return line
 
 
-def agreement(first, reference, names, seed):
+def reference_table(args, reference, names, seed):
+    """The reference's coefficients of the first seed's batches, per layout and block."""
+    print(
+        f"Reference estimator (seed {seed}, the same batches; batch-mean gradient, train mode, head fine-tuned "
+        f"{args.reference_epochs} epochs): mean distance ± jackknife 95% half-width [the authors' ± std] (floor)"
+    )
+    print(
+        "  layouts: package = our filters (Conv1D per output unit); reference = the authors' (wte per "
+        "token, wpe, LayerNorms, Conv1D per input unit); blocks of the authors' layout: its wte "
+        "coordinates alone, the rest alone"
+    )
+    columns = list(reference["layouts"]) + list(reference["blocks"])
+    header = f"{'corpus':<12}" + "".join(f" {column:>34}" for column in columns)
+    if "ours_vs_reference" in reference:
+        print(
+            "  ours-vs-ref: median symmetric distance between our row and the package-layout reference row of a batch"
+        )
+        header += f" {'ours-vs-ref':>12}"
+    print(header)
+    print("-" * len(header))
+    for name in [*names, "cross(w, a)"]:
+        line = f"{name:<12}"
+        for found in reference["layouts"].values():
+            if name in found["results"]:
+                value, error = found["results"][name]
+                cell = f"{value:.4f} ± {error:.4f} [{found['std'][name]:.4f}] ({found['floors'][name]:.4f})"
+            else:
+                cell = f"{found['cross'][0]:.4f} ± {found['cross'][1]:.4f}"
+            line += f" {cell:>34}"
+        for found in reference["blocks"].values():
+            cell = (
+                f"{found['results'][name][0]:.4f} ± {found['results'][name][1]:.4f}"
+                if name in found["results"]
+                else ""
+            )
+            line += f" {cell:>34}"
+        if "ours_vs_reference" in reference and name in reference["ours_vs_reference"]:
+            line += f" {reference['ours_vs_reference'][name]:>12.4f}"
+        print(line.rstrip())
+    print()
+
+
+def agreement(first, found, names, seed, layout):
     """How the two estimators' coefficients of one draw of the corpora agree."""
     ours_values = [first["ours"][name][0] for name in names] + [first["cross"][0]]
-    reference_values = [reference["results"][name][0] for name in names] + [reference["cross"][0]]
+    reference_values = [found["results"][name][0] for name in names] + [found["cross"][0]]
     print(
-        f"Seed {seed}, across the {len(ours_values)} coefficients: Pearson "
+        f"Seed {seed}, reference ({layout}) against ours, across the {len(ours_values)} coefficients: Pearson "
         f"{stats.pearsonr(ours_values, reference_values)[0]:.3f}, Spearman "
         f"{stats.spearmanr(ours_values, reference_values)[0]:.3f}; reference / ours: median "
         f"{np.median(np.divide(reference_values, ours_values)):.2f}"
@@ -492,6 +587,13 @@ def main(argv=None):
         type=int,
         default=1,
         help="draws of the corpora computed in parallel processes (default 1)",
+    )
+    parser.add_argument(
+        "--reference-filters",
+        nargs="+",
+        choices=FILTER_LAYOUTS,
+        default=list(FILTER_LAYOUTS),
+        help="the reference's filter layouts, all from one pass (default: both)",
     )
     parser.add_argument(
         "--reference-epochs",
