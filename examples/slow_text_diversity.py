@@ -275,6 +275,7 @@ def reference_diversities(measured, batches, probe, tokenizer, args, seed):
 
     rows = {layout: {} for layout in layouts}
     floors = {layout: {} for layout in layouts}
+    repeats = {layout: {} for layout in layouts}  # the floor batches' second rows
     seconds, n_rows = 0.0, 0
     for name, texts in measured.items():
         started = time.perf_counter()
@@ -284,7 +285,8 @@ def reference_diversities(measured, batches, probe, tokenizer, args, seed):
         again = [embed(texts, batch) for batch in batches[name][:FLOOR_BATCHES]]
         for index, layout in enumerate(layouts):
             rows[layout][name] = np.array([row[index] for row in embedded])
-            floors[layout][name] = median_distance(rows[layout][name], [row[index] for row in again])
+            repeats[layout][name] = np.array([row[index] for row in again])
+            floors[layout][name] = median_distance(rows[layout][name], repeats[layout][name])
     out = {"seconds": seconds / n_rows, "layouts": {}}
     for layout in layouts:
         out["layouts"][layout] = {
@@ -302,12 +304,16 @@ def reference_diversities(measured, batches, probe, tokenizer, args, seed):
         sizes = filter_layout(probe, "reference")
         assert sizes[0][0].endswith("wte"), sizes[0]
         tokens = sizes[0][1]
+        columns = {"wte only": slice(None, tokens), "without wte": slice(tokens, None)}
         out["blocks"] = {
             block: {
-                name: coefficient_from_embeddings(r[:, :tokens] if block == "wte only" else r[:, tokens:])
+                name: (
+                    coefficient_from_embeddings(r[:, part]),
+                    median_distance(r[:, part], repeats["reference"][name][:, part]),
+                )
                 for name, r in rows["reference"].items()
             }
-            for block in ("wte only", "without wte")
+            for block, part in columns.items()
         }
     return out
 
@@ -431,8 +437,9 @@ def run_seed(args, seed, with_reference):
             }
     for block, found in computed.get("blocks", {}).items():
         reference["blocks"][block] = {
-            "results": {name: (r.coefficient, half_width(r)) for name, r in found.items()},
-            "intervals": {name: r.confidence_interval for name, r in found.items()},
+            "results": {name: (r.coefficient, half_width(r)) for name, (r, _) in found.items()},
+            "intervals": {name: r.confidence_interval for name, (r, _) in found.items()},
+            "floors": {name: floor for name, (_, floor) in found.items()},
         }
     return run, reference
 
@@ -544,7 +551,8 @@ def reference_table(args, reference, names, seed):
             line += f" {cell:>34}"
         for found in reference["blocks"].values():
             cell = (
-                f"{found['results'][name][0]:.4f} ± {found['results'][name][1]:.4f}"
+                f"{found['results'][name][0]:.4f} ± {found['results'][name][1]:.4f} "
+                f"({found['floors'][name]:.4f})"
                 if name in found["results"]
                 else ""
             )
