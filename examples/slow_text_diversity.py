@@ -24,28 +24,38 @@ the diversity functions' default (10 L-BFGS iterations from the model's own outp
 ``sklearn_task2vec.diversity.HEAD_EPOCHS``), and its Fisher averages 8 draws of the next token
 at every position (``label_draws``, the functions' default ``diversity.LABEL_DRAWS``).
 
-With ``--no-reference`` left out, the authors' estimator also runs on the first seed's batches
-(``benchmarks/reference_diversity.py``, our own implementation of their recipe, see
-``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy of the model in train mode, its
-output layer (tied to the token embeddings) fine-tuned on the batch for 10 epochs, the square
-of the gradient of the **mean** loss of each mini-batch of 8 texts, Task2Vec's normalised
-cosine, mean ± standard deviation of the distances. Ours: the per-sequence Fisher in eval mode,
-the probe unchanged, mean ± a jackknife 95% interval. The run below leaves it out (it costs
-more than ours; its comparison at the earlier settings is in docs/text.md).
+With ``--no-reference`` left out, the authors' estimator also runs on the first seed's batches,
+with the same probe (``benchmarks/reference_diversity.py``, our own implementation of their
+recipe, see ``benchmarks/REFERENCE_DIVERSITY_NOTES.md``): a deep copy of the model in train
+mode, its output layer (tied to the token embeddings) fine-tuned on the batch for 10 epochs,
+the square of the gradient of the **mean** loss of each mini-batch of 8 texts (here the whole
+batch: one squared gradient per batch), Task2Vec's normalised cosine (our distance), its
+coefficient as the authors report it (mean ± standard deviation of the distances, in
+brackets) with our jackknife interval of the same mean. Ours: the per-sequence Fisher in eval
+mode, the probe unchanged, mean ± a jackknife 95% interval. The reference's rows come in two
+layouts from one pass (``--reference-filters``): ``package``, our filters (one per output
+unit of the body's ``Conv1D`` layers), compared with ours batch by batch; and ``reference``,
+the authors' (one value per token of the tied ``wte``, per position, per LayerNorm feature,
+``Conv1D`` per input unit), also cut into its ``wte`` block and the rest, each measured alone:
+whether the per-token coordinates carry the rise with the vocabulary. ``--reference-repeats
+k`` averages each of its rows over ``k`` random states (dropout and sampled labels), which
+lowers its noise floor. The first run below leaves the reference out (three draws in three
+processes); the runs after it are one draw each with the reference.
 
 A batch's row is a Monte Carlo estimate, so the *noise floor* is the distance between two rows
 of the **same** batch under two random states (median over two batches per corpus). A
 distance between two batches is about the data's part plus the noise floor.
 
-Run: ``python examples/slow_text_diversity.py [--n-seeds 3] [--n-jobs 3] [--no-reference]``.
+Run: ``python examples/slow_text_diversity.py [--n-seeds 3] [--n-jobs 3] [--no-reference] [--reference-repeats 1]``.
 
 Not run by the documentation build (the file name starts with ``slow_``): the figure below is
-the one stored in ``docs/images/``, from the run below; the script writes its own into
+the one stored in ``docs/images/``, from the first run below; the script writes its own into
 ``<output-dir>``.
 
 Run time: 27 minutes on a shared 2-core CPU machine under a load of 15 to 20 (other jobs), one
-thread per process, three seeds in three processes, without the reference (the run below); on
-a quiet machine a few minutes.
+thread per process, three seeds in three processes, without the reference (the first run
+below); on a quiet machine a few minutes. One draw with the reference (both layouts): 4 minutes
+on a quiet machine (seed 1 below), 13 to 14 minutes under a load of 3 to 5 (seeds 0 and 2).
 
 What the run below shows. **The diversity rises with the number of concepts** in all three
 draws of the corpora (0.088, 0.102, 0.141, 0.155; 0.127, 0.151, 0.162, 0.202; 0.124, 0.152,
@@ -264,14 +274,19 @@ def reference_diversities(measured, batches, probe, tokenizer, args, seed):
     layouts = list(args.reference_filters)
 
     def embed(texts, batch):
-        return reference_batch_embedding(
-            probe,
-            tokenizer,
-            [texts[i] for i in batch],
-            epochs=args.reference_epochs,
-            filters=layouts,
-            random_state=int(rng.integers(2**31 - 1)),
-        )
+        # The mean of --reference-repeats rows of the batch, each under its own random state.
+        repeats = [
+            reference_batch_embedding(
+                probe,
+                tokenizer,
+                [texts[i] for i in batch],
+                epochs=args.reference_epochs,
+                filters=layouts,
+                random_state=int(rng.integers(2**31 - 1)),
+            )
+            for _ in range(args.reference_repeats)
+        ]
+        return [np.mean(rows, axis=0) for rows in zip(*repeats)]
 
     rows = {layout: {} for layout in layouts}
     floors = {layout: {} for layout in layouts}
@@ -486,7 +501,9 @@ def report(args, runs, reference):
             ""
             if reference is None
             else f", reference {reference['seconds']:.2f} s ({args.reference_epochs} epochs of head "
-            f"fine-tuning; its {len(reference['layouts'])} layouts from one pass)"
+            f"fine-tuning; its {len(reference['layouts'])} layouts from one pass"
+            + (f"; {args.reference_repeats} passes" if args.reference_repeats > 1 else "")
+            + ")"
         )
     )
     for seed, run in runs.items():
@@ -524,7 +541,13 @@ def reference_table(args, reference, names, seed):
     """The reference's coefficients of the first seed's batches, per layout and block."""
     print(
         f"Reference estimator (seed {seed}, the same batches; batch-mean gradient, train mode, head fine-tuned "
-        f"{args.reference_epochs} epochs): mean distance ± jackknife 95% half-width [the authors' ± std] (floor)"
+        f"{args.reference_epochs} epochs"
+        + (
+            f"; each row the mean of {args.reference_repeats} under random states of their own"
+            if args.reference_repeats > 1
+            else ""
+        )
+        + "): mean distance ± jackknife 95% half-width [the authors' ± std] (floor)"
     )
     print(
         "  layouts: package = our filters (Conv1D per output unit); reference = the authors' (wte per "
@@ -602,6 +625,13 @@ def main(argv=None):
         choices=FILTER_LAYOUTS,
         default=list(FILTER_LAYOUTS),
         help="the reference's filter layouts, all from one pass (default: both)",
+    )
+    parser.add_argument(
+        "--reference-repeats",
+        type=int,
+        default=1,
+        help="the reference's rows of a batch averaged over this many random states, to lower its "
+        "noise floor (default 1, the authors' recipe)",
     )
     parser.add_argument(
         "--reference-epochs",
