@@ -99,6 +99,137 @@ Output of a run (``python examples/slow_text_diversity.py --no-reference --n-see
     ours, seed 1: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
     ours, seed 2: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
     Total 1618 s
+
+Output of a run with the reference, seed 0 (``python examples/slow_text_diversity.py --seed 0 --n-seeds 1``;
+the load changed during the run; an earlier run of seed 0 printed the same coefficients, other
+timings, and no floors of the wte block and the rest)::
+
+    7 corpora of 512 texts of 124 words (topic_concentration=0.1) per seed
+    Seed 0: 889 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.32 -> 3.78 nats (uniform: 6.79) in 25 s
+
+    Diversity coefficient, 12 batches of 8 texts of 124 words per corpus
+      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode, 8 label draws per token); (floor)
+      floor: median distance between two rows of one batch under two random states (2 batches)
+    corpus                    ours, seed 0
+    --------------------------------------
+    1 concept     0.0880 ± 0.0227 (0.0287)
+    2 concepts    0.1017 ± 0.0366 (0.0364)
+    4 concepts    0.1409 ± 0.0333 (0.0506)
+    8 concepts    0.1547 ± 0.0249 (0.0325)
+    50 words      0.1251 ± 0.0413 (0.0354)
+    800 words     0.1197 ± 0.0192 (0.0346)
+    a-words       0.1175 ± 0.0232 (0.0286)
+    cross(w, a)   0.4234 ± 0.0166
+
+    Reference estimator (seed 0, the same batches; batch-mean gradient, train mode, head fine-tuned 10 epochs): mean distance ± jackknife 95% half-width [the authors' ± std] (floor)
+      layouts: package = our filters (Conv1D per output unit); reference = the authors' (wte per token, wpe, LayerNorms, Conv1D per input unit); blocks of the authors' layout: its wte coordinates alone, the rest alone
+      ours-vs-ref: median symmetric distance between our row and the package-layout reference row of a batch
+    corpus                                  package                          reference                           wte only                        without wte  ours-vs-ref
+    ---------------------------------------------------------------------------------------------------------------------------------------------------------------------
+    1 concept     0.4704 ± 0.0186 [0.0389] (0.4783)  0.2853 ± 0.0157 [0.0350] (0.2549)           0.1413 ± 0.0130 (0.1297)           0.3532 ± 0.0193 (0.3270)       0.4395
+    2 concepts    0.4068 ± 0.0169 [0.0347] (0.3941)  0.3107 ± 0.0328 [0.0334] (0.2492)           0.2388 ± 0.0525 (0.1335)           0.3348 ± 0.0182 (0.3155)       0.2975
+    4 concepts    0.4050 ± 0.0331 [0.0497] (0.3608)  0.3867 ± 0.0381 [0.0595] (0.2614)           0.3483 ± 0.0371 (0.1599)           0.3919 ± 0.0386 (0.3214)       0.2943
+    8 concepts    0.3975 ± 0.0184 [0.0338] (0.3906)  0.4044 ± 0.0336 [0.0324] (0.2850)           0.4151 ± 0.0655 (0.1570)           0.3786 ± 0.0196 (0.3569)       0.2937
+    50 words      0.3928 ± 0.0243 [0.0391] (0.3656)  0.3425 ± 0.0363 [0.0362] (0.2432)           0.2972 ± 0.0623 (0.1111)           0.3486 ± 0.0189 (0.3203)       0.3358
+    800 words     0.4034 ± 0.0247 [0.0398] (0.3826)  0.3933 ± 0.0276 [0.0384] (0.3305)           0.4299 ± 0.0339 (0.3335)           0.3575 ± 0.0243 (0.3152)       0.3344
+    a-words       0.3856 ± 0.0173 [0.0295] (0.3851)  0.3695 ± 0.0333 [0.0408] (0.2993)           0.3894 ± 0.0439 (0.2189)           0.3395 ± 0.0247 (0.3425)       0.4374
+    cross(w, a)                     0.5477 ± 0.0196                    0.7159 ± 0.0135
+
+    Seed 0, reference (package) against ours, across the 8 coefficients: Pearson 0.810, Spearman 0.024; reference / ours: median 3.21
+    Seed 0, reference (reference) against ours, across the 8 coefficients: Pearson 0.985, Spearman 0.881; reference / ours: median 2.90
+    Time per batch: ours 3.62 s (head: 10 L-BFGS iterations; per-sequence Fisher, 8 draws), reference 0.61 s (10 epochs of head fine-tuning; its 2 layouts from one pass)
+    ours, seed 0: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (package), seed 0: rises with the concepts False (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (reference), seed 0: rises with the concepts True (intervals apart: False), with the vocabulary True (intervals apart: False); cross(w, a) above both diversities True
+    reference (wte only), seed 0: rises with the concepts True (intervals apart: False), with the vocabulary True (intervals apart: False)
+    reference (without wte), seed 0: rises with the concepts False (intervals apart: False), with the vocabulary False (intervals apart: False)
+    Total 448 s
+
+Seed 1 (``--seed 1 --n-seeds 1``, a quiet machine)::
+
+    7 corpora of 512 texts of 124 words (topic_concentration=0.1) per seed
+    Seed 1: 888 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.28 -> 3.49 nats (uniform: 6.79) in 24 s
+
+    Diversity coefficient, 12 batches of 8 texts of 124 words per corpus
+      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode, 8 label draws per token); (floor)
+      floor: median distance between two rows of one batch under two random states (2 batches)
+    corpus                    ours, seed 1
+    --------------------------------------
+    1 concept     0.1266 ± 0.0244 (0.0325)
+    2 concepts    0.1505 ± 0.0564 (0.0335)
+    4 concepts    0.1622 ± 0.0437 (0.0318)
+    8 concepts    0.2022 ± 0.0256 (0.0496)
+    50 words      0.1495 ± 0.0341 (0.0383)
+    800 words     0.1436 ± 0.0511 (0.0318)
+    a-words       0.1480 ± 0.0359 (0.0360)
+    cross(w, a)   0.4801 ± 0.0200
+
+    Reference estimator (seed 1, the same batches; batch-mean gradient, train mode, head fine-tuned 10 epochs): mean distance ± jackknife 95% half-width [the authors' ± std] (floor)
+      layouts: package = our filters (Conv1D per output unit); reference = the authors' (wte per token, wpe, LayerNorms, Conv1D per input unit); blocks of the authors' layout: its wte coordinates alone, the rest alone
+      ours-vs-ref: median symmetric distance between our row and the package-layout reference row of a batch
+    corpus                                  package                          reference                           wte only                        without wte  ours-vs-ref
+    ---------------------------------------------------------------------------------------------------------------------------------------------------------------------
+    1 concept     0.4504 ± 0.0303 [0.0549] (0.4722)  0.2902 ± 0.0186 [0.0299] (0.2736)           0.1476 ± 0.0313 (0.1098)           0.3678 ± 0.0226 (0.3651)       0.3448
+    2 concepts    0.4406 ± 0.0311 [0.0488] (0.3934)  0.3179 ± 0.0384 [0.0523] (0.2595)           0.2151 ± 0.0541 (0.1249)           0.3699 ± 0.0338 (0.3373)       0.3156
+    4 concepts    0.3797 ± 0.0267 [0.0445] (0.3926)  0.3584 ± 0.0439 [0.0478] (0.2749)           0.3303 ± 0.0619 (0.1667)           0.3702 ± 0.0326 (0.3370)       0.2866
+    8 concepts    0.4022 ± 0.0247 [0.0430] (0.3270)  0.4118 ± 0.0456 [0.0442] (0.2660)           0.4480 ± 0.0792 (0.2106)           0.3787 ± 0.0264 (0.3000)       0.2918
+    50 words      0.3980 ± 0.0181 [0.0362] (0.4085)  0.3228 ± 0.0239 [0.0318] (0.2371)           0.2669 ± 0.0445 (0.1010)           0.3481 ± 0.0141 (0.3128)       0.3015
+    800 words     0.3925 ± 0.0179 [0.0359] (0.3766)  0.3910 ± 0.0254 [0.0365] (0.3198)           0.4366 ± 0.0353 (0.3384)           0.3472 ± 0.0221 (0.3072)       0.4177
+    a-words       0.3660 ± 0.0318 [0.0412] (0.3545)  0.3692 ± 0.0421 [0.0474] (0.2404)           0.3799 ± 0.0700 (0.1642)           0.3528 ± 0.0256 (0.2865)       0.3901
+    cross(w, a)                     0.5610 ± 0.0173                    0.6798 ± 0.0062
+
+    Seed 1, reference (package) against ours, across the 8 coefficients: Pearson 0.848, Spearman 0.262; reference / ours: median 2.57
+    Seed 1, reference (reference) against ours, across the 8 coefficients: Pearson 0.972, Spearman 0.595; reference / ours: median 2.18
+    Time per batch: ours 1.22 s (head: 10 L-BFGS iterations; per-sequence Fisher, 8 draws), reference 0.66 s (10 epochs of head fine-tuning; its 2 layouts from one pass)
+    ours, seed 1: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (package), seed 1: rises with the concepts False (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (reference), seed 1: rises with the concepts True (intervals apart: False), with the vocabulary True (intervals apart: False); cross(w, a) above both diversities True
+    reference (wte only), seed 1: rises with the concepts True (intervals apart: False), with the vocabulary True (intervals apart: False)
+    reference (without wte), seed 1: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False)
+    Total 225 s
+
+Seed 2 (``--seed 2 --n-seeds 1``, under a load of 3 to 5)::
+
+    7 corpora of 512 texts of 124 words (topic_concentration=0.1) per seed
+    Seed 2: 898 tokens; probe trained 300 steps of 8 texts on 3584 other texts of the corpora: loss 6.22 -> 3.50 nats (uniform: 6.80) in 25 s
+
+    Diversity coefficient, 12 batches of 8 texts of 124 words per corpus
+      ours: mean distance between batches ± jackknife 95% half-width (per-sequence Fisher, eval mode, 8 label draws per token); (floor)
+      floor: median distance between two rows of one batch under two random states (2 batches)
+    corpus                    ours, seed 2
+    --------------------------------------
+    1 concept     0.1238 ± 0.0322 (0.0344)
+    2 concepts    0.1518 ± 0.0504 (0.0443)
+    4 concepts    0.1674 ± 0.0377 (0.0404)
+    8 concepts    0.1907 ± 0.0398 (0.0575)
+    50 words      0.1830 ± 0.0411 (0.0393)
+    800 words     0.1471 ± 0.0370 (0.0389)
+    a-words       0.1305 ± 0.0295 (0.0493)
+    cross(w, a)   0.4364 ± 0.0236
+
+    Reference estimator (seed 2, the same batches; batch-mean gradient, train mode, head fine-tuned 10 epochs): mean distance ± jackknife 95% half-width [the authors' ± std] (floor)
+      layouts: package = our filters (Conv1D per output unit); reference = the authors' (wte per token, wpe, LayerNorms, Conv1D per input unit); blocks of the authors' layout: its wte coordinates alone, the rest alone
+      ours-vs-ref: median symmetric distance between our row and the package-layout reference row of a batch
+    corpus                                  package                          reference                           wte only                        without wte  ours-vs-ref
+    ---------------------------------------------------------------------------------------------------------------------------------------------------------------------
+    1 concept     0.4457 ± 0.0342 [0.0501] (0.4484)  0.2339 ± 0.0204 [0.0345] (0.2116)           0.1022 ± 0.0167 (0.0926)           0.3052 ± 0.0248 (0.2749)       0.3854
+    2 concepts    0.4249 ± 0.0216 [0.0421] (0.3996)  0.3123 ± 0.0452 [0.0509] (0.2270)           0.2523 ± 0.0769 (0.1232)           0.3394 ± 0.0293 (0.2804)       0.3243
+    4 concepts    0.3967 ± 0.0280 [0.0420] (0.3783)  0.3642 ± 0.0453 [0.0434] (0.2645)           0.3626 ± 0.0785 (0.1511)           0.3510 ± 0.0285 (0.3280)       0.2888
+    8 concepts    0.4016 ± 0.0358 [0.0481] (0.3700)  0.4309 ± 0.0402 [0.0472] (0.2421)           0.4674 ± 0.0625 (0.1538)           0.3798 ± 0.0276 (0.2960)       0.2844
+    50 words      0.4119 ± 0.0287 [0.0364] (0.3484)  0.3701 ± 0.0258 [0.0385] (0.2296)           0.3717 ± 0.0433 (0.1121)           0.3565 ± 0.0191 (0.2969)       0.3482
+    800 words     0.3913 ± 0.0365 [0.0513] (0.3367)  0.4256 ± 0.0323 [0.0452] (0.3444)           0.4836 ± 0.0382 (0.3430)           0.3726 ± 0.0331 (0.3210)       0.3245
+    a-words       0.3913 ± 0.0282 [0.0429] (0.3400)  0.3579 ± 0.0298 [0.0341] (0.2650)           0.3625 ± 0.0480 (0.1854)           0.3444 ± 0.0211 (0.3098)       0.3574
+    cross(w, a)                     0.5380 ± 0.0189                    0.6545 ± 0.0079
+
+    Seed 2, reference (package) against ours, across the 8 coefficients: Pearson 0.873, Spearman 0.333; reference / ours: median 2.52
+    Seed 2, reference (reference) against ours, across the 8 coefficients: Pearson 0.911, Spearman 0.810; reference / ours: median 2.12
+    Time per batch: ours 2.64 s (head: 10 L-BFGS iterations; per-sequence Fisher, 8 draws), reference 4.78 s (10 epochs of head fine-tuning; its 2 layouts from one pass)
+    ours, seed 2: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (package), seed 2: rises with the concepts False (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (reference), seed 2: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False); cross(w, a) above both diversities True
+    reference (wte only), seed 2: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False)
+    reference (without wte), seed 2: rises with the concepts True (intervals apart: False), with the vocabulary False (intervals apart: False)
+    Total 764 s
 """
 
 # sphinx_gallery_thumbnail_path = "images/text_diversity.png"
