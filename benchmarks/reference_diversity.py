@@ -221,8 +221,10 @@ def reference_batch_embedding(
     shifted_labels : bool, default=True
         Score the logits of position ``t`` against the label sampled at ``t + 1``, as the
         authors' code does; False: against a label sampled from their own softmax.
-    filters : {"package", "reference"}, default="package"
-        The embedding's layout (module docstring, :func:`filter_layout`).
+    filters : {"package", "reference"} or sequence of them, default="package"
+        The embedding's layout (module docstring, :func:`filter_layout`). A sequence of
+        layouts returns one embedding per layout, all from the same fine-tuning and Fisher
+        pass (the same squared gradients, reduced each way).
     random_state : int or None, default=None
         Seeds dropout and the sampled labels (torch's global generator, restored after);
         None: torch's global generator as it is.
@@ -234,6 +236,7 @@ def reference_batch_embedding(
     Returns
     -------
     embedding : ndarray of shape (n_filters,), float64
+        A list of them, one per layout, when ``filters`` is a sequence.
     loss : float or None
         Only with ``return_loss=True``.
     """
@@ -241,7 +244,11 @@ def reference_batch_embedding(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if not isinstance(epochs, Integral) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}.")
-    _layout(model, filters)  # refuses a bad layout or model before any work
+    layouts = [filters] if isinstance(filters, str) else list(filters)
+    if not layouts:
+        raise ValueError("filters is an empty sequence: give at least one layout.")
+    for layout in layouts:
+        _layout(model, layout)  # refuses a bad layout or model before any work
     input_ids, attention_mask = _encode(tokenizer, texts, max_length)
     ignore_index = tokenizer.pad_token_id
     device = torch.device(device)
@@ -252,12 +259,16 @@ def reference_batch_embedding(
             probe, chunks, ignore_index, epochs, learning_rate, weight_decay, adam_epsilon, device
         )
         squared = _batch_mean_fisher(probe, chunks, ignore_index, shifted_labels, device)
-    embedding = np.concatenate(
-        [
-            _reduce(squared[id(weight)], reduction).double().cpu().numpy()
-            for _, _, weight, reduction in _layout(probe, filters)
-        ]
-    )
+    embeddings = [
+        np.concatenate(
+            [
+                _reduce(squared[id(weight)], reduction).double().cpu().numpy()
+                for _, _, weight, reduction in _layout(probe, layout)
+            ]
+        )
+        for layout in layouts
+    ]
+    embedding = embeddings[0] if isinstance(filters, str) else embeddings
     return (embedding, loss) if return_loss else embedding
 
 

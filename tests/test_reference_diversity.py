@@ -232,10 +232,30 @@ def test_reference_diversity_on_given_batches(texts, tokenizer):
     assert cross.coefficient == pytest.approx(cross.distances.mean())
 
 
+def test_several_layouts_come_from_one_fisher_pass(texts, tokenizer):
+    """A sequence of layouts gives each layout's embedding of the same squared gradients: the
+    same as one call per layout under the same random state (dropout and labels included)."""
+    model = tiny_gpt2(tokenizer, dropout=0.1)
+    both = reference.reference_batch_embedding(
+        model, tokenizer, texts[:4], epochs=1, filters=("package", "reference"), random_state=3
+    )
+    assert isinstance(both, list) and len(both) == 2
+    for layout, embedding in zip(("package", "reference"), both):
+        alone = reference.reference_batch_embedding(
+            model, tokenizer, texts[:4], epochs=1, filters=layout, random_state=3
+        )
+        np.testing.assert_allclose(embedding, alone, rtol=1e-6)
+    assert len(both[0]) != len(both[1])
+
+
 def test_refusals(texts, tokenizer):
     model = tiny_gpt2(tokenizer)
     with pytest.raises(ValueError, match="filters must be one of"):
         reference.reference_batch_embedding(model, tokenizer, texts[:2], filters="all")
+    with pytest.raises(ValueError, match="filters must be one of"):
+        reference.reference_batch_embedding(model, tokenizer, texts[:2], filters=("package", "all"))
+    with pytest.raises(ValueError, match="empty sequence"):
+        reference.reference_batch_embedding(model, tokenizer, texts[:2], filters=())
     with pytest.raises(TypeError, match="causal language model with an output layer"):
         reference.reference_batch_embedding(model.transformer, tokenizer, texts[:2])
     no_pad = copy.deepcopy(tokenizer)
