@@ -71,7 +71,8 @@ from reference_diversity import filter_layout, reference_batch_embedding, sample
 from sklearn_task2vec.datasets import word_level_tokenizer  # noqa: E402
 from sklearn_task2vec.diversity import coefficient_from_embeddings  # noqa: E402
 
-FLOOR_BATCHES = 2
+#: Batches of each corpus embedded a second time: the noise floor (the example's number).
+FLOOR_BATCHES = example.FLOOR_BATCHES
 
 
 def main(argv=None):
@@ -79,12 +80,39 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1, help="draw of the corpora (default 1)")
     parser.add_argument("--n-batches", type=int, default=8, help="batches per corpus (default 8)")
     parser.add_argument("--repeats", type=int, default=4, help="passes averaged per row (default 4)")
+    parser.add_argument(
+        "--batch-texts",
+        type=int,
+        default=8,
+        help="texts per batch (default 8; the paper's 512), the reference summing one squared gradient "
+        "per mini-batch of 8 of them",
+    )
+    parser.add_argument(
+        "--n-texts",
+        type=int,
+        default=512,
+        help="texts measured per corpus (default 512; as many others train the probe)",
+    )
+    parser.add_argument(
+        "--ours",
+        action="store_true",
+        help="also our diversity_coefficient and its floor, on its batches (disjoint: needs "
+        "n-texts >= n-batches * batch-texts), which the reference then embeds too",
+    )
+    parser.add_argument(
+        "--label-draws", type=int, default=8, help="our Monte Carlo labels per token (default 8)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
+    if args.ours and args.n_texts < args.n_batches * args.batch_texts:
+        parser.error(
+            f"--ours draws disjoint batches: --n-texts {args.n_texts} < --n-batches {args.n_batches} "
+            f"x --batch-texts {args.batch_texts}"
+        )
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    # The example's corpora, tokenizer and probe for this seed (its run_seed, without ours).
-    measured, training = example.make_corpora(512, 124, args.seed)
+    # The example's corpora, tokenizer and probe for this seed (its run_seed).
+    measured, training = example.make_corpora(args.n_texts, 124, args.seed)
     tokenizer = word_level_tokenizer([text for texts in measured.values() for text in texts])
     probe, _ = example.train_probe(
         tokenizer,
@@ -95,21 +123,46 @@ def main(argv=None):
     )
     tokens = filter_layout(probe, "reference")[0][1]
     parts = {"whole layout": slice(None), "wte only": slice(None, tokens), "without wte": slice(tokens, None)}
+    options = example.ours_options(
+        probe,
+        tokenizer,
+        argparse.Namespace(
+            batch_size=args.batch_texts, n_batches=args.n_batches, label_draws=args.label_draws
+        ),
+        args.seed,
+    )
     rng = np.random.default_rng(args.seed)
     print(
-        f"Seed {args.seed}: reference layout, {args.n_batches} batches of 8 texts of 124 words per corpus; "
-        f"coefficient ± jackknife 95% half-width (floor), rows the mean of k passes"
+        f"Seed {args.seed}: reference layout, {args.n_batches} batches of {args.batch_texts} texts of 124 words "
+        f"per corpus of {args.n_texts} ({-(-args.batch_texts // 8)} squared gradient(s) per reference row"
+        + (
+            f"; ours: diversity_coefficient's disjoint batches, {args.label_draws} label draws"
+            if args.ours
+            else "; batches drawn independently"
+        )
+        + f"); coefficient ± jackknife 95% half-width (floor), rows the mean of k passes; floors from "
+        f"{FLOOR_BATCHES} batches",
+        flush=True,
     )
-    header = f"{'corpus':<12} {'k':>2}" + "".join(f" {part:>24}" for part in parts)
+    header = f"{'corpus':<12} {'k':>2}" + "".join(f" {part:>24}" for part in [*parts, *["ours"] * args.ours])
     print(header)
     print("-" * len(header))
+    excess, seconds = {}, {"reference": [], "ours": []}
     for vocab_size in example.VOCABULARIES:
         name = example.vocabulary_corpus(vocab_size)
         texts = measured[name]
-        batches = sample_batches(len(texts), 8, args.n_batches, rng)
-        passes = [
-            np.array(
-                [
+        if args.ours:
+            ours, ours_floor, took = example.ours_diversity(texts, options)
+            seconds["ours"].append(took / args.n_batches)
+            batches = ours.batches
+        else:
+            batches = sample_batches(len(texts), args.batch_texts, args.n_batches, rng)
+        passes = []
+        for index, batch in enumerate(batches):
+            repeats = []
+            for _ in range(2 * args.repeats if index < FLOOR_BATCHES else args.repeats):
+                begun = time.perf_counter()
+                repeats.append(
                     reference_batch_embedding(
                         probe,
                         tokenizer,
@@ -117,21 +170,33 @@ def main(argv=None):
                         filters="reference",
                         random_state=int(rng.integers(2**31 - 1)),
                     )
-                    for _ in range(2 * args.repeats if index < FLOOR_BATCHES else args.repeats)
-                ]
-            )
-            for index, batch in enumerate(batches)
-        ]
+                )
+                seconds["reference"].append(time.perf_counter() - begun)
+            passes.append(np.array(repeats))
         for k in sorted({1, args.repeats}):
             rows = np.array([p[:k].mean(0) for p in passes])
             again = np.array([p[args.repeats : args.repeats + k].mean(0) for p in passes[:FLOOR_BATCHES]])
             line = f"{f'{vocab_size} words':<12} {k:>2}"
+            excess[vocab_size, k] = []
             for part in parts.values():
                 result = coefficient_from_embeddings(rows[:, part])
                 low, high = result.confidence_interval
                 floor = example.median_distance(rows[:FLOOR_BATCHES, part], again[:, part])
                 line += f"  {result.coefficient:.4f} ± {(high - low) / 2:.4f} ({floor:.4f})"
+                excess[vocab_size, k].append(result.coefficient - floor)
+            if args.ours and k == 1:
+                low, high = ours.confidence_interval
+                line += f"  {ours.coefficient:.4f} ± {(high - low) / 2:.4f} ({ours_floor:.4f})"
+                excess[vocab_size, k].append(ours.coefficient - ours_floor)
             print(line, flush=True)
+    print("Excess over the floor (coefficient - floor)")
+    print(header)
+    for (vocab_size, k), values in excess.items():
+        print(f"{f'{vocab_size} words':<12} {k:>2}" + "".join(f" {value:>24.4f}" for value in values))
+    print(
+        f"Time per batch: reference {np.mean(seconds['reference']):.1f} s per pass"
+        + (f", ours {np.mean(seconds['ours']):.1f} s" if args.ours else "")
+    )
     print(f"Total {time.perf_counter() - started:.0f} s")
 
 
