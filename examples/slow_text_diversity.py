@@ -364,15 +364,10 @@ def median_distance(first_rows, second_rows):
     )
 
 
-def ours_diversities(measured, probe, tokenizer, args, seed):
-    """``diversity_coefficient`` of each corpus, the cross-diversity of :data:`CROSS`, the noise
-    floors and the seconds per batch.
-
-    The embedder's ``memory`` is a fresh folder: one ``random_state`` gives a corpus the same
-    batches, and a batch the same row, in every coefficient, so the cross-diversity reuses the
-    rows of the two diversities instead of embedding their batches again.
-    """
-    options = {
+def ours_options(probe, tokenizer, args, seed):
+    """The diversity functions' arguments for our coefficients of one draw of the corpora
+    (``args``: ``batch_size``, ``n_batches``, ``label_draws``)."""
+    return {
         "probe": probe,
         "tokenizer": tokenizer,
         "batch_size": args.batch_size,
@@ -381,24 +376,41 @@ def ours_diversities(measured, probe, tokenizer, args, seed):
         "random_state": seed,
         "device": "cpu",
     }
+
+
+def ours_diversity(texts, options, memory=None):
+    """``diversity_coefficient`` of one corpus (``options`` from :func:`ours_options`) and its
+    noise floor: its first :data:`FLOOR_BATCHES` batches embedded again under another random
+    state, the median distance to their first rows; and the seconds the coefficient took."""
+    started = time.perf_counter()
+    result = diversity_coefficient(texts, memory=memory, **options)
+    seconds = time.perf_counter() - started
+    again = FisherTaskEmbedder(
+        options["probe"],
+        tokenizer=options["tokenizer"],
+        label_draws=options["label_draws"],
+        random_state=options["random_state"] + 1,
+        device=options["device"],
+        head_epochs=HEAD_EPOCHS,
+    ).fit_transform([([texts[i] for i in batch], None) for batch in result.batches[:FLOOR_BATCHES]])
+    return result, median_distance(result.embeddings, again), seconds
+
+
+def ours_diversities(measured, probe, tokenizer, args, seed):
+    """``diversity_coefficient`` of each corpus, the cross-diversity of :data:`CROSS`, the noise
+    floors and the seconds per batch (of the coefficients, without the floors).
+
+    The embedder's ``memory`` is a fresh folder: one ``random_state`` gives a corpus the same
+    batches, and a batch the same row, in every coefficient, so the cross-diversity reuses the
+    rows of the two diversities instead of embedding their batches again.
+    """
+    options = ours_options(probe, tokenizer, args, seed)
     results, floors, seconds, n_rows = {}, {}, 0.0, 0
     with tempfile.TemporaryDirectory() as cache:
         for name, texts in measured.items():
-            started = time.perf_counter()
-            results[name] = diversity_coefficient(texts, memory=cache, **options)
-            seconds += time.perf_counter() - started
+            results[name], floors[name], took = ours_diversity(texts, options, memory=cache)
+            seconds += took
             n_rows += args.n_batches
-            again = FisherTaskEmbedder(
-                probe,
-                tokenizer=tokenizer,
-                label_draws=args.label_draws,
-                random_state=seed + 1,
-                device="cpu",
-                head_epochs=HEAD_EPOCHS,
-            ).fit_transform(
-                [([texts[i] for i in batch], None) for batch in results[name].batches[:FLOOR_BATCHES]]
-            )
-            floors[name] = median_distance(results[name].embeddings, again)
         cross = cross_diversity_coefficient(*(measured[name] for name in CROSS), memory=cache, **options)
     return results, cross, floors, seconds / n_rows
 
