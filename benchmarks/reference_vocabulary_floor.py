@@ -120,7 +120,12 @@ sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import slow_text_diversity as example  # noqa: E402
-from reference_diversity import filter_layout, reference_batch_embedding, sample_batches  # noqa: E402
+from reference_diversity import (  # noqa: E402
+    FINE_TUNING,
+    filter_layout,
+    reference_batch_embedding,
+    sample_batches,
+)
 
 from sklearn_task2vec.datasets import word_level_tokenizer  # noqa: E402
 from sklearn_task2vec.diversity import coefficient_from_embeddings  # noqa: E402
@@ -188,7 +193,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     print(
         f"Seed {args.seed}: reference layout, {args.n_batches} batches of {args.batch_texts} texts of 124 words "
-        f"per corpus of {args.n_texts} ({-(-args.batch_texts // 8)} squared gradient(s) per reference row"
+        f"per corpus of {args.n_texts} ({-(-args.batch_texts // FINE_TUNING['batch_size'])} squared gradient(s) per reference row"
         + (
             f"; ours: diversity_coefficient's disjoint batches, {args.label_draws} label draws"
             if args.ours
@@ -238,7 +243,7 @@ def main(argv=None):
                 floor = example.median_distance(rows[:FLOOR_BATCHES, part], again[:, part])
                 line += f"  {result.coefficient:.4f} ± {(high - low) / 2:.4f} ({floor:.4f})"
                 excess[vocab_size, k].append(result.coefficient - floor)
-            if args.ours and k == 1:
+            if args.ours:  # one coefficient per corpus, whatever k
                 low, high = ours.confidence_interval
                 line += f"  {ours.coefficient:.4f} ± {(high - low) / 2:.4f} ({ours_floor:.4f})"
                 excess[vocab_size, k].append(ours.coefficient - ours_floor)
